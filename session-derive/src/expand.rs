@@ -1,0 +1,244 @@
+//! Token generation: the key consts, the `SessionSchema` impl, the spanned trait assertions and
+//! the dead-code guard.
+
+use crate::ast::{Container, Field};
+use crate::check;
+use crate::ctxt::Ctxt;
+use proc_macro2::{Delimiter, Spacing, TokenStream, TokenTree};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::DeriveInput;
+
+/// `#[derive(SessionSchema)]`: the generated items, followed by every error found.
+///
+/// When there are errors the items are still generated as far as they can be (a struct with a
+/// bad attribute still gets its keys and its impl), so that the user sees our errors rather
+/// than a cascade of "no associated item named `USER_ID`" and "`SessionSchema` is not
+/// implemented" from the code that uses the schema.
+pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
+    let cx = Ctxt::new();
+    let mut cont = Container::from_ast(&cx, input);
+    check::check(&cx, &mut cont);
+    let items = if cont.generics.params.is_empty() {
+        expand(&cont)
+    } else {
+        // Nothing sensible can be generated for a generic struct.
+        TokenStream::new()
+    };
+    let errors = cx.check().err().map(|err| err.to_compile_error());
+    quote! {
+        #items
+        #errors
+    }
+}
+
+fn expand(cont: &Container<'_>) -> TokenStream {
+    let ident = cont.ident;
+    let fields = cont.fields.as_deref().unwrap_or_default();
+
+    let stored_names = fields.iter().map(|field| &field.stored_name);
+    let schema_impl = quote! {
+        #[automatically_derived]
+        impl ::typed_sessions::__private::SessionSchema for #ident {
+            const STORED_NAMES: &'static [&'static str] = &[#(#stored_names),*];
+        }
+    };
+    let Some(fields) = &cont.fields else {
+        // Not a struct with named fields: the impl alone keeps `Session<#ident>` from adding
+        // errors to ours.
+        return schema_impl;
+    };
+
+    let keys = fields.iter().map(|field| key_const(cont, field));
+    let assertions = fields.iter().map(assert_field_type);
+    let dead_code_guard = dead_code_guard(cont, fields);
+
+    quote! {
+        #[automatically_derived]
+        impl #ident {
+            #(#keys)*
+        }
+
+        #schema_impl
+
+        const _: () = {
+            #(#assertions)*
+            #dead_code_guard
+        };
+    }
+}
+
+/// `pub const USER_ID: Key<Values, u64> = Key::__new("user_id");`, with the field's docs.
+fn key_const(cont: &Container<'_>, field: &Field<'_>) -> TokenStream {
+    let Some(const_ident) = &field.const_ident else {
+        return TokenStream::new();
+    };
+    let schema = cont.ident;
+    let vis = cont.vis;
+    let ty = field.ty;
+    let stored_name = &field.stored_name;
+    let docs = &field.docs;
+    let ty_text = render(ty.to_token_stream());
+    let generated = if docs.is_empty() {
+        format!(
+            " Session key `{schema}::{const_ident}`: a `{ty_text}`, stored as `{stored_name:?}`."
+        )
+    } else {
+        format!(" Stored as `{stored_name:?}`; the value is a `{ty_text}`.")
+    };
+    let separator = (!docs.is_empty()).then(|| quote!(#[doc = ""]));
+    quote! {
+        #(#docs)*
+        #separator
+        #[doc = #generated]
+        #vis const #const_ident: ::typed_sessions::__private::Key<#schema, #ty> =
+            ::typed_sessions::__private::Key::__new(#stored_name);
+    }
+}
+
+/// The field type must be storable. Spanned on the user's type, so that the error's caret is
+/// on it.
+fn assert_field_type(field: &Field<'_>) -> TokenStream {
+    let ty = field.ty;
+    quote_spanned! {ty.span()=>
+        ::typed_sessions::__private::assert_serialize::<#ty>();
+        ::typed_sessions::__private::assert_deserialize_owned::<#ty>();
+        ::typed_sessions::__private::assert_send_sync_static::<#ty>();
+    }
+}
+
+/// A schema struct is never built and its fields are never read: it only declares keys. Under
+/// `#![deny(warnings)]` the user's build would fail on "struct is never constructed" / "field
+/// is never read". This function, which nobody calls, builds the struct and reads each field;
+/// `#[allow(dead_code)]` makes it a root of rustc's dead-code analysis, so that both uses
+/// count. (An `#[automatically_derived]` impl would not do: its uses are ignored.)
+fn dead_code_guard(cont: &Container<'_>, fields: &[Field<'_>]) -> TokenStream {
+    let schema = cont.ident;
+    let names: Vec<_> = fields.iter().map(|field| field.ident).collect();
+    let bindings: Vec<_> = (0..fields.len())
+        .map(|i| quote::format_ident!("__field{}", i))
+        .collect();
+    quote! {
+        #[allow(dead_code, clippy::all, clippy::pedantic)]
+        fn __typed_sessions_dead_code_guard(schema: #schema) -> #schema {
+            let #schema { #(#names: #bindings),* } = schema;
+            #schema { #(#names: #bindings),* }
+        }
+    }
+}
+
+/// A type or generics as the user would write it (`Vec<String>`, not `Vec < String >`), for
+/// docs and messages.
+pub(crate) fn render(tokens: TokenStream) -> String {
+    let mut out = String::new();
+    render_into(&mut out, tokens);
+    out
+}
+
+fn render_into(out: &mut String, tokens: TokenStream) {
+    // What was just written, to decide whether a space goes before the next token.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Prev {
+        Start,
+        Ident,
+        Other,
+        /// A punctuation char joined to the next one (`-` of `->`, `'` of `'a`, first `:`).
+        Joint,
+        /// A punctuation char after which nothing is spaced (`<`, `&`, `*`, the end of `::`).
+        Tight,
+        Group,
+    }
+    let mut prev = Prev::Start;
+    for tree in tokens {
+        let tight_before = match &tree {
+            TokenTree::Punct(punct) => {
+                matches!(punct.as_char(), '>' | ',' | ';' | ':' | '.')
+                    || (punct.as_char() == '<' && prev == Prev::Ident)
+            }
+            TokenTree::Group(group) => {
+                group.delimiter() == Delimiter::Parenthesis && prev == Prev::Ident
+            }
+            TokenTree::Ident(_) | TokenTree::Literal(_) => false,
+        };
+        if !matches!(prev, Prev::Start | Prev::Joint | Prev::Tight) && !tight_before {
+            out.push(' ');
+        }
+        prev = match tree {
+            TokenTree::Ident(ident) => {
+                out.push_str(&ident.to_string());
+                Prev::Ident
+            }
+            TokenTree::Literal(lit) => {
+                out.push_str(&lit.to_string());
+                Prev::Other
+            }
+            TokenTree::Punct(punct) => {
+                let ch = punct.as_char();
+                out.push(ch);
+                if punct.spacing() == Spacing::Joint {
+                    Prev::Joint
+                } else if matches!(ch, '<' | '&' | '*' | '#' | '!')
+                    || (ch == ':' && prev == Prev::Joint)
+                {
+                    Prev::Tight
+                } else {
+                    Prev::Other
+                }
+            }
+            TokenTree::Group(group) => {
+                let (open, close) = match group.delimiter() {
+                    Delimiter::Parenthesis => ("(", ")"),
+                    Delimiter::Bracket => ("[", "]"),
+                    Delimiter::Brace => ("{ ", " }"),
+                    Delimiter::None => ("", ""),
+                };
+                out.push_str(open);
+                render_into(out, group.stream());
+                out.push_str(close);
+                Prev::Group
+            }
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::ToTokens;
+
+    fn render(ty: &str) -> String {
+        super::render(syn::parse_str::<syn::Type>(ty).unwrap().to_token_stream())
+    }
+
+    #[test]
+    fn generics_render_as_written() {
+        for generics in [
+            "<T>",
+            "<'a, T: Clone + Send, const N: usize>",
+            "<T: Into<String>>",
+        ] {
+            let parsed: syn::Generics = syn::parse_str(generics).unwrap();
+            assert_eq!(super::render(parsed.to_token_stream()), generics);
+        }
+    }
+
+    #[test]
+    fn types_render_as_written() {
+        for ty in [
+            "u64",
+            "Vec<String>",
+            "Option<Vec<(u8, String)>>",
+            "std::collections::HashMap<String, u32>",
+            "::std::string::String",
+            "[u8; 16]",
+            "&'static str",
+            "Box<dyn Fn() -> u8 + Send>",
+            "<Foo as Trait>::Assoc",
+            "&mut [u8]",
+            "*const u8",
+            "fn(u8) -> Option<u8>",
+            "Vec<Option<Box<dyn std::error::Error + Send + Sync>>>",
+        ] {
+            assert_eq!(render(ty), ty);
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! How sessions expire, and the settings the layer applies to every session.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use cookie::SameSite;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{Clock, SystemClock};
+use crate::cookie::SigningKey;
+use crate::store::SessionStore;
+
+/// How long a session lives without requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expiry {
+    /// Rolling idle timeout: the session ends after this long without a request that loads it.
+    /// The cookie carries a matching `Max-Age`.
+    Idle(#[serde(with = "duration_millis")] Duration),
+    /// The cookie has no `Max-Age`, so the browser drops it when it closes. The server still
+    /// forgets the record after [`BROWSER_SESSION_IDLE`] without a request.
+    BrowserSession,
+}
+
+/// How long the server keeps a [`Expiry::BrowserSession`] record without a request.
+pub const BROWSER_SESSION_IDLE: Duration = Duration::from_secs(24 * 60 * 60);
+
+impl Expiry {
+    /// The idle window the server applies.
+    pub fn idle_window(self) -> Duration {
+        match self {
+            Expiry::Idle(window) => window,
+            Expiry::BrowserSession => BROWSER_SESSION_IDLE,
+        }
+    }
+}
+
+impl Default for Expiry {
+    /// Two weeks of idle time.
+    fn default() -> Self {
+        Expiry::Idle(Duration::from_secs(14 * 24 * 60 * 60))
+    }
+}
+
+mod duration_millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+/// Cookie attributes.
+#[derive(Clone, Debug)]
+pub(crate) struct CookieSettings {
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) secure: bool,
+    pub(crate) http_only: bool,
+    pub(crate) same_site: SameSite,
+    pub(crate) domain: Option<Cow<'static, str>>,
+    pub(crate) path: Cow<'static, str>,
+}
+
+impl Default for CookieSettings {
+    fn default() -> Self {
+        CookieSettings {
+            name: Cow::Borrowed("id"),
+            secure: true,
+            http_only: true,
+            same_site: SameSite::Lax,
+            domain: None,
+            path: Cow::Borrowed("/"),
+        }
+    }
+}
+
+/// Everything the layer knows, shared by all requests.
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) store: Arc<dyn SessionStore>,
+    pub(crate) cookie: CookieSettings,
+    pub(crate) signing_keys: Vec<SigningKey>,
+    pub(crate) expiry: Expiry,
+    pub(crate) max_lifetime: Option<Duration>,
+    /// Fraction of the idle window that must pass before an unchanged request rewrites the expiry.
+    pub(crate) touch_after: f64,
+    pub(crate) store_timeout: Option<Duration>,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl Config {
+    pub(crate) fn new(store: Arc<dyn SessionStore>) -> Self {
+        Config {
+            store,
+            cookie: CookieSettings::default(),
+            signing_keys: Vec::new(),
+            expiry: Expiry::default(),
+            max_lifetime: None,
+            touch_after: 0.5,
+            store_timeout: Some(Duration::from_secs(5)),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    pub(crate) fn now(&self) -> SystemTime {
+        self.clock.now()
+    }
+
+    /// When a session that started at `created_at` and is active at `now` expires.
+    pub(crate) fn expires_at(&self, expiry: Expiry, created_at: SystemTime, now: SystemTime) -> SystemTime {
+        let idle_end = now + expiry.idle_window();
+        match self.max_lifetime {
+            Some(cap) => idle_end.min(created_at + cap),
+            None => idle_end,
+        }
+    }
+
+    /// Whether the absolute lifetime cap has ended a session that started at `created_at`.
+    pub(crate) fn past_max_lifetime(&self, created_at: SystemTime, now: SystemTime) -> bool {
+        self.max_lifetime.is_some_and(|cap| created_at + cap <= now)
+    }
+}

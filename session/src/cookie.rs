@@ -1,0 +1,217 @@
+//! The session cookie: signing with key rotation, reading it from a request, writing `Set-Cookie`.
+
+use std::fmt;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use cookie::Cookie;
+use hmac::{Hmac, Mac};
+use http::header::{HeaderMap, HeaderValue, COOKIE};
+use sha2::Sha256;
+
+use crate::config::CookieSettings;
+use crate::id::{SessionId, ID_LEN};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Base64 length of an HMAC-SHA256 tag.
+const SIGNATURE_LEN: usize = 43;
+
+/// Longest cookie value worth looking at: an id, a dot and a signature.
+const MAX_VALUE_LEN: usize = ID_LEN + 1 + SIGNATURE_LEN;
+
+/// A secret key that signs session cookies (HMAC-SHA256).
+///
+/// Give the layer a list with [`SessionLayer::with_signing_keys`](crate::SessionLayer::with_signing_keys):
+/// the first key signs, every key verifies, so a key can be rotated out without logging anyone
+/// out — put the new key first, keep the old one second until old cookies have expired.
+///
+/// ```
+/// use typed_sessions::SigningKey;
+///
+/// let key = SigningKey::from_bytes(&[7u8; 32]).unwrap();
+/// assert!(SigningKey::from_bytes(b"too short").is_err());
+/// let random = SigningKey::generate();
+/// ```
+#[derive(Clone)]
+pub struct SigningKey {
+    // Keyed once: cloning a keyed HMAC is cheaper than keying it per request.
+    mac: HmacSha256,
+}
+
+/// A signing key shorter than 32 bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a signing key needs at least 32 bytes of secret (got {0}); generate one with `SigningKey::generate()` or `openssl rand -base64 32`")]
+pub struct KeyTooShort(pub usize);
+
+impl SigningKey {
+    /// The shortest secret accepted, in bytes.
+    pub const MIN_LEN: usize = 32;
+
+    /// A key from secret bytes (at least 32).
+    pub fn from_bytes(secret: &[u8]) -> Result<Self, KeyTooShort> {
+        if secret.len() < Self::MIN_LEN {
+            return Err(KeyTooShort(secret.len()));
+        }
+        let mac = HmacSha256::new_from_slice(secret).map_err(|_| KeyTooShort(secret.len()))?;
+        Ok(SigningKey { mac })
+    }
+
+    /// A new random 32-byte key. Cookies it signed stop verifying when the process restarts.
+    ///
+    /// # Panics
+    ///
+    /// If the operating system's random number generator fails.
+    pub fn generate() -> Self {
+        let mut secret = [0u8; 32];
+        getrandom::getrandom(&mut secret).expect("the OS random number generator failed");
+        Self::from_bytes(&secret).expect("32 bytes is long enough")
+    }
+
+    fn tag(&self, cookie_name: &str, id: &str) -> HmacSha256 {
+        let mut mac = self.mac.clone();
+        // The name is signed too, so a value cannot be moved to a cookie of another name.
+        mac.update(cookie_name.as_bytes());
+        mac.update(b"=");
+        mac.update(id.as_bytes());
+        mac
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SigningKey(..)")
+    }
+}
+
+/// The cookie value for `id`: `id.signature` with keys, the bare id without.
+pub(crate) fn encode_value(id: &SessionId, cookie_name: &str, keys: &[SigningKey]) -> String {
+    match keys.first() {
+        None => id.as_str().to_owned(),
+        Some(key) => {
+            let signature = key.tag(cookie_name, id.as_str()).finalize().into_bytes();
+            let mut value = String::with_capacity(MAX_VALUE_LEN);
+            value.push_str(id.as_str());
+            value.push('.');
+            URL_SAFE_NO_PAD.encode_string(signature, &mut value);
+            value
+        }
+    }
+}
+
+/// The id in a cookie value, if it is well formed and (with keys) signed by one of them.
+pub(crate) fn decode_value(value: &str, cookie_name: &str, keys: &[SigningKey]) -> Option<SessionId> {
+    if value.len() > MAX_VALUE_LEN {
+        return None;
+    }
+    if keys.is_empty() {
+        return SessionId::parse(value);
+    }
+    let (id, signature) = value.split_once('.')?;
+    if signature.len() != SIGNATURE_LEN {
+        return None;
+    }
+    let id = SessionId::parse(id)?;
+    let mut tag = [0u8; 33];
+    let tag_len = URL_SAFE_NO_PAD.decode_slice(signature, &mut tag).ok()?;
+    let tag = &tag[..tag_len];
+    // `verify_slice` compares in constant time.
+    keys.iter()
+        .any(|key| key.tag(cookie_name, id.as_str()).verify_slice(tag).is_ok())
+        .then_some(id)
+}
+
+/// The session id the request's cookies carry, if any verifies. Several cookies of our name
+/// (a stale one at another path, say) are each tried.
+pub(crate) fn session_id_from_headers(headers: &HeaderMap, settings: &CookieSettings, keys: &[SigningKey]) -> Option<SessionId> {
+    for header in headers.get_all(COOKIE) {
+        let Ok(header) = header.to_str() else { continue };
+        for cookie in Cookie::split_parse(header).flatten() {
+            if cookie.name() == settings.name {
+                if let Some(id) = decode_value(cookie.value(), &settings.name, keys) {
+                    return Some(id);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// `Set-Cookie` that stores `value`, with `max_age` (`None`: a browser-session cookie).
+pub(crate) fn set_cookie(settings: &CookieSettings, value: String, max_age: Option<Duration>) -> Option<HeaderValue> {
+    let mut cookie = base_cookie(settings, value);
+    if let Some(max_age) = max_age {
+        let seconds = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+        cookie.set_max_age(cookie::time::Duration::seconds(seconds));
+    }
+    HeaderValue::from_str(&cookie.to_string()).ok()
+}
+
+/// `Set-Cookie` that makes the browser drop the session cookie.
+pub(crate) fn removal_cookie(settings: &CookieSettings) -> Option<HeaderValue> {
+    let mut cookie = base_cookie(settings, String::new());
+    cookie.make_removal();
+    HeaderValue::from_str(&cookie.to_string()).ok()
+}
+
+fn base_cookie(settings: &CookieSettings, value: String) -> Cookie<'static> {
+    let mut cookie = Cookie::new(settings.name.clone(), value);
+    cookie.set_http_only(settings.http_only);
+    cookie.set_secure(settings.secure);
+    cookie.set_same_site(settings.same_site);
+    cookie.set_path(settings.path.clone());
+    if let Some(domain) = &settings.domain {
+        cookie.set_domain(domain.clone());
+    }
+    cookie
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(byte: u8) -> SigningKey {
+        SigningKey::from_bytes(&[byte; 32]).unwrap()
+    }
+
+    #[test]
+    fn signed_value_round_trips_and_rotation_verifies_old_keys() {
+        let id = SessionId::random();
+        let old = [key(1)];
+        let value = encode_value(&id, "id", &old);
+        assert_eq!(decode_value(&value, "id", &old), Some(id.clone()));
+
+        let rotated = [key(2), key(1)];
+        assert_eq!(decode_value(&value, "id", &rotated), Some(id.clone()));
+        let retired = [key(2)];
+        assert_eq!(decode_value(&value, "id", &retired), None);
+    }
+
+    #[test]
+    fn tampered_unsigned_and_renamed_values_are_rejected() {
+        let keys = [key(1)];
+        let id = SessionId::random();
+        let value = encode_value(&id, "id", &keys);
+
+        assert_eq!(decode_value(id.as_str(), "id", &keys), None, "unsigned");
+        assert_eq!(decode_value(&value, "other", &keys), None, "moved to another cookie name");
+        let mut tampered = value.clone().into_bytes();
+        tampered[0] = if tampered[0] == b'A' { b'B' } else { b'A' };
+        assert_eq!(decode_value(std::str::from_utf8(&tampered).unwrap(), "id", &keys), None);
+        for bad in ["", ".", "a.b", &format!("{value}x"), &"x".repeat(10_000), "é.é"] {
+            assert_eq!(decode_value(bad, "id", &keys), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn set_cookie_has_secure_defaults() {
+        let header = set_cookie(&CookieSettings::default(), "abc".into(), Some(Duration::from_secs(60))).unwrap();
+        let text = header.to_str().unwrap();
+        for part in ["id=abc", "HttpOnly", "SameSite=Lax", "Secure", "Path=/", "Max-Age=60"] {
+            assert!(text.contains(part), "{text} lacks {part}");
+        }
+        let removal = removal_cookie(&CookieSettings::default()).unwrap();
+        assert!(removal.to_str().unwrap().contains("Max-Age=0"));
+    }
+}

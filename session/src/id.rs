@@ -1,0 +1,153 @@
+//! Session ids (what the cookie carries) and store keys (what the store sees: a hash of the id).
+
+use std::fmt;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+/// Random bytes in an id: 144 bits, more than the 128 OWASP asks for, and a whole number of
+/// base64 characters (24).
+const ID_BYTES: usize = 18;
+
+/// Length of an id's text form.
+pub(crate) const ID_LEN: usize = 24;
+
+/// A session id: 144 random bits from the operating system's CSPRNG, as url-safe base64 text.
+///
+/// The id is the secret a cookie carries. It is never written to a store as is: stores see its
+/// [`StoreKey`].
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SessionId(String);
+
+impl SessionId {
+    /// A new random id.
+    ///
+    /// # Panics
+    ///
+    /// If the operating system's random number generator fails, which leaves no safe way to
+    /// make ids.
+    pub fn random() -> Self {
+        let mut bytes = [0u8; ID_BYTES];
+        getrandom::getrandom(&mut bytes).expect("the OS random number generator failed");
+        SessionId(URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// Parses the text form of an id; `None` unless it has exactly the shape `random` makes.
+    pub fn parse(text: &str) -> Option<Self> {
+        let well_formed = text.len() == ID_LEN
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        well_formed.then(|| SessionId(text.to_owned()))
+    }
+
+    /// The id's text, as sent in the cookie.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The key the store files this session under.
+    pub fn store_key(&self) -> StoreKey {
+        StoreKey(Sha256::digest(self.0.as_bytes()).into())
+    }
+}
+
+impl fmt::Debug for SessionId {
+    // Ids are secrets: debug output and logs show only a prefix.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({}…)", &self.0[..4.min(self.0.len())])
+    }
+}
+
+/// The SHA-256 hash of a [`SessionId`]: the only form of the id a store ever sees.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StoreKey([u8; 32]);
+
+impl StoreKey {
+    /// The key from its 32 raw bytes (stores that keep keys as bytes).
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        StoreKey(bytes)
+    }
+
+    /// The 32 hash bytes.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Lower-case hex, 64 characters: safe in file names, SQL text and Redis keys.
+    pub fn to_hex(&self) -> String {
+        let mut hex = String::with_capacity(64);
+        for byte in self.0 {
+            hex.push(char::from(HEX[usize::from(byte >> 4)]));
+            hex.push(char::from(HEX[usize::from(byte & 0x0f)]));
+        }
+        hex
+    }
+
+    /// Parses [`to_hex`](Self::to_hex)'s output.
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        let hex = hex.as_bytes();
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        for (byte, pair) in bytes.iter_mut().zip(hex.chunks_exact(2)) {
+            *byte = (hex_digit(pair[0])? << 4) | hex_digit(pair[1])?;
+        }
+        Some(StoreKey(bytes))
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+impl fmt::Display for StoreKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for StoreKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StoreKey({})", &self.to_hex()[..12])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_random_and_parse_back() {
+        let a = SessionId::random();
+        let b = SessionId::random();
+        assert_ne!(a, b);
+        assert_eq!(a.as_str().len(), ID_LEN);
+        assert_eq!(SessionId::parse(a.as_str()), Some(a));
+    }
+
+    #[test]
+    fn malformed_ids_are_rejected() {
+        for bad in ["", "short", "aaaaaaaaaaaaaaaaaaaaaaa!", &"a".repeat(25), "ééééééééééééé"] {
+            assert_eq!(SessionId::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn store_key_is_sha256_of_id_and_hex_round_trips() {
+        let id = SessionId::parse("AAAAAAAAAAAAAAAAAAAAAAAA").unwrap();
+        let key = id.store_key();
+        assert_eq!(key.as_bytes(), &<[u8; 32]>::from(Sha256::digest(b"AAAAAAAAAAAAAAAAAAAAAAAA")));
+        assert_eq!(StoreKey::from_hex(&key.to_hex()), Some(key));
+        assert_eq!(StoreKey::from_hex("zz"), None);
+        assert_eq!(StoreKey::from_hex(&"G".repeat(64)), None);
+    }
+}

@@ -1,0 +1,97 @@
+//! Typed keys and the [`SessionSchema`] trait that `#[derive(SessionSchema)]` implements.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+/// A typed session key: the value stored under it has type `T`, and it belongs to schema `S`.
+///
+/// Keys are not built by hand: `#[derive(SessionSchema)]` generates one associated const per
+/// field (`user_id: u64` becomes `Values::USER_ID: Key<Values, u64>`). Because the schema is part
+/// of the type, a key of one schema cannot be used where another is expected — a flash key
+/// cannot be passed to [`Session::get`](crate::Session::get), and a value key cannot be flashed.
+///
+/// ```
+/// use typed_sessions::{Key, SessionSchema};
+///
+/// #[derive(SessionSchema)]
+/// struct Values {
+///     #[session(rename = "uid")]
+///     user_id: u64,
+/// }
+///
+/// let key: Key<Values, u64> = Values::USER_ID;
+/// assert_eq!(key.name(), "uid");
+/// ```
+pub struct Key<S, T> {
+    name: &'static str,
+    // `fn() -> ..` keeps `Key` Send + Sync + Copy whatever `S` and `T` are.
+    schema: PhantomData<fn() -> (S, T)>,
+}
+
+impl<S, T> Key<S, T> {
+    /// Used by the derive; not part of the public API.
+    #[doc(hidden)]
+    pub const fn __new(name: &'static str) -> Self {
+        Key {
+            name,
+            schema: PhantomData,
+        }
+    }
+
+    /// The name the value is stored under (the field name, or its `rename`).
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+impl<S, T> Clone for Key<S, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S, T> Copy for Key<S, T> {}
+
+impl<S, T> PartialEq for Key<S, T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl<S, T> Eq for Key<S, T> {}
+
+impl<S, T> fmt::Debug for Key<S, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Key")
+            .field(&self.name)
+            .field(&std::any::type_name::<T>())
+            .finish()
+    }
+}
+
+/// A declaration of what a session holds: implemented by `#[derive(SessionSchema)]`.
+///
+/// The derive generates a [`Key`] const per field and lists the stored names here. `()` is the
+/// empty schema, used as the default flash schema of [`Session`](crate::Session).
+///
+/// ```
+/// use typed_sessions::SessionSchema;
+///
+/// #[derive(SessionSchema)]
+/// #[session(rename_all = "camelCase")]
+/// struct Cart {
+///     item_ids: Vec<u32>,
+///     coupon_code: Option<String>,
+/// }
+///
+/// assert_eq!(Cart::STORED_NAMES, &["itemIds", "couponCode"]);
+/// assert_eq!(<() as SessionSchema>::STORED_NAMES.len(), 0);
+/// ```
+pub trait SessionSchema: 'static {
+    /// The stored names of every key of this schema, in declaration order.
+    const STORED_NAMES: &'static [&'static str];
+}
+
+impl SessionSchema for () {
+    const STORED_NAMES: &'static [&'static str] = &[];
+}

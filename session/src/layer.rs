@@ -1,0 +1,363 @@
+//! The tower layer that reads the session cookie before the handler and saves the session after it.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use cookie::SameSite;
+use http::header::SET_COOKIE;
+use http::{HeaderValue, Request, Response, StatusCode};
+use parking_lot::Mutex;
+use tokio::sync::OnceCell;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::clock::Clock;
+use crate::config::{Config, Expiry};
+use crate::cookie::{self as session_cookie, SigningKey};
+use crate::id::SessionId;
+use crate::session::{CookiePlan, SessionInner, State, Write};
+use crate::store::{Applied, Created, SessionStore, StoreError};
+
+/// How many random ids `create` tries before giving up. With 144-bit ids a single collision is
+/// already a sign of a broken store or random source.
+const CREATE_ATTEMPTS: usize = 4;
+
+/// Adds sessions to every request of the service it wraps.
+///
+/// ```
+/// use std::time::Duration;
+/// use axum::{routing::get, Router};
+/// use typed_sessions::{Expiry, MemoryStore, SessionLayer, SigningKey};
+///
+/// let app: Router = Router::new()
+///     .route("/", get(|| async { "hello" }))
+///     .layer(
+///         SessionLayer::new(MemoryStore::new())
+///             .with_signing_keys([SigningKey::generate()])
+///             .with_expiry(Expiry::Idle(Duration::from_secs(30 * 60)))
+///             .with_max_lifetime(Duration::from_secs(12 * 3600)),
+///     );
+/// ```
+///
+/// The layer is untyped: any number of [`Session<V, F>`](crate::Session) schemas can read the
+/// one session it manages. The store is read only when a handler extracts a session, at most
+/// once per request, and written after the handler, before the response leaves — only what the
+/// request changed.
+#[derive(Clone)]
+pub struct SessionLayer {
+    config: Arc<Config>,
+    warned_unsigned: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for SessionLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionLayer")
+            .field("cookie", &self.config.cookie)
+            .field("signing_keys", &self.config.signing_keys.len())
+            .field("expiry", &self.config.expiry)
+            .field("max_lifetime", &self.config.max_lifetime)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionLayer {
+    /// A layer keeping sessions in `store` (a store by value, or an `Arc` of one).
+    ///
+    /// Defaults: cookie `id`, `HttpOnly`, `SameSite=Lax`, `Secure`, `Path=/`; unsigned ids (a
+    /// warning is logged: add [`with_signing_keys`](Self::with_signing_keys)); two weeks of idle
+    /// expiry; no lifetime cap; store calls time out after 5 seconds.
+    pub fn new(store: impl SessionStore) -> Self {
+        SessionLayer {
+            config: Arc::new(Config::new(Arc::new(store))),
+            warned_unsigned: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn config_mut(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// The cookie's name (default `id`). Names starting with `__Host-` require `Secure`,
+    /// `Path=/` and no `Domain`; `__Secure-` requires `Secure` — checked when the layer is applied.
+    pub fn with_cookie_name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.config_mut().cookie.name = name.into();
+        self
+    }
+
+    /// Whether the cookie is `Secure` (sent over HTTPS only). Default `true`; turn it off only
+    /// for local development over plain HTTP.
+    pub fn with_secure(mut self, secure: bool) -> Self {
+        self.config_mut().cookie.secure = secure;
+        self
+    }
+
+    /// Whether the cookie is `HttpOnly` (hidden from page scripts). Default `true`.
+    pub fn with_http_only(mut self, http_only: bool) -> Self {
+        self.config_mut().cookie.http_only = http_only;
+        self
+    }
+
+    /// The cookie's `SameSite` attribute. Default `Lax`.
+    pub fn with_same_site(mut self, same_site: SameSite) -> Self {
+        self.config_mut().cookie.same_site = same_site;
+        self
+    }
+
+    /// The cookie's `Domain` attribute. Default: none (the cookie goes to this host only).
+    pub fn with_domain(mut self, domain: impl Into<Cow<'static, str>>) -> Self {
+        self.config_mut().cookie.domain = Some(domain.into());
+        self
+    }
+
+    /// The cookie's `Path` attribute. Default `/`.
+    pub fn with_path(mut self, path: impl Into<Cow<'static, str>>) -> Self {
+        self.config_mut().cookie.path = path.into();
+        self
+    }
+
+    /// Keys that sign the cookie (HMAC-SHA256): the first signs, all verify — rotate by putting
+    /// a new key first and keeping the old one until its cookies have expired.
+    pub fn with_signing_keys(mut self, keys: impl IntoIterator<Item = SigningKey>) -> Self {
+        self.config_mut().signing_keys = keys.into_iter().collect();
+        self
+    }
+
+    /// How sessions expire (default: [`Expiry::Idle`] of two weeks). Sessions can override it
+    /// with [`Session::set_expiry`](crate::Session::set_expiry).
+    pub fn with_expiry(mut self, expiry: Expiry) -> Self {
+        self.config_mut().expiry = expiry;
+        self
+    }
+
+    /// An absolute cap on a session's life, counted from its creation; activity never extends it.
+    pub fn with_max_lifetime(mut self, max_lifetime: Duration) -> Self {
+        self.config_mut().max_lifetime = Some(max_lifetime);
+        self
+    }
+
+    /// Which fraction of the idle window must pass before a request that changed nothing
+    /// rewrites the session's expiry (default `0.5`): `0.0` touches on every request, `1.0` never.
+    pub fn with_touch_after(mut self, fraction: f64) -> Self {
+        self.config_mut().touch_after = if fraction.is_nan() { 0.5 } else { fraction.clamp(0.0, 1.0) };
+        self
+    }
+
+    /// How long one store call may take before the request is answered with 503 (default 5 s);
+    /// `None` waits as long as the store does.
+    pub fn with_store_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.config_mut().store_timeout = timeout.into();
+        self
+    }
+
+    /// Where the layer reads the time from (default: the system clock). For tests:
+    /// [`ManualClock`](crate::clock::ManualClock).
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.config_mut().clock = Arc::new(clock);
+        self
+    }
+
+    fn check(&self) {
+        let cookie = &self.config.cookie;
+        if cookie.name.starts_with("__Host-") {
+            assert!(
+                cookie.secure && cookie.path == "/" && cookie.domain.is_none(),
+                "SessionLayer: a `__Host-` cookie needs `with_secure(true)`, path `/` and no domain; \
+                 remove the prefix or those settings"
+            );
+        }
+        if cookie.name.starts_with("__Secure-") {
+            assert!(cookie.secure, "SessionLayer: a `__Secure-` cookie needs `with_secure(true)`");
+        }
+        assert!(
+            !cookie.name.is_empty() && cookie.name.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)),
+            "SessionLayer: {:?} is not a valid cookie name",
+            cookie.name
+        );
+        if self.config.signing_keys.is_empty() && !self.warned_unsigned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "SessionLayer has no signing keys: session cookies carry bare ids. \
+                 Add `.with_signing_keys([SigningKey::from_bytes(secret)?])` in production"
+            );
+        }
+    }
+}
+
+impl<S> Layer<S> for SessionLayer {
+    type Service = SessionService<S>;
+
+    /// # Panics
+    ///
+    /// If the cookie name is invalid or its `__Host-` / `__Secure-` prefix does not match the
+    /// cookie's settings: a configuration mistake caught when the app is built.
+    fn layer(&self, inner: S) -> Self::Service {
+        self.check();
+        SessionService {
+            inner,
+            config: Arc::clone(&self.config),
+        }
+    }
+}
+
+/// The service [`SessionLayer`] wraps around an app.
+#[derive(Clone)]
+pub struct SessionService<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> std::fmt::Debug for SessionService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionService").finish_non_exhaustive()
+    }
+}
+
+/// The session of one request, before and after it is loaded. Lives in the request's extensions.
+pub(crate) struct RequestSession {
+    config: Arc<Config>,
+    cookie_id: Option<SessionId>,
+    loaded: OnceCell<Arc<SessionInner>>,
+}
+
+impl RequestSession {
+    /// The session, read from the store on the first call of the request.
+    pub(crate) async fn load(&self) -> Result<&Arc<SessionInner>, StoreError> {
+        self.loaded
+            .get_or_try_init(|| async {
+                let config = &self.config;
+                let state = match &self.cookie_id {
+                    None => State::fresh(config.now()),
+                    Some(id) => {
+                        let record = with_timeout(config, config.store.load(&id.store_key())).await?;
+                        let now = config.now();
+                        match record {
+                            Some(record) if !record.is_expired_at(now) && !config.past_max_lifetime(record.created_at, now) => {
+                                State::loaded(id.clone(), record)
+                            }
+                            // An id the store does not know (or has expired) is never adopted.
+                            _ => State::fresh(now),
+                        }
+                    }
+                };
+                Ok(Arc::new(SessionInner {
+                    state: Mutex::new(state),
+                    config: Arc::clone(config),
+                }))
+            })
+            .await
+    }
+}
+
+async fn with_timeout<T>(config: &Config, call: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    match config.store_timeout {
+        None => call.await,
+        Some(limit) => match tokio::time::timeout(limit, call).await {
+            Ok(result) => result,
+            Err(elapsed) => Err(StoreError::unavailable(format!("no answer within {limit:?} ({elapsed})"))),
+        },
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let config = Arc::clone(&self.config);
+        let cookie_id = session_cookie::session_id_from_headers(request.headers(), &config.cookie, &config.signing_keys);
+        let session = Arc::new(RequestSession {
+            config,
+            cookie_id,
+            loaded: OnceCell::new(),
+        });
+        request.extensions_mut().insert(Arc::clone(&session));
+
+        // The clone that was made ready is the one that must be called.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let mut response = inner.call(request).await?;
+            if let Some(loaded) = session.loaded.get() {
+                match save(&session.config, loaded).await {
+                    Ok(Some(set_cookie)) => {
+                        response.headers_mut().append(SET_COOKIE, set_cookie);
+                    }
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::error!(%error, "the session could not be saved; answering 503 instead of the handler's response");
+                        let mut unavailable = Response::new(ResBody::default());
+                        *unavailable.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                        return Ok(unavailable);
+                    }
+                }
+            }
+            Ok(response)
+        })
+    }
+}
+
+/// Writes what the request changed; returns the `Set-Cookie` to send, if any.
+async fn save(config: &Config, session: &SessionInner) -> Result<Option<HeaderValue>, StoreError> {
+    let now = config.now();
+    let plan = session.state.lock().plan(config, now);
+    let store = &config.store;
+
+    let mut cookie = plan.cookie;
+    let mut cookie_id = None;
+    match plan.write {
+        None => {}
+        Some(Write::Create { id, record }) => {
+            let mut candidate = id.unwrap_or_else(SessionId::random);
+            let mut attempts = 1;
+            loop {
+                match with_timeout(config, store.create(&candidate.store_key(), &record)).await? {
+                    Created::Created => break,
+                    Created::Collision if attempts < CREATE_ATTEMPTS => {
+                        tracing::warn!("session id collision; retrying with a new id");
+                        attempts += 1;
+                        candidate = SessionId::random();
+                    }
+                    Created::Collision => {
+                        return Err(StoreError::backend(format!("{CREATE_ATTEMPTS} fresh session ids in a row collided")));
+                    }
+                }
+            }
+            cookie_id = Some(candidate);
+        }
+        Some(Write::Apply { id, changes }) => match with_timeout(config, store.apply(&id.store_key(), &changes)).await? {
+            Applied::Applied => cookie_id = Some(id),
+            Applied::Missing => {
+                // Destroyed (or expired) while this request ran: its changes must not bring it back.
+                tracing::debug!("the session ended while the request ran; its changes were dropped");
+                cookie = CookiePlan::Remove;
+            }
+        },
+    }
+    if let Some(old) = plan.delete {
+        with_timeout(config, store.delete(&old.store_key())).await?;
+    }
+
+    Ok(match (cookie, cookie_id) {
+        (CookiePlan::Set { max_age }, Some(id)) => {
+            let value = session_cookie::encode_value(&id, &config.cookie.name, &config.signing_keys);
+            session_cookie::set_cookie(&config.cookie, value, max_age)
+        }
+        (CookiePlan::Remove, _) => session_cookie::removal_cookie(&config.cookie),
+        _ => None,
+    })
+}

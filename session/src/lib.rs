@@ -1,0 +1,102 @@
+//! HTTP sessions for axum whose keys and value types are checked by the compiler.
+//!
+//! Declare what a session holds as plain structs, take [`Session<Values, Flash>`](Session) as an
+//! extractor, and read and write through the generated keys:
+//!
+//! ```
+//! use axum::{response::Redirect, routing::{get, post}, Router};
+//! use typed_sessions::{MemoryStore, Session, SessionLayer, SessionSchema};
+//!
+//! #[derive(SessionSchema)]
+//! struct Values {
+//!     /// Logged-in user.
+//!     user_id: u64,
+//!     #[session(rename = "cartItems")]
+//!     cart: Vec<String>,
+//! }
+//!
+//! #[derive(SessionSchema)]
+//! struct Flash {
+//!     notice: String,
+//! }
+//!
+//! type AppSession = Session<Values, Flash>;
+//!
+//! async fn login(mut session: AppSession) -> Redirect {
+//!     session.regenerate_id(true); // fixation defence: new id, old record deleted on save
+//!     session.set(Values::USER_ID, 42);
+//!     session.flash(Flash::NOTICE, "Welcome back".into());
+//!     Redirect::to("/")
+//! }
+//!
+//! async fn home(session: AppSession) -> String {
+//!     let notice = session.get_flash(Flash::NOTICE).unwrap_or_default();
+//!     match session.get(Values::USER_ID) {
+//!         Some(user_id) => format!("{notice} user {user_id}"),
+//!         None => "please log in".to_owned(),
+//!     }
+//! }
+//!
+//! let app: Router = Router::new()
+//!     .route("/", get(home))
+//!     .route("/login", post(login))
+//!     .layer(SessionLayer::new(MemoryStore::new()));
+//! ```
+//!
+//! `session.get(Values::USER_IDD)`, `session.set(Values::USER_ID, "x")` and
+//! `session.set(Flash::NOTICE, ..)` do not compile.
+//!
+//! # Semantics in brief
+//!
+//! - **Lazy**: the store is read when a handler first extracts the session, once per request;
+//!   requests that never extract it cost no store call and do not age its flash.
+//! - **Per-key writes**: after the handler, only the keys the request changed are written, as
+//!   one atomic patch the store merges — concurrent requests writing different keys both win.
+//! - **Flash** is shown to the next request that loads the session, then dropped
+//!   ([`keep_flash`](Session::keep_flash), [`reflash`](Session::reflash),
+//!   [`flash_now`](Session::flash_now)).
+//! - **New visitors** get no record and no cookie until something is written.
+//! - **Ids** are 144 random bits; stores only see their SHA-256 ([`store::StoreKey`]); unknown
+//!   ids are never adopted; cookies can be HMAC-signed with key rotation.
+//!
+//! # Cargo features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | *(always)* | [`MemoryStore`], the layer, the extractor, the derive |
+//! | `conformance` | [`store::conformance`]: the store conformance suite |
+//! | `sqlite` | `SqliteStore` (sqlx) |
+//! | `file` | `FileStore`: one file per session |
+//! | `redis` | `RedisStore` (redis-rs) |
+//! | `postgres` | `PostgresStore` (sqlx) |
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+pub mod clock;
+mod config;
+mod cookie;
+mod extract;
+mod id;
+mod key;
+mod layer;
+mod record;
+mod session;
+pub mod store;
+
+pub use crate::config::{Expiry, BROWSER_SESSION_IDLE};
+pub use crate::cookie::{KeyTooShort, SigningKey};
+pub use crate::extract::SessionRejection;
+pub use crate::id::SessionId;
+pub use crate::key::{Key, SessionSchema};
+pub use crate::layer::{SessionLayer, SessionService};
+pub use crate::record::{from_unix_millis, to_unix_millis, Changes, Patch, Record, ValueMap};
+pub use crate::session::Session;
+pub use crate::store::{MemoryStore, SessionStore};
+pub use async_trait::async_trait;
+pub use typed_sessions_derive::SessionSchema;
+
+/// `SameSite` values for [`SessionLayer::with_same_site`].
+pub use ::cookie::SameSite;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;

@@ -1,0 +1,173 @@
+//! The stored form of a session ([`Record`]) and the per-key patch a request produces ([`Changes`]).
+//!
+//! Values are kept as JSON text per key: a request decodes only the keys it reads and encodes
+//! only the keys it writes, and a store can merge a patch key by key without understanding the
+//! values.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Expiry;
+
+/// Stored name → value encoded as JSON text.
+pub type ValueMap = BTreeMap<String, String>;
+
+/// Stored name → `Some(json)` to set, `None` to remove.
+pub type Patch = BTreeMap<String, Option<String>>;
+
+/// Everything a store keeps for one session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Session values, by stored name.
+    pub values: ValueMap,
+    /// Flash values waiting for the next request that loads the session.
+    pub flash: ValueMap,
+    /// When the session started. Survives `regenerate_id`; the absolute lifetime cap counts from it.
+    #[serde(with = "unix_millis_serde")]
+    pub created_at: SystemTime,
+    /// When the store may forget the session.
+    #[serde(with = "unix_millis_serde")]
+    pub expires_at: SystemTime,
+    /// A per-session expiry that overrides the layer's (`Session::set_expiry`, "remember me").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry: Option<Expiry>,
+}
+
+impl Record {
+    /// An empty record created at `now` that expires at `expires_at`.
+    pub fn new(now: SystemTime, expires_at: SystemTime) -> Self {
+        Record {
+            values: ValueMap::new(),
+            flash: ValueMap::new(),
+            created_at: now,
+            expires_at,
+            expiry: None,
+        }
+    }
+
+    /// Whether the record has expired at `now`.
+    pub fn is_expired_at(&self, now: SystemTime) -> bool {
+        self.expires_at <= now
+    }
+
+    /// Applies a change set in place, the way every store must merge it.
+    ///
+    /// Stores that keep records in memory (or read-modify-write them under a lock) call this;
+    /// stores that merge in the database implement the same rules in their query language.
+    pub fn apply(&mut self, changes: &Changes) {
+        merge_patch(&mut self.values, &changes.values);
+        merge_patch(&mut self.flash, &changes.flash);
+        if let Some(expires_at) = changes.expires_at {
+            self.expires_at = expires_at;
+        }
+        if let Some(expiry) = changes.expiry {
+            self.expiry = expiry;
+        }
+    }
+}
+
+fn merge_patch(map: &mut ValueMap, patch: &Patch) {
+    for (name, change) in patch {
+        match change {
+            Some(json) => {
+                map.insert(name.clone(), json.clone());
+            }
+            None => {
+                map.remove(name);
+            }
+        }
+    }
+}
+
+/// What one request changed in an existing session, key by key.
+///
+/// A store applies it atomically and merges it with what is stored: keys not named here are left
+/// alone, so two concurrent requests that write different keys both keep their writes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Values set (`Some`) or removed (`None`).
+    pub values: Patch,
+    /// Flash set (`Some`) or removed (`None`).
+    pub flash: Patch,
+    /// A new expiry time (a write, or an idle-timeout touch).
+    pub expires_at: Option<SystemTime>,
+    /// A new per-session expiry override (`Some(None)` removes it).
+    pub expiry: Option<Option<Expiry>>,
+}
+
+impl Changes {
+    /// Whether applying this would change nothing.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+            && self.flash.is_empty()
+            && self.expires_at.is_none()
+            && self.expiry.is_none()
+    }
+}
+
+/// Milliseconds since the Unix epoch (negative before it), the form stores keep times in.
+pub fn to_unix_millis(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(before.duration().as_millis())
+            .map(|ms| -ms)
+            .unwrap_or(i64::MIN),
+    }
+}
+
+/// The inverse of [`to_unix_millis`].
+pub fn from_unix_millis(millis: i64) -> SystemTime {
+    if millis >= 0 {
+        UNIX_EPOCH + Duration::from_millis(millis.unsigned_abs())
+    } else {
+        UNIX_EPOCH - Duration::from_millis(millis.unsigned_abs())
+    }
+}
+
+mod unix_millis_serde {
+    use std::time::SystemTime;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(super::to_unix_millis(*time))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        i64::deserialize(d).map(super::from_unix_millis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apply_merges_key_by_key() {
+        let now = SystemTime::now();
+        let mut record = Record::new(now, now + Duration::from_secs(60));
+        record.values.insert("a".into(), "1".into());
+        record.values.insert("b".into(), "2".into());
+        record.flash.insert("notice".into(), "\"hi\"".into());
+
+        let mut changes = Changes::default();
+        changes.values.insert("b".into(), None);
+        changes.values.insert("c".into(), Some("3".into()));
+        changes.flash.insert("notice".into(), None);
+        record.apply(&changes);
+
+        assert_eq!(record.values.get("a").map(String::as_str), Some("1"));
+        assert!(!record.values.contains_key("b"));
+        assert_eq!(record.values.get("c").map(String::as_str), Some("3"));
+        assert!(record.flash.is_empty());
+    }
+
+    #[test]
+    fn unix_millis_round_trip() {
+        for millis in [0, 1, -1, 1_700_000_000_123, -86_400_000] {
+            assert_eq!(to_unix_millis(from_unix_millis(millis)), millis);
+        }
+    }
+}

@@ -1,0 +1,575 @@
+//! The session handle a handler works with, and the per-request state behind it.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use parking_lot::Mutex;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::config::{Config, Expiry};
+use crate::id::SessionId;
+use crate::key::{Key, SessionSchema};
+use crate::record::{Changes, Patch, Record, ValueMap};
+
+/// The session of the current request, typed by the schema of its values `V` and of its flash `F`.
+///
+/// Take it as an axum extractor (the [`SessionLayer`](crate::SessionLayer) must be installed).
+/// Keys come from `#[derive(SessionSchema)]`, so a misspelt key, a value of the wrong type, or a
+/// flash key used as a value key is a compile error.
+///
+/// ```
+/// use typed_sessions::{Session, SessionSchema};
+///
+/// #[derive(SessionSchema)]
+/// struct Values {
+///     user_id: u64,
+///     visits: u32,
+/// }
+///
+/// #[derive(SessionSchema)]
+/// struct Flash {
+///     notice: String,
+/// }
+///
+/// async fn handler(mut session: Session<Values, Flash>) -> String {
+///     session.update(Values::VISITS, |visits| *visits += 1);
+///     if session.get(Values::USER_ID).is_none() {
+///         session.flash(Flash::NOTICE, "Please log in".to_owned());
+///     }
+///     format!("visit number {}", session.get(Values::VISITS).unwrap_or(0))
+/// }
+/// ```
+///
+/// Clones share one session; several schemas (`Session<AuthValues>` and `Session<CartValues>`)
+/// extracted in one request share it too. Reads take `&self`, writes `&mut self`. Nothing is
+/// written until the handler has returned: then the layer stores only what changed, key by key.
+pub struct Session<V: SessionSchema, F: SessionSchema = ()> {
+    inner: Arc<SessionInner>,
+    schema: PhantomData<fn() -> (V, F)>,
+}
+
+impl<V: SessionSchema, F: SessionSchema> Clone for Session<V, F> {
+    fn clone(&self) -> Self {
+        Session {
+            inner: Arc::clone(&self.inner),
+            schema: PhantomData,
+        }
+    }
+}
+
+impl<V: SessionSchema, F: SessionSchema> fmt::Debug for Session<V, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.inner.state.lock();
+        f.debug_struct("Session")
+            .field("id", &state.current_id())
+            .field("len", &state.len())
+            .field("dirty", &state.is_dirty())
+            .field("destroyed", &state.destroyed)
+            .finish()
+    }
+}
+
+/// The loaded session of one request, shared by every `Session<_, _>` extracted in it.
+pub(crate) struct SessionInner {
+    pub(crate) state: Mutex<State>,
+    pub(crate) config: Arc<Config>,
+}
+
+impl<V: SessionSchema, F: SessionSchema> Session<V, F> {
+    pub(crate) fn from_inner(inner: Arc<SessionInner>) -> Self {
+        Session {
+            inner,
+            schema: PhantomData,
+        }
+    }
+
+    /// The value under `key`, or `None` if it is absent — or stored in a form that no longer
+    /// decodes as `T` (after a type change, say): that is logged as a warning, never an error.
+    pub fn get<T: DeserializeOwned>(&self, key: Key<V, T>) -> Option<T> {
+        let state = self.inner.state.lock();
+        decode(key.name(), "value", state.value_json(key.name())?)
+    }
+
+    /// Whether a value is stored under `key`.
+    pub fn has<T>(&self, key: Key<V, T>) -> bool {
+        self.inner.state.lock().value_json(key.name()).is_some()
+    }
+
+    /// Stores `value` under `key`.
+    ///
+    /// A value that `serde_json` cannot encode (a map with non-string keys, a `Serialize` impl
+    /// that fails) is not stored; that is logged as an error.
+    pub fn set<T: Serialize>(&mut self, key: Key<V, T>, value: T) {
+        let Some(json) = encode(key.name(), &value) else { return };
+        self.inner.state.lock().set_value(key.name(), json);
+    }
+
+    /// Removes the value under `key`.
+    pub fn unset<T>(&mut self, key: Key<V, T>) {
+        self.inner.state.lock().unset_value(key.name());
+    }
+
+    /// Removes the value under `key` and returns it (Laravel's `pull`).
+    pub fn take<T: DeserializeOwned>(&mut self, key: Key<V, T>) -> Option<T> {
+        let mut state = self.inner.state.lock();
+        let value = state
+            .value_json(key.name())
+            .and_then(|json| decode(key.name(), "value", json));
+        state.unset_value(key.name());
+        value
+    }
+
+    /// Reads the value under `key` (or `T::default()`), lets `change` modify it, stores the
+    /// result: `session.update(Values::VISITS, |n| *n += 1)`.
+    pub fn update<T, R>(&mut self, key: Key<V, T>, change: impl FnOnce(&mut T) -> R) -> R
+    where
+        T: Serialize + DeserializeOwned + Default,
+    {
+        let mut value = self.get(key).unwrap_or_default();
+        let result = change(&mut value);
+        self.set(key, value);
+        result
+    }
+
+    /// Shows `value` under `key` to the next request that loads this session, and then no more.
+    pub fn flash<T: Serialize>(&mut self, key: Key<F, T>, value: T) {
+        let Some(json) = encode(key.name(), &value) else { return };
+        self.inner.state.lock().flash(key.name(), json);
+    }
+
+    /// Shows `value` under `key` to this request only ([`get_flash`](Self::get_flash)); never stored.
+    pub fn flash_now<T: Serialize>(&mut self, key: Key<F, T>, value: T) {
+        let Some(json) = encode(key.name(), &value) else { return };
+        self.inner.state.lock().now_flash.insert(key.name().to_owned(), json);
+    }
+
+    /// The flash under `key` that arrived with this request, or that
+    /// [`flash_now`](Self::flash_now) set. Reading does not consume it: it is gone for the next
+    /// request anyway, unless [kept](Self::keep_flash).
+    pub fn get_flash<T: DeserializeOwned>(&self, key: Key<F, T>) -> Option<T> {
+        let state = self.inner.state.lock();
+        let json = state
+            .now_flash
+            .get(key.name())
+            .or_else(|| state.incoming_flash.get(key.name()))?;
+        decode(key.name(), "flash", json)
+    }
+
+    /// Carries the flash under `key` that arrived with this request over to the next one.
+    pub fn keep_flash<T>(&mut self, key: Key<F, T>) {
+        self.inner.state.lock().kept_flash.insert(key.name().to_owned());
+    }
+
+    /// Carries all flash that arrived with this request over to the next one.
+    pub fn reflash(&mut self) {
+        self.inner.state.lock().reflash = true;
+    }
+
+    /// Gives the session a new id, keeping its data: call it when privileges change (log in) so
+    /// an id planted by an attacker before login is worthless after it. With `delete_old` the
+    /// record under the old id is deleted when the session is saved.
+    pub fn regenerate_id(&mut self, delete_old: bool) {
+        self.inner.state.lock().regenerate_id(delete_old);
+    }
+
+    /// Ends the session: the record is deleted and the cookie expired when the response leaves.
+    /// Writes after this are ignored (and logged).
+    pub fn destroy(&mut self) {
+        self.inner.state.lock().destroy();
+    }
+
+    /// Drops all data and flash and starts over under a new id; the old record is deleted.
+    pub fn invalidate(&mut self) {
+        let now = self.inner.config.now();
+        self.inner.state.lock().invalidate(now);
+    }
+
+    /// Removes all values and flash; the session (and its id) stays.
+    pub fn clear(&mut self) {
+        self.inner.state.lock().clear();
+    }
+
+    /// The session's id: `None` for a new visitor whose session has not been stored yet.
+    /// After [`regenerate_id`](Self::regenerate_id), the new id.
+    pub fn id(&self) -> Option<SessionId> {
+        self.inner.state.lock().current_id().cloned()
+    }
+
+    /// The id whose record will be deleted when the session is saved (after
+    /// `regenerate_id(true)`, `invalidate` or `destroy`).
+    pub fn delete_id(&self) -> Option<SessionId> {
+        self.inner.state.lock().delete_id.clone()
+    }
+
+    /// How many values the session holds (flash not counted).
+    pub fn len(&self) -> usize {
+        self.inner.state.lock().len()
+    }
+
+    /// Whether the session holds no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether this request changed the session (values, flash, id, expiry, or ended it).
+    pub fn is_dirty(&self) -> bool {
+        self.inner.state.lock().is_dirty()
+    }
+
+    /// Whether [`destroy`](Self::destroy) was called.
+    pub fn is_destroyed(&self) -> bool {
+        self.inner.state.lock().destroyed
+    }
+
+    /// The session as it would be stored now (values as JSON text, the flash that arrived with
+    /// this request): for debugging and admin pages, not for normal reads.
+    pub fn data(&self) -> Record {
+        self.inner.state.lock().snapshot()
+    }
+
+    /// Overrides the layer's expiry for this session and keeps the override with it: "remember
+    /// me" is `session.set_expiry(Expiry::Idle(thirty_days))`. `None` goes back to the layer's.
+    pub fn set_expiry(&mut self, expiry: impl Into<Option<Expiry>>) {
+        self.inner.state.lock().set_expiry(expiry.into());
+    }
+
+    /// The expiry that applies to this session: its override, or the layer's.
+    pub fn expiry(&self) -> Expiry {
+        self.inner
+            .state
+            .lock()
+            .expiry_override()
+            .unwrap_or(self.inner.config.expiry)
+    }
+}
+
+fn decode<T: DeserializeOwned>(name: &str, kind: &str, json: &str) -> Option<T> {
+    match serde_json::from_str(json) {
+        Ok(value) => Some(value),
+        Err(error) => {
+            tracing::warn!(key = name, %error, "stored session {kind} does not decode as the type its key declares; treating it as absent");
+            None
+        }
+    }
+}
+
+fn encode<T: Serialize>(name: &str, value: &T) -> Option<String> {
+    match serde_json::to_string(value) {
+        Ok(json) => Some(json),
+        Err(error) => {
+            tracing::error!(key = name, %error, "session value cannot be encoded as JSON; it was not stored");
+            None
+        }
+    }
+}
+
+/// A session as one request sees and changes it.
+#[derive(Debug)]
+pub(crate) struct State {
+    /// The stored session this request loaded, if any.
+    pub(crate) loaded_id: Option<SessionId>,
+    /// Values as loaded.
+    base: ValueMap,
+    /// This request's changes to values.
+    pending: Patch,
+    pub(crate) incoming_flash: ValueMap,
+    outgoing_flash: ValueMap,
+    now_flash: ValueMap,
+    kept_flash: BTreeSet<String>,
+    reflash: bool,
+    pub(crate) created_at: SystemTime,
+    /// Expiry time of the loaded record.
+    pub(crate) stored_expires_at: Option<SystemTime>,
+    stored_expiry: Option<Expiry>,
+    pending_expiry: Option<Option<Expiry>>,
+    /// The id the session moves to on save (`regenerate_id`).
+    new_id: Option<SessionId>,
+    pub(crate) delete_id: Option<SessionId>,
+    pub(crate) destroyed: bool,
+}
+
+impl State {
+    /// A new visitor's session: nothing stored yet.
+    pub(crate) fn fresh(now: SystemTime) -> Self {
+        State {
+            loaded_id: None,
+            base: ValueMap::new(),
+            pending: Patch::new(),
+            incoming_flash: ValueMap::new(),
+            outgoing_flash: ValueMap::new(),
+            now_flash: ValueMap::new(),
+            kept_flash: BTreeSet::new(),
+            reflash: false,
+            created_at: now,
+            stored_expires_at: None,
+            stored_expiry: None,
+            pending_expiry: None,
+            new_id: None,
+            delete_id: None,
+            destroyed: false,
+        }
+    }
+
+    /// A stored session.
+    pub(crate) fn loaded(id: SessionId, record: Record) -> Self {
+        State {
+            loaded_id: Some(id),
+            base: record.values,
+            incoming_flash: record.flash,
+            stored_expires_at: Some(record.expires_at),
+            stored_expiry: record.expiry,
+            ..State::fresh(record.created_at)
+        }
+    }
+
+    fn current_id(&self) -> Option<&SessionId> {
+        self.new_id.as_ref().or(self.loaded_id.as_ref())
+    }
+
+    fn value_json(&self, name: &str) -> Option<&str> {
+        match self.pending.get(name) {
+            Some(change) => change.as_deref(),
+            None => self.base.get(name).map(String::as_str),
+        }
+    }
+
+    fn writable(&self, what: &str) -> bool {
+        if self.destroyed {
+            tracing::warn!("{what} on a destroyed session is ignored");
+        }
+        !self.destroyed
+    }
+
+    fn set_value(&mut self, name: &str, json: String) {
+        if !self.writable("set") {
+            return;
+        }
+        if self.base.get(name) == Some(&json) {
+            // Back to the stored value: nothing to write for this key.
+            self.pending.remove(name);
+        } else {
+            self.pending.insert(name.to_owned(), Some(json));
+        }
+    }
+
+    fn unset_value(&mut self, name: &str) {
+        if !self.writable("unset") {
+            return;
+        }
+        if self.base.contains_key(name) {
+            self.pending.insert(name.to_owned(), None);
+        } else {
+            self.pending.remove(name);
+        }
+    }
+
+    fn flash(&mut self, name: &str, json: String) {
+        if self.writable("flash") {
+            self.outgoing_flash.insert(name.to_owned(), json);
+        }
+    }
+
+    fn regenerate_id(&mut self, delete_old: bool) {
+        if !self.writable("regenerate_id") {
+            return;
+        }
+        // A session that is not stored yet gets a fresh id when it is first saved anyway.
+        if let Some(loaded) = &self.loaded_id {
+            self.new_id = Some(SessionId::random());
+            if delete_old {
+                self.delete_id = Some(loaded.clone());
+            }
+        }
+    }
+
+    fn destroy(&mut self) {
+        self.destroyed = true;
+        self.delete_id = self.loaded_id.clone();
+        self.new_id = None;
+        self.pending.clear();
+        self.outgoing_flash.clear();
+    }
+
+    fn invalidate(&mut self, now: SystemTime) {
+        if !self.writable("invalidate") {
+            return;
+        }
+        let old = self.loaded_id.take();
+        *self = State {
+            delete_id: old.or(self.delete_id.take()),
+            ..State::fresh(now)
+        };
+    }
+
+    fn clear(&mut self) {
+        if !self.writable("clear") {
+            return;
+        }
+        self.pending = self.base.keys().map(|name| (name.clone(), None)).collect();
+        self.outgoing_flash.clear();
+        self.now_flash.clear();
+        self.kept_flash.clear();
+        self.reflash = false;
+        self.incoming_flash.clear();
+    }
+
+    fn set_expiry(&mut self, expiry: Option<Expiry>) {
+        if !self.writable("set_expiry") {
+            return;
+        }
+        self.pending_expiry = (expiry != self.stored_expiry).then_some(expiry);
+    }
+
+    fn expiry_override(&self) -> Option<Expiry> {
+        self.pending_expiry.unwrap_or(self.stored_expiry)
+    }
+
+    fn len(&self) -> usize {
+        let removed = self.pending.iter().filter(|(name, change)| change.is_none() && self.base.contains_key(*name)).count();
+        let added = self.pending.iter().filter(|(name, change)| change.is_some() && !self.base.contains_key(*name)).count();
+        self.base.len() + added - removed
+    }
+
+    fn is_dirty(&self) -> bool {
+        !self.pending.is_empty()
+            || !self.outgoing_flash.is_empty()
+            || self.pending_expiry.is_some()
+            || self.new_id.is_some()
+            || self.delete_id.is_some()
+            || self.destroyed
+    }
+
+    /// Values after this request's changes.
+    fn current_values(&self) -> ValueMap {
+        let mut values = self.base.clone();
+        for (name, change) in &self.pending {
+            match change {
+                Some(json) => values.insert(name.clone(), json.clone()),
+                None => values.remove(name),
+            };
+        }
+        values
+    }
+
+    /// Incoming flash that survives this request (kept), plus new flash.
+    fn next_flash(&self) -> ValueMap {
+        let mut flash: ValueMap = self
+            .incoming_flash
+            .iter()
+            .filter(|(name, _)| self.reflash || self.kept_flash.contains(*name))
+            .map(|(name, json)| (name.clone(), json.clone()))
+            .collect();
+        flash.extend(self.outgoing_flash.iter().map(|(name, json)| (name.clone(), json.clone())));
+        flash
+    }
+
+    fn flash_patch(&self) -> Patch {
+        let mut patch: Patch = self
+            .incoming_flash
+            .keys()
+            .filter(|name| !self.reflash && !self.kept_flash.contains(*name))
+            .map(|name| (name.clone(), None))
+            .collect();
+        patch.extend(self.outgoing_flash.iter().map(|(name, json)| (name.clone(), Some(json.clone()))));
+        patch
+    }
+
+    fn snapshot(&self) -> Record {
+        Record {
+            values: self.current_values(),
+            flash: self.incoming_flash.clone(),
+            created_at: self.created_at,
+            expires_at: self.stored_expires_at.unwrap_or(self.created_at),
+            expiry: self.expiry_override(),
+        }
+    }
+
+    /// What saving this request's session takes: the store writes and the cookie to send.
+    pub(crate) fn plan(&self, config: &Config, now: SystemTime) -> Plan {
+        let delete = self.delete_id.clone();
+        if self.destroyed {
+            return Plan { write: None, delete, cookie: CookiePlan::Remove };
+        }
+        let expiry = self.expiry_override().unwrap_or(config.expiry);
+        let expires_at = config.expires_at(expiry, self.created_at, now);
+        let cookie_max_age = match expiry {
+            Expiry::Idle(_) => Some(expires_at.duration_since(now).unwrap_or(Duration::ZERO)),
+            Expiry::BrowserSession => None,
+        };
+
+        let whole_record = || Record {
+            values: self.current_values(),
+            flash: self.next_flash(),
+            created_at: self.created_at,
+            expires_at,
+            expiry: self.expiry_override(),
+        };
+
+        match (&self.loaded_id, &self.new_id) {
+            // Not stored yet (a new visitor, or after `invalidate`): store it only if it holds something.
+            (None, _) => {
+                let record = whole_record();
+                if record.values.is_empty() && record.flash.is_empty() {
+                    let cookie = if delete.is_some() { CookiePlan::Remove } else { CookiePlan::Keep };
+                    Plan { write: None, delete, cookie }
+                } else {
+                    Plan { write: Some(Write::Create { id: None, record }), delete, cookie: CookiePlan::Set { max_age: cookie_max_age } }
+                }
+            }
+            (Some(_), Some(new_id)) => Plan {
+                write: Some(Write::Create { id: Some(new_id.clone()), record: whole_record() }),
+                delete,
+                cookie: CookiePlan::Set { max_age: cookie_max_age },
+            },
+            (Some(loaded_id), None) => {
+                let mut changes = Changes {
+                    values: self.pending.clone(),
+                    flash: self.flash_patch(),
+                    expires_at: None,
+                    expiry: self.pending_expiry,
+                };
+                let due_for_touch = self.stored_expires_at.is_none_or(|stored| {
+                    let window = expiry.idle_window().as_secs_f64();
+                    let remaining = stored.duration_since(now).unwrap_or(Duration::ZERO).as_secs_f64();
+                    stored != expires_at && window - remaining >= window * config.touch_after
+                });
+                if changes.is_empty() && !due_for_touch {
+                    return Plan { write: None, delete, cookie: CookiePlan::Keep };
+                }
+                changes.expires_at = Some(expires_at);
+                Plan {
+                    write: Some(Write::Apply { id: loaded_id.clone(), changes }),
+                    delete,
+                    cookie: CookiePlan::Set { max_age: cookie_max_age },
+                }
+            }
+        }
+    }
+}
+
+/// The store writes and cookie that end a request.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub(crate) write: Option<Write>,
+    /// Deleted after the write succeeded.
+    pub(crate) delete: Option<SessionId>,
+    pub(crate) cookie: CookiePlan,
+}
+
+#[derive(Debug)]
+pub(crate) enum Write {
+    /// A new record; under `id` if given, else (and after a collision) under a random id.
+    Create { id: Option<SessionId>, record: Record },
+    Apply { id: SessionId, changes: Changes },
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum CookiePlan {
+    Keep,
+    Set { max_age: Option<Duration> },
+    Remove,
+}

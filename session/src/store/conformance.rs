@@ -1,0 +1,320 @@
+//! The store conformance suite: one call checks that a [`SessionStore`] keeps the contract the
+//! session layer relies on. Every store in this crate passes it; run it on yours.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use typed_sessions::store::conformance;
+//! use typed_sessions::MemoryStore;
+//!
+//! conformance::run(&MemoryStore::new()).await;
+//! # }
+//! ```
+//!
+//! Each check uses fresh random keys, so a store that already holds data (a shared test
+//! database) can be checked. A failed check panics with a message that names the rule broken,
+//! which is what a test wants. The checks are also public one by one.
+
+use std::time::{Duration, SystemTime};
+
+use futures_util::future::join_all;
+
+use super::{Applied, Created, SessionStore, StoreKey};
+use crate::config::Expiry;
+use crate::id::SessionId;
+use crate::record::{from_unix_millis, to_unix_millis, Changes, Record};
+
+/// Runs every check, in order.
+pub async fn run<S: SessionStore + ?Sized>(store: &S) {
+    round_trip(store).await;
+    load_of_unknown_key_is_none(store).await;
+    apply_merges_key_by_key(store).await;
+    concurrent_changes_to_different_keys_all_survive(store).await;
+    apply_never_resurrects(store).await;
+    create_reports_collision(store).await;
+    expired_records_are_gone(store).await;
+    delete_removes_and_is_idempotent(store).await;
+    flash_is_separate_from_values(store).await;
+    apply_updates_expiry(store).await;
+    odd_values_survive(store).await;
+}
+
+fn fresh_key() -> StoreKey {
+    SessionId::random().store_key()
+}
+
+/// A time stores can keep exactly: whole milliseconds.
+fn millis_from_now(offset_ms: i64) -> SystemTime {
+    from_unix_millis(to_unix_millis(SystemTime::now()) + offset_ms)
+}
+
+fn live_record() -> Record {
+    let mut record = Record::new(millis_from_now(0), millis_from_now(3_600_000));
+    record.values.insert("user_id".into(), "42".into());
+    record.values.insert("cart".into(), r#"["apple","pear"]"#.into());
+    record.flash.insert("notice".into(), r#""Welcome back""#.into());
+    record
+}
+
+async fn must_load<S: SessionStore + ?Sized>(store: &S, key: &StoreKey, check: &str) -> Record {
+    match store.load(key).await {
+        Ok(Some(record)) => record,
+        Ok(None) => panic!("{check}: the record is missing after it was written"),
+        Err(error) => panic!("{check}: load failed: {error}"),
+    }
+}
+
+async fn must_create<S: SessionStore + ?Sized>(store: &S, key: &StoreKey, record: &Record, check: &str) {
+    match store.create(key, record).await {
+        Ok(Created::Created) => {}
+        Ok(Created::Collision) => panic!("{check}: create of a fresh key reported a collision"),
+        Err(error) => panic!("{check}: create failed: {error}"),
+    }
+}
+
+async fn must_apply<S: SessionStore + ?Sized>(store: &S, key: &StoreKey, changes: &Changes, check: &str) -> Applied {
+    store
+        .apply(key, changes)
+        .await
+        .unwrap_or_else(|error| panic!("{check}: apply failed: {error}"))
+}
+
+fn set(name: &str, json: &str) -> Changes {
+    let mut changes = Changes::default();
+    changes.values.insert(name.into(), Some(json.into()));
+    changes
+}
+
+/// A created record loads back equal: values, flash, times (to the millisecond) and expiry override.
+pub async fn round_trip<S: SessionStore + ?Sized>(store: &S) {
+    let check = "round trip";
+    let key = fresh_key();
+    let mut record = live_record();
+    record.expiry = Some(Expiry::Idle(Duration::from_secs(30 * 24 * 3600)));
+    must_create(store, &key, &record, check).await;
+    let loaded = must_load(store, &key, check).await;
+    assert_same_record(&loaded, &record, check);
+}
+
+/// Stores may re-format JSON (PostgreSQL's `jsonb` does): values are compared as JSON.
+fn same_json_map(a: &crate::record::ValueMap, b: &crate::record::ValueMap) -> bool {
+    let parse = |json: &String| serde_json::from_str::<serde_json::Value>(json).ok();
+    a.len() == b.len()
+        && a.iter().all(|(name, json)| b.get(name).is_some_and(|other| parse(json) == parse(other)))
+}
+
+fn assert_same_record(loaded: &Record, expected: &Record, check: &str) {
+    assert!(same_json_map(&loaded.values, &expected.values), "{check}: values differ: loaded {:?}, expected {:?}", loaded.values, expected.values);
+    assert!(same_json_map(&loaded.flash, &expected.flash), "{check}: flash differs: loaded {:?}, expected {:?}", loaded.flash, expected.flash);
+    assert_eq!(loaded.created_at, expected.created_at, "{check}: created_at differs");
+    assert_eq!(loaded.expires_at, expected.expires_at, "{check}: expires_at differs");
+    assert_eq!(loaded.expiry, expected.expiry, "{check}: the expiry override differs");
+}
+
+/// Loading a key that was never written gives `None`, not an error.
+pub async fn load_of_unknown_key_is_none<S: SessionStore + ?Sized>(store: &S) {
+    let loaded = store.load(&fresh_key()).await;
+    assert!(
+        matches!(loaded, Ok(None)),
+        "load of an unknown key: expected Ok(None), got {loaded:?}"
+    );
+}
+
+/// `apply` sets and removes only the keys it names and leaves the others alone.
+pub async fn apply_merges_key_by_key<S: SessionStore + ?Sized>(store: &S) {
+    let check = "apply merges key by key";
+    let key = fresh_key();
+    must_create(store, &key, &live_record(), check).await;
+
+    let mut changes = set("theme", r#""dark""#);
+    changes.values.insert("cart".into(), None);
+    assert_eq!(must_apply(store, &key, &changes, check).await, Applied::Applied, "{check}: apply on a live record must say Applied");
+
+    let loaded = must_load(store, &key, check).await;
+    assert_eq!(loaded.values.get("user_id").map(String::as_str), Some("42"), "{check}: a key the change did not name was lost");
+    assert_eq!(loaded.values.get("theme").map(String::as_str), Some(r#""dark""#), "{check}: the key the change set is missing");
+    assert!(!loaded.values.contains_key("cart"), "{check}: the key the change removed is still there");
+    assert_eq!(loaded.flash.get("notice").map(String::as_str), Some(r#""Welcome back""#), "{check}: flash changed although the change did not name it");
+}
+
+/// Many change sets applied at once to one record, each on its own key, all survive.
+pub async fn concurrent_changes_to_different_keys_all_survive<S: SessionStore + ?Sized>(store: &S) {
+    let check = "concurrent changes to different keys";
+    let key = fresh_key();
+    must_create(store, &key, &live_record(), check).await;
+
+    let writers = 16;
+    let change_sets: Vec<Changes> = (0..writers).map(|i| set(&format!("key{i}"), &i.to_string())).collect();
+    let results = join_all(change_sets.iter().map(|changes| store.apply(&key, changes))).await;
+    for result in results {
+        match result {
+            Ok(Applied::Applied) => {}
+            other => panic!("{check}: a concurrent apply on a live record returned {other:?}"),
+        }
+    }
+
+    let loaded = must_load(store, &key, check).await;
+    for i in 0..writers {
+        assert_eq!(
+            loaded.values.get(&format!("key{i}")),
+            Some(&i.to_string()),
+            "{check}: the write of key{i} was lost: a concurrent change overwrote it"
+        );
+    }
+    assert_eq!(loaded.values.get("user_id").map(String::as_str), Some("42"), "{check}: a key no writer named was lost");
+}
+
+/// `apply` after `delete` writes nothing and says `Missing`: a slow request never undoes a logout.
+pub async fn apply_never_resurrects<S: SessionStore + ?Sized>(store: &S) {
+    let check = "apply never resurrects";
+    let key = fresh_key();
+    must_create(store, &key, &live_record(), check).await;
+    store.delete(&key).await.unwrap_or_else(|error| panic!("{check}: delete failed: {error}"));
+
+    let mut changes = set("user_id", "7");
+    changes.expires_at = Some(millis_from_now(3_600_000));
+    assert_eq!(must_apply(store, &key, &changes, check).await, Applied::Missing, "{check}: apply on a deleted record must say Missing");
+    let loaded = store.load(&key).await;
+    assert!(matches!(loaded, Ok(None)), "{check}: apply brought a deleted record back: {loaded:?}");
+
+    let never_created = fresh_key();
+    assert_eq!(must_apply(store, &never_created, &changes, check).await, Applied::Missing, "{check}: apply on a key never created must say Missing");
+    assert!(matches!(store.load(&never_created).await, Ok(None)), "{check}: apply created a record");
+}
+
+/// `create` on a key with a live record leaves it untouched and says `Collision`.
+pub async fn create_reports_collision<S: SessionStore + ?Sized>(store: &S) {
+    let check = "create reports collision";
+    let key = fresh_key();
+    let original = live_record();
+    must_create(store, &key, &original, check).await;
+
+    let mut intruder = live_record();
+    intruder.values.insert("user_id".into(), "666".into());
+    let second = store.create(&key, &intruder).await;
+    assert!(matches!(second, Ok(Created::Collision)), "{check}: second create of one key returned {second:?}");
+    let loaded = must_load(store, &key, check).await;
+    assert_eq!(loaded.values.get("user_id").map(String::as_str), Some("42"), "{check}: a colliding create overwrote the live record");
+}
+
+/// Expired records are never loaded, never patched, do not block `create`, and `delete_expired`
+/// leaves live ones alone.
+pub async fn expired_records_are_gone<S: SessionStore + ?Sized>(store: &S) {
+    let check = "expired records are gone";
+    let expired_key = fresh_key();
+    let mut expired = live_record();
+    expired.created_at = millis_from_now(-7_200_000);
+    expired.expires_at = millis_from_now(-1_000);
+    // A store may refuse to keep an already expired record (Redis deletes it at once): both fine.
+    store.create(&expired_key, &expired).await.unwrap_or_else(|error| panic!("{check}: create failed: {error}"));
+
+    let loaded = store.load(&expired_key).await;
+    assert!(matches!(loaded, Ok(None)), "{check}: load returned an expired record: {loaded:?}");
+    assert_eq!(must_apply(store, &expired_key, &set("user_id", "1"), check).await, Applied::Missing, "{check}: apply patched an expired record");
+
+    let live_key = fresh_key();
+    must_create(store, &live_key, &live_record(), check).await;
+    store.delete_expired().await.unwrap_or_else(|error| panic!("{check}: delete_expired failed: {error}"));
+    must_load(store, &live_key, check).await;
+    assert!(matches!(store.load(&expired_key).await, Ok(None)), "{check}: expired record visible after delete_expired");
+
+    let fresh = live_record();
+    let recreated = store.create(&expired_key, &fresh).await;
+    assert!(matches!(recreated, Ok(Created::Created)), "{check}: an expired record blocked create: {recreated:?}");
+    assert_eq!(must_load(store, &expired_key, check).await, fresh, "{check}: create over an expired record kept old data");
+}
+
+/// `delete` removes the record; deleting again, or deleting an unknown key, is not an error.
+pub async fn delete_removes_and_is_idempotent<S: SessionStore + ?Sized>(store: &S) {
+    let check = "delete";
+    let key = fresh_key();
+    must_create(store, &key, &live_record(), check).await;
+    for _ in 0..2 {
+        store.delete(&key).await.unwrap_or_else(|error| panic!("{check}: delete failed: {error}"));
+        assert!(matches!(store.load(&key).await, Ok(None)), "{check}: record still there after delete");
+    }
+    store.delete(&fresh_key()).await.unwrap_or_else(|error| panic!("{check}: delete of an unknown key failed: {error}"));
+}
+
+/// A flash and a value with the same name are different entries.
+pub async fn flash_is_separate_from_values<S: SessionStore + ?Sized>(store: &S) {
+    let check = "flash is separate from values";
+    let key = fresh_key();
+    let mut record = live_record();
+    record.values.insert("notice".into(), r#""a value""#.into());
+    must_create(store, &key, &record, check).await;
+
+    let mut changes = Changes::default();
+    changes.flash.insert("notice".into(), None);
+    changes.flash.insert("alert".into(), Some(r#""careful""#.into()));
+    must_apply(store, &key, &changes, check).await;
+
+    let loaded = must_load(store, &key, check).await;
+    assert_eq!(loaded.values.get("notice").map(String::as_str), Some(r#""a value""#), "{check}: removing a flash removed the value of the same name");
+    assert!(!loaded.flash.contains_key("notice"), "{check}: the removed flash is still there");
+    assert_eq!(loaded.flash.get("alert").map(String::as_str), Some(r#""careful""#), "{check}: the set flash is missing");
+    assert!(!loaded.values.contains_key("alert"), "{check}: a flash was stored as a value");
+}
+
+/// `apply` with a new expiry time or override stores them, and the record stays live.
+pub async fn apply_updates_expiry<S: SessionStore + ?Sized>(store: &S) {
+    let check = "apply updates expiry";
+    let key = fresh_key();
+    let record = live_record();
+    must_create(store, &key, &record, check).await;
+
+    let later = millis_from_now(7_200_000);
+    let remember_me = Expiry::Idle(Duration::from_secs(90 * 24 * 3600));
+    let changes = Changes {
+        expires_at: Some(later),
+        expiry: Some(Some(remember_me)),
+        ..Changes::default()
+    };
+    must_apply(store, &key, &changes, check).await;
+    let loaded = must_load(store, &key, check).await;
+    assert_eq!(loaded.expires_at, later, "{check}: the new expiry time was not stored");
+    assert_eq!(loaded.expiry, Some(remember_me), "{check}: the expiry override was not stored");
+    assert_eq!(loaded.created_at, record.created_at, "{check}: apply changed created_at");
+
+    let touch_only = Changes { expires_at: Some(millis_from_now(10_800_000)), ..Changes::default() };
+    must_apply(store, &key, &touch_only, check).await;
+    let touched = must_load(store, &key, check).await;
+    assert!(same_json_map(&touched.values, &record.values), "{check}: an expiry touch changed values");
+
+    let cleared = Changes { expiry: Some(None), ..Changes::default() };
+    must_apply(store, &key, &cleared, check).await;
+    assert_eq!(must_load(store, &key, check).await.expiry, None, "{check}: the expiry override was not removed");
+}
+
+/// Unicode, quotes, odd key names, empty containers and large values survive unchanged.
+pub async fn odd_values_survive<S: SessionStore + ?Sized>(store: &S) {
+    let check = "odd values survive";
+    let key = fresh_key();
+    let mut record = live_record();
+    let odd: Vec<(String, String)> = vec![
+        ("emoji 🍪".into(), r#""héllo \"wörld\" 🍪\n""#.into()),
+        ("dotted.key/with'quote".into(), "null".into()),
+        ("empty".into(), "{}".into()),
+        ("big".into(), format!("\"{}\"", "x".repeat(64 * 1024))),
+        ("number".into(), "-1.5e300".into()),
+        ("nested".into(), r#"{"a":[1,{"b":null}],"c":"$1"}"#.into()),
+    ];
+    record.values.extend(odd.iter().cloned());
+    must_create(store, &key, &record, check).await;
+    let loaded = must_load(store, &key, check).await;
+    for (name, json) in &odd {
+        let got = loaded.values.get(name).unwrap_or_else(|| panic!("{check}: key {name:?} is missing"));
+        let same = serde_json::from_str::<serde_json::Value>(got).ok() == serde_json::from_str::<serde_json::Value>(json).ok();
+        assert!(same, "{check}: value of {name:?} changed: stored {json:?}, loaded {got:?}");
+    }
+
+    let mut changes = Changes::default();
+    for (name, _) in &odd {
+        changes.values.insert(name.clone(), None);
+    }
+    must_apply(store, &key, &changes, check).await;
+    let loaded = must_load(store, &key, check).await;
+    for (name, _) in &odd {
+        assert!(!loaded.values.contains_key(name), "{check}: key {name:?} survived its removal");
+    }
+}
