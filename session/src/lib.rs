@@ -91,6 +91,14 @@ pub use crate::layer::{SessionLayer, SessionService};
 pub use crate::record::{from_unix_millis, to_unix_millis, Changes, Patch, Record, ValueMap};
 pub use crate::session::Session;
 pub use crate::store::{MemoryStore, SessionStore};
+#[cfg(feature = "file")]
+pub use crate::store::FileStore;
+#[cfg(feature = "postgres")]
+pub use crate::store::PostgresStore;
+#[cfg(feature = "redis")]
+pub use crate::store::RedisStore;
+#[cfg(feature = "sqlite")]
+pub use crate::store::SqliteStore;
 pub use async_trait::async_trait;
 pub use typed_sessions_derive::SessionSchema;
 
