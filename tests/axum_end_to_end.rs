@@ -1,1 +1,681 @@
+//! The session handle's semantics, driven through a real axum `Router` with `oneshot`, cookies
+//! carried between requests like a browser does.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::Query;
+use axum::http::{header, Request, StatusCode};
+use axum::routing::get;
+use axum::Router;
+use http_body_util::BodyExt;
+use parking_lot::Mutex;
+use serde::Deserialize;
+use tower::ServiceExt;
+use typed_sessions::store::{Applied, Created, SessionStore, StoreError, StoreKey};
+use typed_sessions::{Changes, MemoryStore, Record, Session, SessionLayer, SessionSchema, SigningKey};
+
+#[derive(SessionSchema)]
+struct Values {
+    user_id: u64,
+    name: String,
+    visits: u32,
+    #[session(rename = "cartItems")]
+    cart: Vec<String>,
+}
+
+#[derive(SessionSchema)]
+struct Flash {
+    notice: String,
+    alert: String,
+}
+
+/// A second schema over the same session, as a separate module of an app would declare it.
+#[derive(SessionSchema)]
+struct Other {
+    /// Same stored name as `Values::name`, another type: reading it must not panic.
+    #[session(rename = "name")]
+    name_as_number: u64,
+    theme: String,
+}
+
+type AppSession = Session<Values, Flash>;
+
+/// Counts calls and remembers the last patch, around a `MemoryStore`.
+#[derive(Default)]
+struct CountingStore {
+    inner: MemoryStore,
+    loads: AtomicUsize,
+    creates: AtomicUsize,
+    applies: AtomicUsize,
+    deletes: AtomicUsize,
+    last_changes: Mutex<Option<Changes>>,
+}
+
+impl CountingStore {
+    fn counts(&self) -> [usize; 4] {
+        [&self.loads, &self.creates, &self.applies, &self.deletes].map(|n| n.load(Ordering::SeqCst))
+    }
+}
+
+#[typed_sessions::async_trait]
+impl SessionStore for CountingStore {
+    async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        self.inner.load(key).await
+    }
+    async fn create(&self, key: &StoreKey, record: &Record) -> Result<Created, StoreError> {
+        self.creates.fetch_add(1, Ordering::SeqCst);
+        self.inner.create(key, record).await
+    }
+    async fn apply(&self, key: &StoreKey, changes: &Changes) -> Result<Applied, StoreError> {
+        self.applies.fetch_add(1, Ordering::SeqCst);
+        *self.last_changes.lock() = Some(changes.clone());
+        self.inner.apply(key, changes).await
+    }
+    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+        self.deletes.fetch_add(1, Ordering::SeqCst);
+        self.inner.delete(key).await
+    }
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        self.inner.delete_expired().await
+    }
+}
+
+/// A store that is down.
+struct DownStore;
+
+#[typed_sessions::async_trait]
+impl SessionStore for DownStore {
+    async fn load(&self, _: &StoreKey) -> Result<Option<Record>, StoreError> {
+        Err(StoreError::unavailable("connection refused"))
+    }
+    async fn create(&self, _: &StoreKey, _: &Record) -> Result<Created, StoreError> {
+        Err(StoreError::unavailable("connection refused"))
+    }
+    async fn apply(&self, _: &StoreKey, _: &Changes) -> Result<Applied, StoreError> {
+        Err(StoreError::unavailable("connection refused"))
+    }
+    async fn delete(&self, _: &StoreKey) -> Result<(), StoreError> {
+        Err(StoreError::unavailable("connection refused"))
+    }
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        Err(StoreError::unavailable("connection refused"))
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    body: String,
+    set_cookie: Vec<String>,
+}
+
+impl Reply {
+    /// The `Set-Cookie` of the session cookie `id`, if any.
+    fn session_cookie(&self) -> Option<cookie::Cookie<'static>> {
+        self.set_cookie
+            .iter()
+            .filter_map(|text| cookie::Cookie::parse(text.clone()).ok())
+            .find(|c| c.name() == "id")
+    }
+}
+
+/// A browser: sends requests to the app and keeps the session cookie it is given.
+struct Browser {
+    app: Router,
+    cookie: Option<String>,
+}
+
+impl Browser {
+    fn new(app: Router) -> Self {
+        Browser { app, cookie: None }
+    }
+
+    async fn get(&mut self, path: &str) -> Reply {
+        let reply = send(&self.app, path, self.cookie.as_deref()).await;
+        if let Some(c) = reply.session_cookie() {
+            let removed = c.max_age() == Some(cookie::time::Duration::ZERO);
+            self.cookie = (!removed).then(|| format!("id={}", c.value()));
+        }
+        reply
+    }
+}
+
+async fn send(app: &Router, path: &str, cookie: Option<&str>) -> Reply {
+    let mut request = Request::get(path);
+    if let Some(cookie) = cookie {
+        request = request.header(header::COOKIE, cookie);
+    }
+    let response = app.clone().oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+    let status = response.status();
+    let set_cookie = response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    let body = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    Reply { status, body, set_cookie }
+}
+
+#[derive(Deserialize)]
+struct Param {
+    v: Option<String>,
+}
+
+/// Routes that each exercise one operation; the body reports what the handler saw.
+fn routes() -> Router {
+    Router::new()
+        .route("/login", get(|mut s: AppSession| async move {
+            s.set(Values::USER_ID, 42);
+            s.set(Values::NAME, "ada".to_owned());
+            "ok"
+        }))
+        .route("/whoami", get(|s: AppSession| async move {
+            format!("{:?} {:?}", s.get(Values::USER_ID), s.get(Values::NAME))
+        }))
+        .route("/read-only", get(|s: AppSession| async move { format!("{}", s.len()) }))
+        .route("/no-session", get(|| async { "no session here" }))
+        .route("/count", get(|mut s: AppSession| async move {
+            s.update(Values::VISITS, |v| {
+                *v += 1;
+                *v
+            })
+            .to_string()
+        }))
+        .route("/flash", get(|mut s: AppSession, Query(p): Query<Param>| async move {
+            s.flash(Flash::NOTICE, p.v.unwrap_or_else(|| "hello".into()));
+            "flashed"
+        }))
+        .route("/flash-both", get(|mut s: AppSession| async move {
+            s.flash(Flash::NOTICE, "n".into());
+            s.flash(Flash::ALERT, "a".into());
+            "flashed"
+        }))
+        .route("/show-flash", get(|s: AppSession| async move {
+            format!("{:?} {:?}", s.get_flash(Flash::NOTICE), s.get_flash(Flash::ALERT))
+        }))
+        .route("/keep-notice", get(|mut s: AppSession| async move {
+            s.keep_flash(Flash::NOTICE);
+            format!("{:?} {:?}", s.get_flash(Flash::NOTICE), s.get_flash(Flash::ALERT))
+        }))
+        .route("/reflash", get(|mut s: AppSession| async move {
+            s.reflash();
+            format!("{:?} {:?}", s.get_flash(Flash::NOTICE), s.get_flash(Flash::ALERT))
+        }))
+        .route("/flash-now", get(|mut s: AppSession| async move {
+            s.flash_now(Flash::ALERT, "right now".into());
+            format!("{:?}", s.get_flash(Flash::ALERT))
+        }))
+        .route("/regenerate", get(|mut s: AppSession, Query(p): Query<Param>| async move {
+            let delete_old = p.v.as_deref() == Some("delete");
+            let old = s.id();
+            s.regenerate_id(delete_old);
+            assert_ne!(s.id(), old);
+            assert_eq!(s.delete_id().is_some(), delete_old);
+            "regenerated"
+        }))
+        .route("/destroy", get(|mut s: AppSession| async move {
+            s.destroy();
+            s.set(Values::USER_ID, 7); // ignored: the session is over
+            format!("{} {:?}", s.is_destroyed(), s.get(Values::USER_ID))
+        }))
+        .route("/invalidate", get(|mut s: AppSession| async move {
+            let old = s.id();
+            s.invalidate();
+            assert_eq!(s.delete_id(), old);
+            assert_eq!(s.id(), None, "an invalidated session has no id until it is stored again");
+            s.set(Values::VISITS, 1);
+            format!("{}", s.len())
+        }))
+        .route("/take", get(|mut s: AppSession| async move {
+            format!("{:?} {:?}", s.take(Values::NAME), s.has(Values::NAME))
+        }))
+        .route("/unset", get(|mut s: AppSession| async move {
+            s.unset(Values::USER_ID);
+            format!("{} {}", s.has(Values::USER_ID), s.len())
+        }))
+        .route("/clear", get(|mut s: AppSession| async move {
+            s.clear();
+            format!("{} {} {:?}", s.is_empty(), s.len(), s.get_flash(Flash::NOTICE))
+        }))
+        .route("/set-same", get(|mut s: AppSession| async move {
+            s.set(Values::USER_ID, 42);
+            format!("{}", s.is_dirty())
+        }))
+        .route("/cart", get(|mut s: AppSession| async move {
+            s.update(Values::CART, |cart| cart.push("apple".into()));
+            s.data().values.get("cartItems").cloned().unwrap_or_default()
+        }))
+        .route("/other", get(|mut s: Session<Other>, v: AppSession| async move {
+            s.set(Other::THEME, "dark".into());
+            format!("{:?} {:?}", s.get(Other::NAME_AS_NUMBER), v.get(Values::NAME))
+        }))
+        .route("/theme", get(|s: Session<Other>| async move { format!("{:?}", s.get(Other::THEME)) }))
+        .route("/maybe", get(|s: Option<AppSession>| async move {
+            match s {
+                Some(s) => format!("some {:?}", s.get(Values::USER_ID)),
+                None => "none".to_owned(),
+            }
+        }))
+}
+
+fn app_on(store: Arc<CountingStore>) -> Router {
+    routes().layer(SessionLayer::new(store))
+}
+
+#[tokio::test]
+async fn new_visitor_that_writes_nothing_gets_no_cookie_and_no_record() {
+    let store = Arc::new(CountingStore::default());
+    let mut browser = Browser::new(app_on(store.clone()));
+    let reply = browser.get("/whoami").await;
+    assert_eq!(reply.body, "None None");
+    assert!(reply.set_cookie.is_empty(), "{:?}", reply.set_cookie);
+    assert_eq!(store.counts(), [0, 0, 0, 0], "a visitor without a cookie needs no store call at all");
+    assert!(store.inner.is_empty());
+}
+
+#[tokio::test]
+async fn values_survive_between_requests_with_secure_cookie_defaults() {
+    let store = Arc::new(CountingStore::default());
+    let mut browser = Browser::new(app_on(store.clone()));
+    let login = browser.get("/login").await;
+    let cookie = login.session_cookie().expect("login sets the session cookie");
+    assert_eq!(cookie.http_only(), Some(true));
+    assert_eq!(cookie.secure(), Some(true));
+    assert_eq!(cookie.same_site(), Some(cookie::SameSite::Lax));
+    assert_eq!(cookie.path(), Some("/"));
+    assert!(cookie.max_age().is_some());
+
+    assert_eq!(browser.get("/whoami").await.body, r#"Some(42) Some("ada")"#);
+    assert_eq!(store.inner.len(), 1);
+}
+
+#[tokio::test]
+async fn a_route_that_does_not_extract_the_session_never_touches_the_store() {
+    let store = Arc::new(CountingStore::default());
+    let mut browser = Browser::new(app_on(store.clone()));
+    browser.get("/login").await;
+    let before = store.counts();
+    let reply = browser.get("/no-session").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.set_cookie.is_empty());
+    assert_eq!(store.counts(), before);
+}
+
+#[tokio::test]
+async fn store_is_read_once_per_request_and_schemas_share_the_session() {
+    let store = Arc::new(CountingStore::default());
+    let mut browser = Browser::new(app_on(store.clone()));
+    browser.get("/login").await;
+    let loads = store.loads.load(Ordering::SeqCst);
+    // `/other` extracts two schemas; the stored `name` is a string, which `Other` reads as u64.
+    assert_eq!(browser.get("/other").await.body, r#"None Some("ada")"#);
+    assert_eq!(store.loads.load(Ordering::SeqCst), loads + 1);
+    assert_eq!(browser.get("/theme").await.body, r#"Some("dark")"#);
+    assert_eq!(browser.get("/whoami").await.body, r#"Some(42) Some("ada")"#, "the other schema's write kept ours");
+}
+
+#[tokio::test]
+async fn only_changed_keys_are_written_and_unchanged_requests_write_nothing() {
+    let store = Arc::new(CountingStore::default());
+    let mut browser = Browser::new(app_on(store.clone()));
+    browser.get("/login").await;
+    assert_eq!(browser.get("/count").await.body, "1");
+    let changes = store.last_changes.lock().clone().unwrap();
+    assert_eq!(changes.values.keys().collect::<Vec<_>>(), ["visits"]);
+    assert_eq!(changes.values["visits"].as_deref(), Some("1"));
+
+    let writes = store.applies.load(Ordering::SeqCst);
+    let reply = browser.get("/read-only").await;
+    assert_eq!(reply.body, "3");
+    assert_eq!(store.applies.load(Ordering::SeqCst), writes, "a read-only request wrote");
+    assert!(reply.set_cookie.is_empty());
+
+    assert_eq!(browser.get("/set-same").await.body, "false", "setting the stored value again is no change");
+    assert_eq!(store.applies.load(Ordering::SeqCst), writes);
+    assert_eq!(browser.get("/count").await.body, "2");
+}
+
+#[tokio::test]
+async fn flash_is_seen_by_the_next_request_only() {
+    let mut browser = Browser::new(app_on(Default::default()));
+    browser.get("/flash?v=saved").await;
+    assert_eq!(browser.get("/show-flash").await.body, r#"Some("saved") None"#);
+    assert_eq!(browser.get("/show-flash").await.body, "None None");
+}
+
+#[tokio::test]
+async fn requests_that_do_not_extract_the_session_do_not_age_flash() {
+    let mut browser = Browser::new(app_on(Default::default()));
+    browser.get("/flash").await;
+    browser.get("/no-session").await;
+    browser.get("/no-session").await;
+    assert_eq!(browser.get("/show-flash").await.body, r#"Some("hello") None"#);
+}
+
+#[tokio::test]
+async fn reading_flash_twice_in_one_request_does_not_consume_it_and_flash_is_no_value() {
+    let mut browser = Browser::new(app_on(Default::default()));
+    browser.get("/flash").await;
+    // `/keep-notice` reads twice (via format) and `/read-only` counts values only.
+    assert_eq!(browser.get("/read-only").await.body, "0", "flash must not count as a value");
+    assert_eq!(browser.get("/show-flash").await.body, "None None", "the /read-only request aged it");
+}
+
+#[tokio::test]
+async fn flash_now_is_visible_in_this_request_and_never_stored() {
+    let store = Arc::new(CountingStore::default());
+    let mut browser = Browser::new(app_on(store.clone()));
+    assert_eq!(browser.get("/flash-now").await.body, r#"Some("right now")"#);
+    assert!(store.inner.is_empty(), "flash_now alone must not create a session");
+    browser.get("/login").await;
+    assert_eq!(browser.get("/flash-now").await.body, r#"Some("right now")"#);
+    assert_eq!(browser.get("/show-flash").await.body, "None None");
+}
+
+#[tokio::test]
+async fn keep_flash_carries_one_key_and_reflash_carries_all() {
+    let mut browser = Browser::new(app_on(Default::default()));
+    browser.get("/flash-both").await;
+    assert_eq!(browser.get("/keep-notice").await.body, r#"Some("n") Some("a")"#);
+    assert_eq!(browser.get("/show-flash").await.body, r#"Some("n") None"#);
+    assert_eq!(browser.get("/show-flash").await.body, "None None");
+
+    browser.get("/flash-both").await;
+    assert_eq!(browser.get("/reflash").await.body, r#"Some("n") Some("a")"#);
+    assert_eq!(browser.get("/reflash").await.body, r#"Some("n") Some("a")"#);
+    assert_eq!(browser.get("/show-flash").await.body, r#"Some("n") Some("a")"#);
+    assert_eq!(browser.get("/show-flash").await.body, "None None");
+}
+
+#[tokio::test]
+async fn new_flash_replaces_incoming_flash_of_the_same_key() {
+    let mut browser = Browser::new(app_on(Default::default()));
+    browser.get("/flash?v=first").await;
+    browser.get("/flash?v=second").await;
+    assert_eq!(browser.get("/show-flash").await.body, r#"Some("second") None"#);
+}
+
+#[tokio::test]
+async fn regenerate_id_with_delete_old_kills_the_old_cookie() {
+    let store = Arc::new(CountingStore::default());
+    let mut browser = Browser::new(app_on(store.clone()));
+    browser.get("/login").await;
+    let old_cookie = browser.cookie.clone().unwrap();
+    browser.get("/regenerate?v=delete").await;
+    let new_cookie = browser.cookie.clone().unwrap();
+    assert_ne!(old_cookie, new_cookie);
+    assert_eq!(browser.get("/whoami").await.body, r#"Some(42) Some("ada")"#, "data moves to the new id");
+    let app = app_on(store.clone());
+    assert_eq!(send(&app, "/whoami", Some(&old_cookie)).await.body, "None None", "the old id must be dead");
+    assert_eq!(store.inner.len(), 1);
+}
+
+#[tokio::test]
+async fn regenerate_id_without_delete_leaves_the_old_record() {
+    let store = Arc::new(CountingStore::default());
+    let mut browser = Browser::new(app_on(store.clone()));
+    browser.get("/login").await;
+    let old_cookie = browser.cookie.clone().unwrap();
+    browser.get("/regenerate").await;
+    assert_ne!(browser.cookie.clone().unwrap(), old_cookie);
+    let app = app_on(store.clone());
+    assert_eq!(send(&app, "/whoami", Some(&old_cookie)).await.body, r#"Some(42) Some("ada")"#);
+    assert_eq!(store.inner.len(), 2);
+}
+
+#[tokio::test]
+async fn destroy_deletes_the_record_expires_the_cookie_and_ignores_later_writes() {
+    let store = Arc::new(CountingStore::default());
+    let mut browser = Browser::new(app_on(store.clone()));
+    browser.get("/login").await;
+    let old_cookie = browser.cookie.clone().unwrap();
+    let reply = browser.get("/destroy").await;
+    assert_eq!(reply.body, "true None");
+    let removal = reply.session_cookie().expect("destroy expires the cookie");
+    assert_eq!(removal.max_age(), Some(cookie::time::Duration::ZERO));
+    assert!(store.inner.is_empty());
+    let app = app_on(store.clone());
+    assert_eq!(send(&app, "/whoami", Some(&old_cookie)).await.body, "None None");
+}
+
+#[tokio::test]
+async fn invalidate_clears_everything_and_moves_to_a_new_id() {
+    let store = Arc::new(CountingStore::default());
+    let mut browser = Browser::new(app_on(store.clone()));
+    browser.get("/login").await;
+    browser.get("/flash").await;
+    let old_cookie = browser.cookie.clone().unwrap();
+    assert_eq!(browser.get("/invalidate").await.body, "1");
+    assert_ne!(browser.cookie.clone().unwrap(), old_cookie);
+    assert_eq!(browser.get("/whoami").await.body, "None None");
+    assert_eq!(browser.get("/show-flash").await.body, "None None");
+    assert_eq!(browser.get("/count").await.body, "2");
+    let app = app_on(store.clone());
+    assert_eq!(send(&app, "/whoami", Some(&old_cookie)).await.body, "None None");
+    assert_eq!(store.inner.len(), 1);
+}
+
+#[tokio::test]
+async fn take_unset_clear_and_update() {
+    let mut browser = Browser::new(app_on(Default::default()));
+    browser.get("/login").await;
+    assert_eq!(browser.get("/take").await.body, r#"Some("ada") false"#);
+    assert_eq!(browser.get("/take").await.body, "None false");
+    assert_eq!(browser.get("/unset").await.body, "false 0");
+    assert_eq!(browser.get("/whoami").await.body, "None None");
+    assert_eq!(browser.get("/cart").await.body, r#"["apple"]"#);
+    assert_eq!(browser.get("/cart").await.body, r#"["apple","apple"]"#);
+    browser.get("/flash").await;
+    assert_eq!(browser.get("/clear").await.body, "true 0 None");
+    assert_eq!(browser.get("/read-only").await.body, "0");
+    assert_eq!(browser.get("/show-flash").await.body, "None None");
+}
+
+#[tokio::test]
+async fn optional_extractor_is_none_without_a_stored_session() {
+    let mut browser = Browser::new(app_on(Default::default()));
+    assert_eq!(browser.get("/maybe").await.body, "none");
+    browser.get("/login").await;
+    assert_eq!(browser.get("/maybe").await.body, "some Some(42)");
+}
+
+#[tokio::test]
+async fn bad_cookies_mean_no_session_and_are_never_adopted() {
+    let key = SigningKey::from_bytes(&[9; 32]).unwrap();
+    let store = Arc::new(CountingStore::default());
+    let app = routes().layer(SessionLayer::new(store.clone()).with_signing_keys([key.clone()]));
+    let mut browser = Browser::new(app.clone());
+    browser.get("/login").await;
+    let good = browser.cookie.clone().unwrap();
+    let (id, _signature) = good.trim_start_matches("id=").split_once('.').unwrap();
+
+    let forged = format!("id={}.{}", "A".repeat(24), &good[good.len() - 43..]);
+    let bad_cookies = [
+        format!("id={id}"),                              // unsigned although keys are set
+        format!("id={id}.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), // bad signature
+        forged,                                          // signature of another id
+        format!("id={}", "x".repeat(5000)),              // oversized
+        "id=%%%;;==".to_owned(),                         // malformed
+        "id=".to_owned(),
+        "garbage".to_owned(),
+    ];
+    for bad in &bad_cookies {
+        let reply = send(&app, "/whoami", Some(bad)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{bad}");
+        assert_eq!(reply.body, "None None", "{bad}");
+        let reply = send(&app, "/count", Some(bad)).await;
+        assert_eq!(reply.body, "1", "{bad}: a write starts a fresh session");
+        let new_cookie = reply.session_cookie().unwrap();
+        assert!(!new_cookie.value().starts_with(id), "{bad}: the id from a bad cookie was adopted");
+    }
+    assert_eq!(send(&app, "/whoami", Some(&good)).await.body, r#"Some(42) Some("ada")"#);
+}
+
+#[tokio::test]
+async fn an_unknown_id_is_never_adopted() {
+    let store = Arc::new(CountingStore::default());
+    let app = app_on(store.clone());
+    let planted = "id=AttackerChoseThisId0000";
+    let reply = send(&app, "/login", Some(planted)).await;
+    let cookie = reply.session_cookie().unwrap();
+    assert_ne!(cookie.value(), "AttackerChoseThisId0000");
+    assert_eq!(send(&app, "/whoami", Some(planted)).await.body, "None None");
+}
+
+#[tokio::test]
+async fn signing_key_rotation_keeps_old_cookies_working() {
+    let old_key = SigningKey::from_bytes(&[1; 32]).unwrap();
+    let new_key = SigningKey::from_bytes(&[2; 32]).unwrap();
+    let store = Arc::new(CountingStore::default());
+    let before = routes().layer(SessionLayer::new(store.clone()).with_signing_keys([old_key.clone()]));
+    let mut browser = Browser::new(before);
+    browser.get("/login").await;
+    let old_cookie = browser.cookie.clone().unwrap();
+
+    let rotated = routes().layer(SessionLayer::new(store.clone()).with_signing_keys([new_key.clone(), old_key]));
+    assert_eq!(send(&rotated, "/whoami", Some(&old_cookie)).await.body, r#"Some(42) Some("ada")"#);
+    let reply = send(&rotated, "/count", Some(&old_cookie)).await;
+    let resigned = format!("id={}", reply.session_cookie().unwrap().value());
+    assert_ne!(resigned, old_cookie, "a write re-signs the cookie with the new key");
+
+    let retired = routes().layer(SessionLayer::new(store.clone()).with_signing_keys([new_key]));
+    assert_eq!(send(&retired, "/whoami", Some(&old_cookie)).await.body, "None None");
+    assert_eq!(send(&retired, "/whoami", Some(&resigned)).await.body, r#"Some(42) Some("ada")"#);
+}
+
+#[tokio::test]
+async fn missing_layer_is_a_500_that_names_the_fix() {
+    let reply = send(&routes(), "/whoami", None).await;
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(reply.body.contains("SessionLayer"), "{}", reply.body);
+}
+
+#[tokio::test]
+async fn store_down_is_a_503_and_routes_without_sessions_still_work() {
+    let app = routes().layer(SessionLayer::new(DownStore));
+    assert_eq!(send(&app, "/whoami", Some("id=AAAAAAAAAAAAAAAAAAAAAAAA")).await.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(send(&app, "/login", None).await.status, StatusCode::SERVICE_UNAVAILABLE, "a failed save is a 503");
+    assert_eq!(send(&app, "/no-session", Some("id=AAAAAAAAAAAAAAAAAAAAAAAA")).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn concurrent_requests_writing_different_keys_both_keep_their_writes() {
+    let store = Arc::new(CountingStore::default());
+    let gate = Arc::new(tokio::sync::Barrier::new(2));
+    let app = {
+        let (g1, g2) = (gate.clone(), gate.clone());
+        Router::new()
+            .route("/a", get(move |mut s: AppSession| async move {
+                g1.wait().await; // both requests have loaded the same version
+                s.set(Values::USER_ID, 1);
+            }))
+            .route("/b", get(move |mut s: Session<Other>| async move {
+                g2.wait().await;
+                s.set(Other::THEME, "light".into());
+            }))
+            .merge(routes())
+            .layer(SessionLayer::new(store.clone()))
+    };
+    let mut browser = Browser::new(app.clone());
+    browser.get("/count").await;
+    let cookie = browser.cookie.clone().unwrap();
+    let (a, b) = tokio::join!(send(&app, "/a", Some(&cookie)), send(&app, "/b", Some(&cookie)));
+    assert_eq!((a.status, b.status), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(browser.get("/whoami").await.body, "Some(1) None");
+    assert_eq!(browser.get("/theme").await.body, r#"Some("light")"#);
+    assert_eq!(browser.get("/count").await.body, "2");
+}
+
+#[tokio::test]
+async fn a_slow_request_never_undoes_a_logout() {
+    let store = Arc::new(CountingStore::default());
+    let loaded = Arc::new(tokio::sync::Notify::new());
+    let release = Arc::new(tokio::sync::Notify::new());
+    let app = {
+        let (loaded, release) = (loaded.clone(), release.clone());
+        Router::new()
+            .route("/slow", get(move |mut s: AppSession| async move {
+                loaded.notify_one();
+                release.notified().await;
+                s.set(Values::USER_ID, 99);
+            }))
+            .merge(routes())
+            .layer(SessionLayer::new(store.clone()))
+    };
+    let mut browser = Browser::new(app.clone());
+    browser.get("/login").await;
+    let cookie = browser.cookie.clone().unwrap();
+
+    let slow = tokio::spawn({
+        let (app, cookie) = (app.clone(), cookie.clone());
+        async move { send(&app, "/slow", Some(&cookie)).await }
+    });
+    loaded.notified().await;
+    send(&app, "/destroy", Some(&cookie)).await;
+    release.notify_one();
+    let slow = slow.await.unwrap();
+    assert_eq!(slow.status, StatusCode::OK);
+    let removal = slow.session_cookie().expect("the slow request learns the session is gone");
+    assert_eq!(removal.max_age(), Some(cookie::time::Duration::ZERO));
+    assert!(store.inner.is_empty(), "the slow request brought the session back");
+    assert_eq!(send(&app, "/whoami", Some(&cookie)).await.body, "None None");
+}
+
+#[tokio::test]
+async fn handlers_run_concurrently_across_sessions_without_mixing_them() {
+    let app = app_on(Default::default());
+    let browsers: Vec<_> = (0..20).map(|_| Browser::new(app.clone())).collect();
+    let results = futures_join_all(browsers.into_iter().map(|mut browser| async move {
+        for _ in 0..10 {
+            browser.get("/count").await;
+        }
+        browser.get("/count").await.body
+    }))
+    .await;
+    assert!(results.iter().all(|body| body == "11"), "{results:?}");
+}
+
+async fn futures_join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
+where
+    F: Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for handle in handles {
+        out.push(handle.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn store_timeout_turns_a_hanging_store_into_a_503() {
+    struct HangingStore;
+    #[typed_sessions::async_trait]
+    impl SessionStore for HangingStore {
+        async fn load(&self, _: &StoreKey) -> Result<Option<Record>, StoreError> {
+            std::future::pending().await
+        }
+        async fn create(&self, _: &StoreKey, _: &Record) -> Result<Created, StoreError> {
+            std::future::pending().await
+        }
+        async fn apply(&self, _: &StoreKey, _: &Changes) -> Result<Applied, StoreError> {
+            std::future::pending().await
+        }
+        async fn delete(&self, _: &StoreKey) -> Result<(), StoreError> {
+            std::future::pending().await
+        }
+        async fn delete_expired(&self) -> Result<u64, StoreError> {
+            std::future::pending().await
+        }
+    }
+    let app = routes().layer(SessionLayer::new(HangingStore).with_store_timeout(Duration::from_millis(50)));
+    let reply = tokio::time::timeout(Duration::from_secs(5), send(&app, "/whoami", Some("id=AAAAAAAAAAAAAAAAAAAAAAAA")))
+        .await
+        .expect("the layer must not hang");
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+}

@@ -390,8 +390,11 @@ impl State {
         self.destroyed = true;
         self.delete_id = self.loaded_id.clone();
         self.new_id = None;
+        self.base.clear();
         self.pending.clear();
+        self.incoming_flash.clear();
         self.outgoing_flash.clear();
+        self.now_flash.clear();
     }
 
     fn invalidate(&mut self, now: SystemTime) {

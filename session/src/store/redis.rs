@@ -1,0 +1,356 @@
+//! [`RedisStore`]: one Redis hash per session, merged by Lua scripts in one round trip.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Cmd, ErrorKind, FromRedisValue, RedisError, Script, ScriptInvocation};
+
+use super::{Applied, Created, SessionStore, StoreError, StoreKey};
+use crate::config::Expiry;
+use crate::record::{from_unix_millis, to_unix_millis, Changes, Record};
+
+/// The key prefix [`RedisStore`] uses unless told otherwise.
+const DEFAULT_PREFIX: &str = "session:";
+
+/// Hash field prefixes: values and flash of the same name never share a field.
+const VALUE_FIELD: &str = "v:";
+const FLASH_FIELD: &str = "f:";
+/// Meta fields. They contain no `:`, so they cannot collide with a value or flash field.
+const CREATED_AT: &str = "created_at";
+const EXPIRES_AT: &str = "expires_at";
+const EXPIRY: &str = "expiry";
+
+/// `create`: writes the record unless a live one holds the key.
+///
+/// `KEYS[1]` the session's key; `ARGV[1]` now (Unix ms); `ARGV[2]` expires_at (Unix ms);
+/// `ARGV[3..]` field, value, field, value, ...
+///
+/// "Live" is decided by the stored `expires_at` against the caller's clock, like every other
+/// store, so a record Redis has not evicted yet but that the application considers expired never
+/// blocks a new one. `unpack` is chunked: Lua's stack takes only a few thousand values at once.
+static CREATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local expires = redis.call('HGET', KEYS[1], 'expires_at')
+if expires and tonumber(expires) > tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+for i = 3, #ARGV, 200 do
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 199, #ARGV)))
+end
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+return 1
+",
+    )
+});
+
+/// `apply`: merges a change set into the live record, or does nothing if there is none.
+///
+/// `KEYS[1]` the session's key; `ARGV[1]` now (Unix ms); `ARGV[2]` new expires_at (Unix ms) or
+/// `''` to keep it; `ARGV[3]` the expiry override: `''` keep, `'-'` remove, else its JSON;
+/// `ARGV[4]` how many field/value pairs to set, `n`; `ARGV[5..5+2n]` those pairs; the rest:
+/// fields to delete.
+static APPLY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local expires = redis.call('HGET', KEYS[1], 'expires_at')
+if not expires or tonumber(expires) <= tonumber(ARGV[1]) then
+  return 0
+end
+local last_set = 4 + 2 * tonumber(ARGV[4])
+for i = 5, last_set, 200 do
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 199, last_set)))
+end
+for i = last_set + 1, #ARGV, 200 do
+  redis.call('HDEL', KEYS[1], unpack(ARGV, i, math.min(i + 199, #ARGV)))
+end
+if ARGV[3] == '-' then
+  redis.call('HDEL', KEYS[1], 'expiry')
+elseif ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[1], 'expiry', ARGV[3])
+end
+if ARGV[2] ~= '' then
+  redis.call('HSET', KEYS[1], 'expires_at', ARGV[2])
+  redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+end
+return 1
+",
+    )
+});
+
+/// Sessions in Redis: one hash per session, expired by Redis itself (`PEXPIREAT`).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), typed_sessions::store::StoreError> {
+/// use typed_sessions::{RedisStore, SessionLayer};
+///
+/// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+/// let layer = SessionLayer::new(store);
+/// # Ok(()) }
+/// ```
+///
+/// # Layout
+///
+/// A session lives under `<prefix><store key in hex>` (prefix `session:` by default, see
+/// [`with_prefix`](Self::with_prefix)), a hash with the fields
+///
+/// | field | holds |
+/// |---|---|
+/// | `v:<name>` | the value stored under `name`, as JSON |
+/// | `f:<name>` | the flash stored under `name`, as JSON |
+/// | `created_at`, `expires_at` | Unix milliseconds |
+/// | `expiry` | the per-session expiry override, as JSON (absent when there is none) |
+///
+/// and a Redis expiry (`PEXPIREAT`) at `expires_at`, so `delete_expired` has nothing to do.
+/// Every operation touches one key, so the store works on Redis Cluster too.
+///
+/// # Round trips
+///
+/// `load` is one `HGETALL`; `create` and `apply` are one `EVALSHA` each: Lua scripts that check
+/// the record is live and write it (`HSET`, `HDEL`, `PEXPIREAT`) atomically. Two requests of one
+/// session that change different keys both keep their changes; a change to a session that was
+/// deleted meanwhile writes nothing. (After Redis restarts, the first call of each script also
+/// reloads it: `NOSCRIPT`, `SCRIPT LOAD`, `EVALSHA`.)
+///
+/// # Outages
+///
+/// [`connect`](Self::connect) sets a connection timeout and a response timeout and does not wait
+/// between reconnection attempts, so while Redis is down calls fail at once with
+/// [`StoreError::Unavailable`] (the request gets a 503), and the store reconnects by itself on
+/// the first call after Redis is back. A store built with [`from_manager`](Self::from_manager)
+/// behaves as that manager was configured.
+#[derive(Clone)]
+pub struct RedisStore {
+    manager: ConnectionManager,
+    prefix: String,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Connects to the Redis server at `url` (`redis://[user:password@]host[:port][/db]`,
+    /// `rediss://` with a redis-rs TLS feature enabled) with the
+    /// [default connection settings](Self::default_manager_config).
+    ///
+    /// Fails with [`StoreError::Unavailable`] if the server cannot be reached, and with
+    /// [`StoreError::Backend`] if the URL is invalid.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with_config(url, Self::default_manager_config()).await
+    }
+
+    /// Connects to the Redis server at `url` with the given connection settings.
+    pub async fn connect_with_config(url: &str, config: ConnectionManagerConfig) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(map_error)?;
+        let manager = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(map_error)?;
+        tracing::debug!("connected to Redis");
+        Ok(Self::from_manager(manager))
+    }
+
+    /// The settings [`connect`](Self::connect) uses: connecting times out after 1 s, a command
+    /// after 2 s, and a lost connection is re-established on the next call instead of after a
+    /// back-off, so an outage costs each request at most those timeouts, never a queue.
+    pub fn default_manager_config() -> ConnectionManagerConfig {
+        ConnectionManagerConfig::new()
+            .set_connection_timeout(Duration::from_secs(1))
+            .set_response_timeout(Duration::from_secs(2))
+            .set_number_of_retries(0)
+    }
+
+    /// A store on an existing connection manager (an app that already talks to Redis).
+    pub fn from_manager(manager: ConnectionManager) -> Self {
+        RedisStore {
+            manager,
+            prefix: DEFAULT_PREFIX.to_owned(),
+        }
+    }
+
+    /// Files sessions under keys starting with `prefix` (default `"session:"`): give each app
+    /// sharing one Redis database its own.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The Redis key a session is filed under: the prefix followed by the store key in hex.
+    pub fn redis_key(&self, key: &StoreKey) -> String {
+        let mut redis_key = String::with_capacity(self.prefix.len() + 64);
+        redis_key.push_str(&self.prefix);
+        redis_key.push_str(&key.to_hex());
+        redis_key
+    }
+
+    /// Runs a command; retried once if the connection was refused, which means the command was
+    /// never sent and the manager has just started a new connection attempt (Redis came back).
+    async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
+        let mut connection = self.manager.clone();
+        match cmd.query_async(&mut connection).await {
+            Err(error) if error.is_connection_refusal() => cmd.query_async(&mut connection).await,
+            result => result,
+        }
+        .map_err(map_error)
+    }
+
+    /// Runs a script (`EVALSHA`, loading it first if Redis does not know it); retried as `query`.
+    async fn invoke<T: FromRedisValue>(&self, invocation: &ScriptInvocation<'_>) -> Result<T, StoreError> {
+        let mut connection = self.manager.clone();
+        match invocation.invoke_async(&mut connection).await {
+            Err(error) if error.is_connection_refusal() => invocation.invoke_async(&mut connection).await,
+            result => result,
+        }
+        .map_err(map_error)
+    }
+}
+
+fn map_error(error: RedisError) -> StoreError {
+    let unavailable = error.is_io_error()
+        || matches!(
+            error.kind(),
+            ErrorKind::BusyLoadingError | ErrorKind::TryAgain | ErrorKind::ClusterDown | ErrorKind::MasterDown | ErrorKind::ReadOnly
+        );
+    if unavailable {
+        StoreError::unavailable(error)
+    } else {
+        StoreError::backend(error)
+    }
+}
+
+fn now_millis() -> i64 {
+    to_unix_millis(SystemTime::now())
+}
+
+fn expiry_json(expiry: &Expiry) -> Result<String, StoreError> {
+    serde_json::to_string(expiry).map_err(StoreError::backend)
+}
+
+fn field(kind: &str, name: &str) -> String {
+    let mut field = String::with_capacity(kind.len() + name.len());
+    field.push_str(kind);
+    field.push_str(name);
+    field
+}
+
+fn parse_millis(fields: &HashMap<String, String>, name: &str) -> Result<i64, StoreError> {
+    let text = fields
+        .get(name)
+        .ok_or_else(|| StoreError::Corrupt(format!("the session hash has no `{name}` field")))?;
+    text.parse()
+        .map_err(|_| StoreError::Corrupt(format!("the session hash's `{name}` is not a number: {text:?}")))
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(self.redis_key(key));
+        let fields: HashMap<String, String> = self.query(&cmd).await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let expires_at = parse_millis(&fields, EXPIRES_AT)?;
+        if expires_at <= now_millis() {
+            return Ok(None);
+        }
+        let mut record = Record::new(from_unix_millis(parse_millis(&fields, CREATED_AT)?), from_unix_millis(expires_at));
+        for (name, value) in fields {
+            if let Some(name) = name.strip_prefix(VALUE_FIELD) {
+                record.values.insert(name.to_owned(), value);
+            } else if let Some(name) = name.strip_prefix(FLASH_FIELD) {
+                record.flash.insert(name.to_owned(), value);
+            } else if name == EXPIRY {
+                let expiry = serde_json::from_str(&value)
+                    .map_err(|error| StoreError::Corrupt(format!("the session's expiry override {value:?} does not decode: {error}")))?;
+                record.expiry = Some(expiry);
+            }
+        }
+        Ok(Some(record))
+    }
+
+    async fn create(&self, key: &StoreKey, record: &Record) -> Result<Created, StoreError> {
+        let mut invocation = CREATE.prepare_invoke();
+        invocation
+            .key(self.redis_key(key))
+            .arg(now_millis())
+            .arg(to_unix_millis(record.expires_at))
+            .arg(CREATED_AT)
+            .arg(to_unix_millis(record.created_at))
+            .arg(EXPIRES_AT)
+            .arg(to_unix_millis(record.expires_at));
+        if let Some(expiry) = &record.expiry {
+            invocation.arg(EXPIRY).arg(expiry_json(expiry)?);
+        }
+        for (name, json) in &record.values {
+            invocation.arg(field(VALUE_FIELD, name)).arg(json);
+        }
+        for (name, json) in &record.flash {
+            invocation.arg(field(FLASH_FIELD, name)).arg(json);
+        }
+        let created: i64 = self.invoke(&invocation).await?;
+        Ok(if created == 1 { Created::Created } else { Created::Collision })
+    }
+
+    async fn apply(&self, key: &StoreKey, changes: &Changes) -> Result<Applied, StoreError> {
+        let mut set = Vec::new();
+        let mut unset = Vec::new();
+        for (kind, patch) in [(VALUE_FIELD, &changes.values), (FLASH_FIELD, &changes.flash)] {
+            for (name, change) in patch {
+                match change {
+                    Some(json) => set.push((field(kind, name), json)),
+                    None => unset.push(field(kind, name)),
+                }
+            }
+        }
+        let expiry = match &changes.expiry {
+            None => String::new(),
+            Some(None) => "-".to_owned(),
+            Some(Some(expiry)) => expiry_json(expiry)?,
+        };
+        let expires_at = changes
+            .expires_at
+            .map(|at| to_unix_millis(at).to_string())
+            .unwrap_or_default();
+
+        let mut invocation = APPLY.prepare_invoke();
+        invocation
+            .key(self.redis_key(key))
+            .arg(now_millis())
+            .arg(expires_at)
+            .arg(expiry)
+            .arg(set.len());
+        for (field, json) in &set {
+            invocation.arg(field).arg(*json);
+        }
+        for field in &unset {
+            invocation.arg(field);
+        }
+        let applied: i64 = self.invoke(&invocation).await?;
+        Ok(if applied == 1 { Applied::Applied } else { Applied::Missing })
+    }
+
+    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(self.redis_key(key));
+        self.query::<()>(&cmd).await
+    }
+
+    /// Redis expires session keys itself (`PEXPIREAT`): nothing to do, returns 0.
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+}

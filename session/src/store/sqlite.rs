@@ -1,0 +1,399 @@
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use serde_json::value::RawValue;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteRow, SqliteSynchronous};
+use sqlx::Row;
+
+use super::{Applied, Created, SessionStore, StoreError, StoreKey};
+use crate::config::Expiry;
+use crate::record::{from_unix_millis, to_unix_millis, Changes, Record, ValueMap};
+
+/// The table [`SqliteStore::open`] and [`SqliteStore::from_pool`] use.
+const DEFAULT_TABLE: &str = "typed_sessions";
+
+/// How long a statement waits for another connection's (or process's) write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Sessions in a SQLite database (sqlx), one row per session: survives restarts, needs no server.
+///
+/// ```no_run
+/// use typed_sessions::{SessionLayer, SqliteStore};
+///
+/// # async fn run() -> Result<(), typed_sessions::store::StoreError> {
+/// let store = SqliteStore::open("sessions.db").await?; // creates the file and the table
+/// let layer = SessionLayer::new(store);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// The table (`typed_sessions` unless [`from_pool_with_table`](Self::from_pool_with_table) names
+/// another) holds:
+///
+/// | column | type | content |
+/// |---|---|---|
+/// | `key` | `TEXT PRIMARY KEY` | the [`StoreKey`] in hex (a hash of the id, never the id) |
+/// | `data_values` | `TEXT` | JSON object: stored name → the value's JSON |
+/// | `flash` | `TEXT` | JSON object: stored name → the flash's JSON |
+/// | `created_at` | `INTEGER` | Unix milliseconds |
+/// | `expires_at` | `INTEGER`, indexed | Unix milliseconds |
+/// | `expiry` | `TEXT NULL` | the per-session expiry override, as JSON |
+///
+/// [`apply`](SessionStore::apply) reads, merges and writes the row in one `BEGIN IMMEDIATE`
+/// transaction, so concurrent requests of one session — from this process or another one that
+/// opened the same file — never lose each other's keys, and a row that was deleted or has
+/// expired is never written again. Expired rows are invisible to reads; remove them with
+/// [`delete_expired`](SessionStore::delete_expired) (one `DELETE` on the indexed `expires_at`).
+///
+/// [`open`](Self::open) sets up the connections in WAL journal mode with `synchronous = NORMAL`
+/// (a killed process loses nothing; a power cut may lose the last commits) and a 5 second busy
+/// timeout. Clones share one connection pool.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    table: Arc<str>,
+    sql: Arc<Sql>,
+    /// Writes of this store wait here rather than in SQLite's busy handler, which polls with
+    /// sleeps of up to 100 ms; other processes are still kept out by SQLite's own lock.
+    write_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// The statements, formatted once for the table name.
+struct Sql {
+    load: String,
+    create: String,
+    update: String,
+    touch: String,
+    delete: String,
+    delete_expired: String,
+}
+
+impl Sql {
+    fn new(table: &str) -> Self {
+        let t = format!("\"{table}\"");
+        Sql {
+            load: format!(
+                "SELECT data_values, flash, created_at, expires_at, expiry FROM {t} \
+                 WHERE key = ?1 AND expires_at > ?2"
+            ),
+            // An expired row under the same key does not block: it is replaced in the same statement.
+            create: format!(
+                "INSERT INTO {t} (key, data_values, flash, created_at, expires_at, expiry) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                 ON CONFLICT (key) DO UPDATE SET data_values = excluded.data_values, \
+                 flash = excluded.flash, created_at = excluded.created_at, \
+                 expires_at = excluded.expires_at, expiry = excluded.expiry \
+                 WHERE {t}.expires_at <= ?7"
+            ),
+            update: format!(
+                "UPDATE {t} SET data_values = ?2, flash = ?3, expires_at = ?4, expiry = ?5 WHERE key = ?1"
+            ),
+            touch: format!(
+                "UPDATE {t} SET expires_at = coalesce(?2, expires_at), \
+                 expiry = CASE WHEN ?3 THEN ?4 ELSE expiry END \
+                 WHERE key = ?1 AND expires_at > ?5"
+            ),
+            delete: format!("DELETE FROM {t} WHERE key = ?1"),
+            delete_expired: format!("DELETE FROM {t} WHERE expires_at <= ?1"),
+        }
+    }
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("table", &self.table)
+            .field("pool", &self.pool)
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating it if missing) the database file at `path` and creates the
+    /// `typed_sessions` table if it does not exist.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let pool = SqlitePool::connect_with(Self::connect_options(path))
+            .await
+            .map_err(map_error)?;
+        Self::from_pool(pool).await
+    }
+
+    /// The connection settings [`open`](Self::open) uses — file created if missing, WAL journal,
+    /// `synchronous = NORMAL`, 5 s busy timeout — for apps that build their own pool (to share
+    /// it, or to size it) and pass it to [`from_pool`](Self::from_pool).
+    pub fn connect_options(path: impl AsRef<Path>) -> SqliteConnectOptions {
+        SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+    }
+
+    /// A store on an existing pool, in the `typed_sessions` table (created if it does not exist).
+    ///
+    /// The pool's settings are left as they are; [`connect_options`](Self::connect_options) has
+    /// the recommended ones. An in-memory database (`sqlite::memory:`) is private to each
+    /// connection: give such a pool `max_connections(1)`.
+    pub async fn from_pool(pool: SqlitePool) -> Result<Self, StoreError> {
+        Self::from_pool_with_table(pool, DEFAULT_TABLE).await
+    }
+
+    /// A store on an existing pool, in the table `table` (created if it does not exist).
+    ///
+    /// The name must be an identifier: ASCII letters, digits and `_`, not starting with a digit,
+    /// at most 64 characters, and not starting with `sqlite_` (SQLite reserves those); anything
+    /// else is refused with [`StoreError::Backend`] before the database is touched.
+    pub async fn from_pool_with_table(pool: SqlitePool, table: &str) -> Result<Self, StoreError> {
+        validate_table_name(table)?;
+        let create_table = format!(
+            "CREATE TABLE IF NOT EXISTS \"{table}\" (\
+                key TEXT PRIMARY KEY NOT NULL, \
+                data_values TEXT NOT NULL, \
+                flash TEXT NOT NULL, \
+                created_at INTEGER NOT NULL, \
+                expires_at INTEGER NOT NULL, \
+                expiry TEXT NULL\
+            )"
+        );
+        let create_index = format!("CREATE INDEX IF NOT EXISTS \"{table}_expires_at\" ON \"{table}\" (expires_at)");
+        sqlx::query(&create_table).execute(&pool).await.map_err(map_error)?;
+        sqlx::query(&create_index).execute(&pool).await.map_err(map_error)?;
+        Ok(SqliteStore {
+            pool,
+            sql: Arc::new(Sql::new(table)),
+            table: table.into(),
+            write_lock: Arc::new(tokio::sync::Mutex::new(())),
+        })
+    }
+
+    /// The connection pool (for closing it, or for sharing it with the rest of the app).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// The name of the table the sessions are in.
+    pub fn table_name(&self) -> &str {
+        &self.table
+    }
+
+    fn decode_row(row: &SqliteRow) -> Result<Record, StoreError> {
+        let column = |error: sqlx::Error| StoreError::Corrupt(format!("a session row does not decode: {error}"));
+        let values: String = row.try_get("data_values").map_err(column)?;
+        let flash: String = row.try_get("flash").map_err(column)?;
+        let created_at: i64 = row.try_get("created_at").map_err(column)?;
+        let expires_at: i64 = row.try_get("expires_at").map_err(column)?;
+        let expiry: Option<String> = row.try_get("expiry").map_err(column)?;
+        let expiry = expiry
+            .map(|json| serde_json::from_str::<Expiry>(&json))
+            .transpose()
+            .map_err(|error| StoreError::Corrupt(format!("the `expiry` column does not decode: {error}")))?;
+        Ok(Record {
+            values: decode_map(&values, "data_values")?,
+            flash: decode_map(&flash, "flash")?,
+            created_at: from_unix_millis(created_at),
+            expires_at: from_unix_millis(expires_at),
+            expiry,
+        })
+    }
+}
+
+/// Refuses anything but a plain identifier, which is then safe to quote into SQL.
+fn validate_table_name(table: &str) -> Result<(), StoreError> {
+    let mut bytes = table.bytes();
+    let valid = table.len() <= 64
+        && bytes.next().is_some_and(|first| first.is_ascii_alphabetic() || first == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !table.to_ascii_lowercase().starts_with("sqlite_");
+    if valid {
+        Ok(())
+    } else {
+        Err(StoreError::backend(format!(
+            "{table:?} is not a valid session table name: use ASCII letters, digits and `_` \
+             (not starting with a digit or `sqlite_`, at most 64 characters)"
+        )))
+    }
+}
+
+/// A value map as one JSON object whose members are the values' own JSON (not strings holding it).
+fn encode_map(map: &ValueMap) -> Result<String, StoreError> {
+    let mut raw: BTreeMap<&str, &RawValue> = BTreeMap::new();
+    for (name, json) in map {
+        let value = serde_json::from_str::<&RawValue>(json)
+            .map_err(|error| StoreError::backend(format!("the value of {name:?} is not JSON: {error}")))?;
+        raw.insert(name, value);
+    }
+    serde_json::to_string(&raw).map_err(StoreError::backend)
+}
+
+/// The inverse of [`encode_map`]: each member's JSON text, exactly as stored.
+fn decode_map(json: &str, column: &str) -> Result<ValueMap, StoreError> {
+    let raw: BTreeMap<String, Box<RawValue>> = serde_json::from_str(json)
+        .map_err(|error| StoreError::Corrupt(format!("the `{column}` column is not a JSON object: {error}")))?;
+    Ok(raw.into_iter().map(|(name, value)| (name, value.get().to_owned())).collect())
+}
+
+fn encode_expiry(expiry: Option<Expiry>) -> Result<Option<String>, StoreError> {
+    expiry.map(|expiry| serde_json::to_string(&expiry)).transpose().map_err(StoreError::backend)
+}
+
+fn now_millis() -> i64 {
+    to_unix_millis(SystemTime::now())
+}
+
+/// Connection trouble and lock waits that ran out are [`StoreError::Unavailable`]; data that
+/// does not decode is [`StoreError::Corrupt`]; the rest is [`StoreError::Backend`].
+fn map_error(error: sqlx::Error) -> StoreError {
+    match error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed | sqlx::Error::Io(_) => {
+            StoreError::unavailable(error)
+        }
+        sqlx::Error::Database(ref database) => {
+            // Extended result code; the primary code is its low byte.
+            let primary = database.code().and_then(|code| code.parse::<i32>().ok()).map(|code| code & 0xff);
+            match primary {
+                // SQLITE_BUSY, SQLITE_LOCKED, SQLITE_CANTOPEN
+                Some(5 | 6 | 14) => StoreError::unavailable(error),
+                _ => StoreError::backend(error),
+            }
+        }
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => StoreError::Corrupt(error.to_string()),
+        other => StoreError::backend(other),
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
+        let row = sqlx::query(&self.sql.load)
+            .bind(key.to_hex())
+            .bind(now_millis())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_error)?;
+        row.as_ref().map(Self::decode_row).transpose()
+    }
+
+    async fn create(&self, key: &StoreKey, record: &Record) -> Result<Created, StoreError> {
+        let values = encode_map(&record.values)?;
+        let flash = encode_map(&record.flash)?;
+        let expiry = encode_expiry(record.expiry)?;
+        let _writing = self.write_lock.lock().await;
+        let done = sqlx::query(&self.sql.create)
+            .bind(key.to_hex())
+            .bind(values)
+            .bind(flash)
+            .bind(to_unix_millis(record.created_at))
+            .bind(to_unix_millis(record.expires_at))
+            .bind(expiry)
+            .bind(now_millis())
+            .execute(&self.pool)
+            .await
+            .map_err(map_error)?;
+        // No row changed: the upsert's condition found a live record under the key.
+        Ok(if done.rows_affected() == 0 { Created::Collision } else { Created::Created })
+    }
+
+    async fn apply(&self, key: &StoreKey, changes: &Changes) -> Result<Applied, StoreError> {
+        let hex = key.to_hex();
+        let _writing = self.write_lock.lock().await;
+
+        if changes.values.is_empty() && changes.flash.is_empty() {
+            // An expiry touch: one conditional UPDATE, no need to read the row.
+            let expires_at = changes.expires_at.map(to_unix_millis);
+            let (set_expiry, expiry) = match changes.expiry {
+                Some(expiry) => (true, encode_expiry(expiry)?),
+                None => (false, None),
+            };
+            let done = sqlx::query(&self.sql.touch)
+                .bind(&hex)
+                .bind(expires_at)
+                .bind(set_expiry)
+                .bind(expiry)
+                .bind(now_millis())
+                .execute(&self.pool)
+                .await
+                .map_err(map_error)?;
+            return Ok(if done.rows_affected() == 0 { Applied::Missing } else { Applied::Applied });
+        }
+
+        // IMMEDIATE takes the write lock up front: nobody can change the row between our read
+        // and our write, and the read never has to be upgraded (which could fail with BUSY).
+        // If this future is dropped half way, sqlx rolls the transaction back.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_error)?;
+        let row = sqlx::query(&self.sql.load)
+            .bind(&hex)
+            .bind(now_millis())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_error)?;
+        let Some(row) = row else {
+            tx.rollback().await.map_err(map_error)?;
+            return Ok(Applied::Missing);
+        };
+        let mut record = Self::decode_row(&row)?;
+        record.apply(changes);
+        sqlx::query(&self.sql.update)
+            .bind(&hex)
+            .bind(encode_map(&record.values)?)
+            .bind(encode_map(&record.flash)?)
+            .bind(to_unix_millis(record.expires_at))
+            .bind(encode_expiry(record.expiry)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(Applied::Applied)
+    }
+
+    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+        sqlx::query(&self.sql.delete)
+            .bind(key.to_hex())
+            .execute(&self.pool)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query(&self.sql.delete_expired)
+            .bind(now_millis())
+            .execute(&self.pool)
+            .await
+            .map_err(map_error)?;
+        Ok(done.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_are_identifiers() {
+        for good in ["sessions", "_s", "app_sessions_2", "S"] {
+            assert!(validate_table_name(good).is_ok(), "{good:?}");
+        }
+        let long = "a".repeat(65);
+        for bad in ["", "1sessions", "my-sessions", "a b", "s\"; DROP TABLE x; --", "sqlite_master", "SQLITE_x", "sé", &long] {
+            assert!(validate_table_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn value_maps_keep_each_value_as_json() {
+        let mut map = ValueMap::new();
+        map.insert("n".into(), "1".into());
+        map.insert("s".into(), r#""x \"y\"""#.into());
+        map.insert("o".into(), r#"{"a":[1,null]}"#.into());
+        map.insert("q\"uote".into(), "null".into());
+        let encoded = encode_map(&map).unwrap();
+        assert_eq!(encoded, r#"{"n":1,"o":{"a":[1,null]},"q\"uote":null,"s":"x \"y\""}"#);
+        assert_eq!(decode_map(&encoded, "data_values").unwrap(), map);
+        assert!(encode_map(&[("bad".to_owned(), "{".to_owned())].into()).is_err());
+        assert!(matches!(decode_map("[1]", "flash"), Err(StoreError::Corrupt(_))));
+    }
+}
