@@ -5,15 +5,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::extract::Query;
-use axum::http::{header, Request, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use http_body_util::BodyExt;
 use parking_lot::Mutex;
 use serde::Deserialize;
-use tower::ServiceExt;
 use typed_sessions::store::{Applied, Created, SessionStore, StoreError, StoreKey};
 use typed_sessions::{Changes, MemoryStore, Record, Session, SessionLayer, SessionSchema, SigningKey};
 
@@ -42,6 +39,10 @@ struct Other {
 }
 
 type AppSession = Session<Values, Flash>;
+
+#[path = "common/browser.rs"]
+mod browser;
+use browser::{send, Browser};
 
 /// Counts calls and remembers the last patch, around a `MemoryStore`.
 #[derive(Default)]
@@ -104,60 +105,6 @@ impl SessionStore for DownStore {
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         Err(StoreError::unavailable("connection refused"))
     }
-}
-
-struct Reply {
-    status: StatusCode,
-    body: String,
-    set_cookie: Vec<String>,
-}
-
-impl Reply {
-    /// The `Set-Cookie` of the session cookie `id`, if any.
-    fn session_cookie(&self) -> Option<cookie::Cookie<'static>> {
-        self.set_cookie
-            .iter()
-            .filter_map(|text| cookie::Cookie::parse(text.clone()).ok())
-            .find(|c| c.name() == "id")
-    }
-}
-
-/// A browser: sends requests to the app and keeps the session cookie it is given.
-struct Browser {
-    app: Router,
-    cookie: Option<String>,
-}
-
-impl Browser {
-    fn new(app: Router) -> Self {
-        Browser { app, cookie: None }
-    }
-
-    async fn get(&mut self, path: &str) -> Reply {
-        let reply = send(&self.app, path, self.cookie.as_deref()).await;
-        if let Some(c) = reply.session_cookie() {
-            let removed = c.max_age() == Some(cookie::time::Duration::ZERO);
-            self.cookie = (!removed).then(|| format!("id={}", c.value()));
-        }
-        reply
-    }
-}
-
-async fn send(app: &Router, path: &str, cookie: Option<&str>) -> Reply {
-    let mut request = Request::get(path);
-    if let Some(cookie) = cookie {
-        request = request.header(header::COOKIE, cookie);
-    }
-    let response = app.clone().oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
-    let status = response.status();
-    let set_cookie = response
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect();
-    let body = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
-    Reply { status, body, set_cookie }
 }
 
 #[derive(Deserialize)]

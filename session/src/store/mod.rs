@@ -47,6 +47,9 @@ use crate::record::{Changes, Record};
 mod memory;
 pub use memory::MemoryStore;
 
+mod sweeper;
+pub use sweeper::{spawn_sweeper, Sweeper};
+
 #[cfg(feature = "sqlite")]
 mod sqlite;
 #[cfg(feature = "sqlite")]

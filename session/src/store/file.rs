@@ -1,0 +1,425 @@
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use fs4::fs_std::FileExt as _;
+
+use super::{Applied, Created, SessionStore, StoreError, StoreKey};
+use crate::record::{Changes, Record};
+
+/// In-process lock shards: requests of one session in this process queue on a tokio mutex
+/// instead of each parking a blocking thread on the file lock.
+const SHARDS: usize = 64;
+
+const RECORD_SUFFIX: &str = ".json";
+const LOCK_SUFFIX: &str = ".lock";
+const TEMP_SUFFIX: &str = ".tmp";
+
+/// Sessions as files in a directory, one per session: survives restarts, needs no database.
+///
+/// ```no_run
+/// use typed_sessions::{FileStore, SessionLayer};
+///
+/// # fn run() -> Result<(), typed_sessions::store::StoreError> {
+/// let store = FileStore::open("/var/lib/my-app/sessions")?; // creates the directory
+/// let layer = SessionLayer::new(store);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Each session is a file `<key>.json` holding the [`Record`] as JSON, where `<key>` is the
+/// session's [`StoreKey`] in hex: a hash of the id, so file names never come from request input
+/// and a leaked directory holds no usable cookie. Files are created readable by their owner only
+/// (on Unix).
+///
+/// - **Atomic writes**: a record is written to a temporary file in the same directory, flushed to
+///   disk (`fsync`), and renamed over the old one (then the directory is synced, on Unix). A
+///   crash leaves the old record or the new one, never a mix; a stale temporary file is removed
+///   by [`delete_expired`](SessionStore::delete_expired).
+/// - **Merging**: `create` and `apply` read, change and write a record holding an exclusive lock
+///   (`flock`) on the session's `<key>.lock` file, so concurrent requests of one session — in this
+///   process or in others that opened the same directory — never lose each other's keys.
+/// - Blocking file work runs on tokio's blocking thread pool.
+/// - [`delete_expired`](SessionStore::delete_expired) scans the directory; files whose names it
+///   did not make are left alone.
+///
+/// Clones share one directory and its locks. Meant for one machine: file locks on network file
+/// systems are not to be trusted.
+#[derive(Clone)]
+pub struct FileStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    shards: Box<[tokio::sync::Mutex<()>]>,
+}
+
+impl std::fmt::Debug for FileStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileStore").field("dir", &self.inner.dir).finish()
+    }
+}
+
+impl FileStore {
+    /// A store in the directory `dir`, created (with its parents) if it does not exist.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let dir = dir.as_ref();
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir).map_err(|error| io_error("create the session directory", dir, error))?;
+        if !fs::metadata(dir).map_err(|error| io_error("read", dir, error))?.is_dir() {
+            return Err(StoreError::backend(format!("{} is not a directory", dir.display())));
+        }
+        Ok(FileStore {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                shards: (0..SHARDS).map(|_| tokio::sync::Mutex::new(())).collect(),
+            }),
+        })
+    }
+
+    /// The directory the sessions are in.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Runs `work` on the blocking pool, while holding the in-process lock of `key`'s shard.
+    async fn locked<T: Send + 'static>(
+        &self,
+        key: &StoreKey,
+        work: impl FnOnce(&Inner, &str) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let _shard = self.inner.shards[usize::from(key.as_bytes()[0]) % SHARDS].lock().await;
+        self.blocking(key, work).await
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        key: &StoreKey,
+        work: impl FnOnce(&Inner, &str) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        let hex = key.to_hex();
+        tokio::task::spawn_blocking(move || work(&inner, &hex))
+            .await
+            .map_err(|error| StoreError::backend(format!("a file store task failed: {error}")))?
+    }
+}
+
+fn io_error(action: &str, path: &Path, error: io::Error) -> StoreError {
+    StoreError::backend(io::Error::new(
+        error.kind(),
+        format!("cannot {action} {}: {error}", path.display()),
+    ))
+}
+
+fn is_key_hex(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// What a file name in the store's directory is, if the store made it.
+enum Entry<'a> {
+    Record(&'a str),
+    Lock(&'a str),
+    Temp(&'a str),
+}
+
+fn classify(name: &str) -> Option<Entry<'_>> {
+    if let Some(hex) = name.strip_suffix(RECORD_SUFFIX) {
+        return is_key_hex(hex).then_some(Entry::Record(hex));
+    }
+    if let Some(hex) = name.strip_suffix(LOCK_SUFFIX) {
+        return is_key_hex(hex).then_some(Entry::Lock(hex));
+    }
+    let (stem, random) = name.strip_suffix(TEMP_SUFFIX)?.split_once('.')?;
+    let ours = is_key_hex(stem) && random.len() == 16 && random.bytes().all(|b| b.is_ascii_hexdigit());
+    ours.then_some(Entry::Temp(stem))
+}
+
+fn private_file() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+}
+
+/// An exclusive lock on one session's lock file; released when dropped.
+struct SessionLock {
+    file: File,
+    #[cfg_attr(not(unix), allow(dead_code))]
+    path: PathBuf,
+}
+
+impl SessionLock {
+    /// Removes the lock file while still holding the lock (the session has no record any more).
+    ///
+    /// Safe because every locker checks, once it holds the lock, that the path still names the
+    /// file it locked, and starts over if not.
+    fn forget(self) -> Result<(), StoreError> {
+        #[cfg(unix)]
+        remove_if_present(&self.path)?;
+        drop(self.file);
+        Ok(())
+    }
+}
+
+fn remove_if_present(path: &Path) -> Result<bool, StoreError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(error) => Err(io_error("remove", path, error)),
+    }
+}
+
+/// Whether `path` still names the file `file` has open.
+#[cfg(unix)]
+fn still_linked(file: &File, path: &Path) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let open = file.metadata()?;
+    match fs::metadata(path) {
+        Ok(named) => Ok(named.dev() == open.dev() && named.ino() == open.ino()),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+/// Lock files are never removed off Unix, so the path always names the locked file.
+#[cfg(not(unix))]
+fn still_linked(_file: &File, _path: &Path) -> io::Result<bool> {
+    Ok(true)
+}
+
+impl Inner {
+    fn record_path(&self, hex: &str) -> PathBuf {
+        self.dir.join(format!("{hex}{RECORD_SUFFIX}"))
+    }
+
+    fn lock(&self, hex: &str) -> Result<SessionLock, StoreError> {
+        let path = self.dir.join(format!("{hex}{LOCK_SUFFIX}"));
+        loop {
+            let file = private_file()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(|error| io_error("open", &path, error))?;
+            file.lock_exclusive().map_err(|error| io_error("lock", &path, error))?;
+            // Whoever held the lock before may have removed the file: then this lock guards nothing.
+            if still_linked(&file, &path).map_err(|error| io_error("check", &path, error))? {
+                return Ok(SessionLock { file, path });
+            }
+        }
+    }
+
+    /// The record under `hex`, expired or not.
+    fn read(&self, hex: &str) -> Result<Option<Record>, StoreError> {
+        let path = self.record_path(hex);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(io_error("read", &path, error)),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|error| StoreError::Corrupt(format!("{} does not decode: {error}", path.display())))
+    }
+
+    /// Replaces the record under `hex` atomically. The caller holds the session's lock.
+    fn write(&self, hex: &str, record: &Record) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(record).map_err(StoreError::backend)?;
+        let mut random = [0u8; 8];
+        getrandom::getrandom(&mut random).map_err(|error| StoreError::backend(error.to_string()))?;
+        let random: String = random.iter().map(|byte| format!("{byte:02x}")).collect();
+        let temp = self.dir.join(format!("{hex}.{random}{TEMP_SUFFIX}"));
+        let target = self.record_path(hex);
+
+        let written = (|| {
+            let mut file = private_file().write(true).create_new(true).open(&temp)?;
+            file.write_all(&json)?;
+            file.sync_all()?;
+            drop(file);
+            fs::rename(&temp, &target)
+        })();
+        if let Err(error) = written {
+            let _ = fs::remove_file(&temp);
+            return Err(io_error("write", &target, error));
+        }
+        self.sync_dir()
+    }
+
+    /// Makes renames and removals in the directory durable.
+    fn sync_dir(&self) -> Result<(), StoreError> {
+        #[cfg(unix)]
+        File::open(&self.dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|error| io_error("sync", &self.dir, error))?;
+        Ok(())
+    }
+
+    /// Removes the record and its lock file. The caller holds the lock.
+    fn remove(&self, hex: &str, lock: SessionLock) -> Result<bool, StoreError> {
+        let removed = remove_if_present(&self.record_path(hex))?;
+        lock.forget()?;
+        if removed {
+            self.sync_dir()?;
+        }
+        Ok(removed)
+    }
+
+    fn create(&self, hex: &str, record: &Record) -> Result<Created, StoreError> {
+        let lock = self.lock(hex)?;
+        match self.read(hex) {
+            Ok(Some(stored)) if !stored.is_expired_at(SystemTime::now()) => return Ok(Created::Collision),
+            // Nothing, an expired record, or one that does not decode (no one's live session):
+            // the new record takes its place.
+            Ok(_) | Err(StoreError::Corrupt(_)) => {}
+            Err(error) => return Err(error),
+        }
+        self.write(hex, record)?;
+        drop(lock);
+        Ok(Created::Created)
+    }
+
+    fn apply(&self, hex: &str, changes: &Changes) -> Result<Applied, StoreError> {
+        let lock = self.lock(hex)?;
+        match self.read(hex)? {
+            Some(mut record) if !record.is_expired_at(SystemTime::now()) => {
+                record.apply(changes);
+                self.write(hex, &record)?;
+                drop(lock);
+                Ok(Applied::Applied)
+            }
+            Some(_expired) => {
+                self.remove(hex, lock)?;
+                Ok(Applied::Missing)
+            }
+            None => {
+                lock.forget()?;
+                Ok(Applied::Missing)
+            }
+        }
+    }
+
+    fn delete(&self, hex: &str) -> Result<(), StoreError> {
+        let lock = self.lock(hex)?;
+        self.remove(hex, lock)?;
+        Ok(())
+    }
+
+    fn delete_expired(&self) -> Result<u64, StoreError> {
+        let now = SystemTime::now();
+        let entries = fs::read_dir(&self.dir).map_err(|error| io_error("list", &self.dir, error))?;
+        let mut removed = 0u64;
+        for entry in entries {
+            let entry = entry.map_err(|error| io_error("list", &self.dir, error))?;
+            let name = entry.file_name();
+            let Some(entry) = name.to_str().and_then(classify) else { continue };
+            match entry {
+                Entry::Record(hex) => {
+                    // A cheap look without the lock first; most records are live.
+                    match self.read(hex) {
+                        Ok(Some(record)) if record.is_expired_at(now) => {}
+                        Ok(_) => continue,
+                        Err(error) => {
+                            tracing::warn!(%error, "FileStore::delete_expired skips a session file");
+                            continue;
+                        }
+                    }
+                    let lock = self.lock(hex)?;
+                    match self.read(hex) {
+                        Ok(Some(record)) if record.is_expired_at(now) => {
+                            if self.remove(hex, lock)? {
+                                removed += 1;
+                            }
+                        }
+                        _ => drop(lock),
+                    }
+                }
+                // A lock file whose session has gone (left by a crash, or on other systems).
+                Entry::Lock(hex) => {
+                    if self.record_path(hex).exists() {
+                        continue;
+                    }
+                    let lock = self.lock(hex)?;
+                    if !self.record_path(hex).exists() {
+                        lock.forget()?;
+                    }
+                }
+                // Temporary files exist only while their session's lock is held: one found by
+                // the lock holder was left by a writer that crashed.
+                Entry::Temp(hex) => {
+                    let lock = self.lock(hex)?;
+                    remove_if_present(&self.dir.join(&name))?;
+                    if self.record_path(hex).exists() {
+                        drop(lock);
+                    } else {
+                        lock.forget()?;
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+#[async_trait]
+impl SessionStore for FileStore {
+    async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
+        // No lock: records are replaced by rename, so a reader sees the old file or the new one.
+        let record = self.blocking(key, |inner, hex| inner.read(hex)).await?;
+        Ok(record.filter(|record| !record.is_expired_at(SystemTime::now())))
+    }
+
+    async fn create(&self, key: &StoreKey, record: &Record) -> Result<Created, StoreError> {
+        let record = record.clone();
+        self.locked(key, move |inner, hex| inner.create(hex, &record)).await
+    }
+
+    async fn apply(&self, key: &StoreKey, changes: &Changes) -> Result<Applied, StoreError> {
+        let changes = changes.clone();
+        self.locked(key, move |inner, hex| inner.apply(hex, &changes)).await
+    }
+
+    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+        self.locked(key, |inner, hex| inner.delete(hex)).await
+    }
+
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || inner.delete_expired())
+            .await
+            .map_err(|error| StoreError::backend(format!("a file store task failed: {error}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_names_the_store_makes_are_recognised() {
+        let hex = "0123456789abcdef".repeat(4);
+        assert!(matches!(classify(&format!("{hex}.json")), Some(Entry::Record(h)) if h == hex));
+        assert!(matches!(classify(&format!("{hex}.lock")), Some(Entry::Lock(h)) if h == hex));
+        assert!(matches!(classify(&format!("{hex}.00ff00ff00ff00ff.tmp")), Some(Entry::Temp(h)) if h == hex));
+        for other in [
+            "notes.txt".to_owned(),
+            ".json".to_owned(),
+            format!("{}.json", hex.to_uppercase()),
+            format!("{hex}x.json"),
+            format!("{hex}.json.bak"),
+            format!("{hex}.tmp"),
+            format!("{hex}.zz.tmp"),
+            format!("../{hex}.json"),
+        ] {
+            assert!(classify(&other).is_none(), "{other}");
+        }
+    }
+}

@@ -1,0 +1,395 @@
+//! [`PostgresStore`]: one row per session, merged by one `UPDATE` with JSONB operators.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use serde_json::value::RawValue;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+use super::{Applied, Created, SessionStore, StoreError, StoreKey};
+use crate::config::Expiry;
+use crate::record::{from_unix_millis, to_unix_millis, Changes, Patch, Record, ValueMap};
+
+/// The table [`PostgresStore`] uses unless told otherwise.
+const DEFAULT_TABLE: &str = "typed_sessions";
+
+/// Longest table name accepted: PostgreSQL identifiers are at most 63 bytes, and the index name
+/// appends `_expires_at_idx`.
+const MAX_TABLE_LEN: usize = 63 - "_expires_at_idx".len();
+
+/// Sessions in PostgreSQL: one row per session, values and flash as `jsonb` objects.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), typed_sessions::store::StoreError> {
+/// use typed_sessions::{PostgresStore, SessionLayer};
+///
+/// let store = PostgresStore::connect("postgres://app@localhost/app").await?;
+/// let layer = SessionLayer::new(store);
+/// # Ok(()) }
+/// ```
+///
+/// # Table
+///
+/// ```sql
+/// CREATE TABLE typed_sessions (
+///     key         TEXT PRIMARY KEY,                -- SHA-256 of the session id, in hex
+///     data_values JSONB NOT NULL DEFAULT '{}',     -- stored name → value
+///     flash       JSONB NOT NULL DEFAULT '{}',     -- stored name → flash value
+///     created_at  BIGINT NOT NULL,                 -- Unix milliseconds
+///     expires_at  BIGINT NOT NULL,                 -- Unix milliseconds (indexed)
+///     expiry      JSONB                            -- per-session expiry override
+/// );
+/// CREATE INDEX typed_sessions_expires_at_idx ON typed_sessions (expires_at);
+/// ```
+///
+/// [`connect`](Self::connect), [`from_pool`](Self::from_pool) and [`migrate`](Self::migrate)
+/// create it if it is missing. Another table name: [`with_table_name`](Self::with_table_name).
+///
+/// # Statements
+///
+/// Every operation is one statement, so one round trip:
+/// - `apply` is `UPDATE .. SET data_values = (data_values - $removed) || $set, flash = .., ..
+///   WHERE key = $1 AND expires_at > $now`: the merge happens in the database under the row
+///   lock, so two requests of one session that change different keys both keep their changes,
+///   and a session that was deleted (or has expired) is never written back.
+/// - `create` is `INSERT .. ON CONFLICT (key) DO UPDATE .. WHERE <the existing row expired>`: an
+///   expired row never blocks a new session, a live one is a [`Created::Collision`].
+/// - `delete_expired` is one `DELETE .. WHERE expires_at <= $now`; run it now and then (expired
+///   rows are never loaded, but they stay in the table until then).
+///
+/// Times are compared with the application server's clock, passed as a parameter.
+///
+/// # Limits
+///
+/// PostgreSQL's `jsonb` re-formats JSON (`{"a": 1}`) — harmless, values decode the same — and
+/// cannot hold the character U+0000 in a string: a value containing it fails to save (the
+/// request is answered with 503 and an error is logged).
+///
+/// # Outages
+///
+/// The pool [`connect`](Self::connect) builds gives up acquiring a connection after 2 seconds, so
+/// while the database is down requests get a 503 quickly; connections are re-established once it
+/// is back. Build your own pool (and pass it to [`from_pool`](Self::from_pool)) for other
+/// limits, or TLS (enable a `sqlx` TLS feature in your `Cargo.toml`).
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    sql: Arc<Statements>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("table", &self.sql.table_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The store's SQL, built once for its table name.
+#[derive(Debug)]
+struct Statements {
+    table_name: String,
+    create_table: String,
+    create_index: String,
+    load: String,
+    create: String,
+    apply: String,
+    delete: String,
+    delete_expired: String,
+}
+
+impl Statements {
+    fn new(table_name: &str) -> Result<Self, StoreError> {
+        let parts: Vec<&str> = table_name.split('.').collect();
+        let valid = parts.len() <= 2
+            && parts.iter().all(|part| {
+                let mut chars = part.chars();
+                chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+            })
+            && parts.last().is_some_and(|table| table.len() <= MAX_TABLE_LEN)
+            && parts.first().is_some_and(|schema| schema.len() <= 63);
+        if !valid {
+            return Err(StoreError::backend(format!(
+                "{table_name:?} is not a valid session table name: use letters, digits and `_` \
+                 (not starting with a digit, at most {MAX_TABLE_LEN} characters), optionally \
+                 qualified with a schema (`schema.table`)"
+            )));
+        }
+        let table = parts.iter().map(|part| format!("\"{part}\"")).collect::<Vec<_>>().join(".");
+        let index = format!("\"{}_expires_at_idx\"", parts[parts.len() - 1]);
+        Ok(Statements {
+            table_name: table_name.to_owned(),
+            create_table: format!(
+                "CREATE TABLE IF NOT EXISTS {table} (\
+                 key TEXT PRIMARY KEY, \
+                 data_values JSONB NOT NULL DEFAULT '{{}}'::jsonb, \
+                 flash JSONB NOT NULL DEFAULT '{{}}'::jsonb, \
+                 created_at BIGINT NOT NULL, \
+                 expires_at BIGINT NOT NULL, \
+                 expiry JSONB)"
+            ),
+            create_index: format!("CREATE INDEX IF NOT EXISTS {index} ON {table} (expires_at)"),
+            load: format!(
+                "SELECT data_values::text, flash::text, created_at, expires_at, expiry::text \
+                 FROM {table} WHERE key = $1 AND expires_at > $2"
+            ),
+            create: format!(
+                "INSERT INTO {table} AS s (key, data_values, flash, created_at, expires_at, expiry) \
+                 VALUES ($1, $2::jsonb, $3::jsonb, $4, $5, $6::jsonb) \
+                 ON CONFLICT (key) DO UPDATE SET \
+                 data_values = EXCLUDED.data_values, flash = EXCLUDED.flash, \
+                 created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at, \
+                 expiry = EXCLUDED.expiry \
+                 WHERE s.expires_at <= $7"
+            ),
+            apply: format!(
+                "UPDATE {table} SET \
+                 data_values = (data_values - $2::text[]) || $3::jsonb, \
+                 flash = (flash - $4::text[]) || $5::jsonb, \
+                 expires_at = COALESCE($6, expires_at), \
+                 expiry = CASE WHEN $7 THEN $8::jsonb ELSE expiry END \
+                 WHERE key = $1 AND expires_at > $9"
+            ),
+            delete: format!("DELETE FROM {table} WHERE key = $1"),
+            delete_expired: format!("DELETE FROM {table} WHERE expires_at <= $1"),
+        })
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/database`) with
+    /// [the default pool settings](Self::default_pool_options) and creates the table
+    /// `typed_sessions` if it is missing.
+    ///
+    /// Fails with [`StoreError::Unavailable`] if the database cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let pool = Self::default_pool_options().connect(url).await.map_err(map_error)?;
+        Self::from_pool(pool).await
+    }
+
+    /// The pool settings [`connect`](Self::connect) uses: at most 10 connections, and acquiring
+    /// one gives up after 2 seconds.
+    pub fn default_pool_options() -> PgPoolOptions {
+        PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(2))
+    }
+
+    /// A store on an existing pool; creates the table `typed_sessions` if it is missing.
+    pub async fn from_pool(pool: PgPool) -> Result<Self, StoreError> {
+        let store = Self::new(pool);
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// A store on an existing pool, using the table `typed_sessions`, without touching the
+    /// database: call [`migrate`](Self::migrate) if the table may be missing.
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: sqlx::PgPool) -> Result<(), typed_sessions::store::StoreError> {
+    /// use typed_sessions::PostgresStore;
+    ///
+    /// let store = PostgresStore::new(pool).with_table_name("auth.web_sessions")?;
+    /// store.migrate().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn new(pool: PgPool) -> Self {
+        PostgresStore {
+            pool,
+            sql: Arc::new(Statements::new(DEFAULT_TABLE).expect("the default table name is valid")),
+        }
+    }
+
+    /// Keeps sessions in the table `name` (`table` or `schema.table`: letters, digits and `_`,
+    /// not starting with a digit) instead of `typed_sessions`.
+    ///
+    /// Fails with [`StoreError::Backend`] for any other name: the name is put into SQL text.
+    pub fn with_table_name(mut self, name: &str) -> Result<Self, StoreError> {
+        self.sql = Arc::new(Statements::new(name)?);
+        Ok(self)
+    }
+
+    /// The table the sessions are kept in.
+    pub fn table_name(&self) -> &str {
+        &self.sql.table_name
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Creates the table and its index if they are missing. Safe to run from several servers at
+    /// once (it takes a transaction-scoped advisory lock).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let mut transaction = self.pool.begin().await.map_err(map_error)?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(format!("typed_sessions:{}", self.sql.table_name))
+            .execute(&mut *transaction)
+            .await
+            .map_err(map_error)?;
+        for ddl in [&self.sql.create_table, &self.sql.create_index] {
+            sqlx::query(ddl)
+                .persistent(false)
+                .execute(&mut *transaction)
+                .await
+                .map_err(map_error)?;
+        }
+        transaction.commit().await.map_err(map_error)?;
+        tracing::debug!(table = %self.sql.table_name, "session table ready");
+        Ok(())
+    }
+}
+
+fn map_error(error: sqlx::Error) -> StoreError {
+    let unavailable = match &error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // Class 08: connection exception; 57P01..57P03: the server is shutting down or starting
+        // up; 53300: too many connections.
+        sqlx::Error::Database(database) => database
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P") || code == "53300"),
+        _ => false,
+    };
+    if unavailable {
+        StoreError::unavailable(error)
+    } else {
+        StoreError::backend(error)
+    }
+}
+
+fn now_millis() -> i64 {
+    to_unix_millis(SystemTime::now())
+}
+
+/// A JSON object of the given entries, each value checked to be JSON.
+fn json_object<'a>(entries: impl IntoIterator<Item = (&'a String, &'a String)>) -> Result<String, StoreError> {
+    let mut object = BTreeMap::new();
+    for (name, json) in entries {
+        let raw: &RawValue = serde_json::from_str(json)
+            .map_err(|error| StoreError::backend(format!("the value under {name:?} is not JSON: {error}")))?;
+        object.insert(name.as_str(), raw);
+    }
+    serde_json::to_string(&object).map_err(StoreError::backend)
+}
+
+/// A JSON object read back from the database, each value as JSON text.
+fn value_map(json: &str) -> Result<ValueMap, StoreError> {
+    let object: BTreeMap<String, Box<RawValue>> = serde_json::from_str(json)
+        .map_err(|error| StoreError::Corrupt(format!("a session column is not a JSON object: {error}")))?;
+    Ok(object
+        .into_iter()
+        .map(|(name, raw)| (name, raw.get().to_owned()))
+        .collect())
+}
+
+/// A patch as the `UPDATE` takes it: names to remove, and an object of entries to set.
+fn split_patch(patch: &Patch) -> Result<(Vec<String>, String), StoreError> {
+    let removed = patch
+        .iter()
+        .filter(|(_, change)| change.is_none())
+        .map(|(name, _)| name.clone())
+        .collect();
+    let set = json_object(patch.iter().filter_map(|(name, change)| change.as_ref().map(|json| (name, json))))?;
+    Ok((removed, set))
+}
+
+fn expiry_json(expiry: &Option<Expiry>) -> Result<Option<String>, StoreError> {
+    expiry
+        .as_ref()
+        .map(|expiry| serde_json::to_string(expiry).map_err(StoreError::backend))
+        .transpose()
+}
+
+type Row = (String, String, i64, i64, Option<String>);
+
+#[async_trait]
+impl SessionStore for PostgresStore {
+    async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
+        let row: Option<Row> = sqlx::query_as(&self.sql.load)
+            .bind(key.to_hex())
+            .bind(now_millis())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_error)?;
+        let Some((values, flash, created_at, expires_at, expiry)) = row else {
+            return Ok(None);
+        };
+        let expiry = expiry
+            .map(|json| {
+                serde_json::from_str(&json)
+                    .map_err(|error| StoreError::Corrupt(format!("the session's expiry override {json:?} does not decode: {error}")))
+            })
+            .transpose()?;
+        Ok(Some(Record {
+            values: value_map(&values)?,
+            flash: value_map(&flash)?,
+            created_at: from_unix_millis(created_at),
+            expires_at: from_unix_millis(expires_at),
+            expiry,
+        }))
+    }
+
+    async fn create(&self, key: &StoreKey, record: &Record) -> Result<Created, StoreError> {
+        let result = sqlx::query(&self.sql.create)
+            .bind(key.to_hex())
+            .bind(json_object(&record.values)?)
+            .bind(json_object(&record.flash)?)
+            .bind(to_unix_millis(record.created_at))
+            .bind(to_unix_millis(record.expires_at))
+            .bind(expiry_json(&record.expiry)?)
+            .bind(now_millis())
+            .execute(&self.pool)
+            .await
+            .map_err(map_error)?;
+        Ok(if result.rows_affected() == 1 { Created::Created } else { Created::Collision })
+    }
+
+    async fn apply(&self, key: &StoreKey, changes: &Changes) -> Result<Applied, StoreError> {
+        let (removed_values, set_values) = split_patch(&changes.values)?;
+        let (removed_flash, set_flash) = split_patch(&changes.flash)?;
+        let (change_expiry, expiry) = match &changes.expiry {
+            None => (false, None),
+            Some(expiry) => (true, expiry_json(expiry)?),
+        };
+        let result = sqlx::query(&self.sql.apply)
+            .bind(key.to_hex())
+            .bind(removed_values)
+            .bind(set_values)
+            .bind(removed_flash)
+            .bind(set_flash)
+            .bind(changes.expires_at.map(to_unix_millis))
+            .bind(change_expiry)
+            .bind(expiry)
+            .bind(now_millis())
+            .execute(&self.pool)
+            .await
+            .map_err(map_error)?;
+        Ok(if result.rows_affected() == 1 { Applied::Applied } else { Applied::Missing })
+    }
+
+    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+        sqlx::query(&self.sql.delete)
+            .bind(key.to_hex())
+            .execute(&self.pool)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        let result = sqlx::query(&self.sql.delete_expired)
+            .bind(now_millis())
+            .execute(&self.pool)
+            .await
+            .map_err(map_error)?;
+        Ok(result.rows_affected())
+    }
+}

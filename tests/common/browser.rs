@@ -1,0 +1,71 @@
+//! A browser for `oneshot` tests: sends requests to a `Router` and keeps the session cookie.
+//! Included by test files with `#[path = "common/browser.rs"] mod browser;`.
+
+#![allow(dead_code, unreachable_pub)]
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+/// What came back.
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: String,
+    pub set_cookie: Vec<String>,
+}
+
+impl Reply {
+    /// The `Set-Cookie` of the session cookie `id`, if any.
+    pub fn session_cookie(&self) -> Option<cookie::Cookie<'static>> {
+        self.set_cookie
+            .iter()
+            .filter_map(|text| cookie::Cookie::parse(text.clone()).ok())
+            .find(|c| c.name() == "id")
+    }
+
+    /// The session cookie's `Max-Age` in seconds, if it has one.
+    pub fn max_age_secs(&self) -> Option<i64> {
+        self.session_cookie()?.max_age().map(|age| age.whole_seconds())
+    }
+}
+
+/// A browser with a cookie jar that holds the session cookie.
+pub struct Browser {
+    pub app: Router,
+    pub cookie: Option<String>,
+}
+
+impl Browser {
+    pub fn new(app: Router) -> Self {
+        Browser { app, cookie: None }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Reply {
+        let reply = send(&self.app, path, self.cookie.as_deref()).await;
+        if let Some(c) = reply.session_cookie() {
+            let removed = c.max_age() == Some(cookie::time::Duration::ZERO);
+            self.cookie = (!removed).then(|| format!("id={}", c.value()));
+        }
+        reply
+    }
+}
+
+/// One GET with an optional `Cookie` header.
+pub async fn send(app: &Router, path: &str, cookie: Option<&str>) -> Reply {
+    let mut request = Request::get(path);
+    if let Some(cookie) = cookie {
+        request = request.header(header::COOKIE, cookie);
+    }
+    let response = app.clone().oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+    let status = response.status();
+    let set_cookie = response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    let body = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    Reply { status, body, set_cookie }
+}

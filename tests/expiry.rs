@@ -1,0 +1,186 @@
+//! The expiry model: rolling idle timeout, browser-session cookies, the absolute lifetime cap,
+//! per-session overrides ("remember me") and the rule that an unchanged request rewrites the
+//! expiry only once enough of the idle window has passed. Time is a `ManualClock`: no sleeping.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::routing::get;
+use axum::Router;
+use typed_sessions::clock::ManualClock;
+use typed_sessions::store::{Applied, Created, SessionStore, StoreError, StoreKey};
+use typed_sessions::{Changes, Expiry, MemoryStore, Record, Session, SessionLayer, SessionSchema};
+
+#[path = "common/browser.rs"]
+mod browser;
+use browser::Browser;
+
+#[derive(SessionSchema)]
+struct Values {
+    user: String,
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A `MemoryStore` that counts writes.
+#[derive(Default)]
+struct Store {
+    inner: MemoryStore,
+    writes: AtomicUsize,
+}
+
+#[typed_sessions::async_trait]
+impl SessionStore for Store {
+    async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
+        self.inner.load(key).await
+    }
+    async fn create(&self, key: &StoreKey, record: &Record) -> Result<Created, StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.create(key, record).await
+    }
+    async fn apply(&self, key: &StoreKey, changes: &Changes) -> Result<Applied, StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.apply(key, changes).await
+    }
+    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+        self.inner.delete(key).await
+    }
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        self.inner.delete_expired().await
+    }
+}
+
+struct Fixture {
+    browser: Browser,
+    clock: ManualClock,
+    store: Arc<Store>,
+}
+
+impl Fixture {
+    fn new(configure: impl FnOnce(SessionLayer) -> SessionLayer) -> Self {
+        let clock = ManualClock::new(SystemTime::now());
+        let store = Arc::new(Store::default());
+        let layer = configure(SessionLayer::new(Arc::clone(&store)).with_clock(clock.clone()));
+        let app = Router::new()
+            .route("/login", get(|mut s: Session<Values>| async move { s.set(Values::USER, "ada".into()) }))
+            .route("/remember-me", get(|mut s: Session<Values>| async move {
+                s.set_expiry(Expiry::Idle(30 * DAY));
+                format!("{:?}", s.expiry())
+            }))
+            .route("/forget-me", get(|mut s: Session<Values>| async move { s.set_expiry(None) }))
+            .route("/user", get(|s: Session<Values>| async move { s.get(Values::USER).unwrap_or_default() }))
+            .layer(layer);
+        Fixture { browser: Browser::new(app), clock, store }
+    }
+
+    fn writes(&self) -> usize {
+        self.store.writes.load(Ordering::SeqCst)
+    }
+}
+
+#[tokio::test]
+async fn idle_timeout_sets_max_age_and_ends_an_idle_session() {
+    let mut f = Fixture::new(|layer| layer.with_expiry(Expiry::Idle(30 * MINUTE)));
+    let login = f.browser.get("/login").await;
+    assert_eq!(login.max_age_secs(), Some(30 * 60));
+
+    f.clock.advance(29 * MINUTE);
+    assert_eq!(f.browser.get("/user").await.body, "ada");
+    f.clock.advance(29 * MINUTE);
+    assert_eq!(f.browser.get("/user").await.body, "ada", "activity keeps the session alive");
+    f.clock.advance(31 * MINUTE);
+    assert_eq!(f.browser.get("/user").await.body, "", "30 idle minutes end it");
+}
+
+#[tokio::test]
+async fn an_unchanged_request_touches_only_after_half_the_window() {
+    let mut f = Fixture::new(|layer| layer.with_expiry(Expiry::Idle(60 * MINUTE)));
+    f.browser.get("/login").await;
+    let after_login = f.writes();
+
+    for _ in 0..5 {
+        f.clock.advance(5 * MINUTE);
+        let reply = f.browser.get("/user").await;
+        assert!(reply.set_cookie.is_empty(), "no Set-Cookie before half the window");
+    }
+    assert_eq!(f.writes(), after_login, "read-only requests in the first half must not write");
+
+    f.clock.advance(6 * MINUTE); // 31 minutes since the last write
+    let touched = f.browser.get("/user").await;
+    assert_eq!(f.writes(), after_login + 1, "past half the window, one touch");
+    assert_eq!(touched.max_age_secs(), Some(60 * 60), "the touch renews the cookie");
+
+    f.clock.advance(MINUTE);
+    f.browser.get("/user").await;
+    assert_eq!(f.writes(), after_login + 1, "the touch reset the clock for the next one");
+}
+
+#[tokio::test]
+async fn touch_fraction_is_configurable() {
+    let mut f = Fixture::new(|layer| layer.with_expiry(Expiry::Idle(60 * MINUTE)).with_touch_after(0.0));
+    f.browser.get("/login").await;
+    let after_login = f.writes();
+    for round in 1..=3 {
+        f.clock.advance(Duration::from_secs(1));
+        f.browser.get("/user").await;
+        assert_eq!(f.writes(), after_login + round, "touch_after(0.0) touches on every request");
+    }
+}
+
+#[tokio::test]
+async fn max_lifetime_caps_the_session_whatever_its_activity() {
+    let mut f = Fixture::new(|layer| layer.with_expiry(Expiry::Idle(60 * MINUTE)).with_max_lifetime(90 * MINUTE).with_touch_after(0.0));
+    f.browser.get("/login").await;
+    f.clock.advance(45 * MINUTE);
+    let reply = f.browser.get("/user").await;
+    assert_eq!(reply.body, "ada");
+    assert_eq!(reply.max_age_secs(), Some(45 * 60), "the cookie never outlives the cap");
+
+    for _ in 0..4 {
+        f.clock.advance(10 * MINUTE);
+        assert_eq!(f.browser.get("/user").await.body, "ada");
+    }
+    f.clock.advance(6 * MINUTE); // 91 minutes since login, last request 6 minutes ago
+    assert_eq!(f.browser.get("/user").await.body, "", "rolling must not extend past the cap");
+}
+
+#[tokio::test]
+async fn browser_session_cookies_have_no_max_age() {
+    let mut f = Fixture::new(|layer| layer.with_expiry(Expiry::BrowserSession));
+    let login = f.browser.get("/login").await;
+    let cookie = login.session_cookie().unwrap();
+    assert_eq!(cookie.max_age(), None);
+    assert_eq!(cookie.expires(), None);
+    f.clock.advance(typed_sessions::BROWSER_SESSION_IDLE + MINUTE);
+    assert_eq!(f.browser.get("/user").await.body, "", "the server forgets an idle browser session too");
+}
+
+#[tokio::test]
+async fn remember_me_is_persisted_with_the_session_and_sets_max_age() {
+    let mut f = Fixture::new(|layer| layer.with_expiry(Expiry::Idle(30 * MINUTE)));
+    f.browser.get("/login").await;
+    let reply = f.browser.get("/remember-me").await;
+    assert_eq!(reply.body, format!("{:?}", Expiry::Idle(30 * DAY)));
+    assert_eq!(reply.max_age_secs(), Some(30 * 24 * 60 * 60));
+
+    f.clock.advance(10 * DAY);
+    assert_eq!(f.browser.get("/user").await.body, "ada", "the override outlives the layer's 30 minutes");
+    f.clock.advance(16 * DAY); // past half of 30 days since the last write: a touch
+    let touched = f.browser.get("/user").await;
+    assert_eq!(touched.max_age_secs(), Some(30 * 24 * 60 * 60), "touches use the stored override");
+
+    f.browser.get("/forget-me").await;
+    f.clock.advance(31 * MINUTE);
+    assert_eq!(f.browser.get("/user").await.body, "", "back on the layer's idle timeout");
+}
+
+#[tokio::test]
+async fn an_expired_record_is_not_served_even_if_the_store_still_has_it() {
+    let mut f = Fixture::new(|layer| layer.with_expiry(Expiry::Idle(MINUTE)));
+    f.browser.get("/login").await;
+    f.clock.advance(2 * MINUTE);
+    assert_eq!(f.store.inner.len(), 1, "the store has not swept it");
+    assert_eq!(f.browser.get("/user").await.body, "");
+}
