@@ -1,1 +1,192 @@
-fn main() {}
+//! Side-by-side cost of a session layer: the same axum handler (read one key, write one key)
+//! with no session layer, with tower-sessions, and with typed-sessions, all on their in-memory
+//! stores, driven in one process through `oneshot` over 1,000 sessions, in alternating rounds.
+//!
+//! ```text
+//! cargo run --release -p typed-sessions-bench
+//! cargo run --release -p typed-sessions-bench -- --rounds 20 --requests 20000
+//! ```
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::routing::get;
+use axum::Router;
+use http_body_util::BodyExt;
+use ::tower::ServiceExt;
+
+const SESSIONS: usize = 1_000;
+
+mod typed {
+    use typed_sessions::{MemoryStore, Session, SessionLayer, SessionSchema};
+
+    #[derive(SessionSchema)]
+    struct Values {
+        user_id: u64,
+        counter: u64,
+    }
+
+    async fn handler(mut session: Session<Values>) -> String {
+        let user = session.get(Values::USER_ID).unwrap_or(0);
+        session.set(Values::COUNTER, user + 1);
+        user.to_string()
+    }
+
+    async fn start(mut session: Session<Values>) -> &'static str {
+        session.set(Values::USER_ID, 7);
+        "started"
+    }
+
+    pub(crate) fn app() -> axum::Router {
+        super::router(axum::routing::get(handler), axum::routing::get(start)).layer(SessionLayer::new(MemoryStore::new()))
+    }
+}
+
+mod tower_sessions_app {
+    use tower_sessions::{MemoryStore, Session, SessionManagerLayer};
+
+    async fn handler(session: Session) -> String {
+        let user: u64 = session.get("user_id").await.ok().flatten().unwrap_or(0);
+        let _ = session.insert("counter", user + 1).await;
+        user.to_string()
+    }
+
+    async fn start(session: Session) -> &'static str {
+        let _ = session.insert("user_id", 7u64).await;
+        "started"
+    }
+
+    pub(crate) fn app() -> axum::Router {
+        super::router(axum::routing::get(handler), axum::routing::get(start)).layer(SessionManagerLayer::new(MemoryStore::default()))
+    }
+}
+
+fn router(handler: axum::routing::MethodRouter, start: axum::routing::MethodRouter) -> Router {
+    Router::new().route("/", handler).route("/start", start)
+}
+
+fn bare() -> Router {
+    // The same work minus the session: parse and format a number.
+    router(
+        get(|| async { (std::hint::black_box("7").parse::<u64>().unwrap_or(0) + 1).to_string() }),
+        get(|| async { "started" }),
+    )
+}
+
+async fn request(app: &Router, path: &str, cookie: Option<&str>) -> (StatusCode, Option<String>) {
+    let mut request = Request::get(path);
+    if let Some(cookie) = cookie {
+        request = request.header(header::COOKIE, cookie);
+    }
+    let response = app.clone().oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+    let status = response.status();
+    let cookie = response
+        .headers()
+        .get(header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned);
+    let _ = response.into_body().collect().await.unwrap();
+    (status, cookie)
+}
+
+struct Variant {
+    name: &'static str,
+    app: Router,
+    cookies: Vec<Option<String>>,
+    samples: Vec<f64>,
+}
+
+impl Variant {
+    async fn new(name: &'static str, app: Router) -> Self {
+        let mut cookies = Vec::with_capacity(SESSIONS);
+        for _ in 0..SESSIONS {
+            let (status, cookie) = request(&app, "/start", None).await;
+            assert_eq!(status, StatusCode::OK);
+            cookies.push(cookie);
+        }
+        Variant { name, app, cookies, samples: Vec::new() }
+    }
+
+    async fn round(&mut self, requests: usize) {
+        let started = Instant::now();
+        for i in 0..requests {
+            let (status, _) = request(&self.app, "/", self.cookies[i % SESSIONS].as_deref()).await;
+            debug_assert_eq!(status, StatusCode::OK);
+        }
+        self.samples.push(started.elapsed().as_nanos() as f64 / requests as f64);
+    }
+
+    fn median(&self) -> f64 {
+        let mut sorted = self.samples.clone();
+        sorted.sort_by(f64::total_cmp);
+        sorted[sorted.len() / 2]
+    }
+}
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let rounds = arg("--rounds", 15);
+    let requests = arg("--requests", 20_000);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    // `--only bare|tower|typed`: one variant, one round, no report — for counting instructions
+    // under callgrind, where the difference between two request counts is the cost per request.
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(only) = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)) {
+        runtime.block_on(async {
+            let app = match only.as_str() {
+                "bare" => bare(),
+                "tower" => tower_sessions_app::app(),
+                "typed" => typed::app(),
+                other => panic!("--only takes bare, tower or typed, not {other}"),
+            };
+            Variant::new("only", app).await.round(requests).await;
+        });
+        return;
+    }
+    runtime.block_on(async {
+        let mut variants = vec![
+            Variant::new("bare axum", bare()).await,
+            Variant::new("tower-sessions 0.15", tower_sessions_app::app()).await,
+            Variant::new("typed-sessions", typed::app()).await,
+        ];
+        // Sanity: both session layers really carry a session across requests.
+        for variant in &variants[1..] {
+            let cookie = variant.cookies[0].as_deref();
+            assert!(cookie.is_some(), "{} set no cookie", variant.name);
+        }
+        for variant in &mut variants {
+            variant.round(requests / 4).await; // warm-up, discarded
+            variant.samples.clear();
+        }
+        for round in 0..rounds {
+            // Alternate the order so drift (thermal, other load) hits every variant alike.
+            let order: Vec<usize> = if round % 2 == 0 { vec![0, 1, 2] } else { vec![2, 1, 0] };
+            for i in order {
+                variants[i].round(requests).await;
+            }
+        }
+
+        let bare = variants[0].median();
+        println!("{rounds} rounds x {requests} requests over {SESSIONS} sessions, median ns/request:");
+        for variant in &variants {
+            let median = variant.median();
+            println!("  {:<22} {:>8.0} ns   overhead {:>7.0} ns", variant.name, median, median - bare);
+        }
+        let tower_overhead = variants[1].median() - bare;
+        let typed_overhead = variants[2].median() - bare;
+        println!(
+            "typed-sessions overhead / tower-sessions overhead = {:.1}% (target <= 25%)",
+            100.0 * typed_overhead / tower_overhead
+        );
+    });
+}

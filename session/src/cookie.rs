@@ -100,13 +100,21 @@ pub(crate) fn encode_value(id: &SessionId, cookie_name: &str, keys: &[SigningKey
     }
 }
 
+/// A session id read from a verified cookie.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct CookieId {
+    pub(crate) id: SessionId,
+    /// Signed by a key other than the first: the cookie should be re-signed.
+    pub(crate) signed_by_old_key: bool,
+}
+
 /// The id in a cookie value, if it is well formed and (with keys) signed by one of them.
-pub(crate) fn decode_value(value: &str, cookie_name: &str, keys: &[SigningKey]) -> Option<SessionId> {
+pub(crate) fn decode_value(value: &str, cookie_name: &str, keys: &[SigningKey]) -> Option<CookieId> {
     if value.len() > MAX_VALUE_LEN {
         return None;
     }
     if keys.is_empty() {
-        return SessionId::parse(value);
+        return SessionId::parse(value).map(|id| CookieId { id, signed_by_old_key: false });
     }
     let (id, signature) = value.split_once('.')?;
     if signature.len() != SIGNATURE_LEN {
@@ -117,14 +125,15 @@ pub(crate) fn decode_value(value: &str, cookie_name: &str, keys: &[SigningKey]) 
     let tag_len = URL_SAFE_NO_PAD.decode_slice(signature, &mut tag).ok()?;
     let tag = &tag[..tag_len];
     // `verify_slice` compares in constant time.
-    keys.iter()
-        .any(|key| key.tag(cookie_name, id.as_str()).verify_slice(tag).is_ok())
-        .then_some(id)
+    let signer = keys
+        .iter()
+        .position(|key| key.tag(cookie_name, id.as_str()).verify_slice(tag).is_ok())?;
+    Some(CookieId { id, signed_by_old_key: signer > 0 })
 }
 
 /// The session id the request's cookies carry, if any verifies. Several cookies of our name
 /// (a stale one at another path, say) are each tried.
-pub(crate) fn session_id_from_headers(headers: &HeaderMap, settings: &CookieSettings, keys: &[SigningKey]) -> Option<SessionId> {
+pub(crate) fn session_id_from_headers(headers: &HeaderMap, settings: &CookieSettings, keys: &[SigningKey]) -> Option<CookieId> {
     for header in headers.get_all(COOKIE) {
         let Ok(header) = header.to_str() else { continue };
         for cookie in Cookie::split_parse(header).flatten() {
@@ -180,10 +189,10 @@ mod tests {
         let id = SessionId::random();
         let old = [key(1)];
         let value = encode_value(&id, "id", &old);
-        assert_eq!(decode_value(&value, "id", &old), Some(id.clone()));
+        assert_eq!(decode_value(&value, "id", &old), Some(CookieId { id: id.clone(), signed_by_old_key: false }));
 
         let rotated = [key(2), key(1)];
-        assert_eq!(decode_value(&value, "id", &rotated), Some(id.clone()));
+        assert_eq!(decode_value(&value, "id", &rotated), Some(CookieId { id: id.clone(), signed_by_old_key: true }));
         let retired = [key(2)];
         assert_eq!(decode_value(&value, "id", &retired), None);
     }

@@ -4,21 +4,21 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::{Arc, OnceLock};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use cookie::SameSite;
 use http::header::SET_COOKIE;
 use http::{HeaderValue, Request, Response, StatusCode};
 use parking_lot::Mutex;
-use tokio::sync::OnceCell;
+use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::clock::Clock;
 use crate::config::{Config, Expiry};
-use crate::cookie::{self as session_cookie, SigningKey};
+use crate::cookie::{self as session_cookie, CookieId, SigningKey};
 use crate::id::SessionId;
 use crate::session::{CookiePlan, SessionInner, State, Write};
 use crate::store::{Applied, Created, SessionStore, StoreError};
@@ -219,40 +219,48 @@ impl<S> std::fmt::Debug for SessionService<S> {
 /// The session of one request, before and after it is loaded. Lives in the request's extensions.
 pub(crate) struct RequestSession {
     config: Arc<Config>,
-    cookie_id: Option<SessionId>,
-    loaded: OnceCell<Arc<SessionInner>>,
+    cookie_id: Option<CookieId>,
+    loaded: OnceLock<Arc<SessionInner>>,
 }
 
 impl RequestSession {
     /// The session, read from the store on the first call of the request.
     pub(crate) async fn load(&self) -> Result<&Arc<SessionInner>, StoreError> {
-        self.loaded
-            .get_or_try_init(|| async {
-                let config = &self.config;
-                let state = match &self.cookie_id {
-                    None => State::fresh(config.now()),
-                    Some(id) => {
-                        let record = with_timeout(config, config.store.load(&id.store_key())).await?;
-                        let now = config.now();
-                        match record {
-                            Some(record) if !record.is_expired_at(now) && !config.past_max_lifetime(record.created_at, now) => {
-                                State::loaded(id.clone(), record)
-                            }
-                            // An id the store does not know (or has expired) is never adopted.
-                            _ => State::fresh(now),
-                        }
+        if let Some(loaded) = self.loaded.get() {
+            return Ok(loaded);
+        }
+        let config = &self.config;
+        let state = match &self.cookie_id {
+            None => State::fresh(config.now()),
+            Some(CookieId { id, signed_by_old_key }) => {
+                let key = id.store_key();
+                let record = with_timeout(config, config.store.load(&key)).await?;
+                let now = config.now();
+                match record {
+                    Some(record) if !record.is_expired_at(now) && !config.past_max_lifetime(record.created_at, now) => {
+                        State::loaded(id.clone(), key, record, *signed_by_old_key)
                     }
-                };
-                Ok(Arc::new(SessionInner {
-                    state: Mutex::new(state),
-                    config: Arc::clone(config),
-                }))
-            })
-            .await
+                    // An id the store does not know (or has expired) is never adopted.
+                    _ => State::fresh(now),
+                }
+            }
+        };
+        let inner = Arc::new(SessionInner {
+            state: Mutex::new(state),
+            config: Arc::clone(config),
+        });
+        // Extractors run one after another, so a second load in one request is not expected;
+        // should two race, the first to finish wins and both see its session.
+        Ok(self.loaded.get_or_init(|| inner))
     }
 }
 
 async fn with_timeout<T>(config: &Config, call: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    let mut call = std::pin::pin!(call);
+    // In-memory stores answer at once: no timer is armed for them.
+    if let Poll::Ready(result) = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await {
+        return result;
+    }
     match config.store_timeout {
         None => call.await,
         Some(limit) => match tokio::time::timeout(limit, call).await {
@@ -264,14 +272,12 @@ async fn with_timeout<T>(config: &Config, call: impl Future<Output = Result<T, S
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    ReqBody: Send + 'static,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: Default + Send + 'static,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    type Future = ResponseFuture<S::Future, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -283,31 +289,88 @@ where
         let session = Arc::new(RequestSession {
             config,
             cookie_id,
-            loaded: OnceCell::new(),
+            loaded: OnceLock::new(),
         });
         request.extensions_mut().insert(Arc::clone(&session));
+        ResponseFuture {
+            state: ResponseState::Handler {
+                future: self.inner.call(request),
+                session,
+            },
+        }
+    }
+}
 
-        // The clone that was made ready is the one that must be called.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move {
-            let mut response = inner.call(request).await?;
-            if let Some(loaded) = session.loaded.get() {
-                match save(&session.config, loaded).await {
-                    Ok(Some(set_cookie)) => {
-                        response.headers_mut().append(SET_COOKIE, set_cookie);
-                    }
-                    Ok(None) => {}
-                    Err(error) => {
-                        tracing::error!(%error, "the session could not be saved; answering 503 instead of the handler's response");
-                        let mut unavailable = Response::new(ResBody::default());
-                        *unavailable.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-                        return Ok(unavailable);
+pin_project! {
+    /// The response future of [`SessionService`]: the handler's, then the save.
+    pub struct ResponseFuture<F, B> {
+        #[pin]
+        state: ResponseState<F, B>,
+    }
+}
+
+pin_project! {
+    #[project = ResponseStateProj]
+    enum ResponseState<F, B> {
+        Handler {
+            #[pin]
+            future: F,
+            session: Arc<RequestSession>,
+        },
+        Saving {
+            future: Pin<Box<dyn Future<Output = Response<B>> + Send>>,
+        },
+    }
+}
+
+impl<F, B> std::fmt::Debug for ResponseFuture<F, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Default + Send + 'static,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let next = match self.as_mut().project().state.project() {
+                ResponseStateProj::Handler { future, session } => {
+                    let response = ready!(future.poll(cx))?;
+                    // A request that never extracted the session has nothing to save.
+                    let Some(loaded) = session.loaded.get() else {
+                        return Poll::Ready(Ok(response));
+                    };
+                    let (config, loaded) = (Arc::clone(&session.config), Arc::clone(loaded));
+                    ResponseState::Saving {
+                        future: Box::pin(async move { finish(&config, &loaded, response).await }),
                     }
                 }
-            }
-            Ok(response)
-        })
+                ResponseStateProj::Saving { future } => return future.as_mut().poll(cx).map(Ok),
+            };
+            self.as_mut().project().state.set(next);
+        }
+    }
+}
+
+/// Saves the session and puts the cookie on the response — or answers 503 if the save failed.
+async fn finish<B: Default>(config: &Config, session: &SessionInner, mut response: Response<B>) -> Response<B> {
+    match save(config, session).await {
+        Ok(Some(set_cookie)) => {
+            response.headers_mut().append(SET_COOKIE, set_cookie);
+            response
+        }
+        Ok(None) => response,
+        Err(error) => {
+            tracing::error!(%error, "the session could not be saved; answering 503 instead of the handler's response");
+            let mut unavailable = Response::new(B::default());
+            *unavailable.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            unavailable
+        }
     }
 }
 
@@ -339,8 +402,8 @@ async fn save(config: &Config, session: &SessionInner) -> Result<Option<HeaderVa
             }
             cookie_id = Some(candidate);
         }
-        Some(Write::Apply { id, changes }) => match with_timeout(config, store.apply(&id.store_key(), &changes)).await? {
-            Applied::Applied => cookie_id = Some(id),
+        Some(Write::Apply { key, changes }) => match with_timeout(config, store.apply(&key, &changes)).await? {
+            Applied::Applied => cookie_id = session.state.lock().loaded_id.clone(),
             Applied::Missing => {
                 // Destroyed (or expired) while this request ran: its changes must not bring it back.
                 tracing::debug!("the session ended while the request ran; its changes were dropped");

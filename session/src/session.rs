@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::config::{Config, Expiry};
-use crate::id::SessionId;
+use crate::id::{SessionId, StoreKey};
 use crate::key::{Key, SessionSchema};
 use crate::record::{Changes, Patch, Record, ValueMap};
 
@@ -272,6 +272,10 @@ fn encode<T: Serialize>(name: &str, value: &T) -> Option<String> {
 pub(crate) struct State {
     /// The stored session this request loaded, if any.
     pub(crate) loaded_id: Option<SessionId>,
+    /// Its store key, hashed once per request.
+    loaded_key: Option<StoreKey>,
+    /// The cookie was signed by a retired key: send a freshly signed one.
+    resign_cookie: bool,
     /// Values as loaded.
     base: ValueMap,
     /// This request's changes to values.
@@ -297,6 +301,8 @@ impl State {
     pub(crate) fn fresh(now: SystemTime) -> Self {
         State {
             loaded_id: None,
+            loaded_key: None,
+            resign_cookie: false,
             base: ValueMap::new(),
             pending: Patch::new(),
             incoming_flash: ValueMap::new(),
@@ -315,9 +321,11 @@ impl State {
     }
 
     /// A stored session.
-    pub(crate) fn loaded(id: SessionId, record: Record) -> Self {
+    pub(crate) fn loaded(id: SessionId, key: StoreKey, record: Record, resign_cookie: bool) -> Self {
         State {
+            resign_cookie,
             loaded_id: Some(id),
+            loaded_key: Some(key),
             base: record.values,
             incoming_flash: record.flash,
             stored_expires_at: Some(record.expires_at),
@@ -492,7 +500,8 @@ impl State {
     }
 
     /// What saving this request's session takes: the store writes and the cookie to send.
-    pub(crate) fn plan(&self, config: &Config, now: SystemTime) -> Plan {
+    /// Called once, after the handler: moves this request's changes out of the state.
+    pub(crate) fn plan(&mut self, config: &Config, now: SystemTime) -> Plan {
         let delete = self.delete_id.clone();
         if self.destroyed {
             return Plan { write: None, delete, cookie: CookiePlan::Remove };
@@ -528,27 +537,38 @@ impl State {
                 delete,
                 cookie: CookiePlan::Set { max_age: cookie_max_age },
             },
-            (Some(loaded_id), None) => {
+            (Some(_), None) => {
+                let key = self.loaded_key.expect("a loaded session has a store key");
+                let flash = self.flash_patch();
+                let expiry_changed = self.pending_expiry.is_some();
                 let mut changes = Changes {
-                    values: self.pending.clone(),
-                    flash: self.flash_patch(),
+                    values: std::mem::take(&mut self.pending),
+                    flash,
                     expires_at: None,
                     expiry: self.pending_expiry,
                 };
-                let due_for_touch = self.stored_expires_at.is_none_or(|stored| {
-                    let window = expiry.idle_window().as_secs_f64();
-                    let remaining = stored.duration_since(now).unwrap_or(Duration::ZERO).as_secs_f64();
-                    stored != expires_at && window - remaining >= window * config.touch_after
-                });
-                if changes.is_empty() && !due_for_touch {
+                // The expiry (and the cookie's Max-Age with it) is renewed only once enough of
+                // the idle window has passed, on writes as on reads: a busy session is not
+                // rewritten, nor sent a new cookie, on every request.
+                let renew = expiry_changed
+                    || self.resign_cookie
+                    || self.stored_expires_at.is_none_or(|stored| {
+                        let window = expiry.idle_window().as_secs_f64();
+                        let remaining = stored.duration_since(now).unwrap_or(Duration::ZERO).as_secs_f64();
+                        stored != expires_at && window - remaining >= window * config.touch_after
+                    });
+                if renew {
+                    changes.expires_at = Some(expires_at);
+                }
+                if changes.is_empty() {
                     return Plan { write: None, delete, cookie: CookiePlan::Keep };
                 }
-                changes.expires_at = Some(expires_at);
-                Plan {
-                    write: Some(Write::Apply { id: loaded_id.clone(), changes }),
-                    delete,
-                    cookie: CookiePlan::Set { max_age: cookie_max_age },
-                }
+                let cookie = match (renew, cookie_max_age) {
+                    (true, Some(max_age)) => CookiePlan::Set { max_age: Some(max_age) },
+                    _ if self.resign_cookie => CookiePlan::Set { max_age: None },
+                    _ => CookiePlan::Keep,
+                };
+                Plan { write: Some(Write::Apply { key, changes }), delete, cookie }
             }
         }
     }
@@ -567,7 +587,7 @@ pub(crate) struct Plan {
 pub(crate) enum Write {
     /// A new record; under `id` if given, else (and after a collision) under a random id.
     Create { id: Option<SessionId>, record: Record },
-    Apply { id: SessionId, changes: Changes },
+    Apply { key: StoreKey, changes: Changes },
 }
 
 #[derive(Debug, PartialEq, Eq)]

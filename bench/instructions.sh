@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Instructions per request of each variant, counted by callgrind: deterministic, unlike time on
+# a shared machine. The cost per request is the difference between two runs of different
+# lengths divided by the difference in requests, so set-up (1,000 sessions) cancels out.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -j2 -p typed-sessions-bench >/dev/null 2>&1
+bin=target/release/typed-sessions-bench
+count() {
+  valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" --only "$1" --requests "$2" 2>&1 \
+    | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
+}
+declare -A per_request
+for variant in bare tower typed; do
+  small=$(count "$variant" 2000)
+  large=$(count "$variant" 6000)
+  per_request[$variant]=$(( (large - small) / 4000 ))
+  echo "$variant: ${per_request[$variant]} instructions/request"
+done
+tower_overhead=$(( per_request[tower] - per_request[bare] ))
+typed_overhead=$(( per_request[typed] - per_request[bare] ))
+echo "overhead: tower-sessions $tower_overhead, typed-sessions $typed_overhead instructions/request"
+echo "ratio: $(( 100 * typed_overhead / tower_overhead ))% (target <= 25%)"
