@@ -28,9 +28,9 @@ mod typed {
     }
 
     async fn handler(mut session: Session<Values>) -> String {
-        let user = session.get(Values::USER_ID).unwrap_or(0);
-        session.set(Values::COUNTER, user + 1);
-        user.to_string()
+        let counter = session.get(Values::COUNTER).unwrap_or(0);
+        session.set(Values::COUNTER, counter + 1);
+        counter.to_string()
     }
 
     async fn start(mut session: Session<Values>) -> &'static str {
@@ -47,9 +47,9 @@ mod tower_sessions_app {
     use tower_sessions::{MemoryStore, Session, SessionManagerLayer};
 
     async fn handler(session: Session) -> String {
-        let user: u64 = session.get("user_id").await.ok().flatten().unwrap_or(0);
-        let _ = session.insert("counter", user + 1).await;
-        user.to_string()
+        let counter: u64 = session.get("counter").await.ok().flatten().unwrap_or(0);
+        let _ = session.insert("counter", counter + 1).await;
+        counter.to_string()
     }
 
     async fn start(session: Session) -> &'static str {
@@ -66,8 +66,14 @@ fn router(handler: axum::routing::MethodRouter, start: axum::routing::MethodRout
     Router::new().route("/", handler).route("/start", start)
 }
 
+/// What `axum::serve` does once: turn handlers into services with their state and layers.
+/// Without it, `oneshot` on a `Router` re-applies every layer on every request.
+fn ready(app: Router) -> Router {
+    app.with_state(())
+}
+
 fn bare() -> Router {
-    // The same work minus the session: parse and format a number.
+    // The same work minus the session: parse, increment and format a number.
     router(
         get(|| async { (std::hint::black_box("7").parse::<u64>().unwrap_or(0) + 1).to_string() }),
         get(|| async { "started" }),
@@ -144,9 +150,9 @@ fn main() {
     if let Some(only) = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)) {
         runtime.block_on(async {
             let app = match only.as_str() {
-                "bare" => bare(),
-                "tower" => tower_sessions_app::app(),
-                "typed" => typed::app(),
+                "bare" => ready(bare()),
+                "tower" => ready(tower_sessions_app::app()),
+                "typed" => ready(typed::app()),
                 other => panic!("--only takes bare, tower or typed, not {other}"),
             };
             Variant::new("only", app).await.round(requests).await;
@@ -155,9 +161,9 @@ fn main() {
     }
     runtime.block_on(async {
         let mut variants = vec![
-            Variant::new("bare axum", bare()).await,
-            Variant::new("tower-sessions 0.15", tower_sessions_app::app()).await,
-            Variant::new("typed-sessions", typed::app()).await,
+            Variant::new("bare axum", ready(bare())).await,
+            Variant::new("tower-sessions 0.15", ready(tower_sessions_app::app())).await,
+            Variant::new("typed-sessions", ready(typed::app())).await,
         ];
         // Sanity: both session layers really carry a session across requests.
         for variant in &variants[1..] {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, SystemClock};
 use crate::cookie::SigningKey;
+use crate::id::StoreKeyCache;
 use crate::store::SessionStore;
 
 /// How long a session lives without requests.
@@ -93,6 +94,7 @@ pub(crate) struct Config {
     pub(crate) touch_after: f64,
     pub(crate) store_timeout: Option<Duration>,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) key_cache: Arc<StoreKeyCache>,
 }
 
 impl Config {
@@ -106,6 +108,7 @@ impl Config {
             touch_after: 0.5,
             store_timeout: Some(Duration::from_secs(5)),
             clock: Arc::new(SystemClock),
+            key_cache: Arc::new(StoreKeyCache::new()),
         }
     }
 

@@ -42,12 +42,13 @@ impl IntoResponse for SessionRejection {
     }
 }
 
-async fn request_session(parts: &Parts) -> Result<Arc<crate::session::SessionInner>, SessionRejection> {
+async fn request_session(parts: &Parts) -> Result<Arc<RequestSession>, SessionRejection> {
     let session = parts
         .extensions
         .get::<Arc<RequestSession>>()
         .ok_or(SessionRejection::MissingLayer)?;
-    session.load().await.cloned().map_err(SessionRejection::StoreUnavailable)
+    session.load().await.map_err(SessionRejection::StoreUnavailable)?;
+    Ok(Arc::clone(session))
 }
 
 impl<S, V, F> FromRequestParts<S> for Session<V, F>
@@ -59,7 +60,7 @@ where
     type Rejection = SessionRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        request_session(parts).await.map(Session::from_inner)
+        request_session(parts).await.map(Session::from_loaded)
     }
 }
 
@@ -75,8 +76,8 @@ where
     type Rejection = SessionRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Option<Self>, Self::Rejection> {
-        let inner = request_session(parts).await?;
-        let stored = inner.state.lock().loaded_id.is_some();
-        Ok(stored.then(|| Session::from_inner(inner)))
+        let request = request_session(parts).await?;
+        let stored = request.loaded().is_some_and(|inner| inner.state.lock().loaded_id.is_some());
+        Ok(stored.then(|| Session::from_loaded(request)))
     }
 }

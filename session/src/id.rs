@@ -18,7 +18,7 @@ pub(crate) const ID_LEN: usize = 24;
 /// The id is the secret a cookie carries. It is never written to a store as is: stores see its
 /// [`StoreKey`].
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct SessionId(String);
+pub struct SessionId([u8; ID_LEN]);
 
 impl SessionId {
     /// A new random id.
@@ -30,7 +30,12 @@ impl SessionId {
     pub fn random() -> Self {
         let mut bytes = [0u8; ID_BYTES];
         getrandom::getrandom(&mut bytes).expect("the OS random number generator failed");
-        SessionId(URL_SAFE_NO_PAD.encode(bytes))
+        let mut text = [0u8; ID_LEN];
+        let written = URL_SAFE_NO_PAD
+            .encode_slice(bytes, &mut text)
+            .expect("18 bytes are 24 base64 characters");
+        debug_assert_eq!(written, ID_LEN);
+        SessionId(text)
     }
 
     /// Parses the text form of an id; `None` unless it has exactly the shape `random` makes.
@@ -39,24 +44,25 @@ impl SessionId {
             && text
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        well_formed.then(|| SessionId(text.to_owned()))
+        let bytes: [u8; ID_LEN] = text.as_bytes().try_into().ok()?;
+        well_formed.then_some(SessionId(bytes))
     }
 
     /// The id's text, as sent in the cookie.
     pub fn as_str(&self) -> &str {
-        &self.0
+        std::str::from_utf8(&self.0).expect("ids are ASCII by construction")
     }
 
     /// The key the store files this session under.
     pub fn store_key(&self) -> StoreKey {
-        StoreKey(Sha256::digest(self.0.as_bytes()).into())
+        StoreKey(Sha256::digest(self.0).into())
     }
 }
 
 impl fmt::Debug for SessionId {
     // Ids are secrets: debug output and logs show only a prefix.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SessionId({}…)", &self.0[..4.min(self.0.len())])
+        write!(f, "SessionId({}…)", &self.as_str()[..4])
     }
 }
 
@@ -99,6 +105,48 @@ impl StoreKey {
     }
 }
 
+/// Remembers the store keys of live sessions, so a session's requests do not each pay for a
+/// SHA-256 (about a microsecond on CPUs without SHA instructions, the largest single cost of a
+/// request). Only ids the store has confirmed are cached, so a client sending random ids cannot
+/// fill it; it is bounded, and a full shard is simply emptied. It lives in process memory, like
+/// the requests that carry the ids: stores, the part that can leak at rest, still see hashes only.
+pub(crate) struct StoreKeyCache {
+    shards: [parking_lot::Mutex<std::collections::HashMap<[u8; ID_LEN], StoreKey>>; 16],
+}
+
+impl StoreKeyCache {
+    const SHARD_CAPACITY: usize = 4096;
+
+    pub(crate) fn new() -> Self {
+        StoreKeyCache {
+            shards: std::array::from_fn(|_| parking_lot::Mutex::new(std::collections::HashMap::new())),
+        }
+    }
+
+    fn shard(&self, id: &SessionId) -> &parking_lot::Mutex<std::collections::HashMap<[u8; ID_LEN], StoreKey>> {
+        &self.shards[usize::from(id.0[0]) % self.shards.len()]
+    }
+
+    /// The cached key, or a fresh hash (not cached: see [`remember`](Self::remember)).
+    pub(crate) fn key(&self, id: &SessionId) -> StoreKey {
+        self.shard(id).lock().get(&id.0).copied().unwrap_or_else(|| id.store_key())
+    }
+
+    /// Caches the key of an id the store knows.
+    pub(crate) fn remember(&self, id: &SessionId, key: StoreKey) {
+        let mut shard = self.shard(id).lock();
+        if shard.len() >= Self::SHARD_CAPACITY {
+            shard.clear();
+        }
+        shard.insert(id.0, key);
+    }
+
+    /// Forgets a deleted session's id.
+    pub(crate) fn forget(&self, id: &SessionId) {
+        self.shard(id).lock().remove(&id.0);
+    }
+}
+
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn hex_digit(c: u8) -> Option<u8> {
@@ -124,6 +172,22 @@ impl fmt::Debug for StoreKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_cache_gives_the_hash_and_forgets() {
+        let cache = StoreKeyCache::new();
+        let id = SessionId::random();
+        assert_eq!(cache.key(&id), id.store_key());
+        cache.remember(&id, id.store_key());
+        assert_eq!(cache.key(&id), id.store_key());
+        cache.forget(&id);
+        assert!(cache.shard(&id).lock().is_empty());
+        for _ in 0..(StoreKeyCache::SHARD_CAPACITY * 20) {
+            let other = SessionId::random();
+            cache.remember(&other, other.store_key());
+        }
+        assert!(cache.shards.iter().all(|s| s.lock().len() <= StoreKeyCache::SHARD_CAPACITY));
+    }
 
     #[test]
     fn ids_are_random_and_parse_back() {

@@ -220,12 +220,18 @@ impl<S> std::fmt::Debug for SessionService<S> {
 pub(crate) struct RequestSession {
     config: Arc<Config>,
     cookie_id: Option<CookieId>,
-    loaded: OnceLock<Arc<SessionInner>>,
+    loaded: OnceLock<SessionInner>,
 }
 
 impl RequestSession {
     /// The session, read from the store on the first call of the request.
-    pub(crate) async fn load(&self) -> Result<&Arc<SessionInner>, StoreError> {
+    /// The session, if a handler has loaded it.
+    pub(crate) fn loaded(&self) -> Option<&SessionInner> {
+        self.loaded.get()
+    }
+
+    /// The session, read from the store on the first call of the request.
+    pub(crate) async fn load(&self) -> Result<&SessionInner, StoreError> {
         if let Some(loaded) = self.loaded.get() {
             return Ok(loaded);
         }
@@ -233,11 +239,12 @@ impl RequestSession {
         let state = match &self.cookie_id {
             None => State::fresh(config.now()),
             Some(CookieId { id, signed_by_old_key }) => {
-                let key = id.store_key();
+                let key = config.key_cache.key(id);
                 let record = with_timeout(config, config.store.load(&key)).await?;
                 let now = config.now();
                 match record {
                     Some(record) if !record.is_expired_at(now) && !config.past_max_lifetime(record.created_at, now) => {
+                        config.key_cache.remember(id, key);
                         State::loaded(id.clone(), key, record, *signed_by_old_key)
                     }
                     // An id the store does not know (or has expired) is never adopted.
@@ -245,10 +252,10 @@ impl RequestSession {
                 }
             }
         };
-        let inner = Arc::new(SessionInner {
+        let inner = SessionInner {
             state: Mutex::new(state),
             config: Arc::clone(config),
-        });
+        };
         // Extractors run one after another, so a second load in one request is not expected;
         // should two race, the first to finish wins and both see its session.
         Ok(self.loaded.get_or_init(|| inner))
@@ -342,12 +349,15 @@ where
                 ResponseStateProj::Handler { future, session } => {
                     let response = ready!(future.poll(cx))?;
                     // A request that never extracted the session has nothing to save.
-                    let Some(loaded) = session.loaded.get() else {
+                    if session.loaded.get().is_none() {
                         return Poll::Ready(Ok(response));
-                    };
-                    let (config, loaded) = (Arc::clone(&session.config), Arc::clone(loaded));
+                    }
+                    let session = Arc::clone(session);
                     ResponseState::Saving {
-                        future: Box::pin(async move { finish(&config, &loaded, response).await }),
+                        future: Box::pin(async move {
+                            let loaded = session.loaded().expect("checked above");
+                            finish(&session.config, loaded, response).await
+                        }),
                     }
                 }
                 ResponseStateProj::Saving { future } => return future.as_mut().poll(cx).map(Ok),
@@ -388,8 +398,12 @@ async fn save(config: &Config, session: &SessionInner) -> Result<Option<HeaderVa
             let mut candidate = id.unwrap_or_else(SessionId::random);
             let mut attempts = 1;
             loop {
-                match with_timeout(config, store.create(&candidate.store_key(), &record)).await? {
-                    Created::Created => break,
+                let key = candidate.store_key();
+                match with_timeout(config, store.create(&key, &record)).await? {
+                    Created::Created => {
+                        config.key_cache.remember(&candidate, key);
+                        break;
+                    }
                     Created::Collision if attempts < CREATE_ATTEMPTS => {
                         tracing::warn!("session id collision; retrying with a new id");
                         attempts += 1;
@@ -412,6 +426,7 @@ async fn save(config: &Config, session: &SessionInner) -> Result<Option<HeaderVa
         },
     }
     if let Some(old) = plan.delete {
+        config.key_cache.forget(&old);
         with_timeout(config, store.delete(&old.store_key())).await?;
     }
 

@@ -30,15 +30,17 @@ const EXPIRY: &str = "expiry";
 ///
 /// "Live" is decided by the stored `expires_at` against the caller's clock, like every other
 /// store, so a record Redis has not evicted yet but that the application considers expired never
-/// blocks a new one. `unpack` is chunked: Lua's stack takes only a few thousand values at once.
+/// blocks a new one (it is deleted first). `unpack` is chunked: Lua's stack takes only a few thousand values at once.
 static CREATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local expires = redis.call('HGET', KEYS[1], 'expires_at')
-if expires and tonumber(expires) > tonumber(ARGV[1]) then
-  return 0
+if expires then
+  if tonumber(expires) > tonumber(ARGV[1]) then
+    return 0
+  end
+  redis.call('DEL', KEYS[1])
 end
-redis.call('DEL', KEYS[1])
 for i = 3, #ARGV, 200 do
   redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 199, #ARGV)))
 end
