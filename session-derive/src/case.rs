@@ -89,29 +89,48 @@ pub(crate) struct ParseError<'a> {
 
 impl fmt::Display for ParseError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unknown rename rule `rename_all = {:?}`", self.unknown)?;
-        // A near miss ("camelcase", "kebab_case"): name the spelling that was meant.
-        let squash = |s: &str| -> String {
-            s.chars()
-                .filter(|c| *c != '_' && *c != '-')
-                .map(|c| c.to_ascii_lowercase())
-                .collect()
-        };
-        let wanted = squash(self.unknown);
-        if let Some((spelling, _)) = RULES
-            .iter()
-            .find(|(spelling, _)| squash(spelling) == wanted)
-        {
-            write!(f, "; did you mean \"{spelling}\"?")?;
+        write!(
+            f,
+            "`rename_all = {:?}` is not a rename rule; ",
+            self.unknown
+        )?;
+        if let Some(meant) = self.near_miss() {
+            write!(f, "did you mean {meant:?}? The rules are ")?;
+        } else {
+            f.write_str("use one of ")?;
         }
-        f.write_str(" Expected one of ")?;
         for (i, (spelling, _)) in RULES.iter().enumerate() {
             if i > 0 {
                 f.write_str(", ")?;
             }
-            write!(f, "\"{spelling}\"")?;
+            write!(f, "{spelling:?}")?;
         }
-        Ok(())
+        f.write_str(" (serde's names)")
+    }
+}
+
+impl ParseError<'_> {
+    /// The rule the user probably meant: same letters in another case or with other separators
+    /// (`"camelcase"`, `"kebab_case"`), or the unique rule that starts like it (`"camel"`).
+    fn near_miss(&self) -> Option<&'static str> {
+        fn squash(s: &str) -> String {
+            s.chars()
+                .filter(|c| *c != '_' && *c != '-' && *c != ' ')
+                .map(|c| c.to_ascii_lowercase())
+                .collect()
+        }
+        let wanted = squash(self.unknown);
+        if let Some((spelling, _)) = RULES.iter().find(|(s, _)| squash(s) == wanted) {
+            return Some(spelling);
+        }
+        if wanted.len() < 3 {
+            return None;
+        }
+        let mut starting = RULES.iter().filter(|(s, _)| squash(s).starts_with(&wanted));
+        match (starting.next(), starting.next()) {
+            (Some((spelling, _)), None) => Some(spelling),
+            _ => None,
+        }
     }
 }
 
@@ -202,12 +221,33 @@ mod tests {
 
     #[test]
     fn parse_error_suggests_near_miss_and_lists_all() {
-        let msg = RenameRule::from_str("camelcase").err().unwrap().to_string();
-        assert!(msg.contains("did you mean \"camelCase\"?"), "{msg}");
-        assert!(msg.contains("\"SCREAMING-KEBAB-CASE\""), "{msg}");
-        let msg = RenameRule::from_str("shouting").err().unwrap().to_string();
-        assert!(!msg.contains("did you mean"), "{msg}");
-        assert!(msg.contains("\"lowercase\", \"UPPERCASE\""), "{msg}");
+        let message = |wrong: &str| RenameRule::from_str(wrong).err().unwrap().to_string();
+        for (wrong, meant) in [
+            ("camelcase", "camelCase"),
+            ("camel", "camelCase"),
+            ("Camel Case", "camelCase"),
+            ("kebab_case", "kebab-case"),
+            ("SCREAMING_KEBAB_CASE", "SCREAMING-KEBAB-CASE"),
+            ("pascal", "PascalCase"),
+            ("upper", "UPPERCASE"),
+        ] {
+            let msg = message(wrong);
+            assert!(msg.contains(&format!("did you mean {meant:?}?")), "{msg}");
+            assert!(msg.contains("\"lowercase\", \"UPPERCASE\""), "{msg}");
+        }
+        // Ambiguous or unrelated: no guess, just the list.
+        for wrong in ["screaming", "shouting", "ca", ""] {
+            let msg = message(wrong);
+            assert!(!msg.contains("did you mean"), "{msg}");
+            assert!(
+                msg.contains("use one of \"lowercase\", \"UPPERCASE\""),
+                "{msg}"
+            );
+            assert!(
+                msg.contains("\"SCREAMING-KEBAB-CASE\" (serde's names)"),
+                "{msg}"
+            );
+        }
     }
 
     #[test]

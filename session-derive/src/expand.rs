@@ -7,7 +7,7 @@ use crate::ctxt::Ctxt;
 use proc_macro2::{Delimiter, Spacing, TokenStream, TokenTree};
 use quote::{quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
-use syn::DeriveInput;
+use syn::{DeriveInput, Ident};
 
 /// `#[derive(SessionSchema)]`: the generated items, followed by every error found.
 ///
@@ -98,13 +98,29 @@ fn key_const(cont: &Container<'_>, field: &Field<'_>) -> TokenStream {
 
 /// The field type must be storable. Spanned on the user's type, so that the error's caret is
 /// on it.
+///
+/// Errors that rustc reports on the whole call rather than on the type argument (such as "not
+/// general enough" for `&'static str`) span from the call's first token to its last; so the
+/// tokens before the type carry the span of its first token and those after it the span of its
+/// last, and the caret covers exactly the type, even on stable Rust where spans cannot be joined.
 fn assert_field_type(field: &Field<'_>) -> TokenStream {
     let ty = field.ty;
-    quote_spanned! {ty.span()=>
-        ::typed_sessions::__private::assert_serialize::<#ty>();
-        ::typed_sessions::__private::assert_deserialize_owned::<#ty>();
-        ::typed_sessions::__private::assert_send_sync_static::<#ty>();
-    }
+    let mut tokens = ty.to_token_stream().into_iter();
+    let first = tokens.next().map_or_else(|| ty.span(), |tree| tree.span());
+    let last = tokens.last().map_or(first, |tree| tree.span());
+    [
+        "assert_serialize",
+        "assert_deserialize_owned",
+        "assert_send_sync_static",
+    ]
+    .iter()
+    .map(|assert| {
+        let assert = Ident::new(assert, first);
+        let start = quote_spanned!(first=> ::typed_sessions::__private::#assert::<);
+        let end = quote_spanned!(last=> >(););
+        quote!(#start #ty #end)
+    })
+    .collect()
 }
 
 /// A schema struct is never built and its fields are never read: it only declares keys. Under
@@ -204,6 +220,84 @@ fn render_into(out: &mut String, tokens: TokenStream) {
 #[cfg(test)]
 mod tests {
     use quote::ToTokens;
+
+    fn expand(input: &str) -> String {
+        let input: syn::DeriveInput = syn::parse_str(input).unwrap();
+        super::derive(&input).to_string()
+    }
+
+    #[test]
+    fn field_docs_are_copied_then_the_generated_line() {
+        let out = expand(
+            "pub struct Values {
+                /// Logged-in user.
+                #[session(rename = \"uid\")]
+                user_id: u64,
+                cart: Vec<String>,
+            }",
+        );
+        let docs = out.find("# [doc = \" Logged-in user.\"]").expect(&out);
+        let blank = out.find("# [doc = \"\"]").expect(&out);
+        let generated = out
+            .find("# [doc = \" Stored as `\\\"uid\\\"`; the value is a `u64`.\"]")
+            .expect(&out);
+        let user_id = out.find("pub const USER_ID").expect(&out);
+        assert!(
+            docs < blank && blank < generated && generated < user_id,
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "# [doc = \" Session key `Values::CART`: a `Vec<String>`, stored as \
+                 `\\\"cart\\\"`.\"] pub const CART"
+            ),
+            "{out}"
+        );
+        assert!(
+            !out.contains("# [session"),
+            "the helper attribute is not copied: {out}"
+        );
+    }
+
+    #[test]
+    fn keys_take_the_visibility_of_the_struct() {
+        let out = expand("pub(crate) struct Values { pub user_id: u64 }");
+        assert!(out.contains("pub (crate) const USER_ID"), "{out}");
+        let out = expand("struct Values { pub user_id: u64 }");
+        assert!(out.contains("] const USER_ID"), "{out}");
+    }
+
+    #[test]
+    fn generated_paths_are_absolute() {
+        let out = expand("struct Values { user_id: u64 }");
+        for path in ["Key", "SessionSchema", "assert_serialize"] {
+            assert!(
+                out.contains(&format!(":: typed_sessions :: __private :: {path}")),
+                "{out}"
+            );
+        }
+        assert!(
+            out.contains("STORED_NAMES : & 'static [& 'static str] = & [\"user_id\"]"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn errors_still_come_with_the_keys() {
+        // A bad attribute is reported, but the keys and the impl are still generated, so that
+        // code using them does not add errors of its own.
+        let out = expand("struct Values { #[session(nope)] user_id: u64 }");
+        assert!(out.contains("compile_error"), "{out}");
+        assert!(out.contains("const USER_ID"), "{out}");
+        assert!(
+            out.contains("impl :: typed_sessions :: __private :: SessionSchema for Values"),
+            "{out}"
+        );
+        // Nothing but the error for a generic struct.
+        let out = expand("struct Values<T> { user_id: T }");
+        assert!(out.starts_with(":: core :: compile_error !"), "{out}");
+        assert!(!out.contains("impl"), "{out}");
+    }
 
     fn render(ty: &str) -> String {
         super::render(syn::parse_str::<syn::Type>(ty).unwrap().to_token_stream())

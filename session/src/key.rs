@@ -87,6 +87,11 @@ impl<S, T> fmt::Debug for Key<S, T> {
 /// assert_eq!(Cart::STORED_NAMES, &["itemIds", "couponCode"]);
 /// assert_eq!(<() as SessionSchema>::STORED_NAMES.len(), 0);
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a session schema",
+    label = "not a session schema",
+    note = "add `#[derive(SessionSchema)]` to `{Self}`, or use `()` for a session without flash"
+)]
 pub trait SessionSchema: 'static {
     /// The stored names of every key of this schema, in declaration order.
     const STORED_NAMES: &'static [&'static str];

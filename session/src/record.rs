@@ -71,9 +71,14 @@ impl Record {
 fn merge_patch(map: &mut ValueMap, patch: &Patch) {
     for (name, change) in patch {
         match change {
-            Some(json) => {
-                map.insert(name.clone(), json.clone());
-            }
+            // `clone_from` reuses the stored string's buffer: a rewrite of an existing key
+            // allocates nothing.
+            Some(json) => match map.get_mut(name) {
+                Some(stored) => stored.clone_from(json),
+                None => {
+                    map.insert(name.clone(), json.clone());
+                }
+            },
             None => {
                 map.remove(name);
             }

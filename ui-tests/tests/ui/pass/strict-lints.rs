@@ -27,7 +27,7 @@ mod admin {
 
     #[derive(SessionSchema)]
     pub(crate) struct Admin {
-        pub(crate) impersonating: Option<u64>,
+        pub(crate) impersonating: u64,
     }
 }
 
@@ -39,12 +39,12 @@ fn handler(mut session: Session<Values, Flash>) {
     session.flash(Flash::NOTICE_TEXT, "hi".to_owned());
 }
 
-fn admin_handler(session: &Session<admin::Admin>) -> Option<Option<u64>> {
+fn admin_handler(session: &Session<admin::Admin>) -> Option<u64> {
     session.get(admin::Admin::IMPERSONATING)
 }
 
 fn main() {
     let _ = handler as fn(Session<Values, Flash>);
-    let _ = admin_handler as fn(&Session<admin::Admin>) -> Option<Option<u64>>;
+    let _ = admin_handler as fn(&Session<admin::Admin>) -> Option<u64>;
     assert_eq!(<Flash as SessionSchema>::STORED_NAMES, &["noticeText"]);
 }

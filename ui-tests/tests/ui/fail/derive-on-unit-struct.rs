@@ -1,0 +1,6 @@
+use typed_sessions::SessionSchema;
+
+#[derive(SessionSchema)]
+struct NoFlash;
+
+fn main() {}
