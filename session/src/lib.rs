@@ -100,6 +100,12 @@ pub use crate::store::RedisStore;
 #[cfg(feature = "sqlite")]
 pub use crate::store::SqliteStore;
 pub use async_trait::async_trait;
+/// The `redis` crate this store is built on, for `RedisStore::from_manager`.
+#[cfg(feature = "redis")]
+pub use ::redis;
+/// The `sqlx` crate the SQL stores are built on, for their `from_pool` constructors.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use ::sqlx;
 pub use typed_sessions_derive::SessionSchema;
 
 /// `SameSite` values for [`SessionLayer::with_same_site`].

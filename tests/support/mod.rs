@@ -1,1 +1,717 @@
-//! Test support.
+//! Test support: real servers and a real HTTP client for the integration tests.
+//!
+//! - [`RedisServer`] and [`PostgresServer`] start a throwaway `redis-server` or PostgreSQL
+//!   cluster on a free loopback port, wait until it answers, can be [stopped](RedisServer::stop)
+//!   and [restarted](RedisServer::restart) on the same port (outage tests), and are stopped when
+//!   dropped. When the server is not installed their `start` prints `skipped: ...` and returns
+//!   `None` — unless `REQUIRE_SERVERS=1` is set (CI), where it panics instead. Every test that
+//!   uses a server starts it through these helpers.
+//! - [`serve`] runs an axum `Router` on a real `TcpListener` on `127.0.0.1:0`.
+//! - [`HttpClient`] is a small HTTP/1.1 client over `TcpStream` with keep-alive and a cookie jar
+//!   shared by every server it talks to (cookies are per host, not per port, like a browser's).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io;
+use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// Whether tests must fail instead of skipping when a server binary is missing
+/// (`REQUIRE_SERVERS=1`, set by `.ci/run`).
+pub fn require_servers() -> bool {
+    std::env::var("REQUIRE_SERVERS").is_ok_and(|value| value == "1")
+}
+
+/// Reports a missing server: `None` and a `skipped: ..` line, or a panic under `REQUIRE_SERVERS=1`.
+fn missing<T>(what: &str) -> Option<T> {
+    assert!(!require_servers(), "{what}, and REQUIRE_SERVERS=1 is set: install it (see .ci/run)");
+    eprintln!("skipped: {what} (set REQUIRE_SERVERS=1 to make this a failure)");
+    None
+}
+
+/// Installs a `tracing` subscriber that prints to the test's output; filter with `RUST_LOG`.
+/// Calling it again is harmless.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// A loopback port nobody listens on right now (the OS picks it: bind `127.0.0.1:0`).
+pub fn free_port() -> u16 {
+    StdTcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("binding 127.0.0.1:0 failed")
+        .port()
+}
+
+/// `name` found in a directory of `PATH`.
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+}
+
+/// Waits up to `limit` for `child` to exit; kills it if it has not.
+async fn reap(child: &mut Child, limit: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if matches!(child.try_wait(), Ok(Some(_)) | Err(_)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// `reap` for `Drop`, where there is no runtime to sleep on.
+fn reap_blocking(child: &mut Child, limit: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if matches!(child.try_wait(), Ok(Some(_)) | Err(_)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis
+
+/// A `redis-server` of its own, on a free loopback port, without persistence (`--save ""
+/// --appendonly no`): its data is gone when it stops.
+///
+/// ```no_run
+/// # async fn demo() {
+/// use typed_sessions_tests::RedisServer;
+///
+/// let Some(mut redis) = RedisServer::start().await else { return }; // not installed: skipped
+/// let url = redis.url();
+/// redis.stop().await;    // an outage
+/// redis.restart().await; // same port, empty
+/// # }
+/// ```
+pub struct RedisServer {
+    binary: PathBuf,
+    port: u16,
+    dir: TempDir,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl RedisServer {
+    /// Starts a server, or returns `None` (after printing `skipped: ..`) if `redis-server` is not
+    /// installed. Panics if it is installed but does not start, or if it is missing and
+    /// `REQUIRE_SERVERS=1`.
+    pub async fn start() -> Option<Self> {
+        let Some(binary) = which("redis-server") else {
+            return missing("redis-server not installed");
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("typed-sessions-redis-")
+            .tempdir()
+            .expect("creating a temporary directory failed");
+        let mut server = RedisServer {
+            binary,
+            port: 0,
+            dir,
+            child: None,
+            starts: 0,
+        };
+        // The port is free when picked but could be taken before the server binds it: retry.
+        for _ in 0..5 {
+            server.port = free_port();
+            if server.launch().await {
+                return Some(server);
+            }
+        }
+        panic!("redis-server did not start; log:\n{}", server.log());
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join(format!("redis-{}.log", self.starts))
+    }
+
+    fn log(&self) -> String {
+        read_log(&self.log_path())
+    }
+
+    /// Spawns the server on `self.port` and waits until it answers `PING`.
+    async fn launch(&mut self) -> bool {
+        self.starts += 1;
+        let child = Command::new(&self.binary)
+            .arg("--port")
+            .arg(self.port.to_string())
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(self.log_path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawning redis-server failed");
+        self.child = Some(child);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) && self.is_running() {
+            if ping(self.port).await {
+                tracing::debug!(port = self.port, "redis-server ready");
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        false
+    }
+
+    /// Whether the server process is running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// Its port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (`SIGKILL`: clients see their connections drop, as in a crash) and
+    /// waits until it has exited.
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            reap(&mut child, Duration::from_secs(10)).await;
+            tracing::debug!(port = self.port, "redis-server stopped");
+        }
+    }
+
+    /// Starts the server again on the same port (and directory), empty. Panics if it does not start.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        assert!(self.launch().await, "redis-server did not restart on port {}; log:\n{}", self.port, self.log());
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            reap_blocking(&mut child, Duration::from_secs(10));
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisServer").field("port", &self.port).finish_non_exhaustive()
+    }
+}
+
+/// Whether a Redis server on `port` answers `PING`.
+async fn ping(port: u16) -> bool {
+    let attempt = async {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
+        stream.write_all(b"PING\r\n").await?;
+        let mut reply = [0u8; 7];
+        stream.read_exact(&mut reply).await?;
+        io::Result::Ok(&reply == b"+PONG\r\n")
+    };
+    matches!(tokio::time::timeout(Duration::from_secs(1), attempt).await, Ok(Ok(true)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL
+
+/// A PostgreSQL cluster of its own: `initdb` into a temporary directory, `postgres` on a free
+/// loopback port (`listen_addresses=127.0.0.1`, its socket in the same temporary directory),
+/// trust authentication for the superuser `postgres`, and `fsync=off` (a test database).
+///
+/// PostgreSQL refuses to run as root: when the tests run as root, `initdb` and `postgres` run
+/// as the `postgres` system user (the Debian package creates it; if it is missing it is created
+/// with `useradd`), and the temporary directory is handed to that user.
+///
+/// The binaries (`initdb`, `postgres`, `pg_ctl`) are looked up in `$PG_BIN_DIR`, then next to
+/// the `initdb` on `PATH`, then in the newest `/usr/lib/postgresql/<version>/bin` (where Debian
+/// installs them).
+pub struct PostgresServer {
+    bin_dir: PathBuf,
+    port: u16,
+    dir: TempDir,
+    owner: Option<(u32, u32)>,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl PostgresServer {
+    /// Creates and starts a cluster, or returns `None` (after printing `skipped: ..`) if
+    /// PostgreSQL is not installed. Panics if it is installed but does not start, or if it is
+    /// missing and `REQUIRE_SERVERS=1`.
+    pub async fn start() -> Option<Self> {
+        let Some(bin_dir) = postgres_bin_dir() else {
+            return missing("PostgreSQL (initdb, postgres) not installed");
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("typed-sessions-pg-")
+            .tempdir()
+            .expect("creating a temporary directory failed");
+        let owner = if running_as_root() {
+            let (uid, gid) = postgres_user();
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("handing the temporary directory to the postgres user failed");
+            Some((uid, gid))
+        } else {
+            None
+        };
+        let mut server = PostgresServer {
+            bin_dir,
+            port: 0,
+            dir,
+            owner,
+            child: None,
+            starts: 0,
+        };
+        server.initdb().await;
+        for _ in 0..5 {
+            server.port = free_port();
+            if server.launch().await {
+                return Some(server);
+            }
+        }
+        panic!("postgres did not start; log:\n{}", server.log());
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join(format!("postgres-{}.log", self.starts))
+    }
+
+    fn log(&self) -> String {
+        read_log(&self.log_path())
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(self.bin_dir.join(program));
+        command.current_dir(self.dir.path()).stdin(Stdio::null());
+        if let Some((uid, gid)) = self.owner {
+            command.uid(uid).gid(gid);
+        }
+        command
+    }
+
+    async fn initdb(&self) {
+        let mut command = self.command("initdb");
+        command
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["--auth=trust", "--username=postgres", "--encoding=UTF8", "--locale=C", "--no-sync"]);
+        let output = tokio::task::spawn_blocking(move || command.output())
+            .await
+            .expect("initdb task panicked")
+            .expect("spawning initdb failed");
+        assert!(
+            output.status.success(),
+            "initdb failed ({}):\n{}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Spawns `postgres` on `self.port` and waits until its log says it accepts connections.
+    async fn launch(&mut self) -> bool {
+        self.starts += 1;
+        let log_path = self.log_path();
+        let log = File::create(&log_path).expect("creating the postgres log failed");
+        let child = self
+            .command("postgres")
+            .arg("-D")
+            .arg(self.data_dir())
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("-k")
+            .arg(self.dir.path())
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawning postgres failed");
+        self.child = Some(child);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) && self.is_running() {
+            if read_log(&log_path).contains("ready to accept connections") {
+                tracing::debug!(port = self.port, "postgres ready");
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        false
+    }
+
+    /// Whether the server process is running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// Its port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `postgres://postgres@127.0.0.1:<port>/postgres?sslmode=disable`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable", self.port)
+    }
+
+    /// `pg_ctl stop -m fast`: sessions are cut off, committed data is kept. (`pg_ctl` signals
+    /// the postmaster; the tests forbid `unsafe`, so no `libc::kill`.)
+    fn pg_ctl_stop(&self) -> Command {
+        let mut command = self.command("pg_ctl");
+        command
+            .arg("stop")
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["-m", "fast", "--no-wait"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        command
+    }
+
+    /// Stops the server (fast shutdown: sessions are cut off, nothing committed is lost) and
+    /// waits until it has exited.
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let mut stop = self.pg_ctl_stop();
+            let _ = tokio::task::spawn_blocking(move || stop.status()).await;
+            reap(&mut child, Duration::from_secs(20)).await;
+            tracing::debug!(port = self.port, "postgres stopped");
+        }
+    }
+
+    /// Starts the server again on the same port and data directory: what was committed is
+    /// still there. Panics if it does not start.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        assert!(self.launch().await, "postgres did not restart on port {}; log:\n{}", self.port, self.log());
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = self.pg_ctl_stop().status();
+            reap_blocking(&mut child, Duration::from_secs(20));
+        }
+    }
+}
+
+impl std::fmt::Debug for PostgresServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresServer").field("port", &self.port).finish_non_exhaustive()
+    }
+}
+
+fn postgres_bin_dir() -> Option<PathBuf> {
+    let complete = |dir: &Path| ["initdb", "postgres", "pg_ctl"].iter().all(|binary| dir.join(binary).is_file());
+    if let Some(dir) = std::env::var_os("PG_BIN_DIR").map(PathBuf::from) {
+        if complete(&dir) {
+            return Some(dir);
+        }
+    }
+    if let Some(dir) = which("initdb").and_then(|initdb| Some(initdb.canonicalize().ok()?.parent()?.to_path_buf())) {
+        if complete(&dir) {
+            return Some(dir);
+        }
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            Some((version, entry.path().join("bin")))
+        })
+        .filter(|(_, dir)| complete(dir))
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, dir)| dir)
+}
+
+fn running_as_root() -> bool {
+    // `/proc/self` belongs to the process's effective user.
+    std::fs::metadata("/proc/self").map(|meta| meta.uid() == 0).unwrap_or(false)
+}
+
+/// The uid and gid of the `postgres` system user, created if missing.
+fn postgres_user() -> (u32, u32) {
+    let lookup = || {
+        let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+        passwd.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            (fields.len() > 3 && fields[0] == "postgres").then(|| Some((fields[2].parse().ok()?, fields[3].parse().ok()?)))?
+        })
+    };
+    if let Some(ids) = lookup() {
+        return ids;
+    }
+    eprintln!("creating the system user `postgres` to run PostgreSQL as (tests run as root)");
+    let status = Command::new("useradd")
+        .args(["--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", "postgres"])
+        .status();
+    assert!(
+        status.is_ok_and(|status| status.success()),
+        "PostgreSQL cannot run as root and creating the `postgres` user failed: create it (useradd --system postgres) or run the tests as another user"
+    );
+    lookup().expect("the `postgres` user was created but is not in /etc/passwd")
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP
+
+/// An app served on a real socket by [`serve`]; the server task is aborted when this is dropped.
+#[derive(Debug)]
+pub struct TestServer {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl TestServer {
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serves `app` with `axum::serve` on a fresh `TcpListener` bound to `127.0.0.1:0`.
+pub async fn serve(app: Router) -> TestServer {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding 127.0.0.1:0 failed");
+    let addr = listener.local_addr().expect("a bound listener has an address");
+    let task = tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::error!(%error, "test server failed");
+        }
+    });
+    TestServer { addr, task }
+}
+
+/// A response as [`HttpClient`] read it.
+#[derive(Clone, Debug)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers in order, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// The body (lossy UTF-8).
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(header, _)| *header == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Every `Set-Cookie` header.
+    pub fn set_cookies(&self) -> impl Iterator<Item = &str> {
+        self.headers
+            .iter()
+            .filter(|(name, _)| name == "set-cookie")
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// A minimal HTTP/1.1 client over `TcpStream`: keep-alive (one connection per server, reopened
+/// when the server closed it), `Content-Length` and chunked bodies, and one cookie jar for every
+/// server it talks to, as a browser has for one host. Cookies are stored by name; `Max-Age=0`
+/// removes one. Attributes (`Secure`, `Path`, ...) are ignored.
+#[derive(Debug, Default)]
+pub struct HttpClient {
+    jar: BTreeMap<String, String>,
+    connections: HashMap<SocketAddr, BufReader<TcpStream>>,
+}
+
+impl HttpClient {
+    /// A client with an empty cookie jar.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `GET path` from the server at `addr`.
+    pub async fn get(&mut self, addr: SocketAddr, path: &str) -> io::Result<HttpResponse> {
+        self.request("GET", addr, path).await
+    }
+
+    /// `POST path` (empty body) to the server at `addr`.
+    pub async fn post(&mut self, addr: SocketAddr, path: &str) -> io::Result<HttpResponse> {
+        self.request("POST", addr, path).await
+    }
+
+    /// Sends one request with the jar's cookies, reads the response, stores its cookies.
+    pub async fn request(&mut self, method: &str, addr: SocketAddr, path: &str) -> io::Result<HttpResponse> {
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\n");
+        if !self.jar.is_empty() {
+            let cookies: Vec<String> = self.jar.iter().map(|(name, value)| format!("{name}={value}")).collect();
+            head.push_str(&format!("Cookie: {}\r\n", cookies.join("; ")));
+        }
+        head.push_str("\r\n");
+
+        // A kept-alive connection the server has closed meanwhile fails at once: reopen it.
+        let response = match self.connections.remove(&addr) {
+            Some(mut connection) => match exchange(&mut connection, &head).await {
+                Ok(response) => Ok((response, connection)),
+                Err(_) => self.fresh_exchange(addr, &head).await,
+            },
+            None => self.fresh_exchange(addr, &head).await,
+        };
+        let (response, connection) = response?;
+        let close = response
+            .header("connection")
+            .is_some_and(|value| value.eq_ignore_ascii_case("close"));
+        if !close {
+            self.connections.insert(addr, connection);
+        }
+        for set_cookie in response.set_cookies() {
+            let Ok(cookie) = cookie::Cookie::parse(set_cookie) else { continue };
+            if cookie.max_age().is_some_and(|age| age.is_zero() || age.is_negative()) {
+                self.jar.remove(cookie.name());
+            } else {
+                self.jar.insert(cookie.name().to_owned(), cookie.value().to_owned());
+            }
+        }
+        Ok(response)
+    }
+
+    async fn fresh_exchange(&self, addr: SocketAddr, head: &str) -> io::Result<(HttpResponse, BufReader<TcpStream>)> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let mut connection = BufReader::new(stream);
+        let response = exchange(&mut connection, head).await?;
+        Ok((response, connection))
+    }
+
+    /// The value of the cookie `name` in the jar.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.jar.get(name).map(String::as_str)
+    }
+
+    /// Puts a cookie into the jar (or replaces it).
+    pub fn set_cookie(&mut self, name: &str, value: &str) {
+        self.jar.insert(name.to_owned(), value.to_owned());
+    }
+
+    /// Empties the jar: the next request is a new visitor's.
+    pub fn clear_cookies(&mut self) {
+        self.jar.clear();
+    }
+
+    /// Closes the kept-alive connections.
+    pub fn disconnect(&mut self) {
+        self.connections.clear();
+    }
+}
+
+async fn exchange(connection: &mut BufReader<TcpStream>, head: &str) -> io::Result<HttpResponse> {
+    connection.get_mut().write_all(head.as_bytes()).await?;
+    read_response(connection).await
+}
+
+fn bad(message: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message.into())
+}
+
+async fn read_line(connection: &mut BufReader<TcpStream>) -> io::Result<String> {
+    let mut line = String::new();
+    if connection.read_line(&mut line).await? == 0 {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the connection"));
+    }
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+async fn read_response(connection: &mut BufReader<TcpStream>) -> io::Result<HttpResponse> {
+    let status_line = read_line(connection).await?;
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| bad(format!("bad status line {status_line:?}")))?;
+    let mut headers = Vec::new();
+    loop {
+        let line = read_line(connection).await?;
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(':').ok_or_else(|| bad(format!("bad header {line:?}")))?;
+        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+    }
+    let mut response = HttpResponse { status, headers, body: String::new() };
+
+    let chunked = response
+        .header("transfer-encoding")
+        .is_some_and(|value| value.to_ascii_lowercase().contains("chunked"));
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            let size_line = read_line(connection).await?;
+            let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| bad(format!("bad chunk size {size_line:?}")))?;
+            if size == 0 {
+                while !read_line(connection).await?.is_empty() {}
+                break;
+            }
+            let start = body.len();
+            body.resize(start + size, 0);
+            connection.read_exact(&mut body[start..]).await?;
+            read_line(connection).await?;
+        }
+    } else if let Some(length) = response.header("content-length") {
+        let length: usize = length.parse().map_err(|_| bad(format!("bad content-length {length:?}")))?;
+        body.resize(length, 0);
+        connection.read_exact(&mut body).await?;
+    } else if !(status == 204 || status == 304 || (100..200).contains(&status)) {
+        connection.read_to_end(&mut body).await?;
+        response.headers.push(("connection".to_owned(), "close".to_owned()));
+    }
+    response.body = String::from_utf8_lossy(&body).into_owned();
+    Ok(response)
+}

@@ -1,0 +1,163 @@
+//! `PostgresStore` against a real PostgreSQL cluster: the conformance suite, table names, the
+//! row layout, the sweep, and what it says when the database cannot be reached.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use typed_sessions::store::{conformance, Applied, Created, SessionStore, StoreError};
+use typed_sessions::{from_unix_millis, to_unix_millis, Changes, PostgresStore, Record, SessionId};
+use typed_sessions_tests::{free_port, init_tracing, PostgresServer};
+
+fn millis_from_now(offset_ms: i64) -> SystemTime {
+    from_unix_millis(to_unix_millis(SystemTime::now()) + offset_ms)
+}
+
+/// The conformance suite, plus a stricter expiry check of this store's own: a `create` over an
+/// expired row that no sweep has removed yet replaces it.
+async fn run_conformance(store: &PostgresStore) {
+    conformance::run(store).await;
+    expired_rows_never_block_or_load(store).await;
+}
+
+fn same_json(a: &typed_sessions::ValueMap, b: &typed_sessions::ValueMap) -> bool {
+    let parse = |json: &String| serde_json::from_str::<serde_json::Value>(json).unwrap();
+    a.len() == b.len() && a.iter().all(|(name, json)| b.get(name).is_some_and(|other| parse(json) == parse(other)))
+}
+
+/// Expired rows are never loaded or patched, a `create` over one (swept or not) replaces it, and
+/// `delete_expired` leaves live rows alone.
+async fn expired_rows_never_block_or_load(store: &PostgresStore) {
+    let live = || {
+        let mut record = Record::new(millis_from_now(0), millis_from_now(3_600_000));
+        record.values.insert("user_id".into(), "42".into());
+        record.values.insert("cart".into(), r#"["apple","pear"]"#.into());
+        record.flash.insert("notice".into(), r#""Welcome back""#.into());
+        record
+    };
+    let mut expired = live();
+    expired.values.insert("stale".into(), "true".into());
+    expired.created_at = millis_from_now(-7_200_000);
+    expired.expires_at = millis_from_now(-1_000);
+
+    for sweep_first in [false, true] {
+        let key = SessionId::random().store_key();
+        assert_eq!(store.create(&key, &expired).await.unwrap(), Created::Created);
+        assert!(store.load(&key).await.unwrap().is_none(), "load returned an expired row");
+        let mut changes = Changes::default();
+        changes.values.insert("user_id".into(), Some("1".into()));
+        assert_eq!(store.apply(&key, &changes).await.unwrap(), Applied::Missing, "apply patched an expired row");
+
+        let live_key = SessionId::random().store_key();
+        store.create(&live_key, &live()).await.unwrap();
+        if sweep_first {
+            assert!(store.delete_expired().await.unwrap() >= 1);
+            assert!(store.load(&live_key).await.unwrap().is_some(), "the sweep removed a live row");
+        }
+
+        let fresh = live();
+        assert_eq!(store.create(&key, &fresh).await.unwrap(), Created::Created, "an expired row blocked create");
+        let loaded = store.load(&key).await.unwrap().expect("the re-created row is missing");
+        assert!(same_json(&loaded.values, &fresh.values), "create over an expired row kept old values: {:?}", loaded.values);
+        assert!(same_json(&loaded.flash, &fresh.flash));
+        assert_eq!((loaded.created_at, loaded.expires_at, loaded.expiry), (fresh.created_at, fresh.expires_at, fresh.expiry));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_the_conformance_suite_under_any_table_name() {
+    init_tracing();
+    let Some(postgres) = PostgresServer::start().await else { return };
+    let store = PostgresStore::connect(&postgres.url()).await.unwrap();
+    assert_eq!(store.table_name(), "typed_sessions");
+    run_conformance(&store).await;
+
+    // Another table, in another schema, created by `migrate`.
+    sqlx::query("CREATE SCHEMA auth").execute(store.pool()).await.unwrap();
+    let custom = PostgresStore::new(store.pool().clone()).with_table_name("auth.WebSessions").unwrap();
+    custom.migrate().await.unwrap();
+    run_conformance(&custom).await;
+    let tables: Vec<(String, String)> = sqlx::query_as(
+        "SELECT table_schema::text, table_name::text FROM information_schema.tables \
+         WHERE table_schema IN ('public', 'auth') ORDER BY 1, 2",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(tables, [("auth".to_owned(), "WebSessions".to_owned()), ("public".to_owned(), "typed_sessions".to_owned())]);
+
+    // Many servers starting at once all create-if-missing the same table: no error.
+    let mut starts = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let pool = store.pool().clone();
+        starts.spawn(async move { PostgresStore::new(pool).with_table_name("raced")?.migrate().await });
+    }
+    while let Some(started) = starts.join_next().await {
+        started.unwrap().unwrap();
+    }
+
+    // The name is put into SQL text: anything but an identifier is refused.
+    let too_long = "t".repeat(49);
+    for bad in ["", "1st", "a-b", "a b", "x;DROP TABLE y", "\"quoted\"", "a.b.c", ".a", "a.", "é", too_long.as_str()] {
+        let refused = PostgresStore::new(store.pool().clone()).with_table_name(bad);
+        assert!(matches!(refused, Err(StoreError::Backend(_))), "{bad:?} was accepted");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_hold_jsonb_under_the_hashed_key_and_expired_rows_are_swept() {
+    init_tracing();
+    let Some(postgres) = PostgresServer::start().await else { return };
+    let store = PostgresStore::connect(&postgres.url()).await.unwrap();
+
+    let id = SessionId::random();
+    let key = id.store_key();
+    let mut record = Record::new(millis_from_now(0), millis_from_now(60_000));
+    record.values.insert("user_id".into(), "42".into());
+    record.values.insert("cart".into(), r#"["apple"]"#.into());
+    record.flash.insert("notice".into(), r#""hi""#.into());
+    assert_eq!(store.create(&key, &record).await.unwrap(), Created::Created);
+
+    // The row is filed under the SHA-256 of the id, never the id; values are real JSONB.
+    let (user_id, cart_len, notice, expires_at): (i64, i32, String, i64) = sqlx::query_as(
+        "SELECT (data_values->>'user_id')::bigint, jsonb_array_length(data_values->'cart'), \
+         flash->>'notice', expires_at FROM typed_sessions WHERE key = $1",
+    )
+    .bind(key.to_hex())
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!((user_id, cart_len, notice.as_str()), (42, 1, "hi"));
+    assert_eq!(expires_at, to_unix_millis(record.expires_at));
+    let by_id: i64 = sqlx::query_scalar("SELECT count(*) FROM typed_sessions WHERE key = $1")
+        .bind(id.as_str())
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(by_id, 0);
+
+    // Numbers keep every digit (jsonb is numeric), values written by serde_json read back.
+    let mut changes = Changes::default();
+    changes.values.insert("big".into(), Some(u128::MAX.to_string()));
+    store.apply(&key, &changes).await.unwrap();
+    let loaded = store.load(&key).await.unwrap().unwrap();
+    assert_eq!(serde_json::from_str::<u128>(&loaded.values["big"]).unwrap(), u128::MAX);
+
+    // The sweep removes exactly the expired rows.
+    for _ in 0..3 {
+        let expired = Record::new(millis_from_now(-10_000), millis_from_now(-1_000));
+        store.create(&SessionId::random().store_key(), &expired).await.unwrap();
+    }
+    assert_eq!(store.delete_expired().await.unwrap(), 3);
+    assert_eq!(store.delete_expired().await.unwrap(), 0);
+    assert!(store.load(&key).await.unwrap().is_some(), "the sweep removed a live session");
+}
+
+#[tokio::test]
+async fn unreachable_postgres_is_unavailable_quickly() {
+    init_tracing();
+    // No server needed: nothing listens on a fresh free port.
+    let started = Instant::now();
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable", free_port());
+    let error = PostgresStore::connect(&url).await.unwrap_err();
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    assert!(started.elapsed() < Duration::from_secs(4), "connecting to nothing took {:?}", started.elapsed());
+}

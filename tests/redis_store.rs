@@ -1,0 +1,166 @@
+//! `RedisStore` against a real `redis-server`: the conformance suite, the hash layout, native
+//! expiry, big sessions, and what it says when Redis cannot be reached.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use redis::AsyncCommands;
+use typed_sessions::store::{conformance, Applied, Created, SessionStore, StoreError};
+use typed_sessions::{from_unix_millis, to_unix_millis, Changes, Expiry, Record, RedisStore, SessionId};
+use typed_sessions_tests::{free_port, init_tracing, RedisServer};
+
+/// A plain connection for looking at what the store wrote.
+async fn plain(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+fn millis_from_now(offset_ms: i64) -> SystemTime {
+    from_unix_millis(to_unix_millis(SystemTime::now()) + offset_ms)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_the_conformance_suite() {
+    init_tracing();
+    let Some(redis) = RedisServer::start().await else { return };
+    let store = RedisStore::connect(&redis.url()).await.unwrap();
+    conformance::run(&store).await;
+    conformance::run(&store.with_prefix("other-app:")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_hash_per_session_expired_by_redis() {
+    init_tracing();
+    let Some(redis) = RedisServer::start().await else { return };
+    let store = RedisStore::connect(&redis.url()).await.unwrap().with_prefix("test:");
+    assert_eq!(store.prefix(), "test:");
+    let mut plain = plain(&redis).await;
+
+    let key = SessionId::random().store_key();
+    let mut record = Record::new(millis_from_now(0), millis_from_now(60_000));
+    record.values.insert("user_id".into(), "42".into());
+    record.values.insert("notice".into(), r#""a value""#.into());
+    record.flash.insert("notice".into(), r#""a flash""#.into());
+    record.expiry = Some(Expiry::BrowserSession);
+    assert_eq!(store.create(&key, &record).await.unwrap(), Created::Created);
+
+    // One key per session: the prefix and the store key (never the id) in hex.
+    let keys: Vec<String> = plain.keys("*").await.unwrap();
+    assert_eq!(keys, vec![format!("test:{}", key.to_hex())]);
+    assert_eq!(store.redis_key(&key), keys[0]);
+    let kind: String = redis::cmd("TYPE").arg(&keys[0]).query_async(&mut plain).await.unwrap();
+    assert_eq!(kind, "hash");
+
+    let fields: HashMap<String, String> = plain.hgetall(&keys[0]).await.unwrap();
+    let expected: HashMap<String, String> = [
+        ("v:user_id", "42".to_owned()),
+        ("v:notice", r#""a value""#.to_owned()),
+        ("f:notice", r#""a flash""#.to_owned()),
+        ("created_at", to_unix_millis(record.created_at).to_string()),
+        ("expires_at", to_unix_millis(record.expires_at).to_string()),
+        ("expiry", r#""browser_session""#.to_owned()),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value))
+    .collect();
+    assert_eq!(fields, expected);
+
+    // Redis expires the key itself, at expires_at to the millisecond.
+    let expire_time: i64 = redis::cmd("PEXPIRETIME").arg(&keys[0]).query_async(&mut plain).await.unwrap();
+    assert_eq!(expire_time, to_unix_millis(record.expires_at));
+
+    // apply: set, delete, move the expiry, drop the override; one hash still.
+    let later = millis_from_now(120_000);
+    let mut changes = Changes { expires_at: Some(later), expiry: Some(None), ..Changes::default() };
+    changes.values.insert("theme".into(), Some(r#""dark""#.into()));
+    changes.values.insert("notice".into(), None);
+    changes.flash.insert("notice".into(), None);
+    assert_eq!(store.apply(&key, &changes).await.unwrap(), Applied::Applied);
+    let fields: HashMap<String, String> = plain.hgetall(&keys[0]).await.unwrap();
+    let mut names: Vec<&str> = fields.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["created_at", "expires_at", "v:theme", "v:user_id"]);
+    assert_eq!(fields["expires_at"], to_unix_millis(later).to_string());
+    let expire_time: i64 = redis::cmd("PEXPIRETIME").arg(&keys[0]).query_async(&mut plain).await.unwrap();
+    assert_eq!(expire_time, to_unix_millis(later), "apply did not move the Redis expiry");
+
+    // An expiry in the past (a session cut by its lifetime cap): Redis forgets the key at once.
+    let cut = Changes { expires_at: Some(millis_from_now(-1_000)), ..Changes::default() };
+    assert_eq!(store.apply(&key, &cut).await.unwrap(), Applied::Applied);
+    let exists: bool = plain.exists(&keys[0]).await.unwrap();
+    assert!(!exists, "a session whose expiry passed is still in Redis");
+    assert!(store.load(&key).await.unwrap().is_none());
+
+    // A short expiry: Redis drops the key without anyone sweeping.
+    let short = SessionId::random().store_key();
+    let record = Record::new(millis_from_now(0), millis_from_now(300));
+    store.create(&short, &record).await.unwrap();
+    assert!(store.load(&short).await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let exists: bool = plain.exists(store.redis_key(&short)).await.unwrap();
+    assert!(!exists, "Redis kept a session past its expires_at");
+    assert_eq!(store.delete_expired().await.unwrap(), 0, "Redis expires keys itself: nothing to sweep");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_sessions_fit_in_one_script_call() {
+    init_tracing();
+    let Some(redis) = RedisServer::start().await else { return };
+    let store = RedisStore::connect(&redis.url()).await.unwrap();
+
+    // More fields than Lua's `unpack` takes at once: the scripts chunk them.
+    let key = SessionId::random().store_key();
+    let mut record = Record::new(millis_from_now(0), millis_from_now(60_000));
+    for i in 0..10_000 {
+        record.values.insert(format!("key{i}"), i.to_string());
+        record.flash.insert(format!("key{i}"), format!("\"{i}\""));
+    }
+    store.create(&key, &record).await.unwrap();
+    let loaded = store.load(&key).await.unwrap().unwrap();
+    assert_eq!(loaded.values, record.values);
+    assert_eq!(loaded.flash, record.flash);
+
+    let mut changes = Changes::default();
+    for i in 0..10_000 {
+        let change = (i % 2 == 0).then(|| format!("{}", i * 10));
+        changes.values.insert(format!("key{i}"), change);
+        changes.flash.insert(format!("key{i}"), None);
+    }
+    assert_eq!(store.apply(&key, &changes).await.unwrap(), Applied::Applied);
+    let loaded = store.load(&key).await.unwrap().unwrap();
+    assert_eq!(loaded.values.len(), 5_000);
+    assert_eq!(loaded.values["key42"], "420");
+    assert!(loaded.flash.is_empty());
+}
+
+#[tokio::test]
+async fn unreachable_redis_is_unavailable_and_a_bad_url_is_not() {
+    init_tracing();
+    // No server needed: nothing listens on a fresh free port.
+    let started = std::time::Instant::now();
+    let error = RedisStore::connect(&format!("redis://127.0.0.1:{}", free_port())).await.unwrap_err();
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    assert!(started.elapsed() < Duration::from_secs(3), "connecting to nothing took {:?}", started.elapsed());
+
+    let error = RedisStore::connect("not a url").await.unwrap_err();
+    assert!(matches!(error, StoreError::Backend(_)), "{error:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_value_under_the_key_is_an_error_not_a_panic() {
+    init_tracing();
+    let Some(redis) = RedisServer::start().await else { return };
+    let store = RedisStore::connect(&redis.url()).await.unwrap();
+    let mut plain = plain(&redis).await;
+
+    let key = SessionId::random().store_key();
+    let _: () = plain.set(store.redis_key(&key), "not a hash").await.unwrap();
+    assert!(matches!(store.load(&key).await, Err(StoreError::Backend(_))));
+
+    let key = SessionId::random().store_key();
+    let _: () = plain.hset(store.redis_key(&key), "v:x", "1").await.unwrap();
+    assert!(matches!(store.load(&key).await, Err(StoreError::Corrupt(_))), "a hash without times is corrupt");
+}
