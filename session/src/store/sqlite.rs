@@ -350,6 +350,7 @@ impl SessionStore for SqliteStore {
     }
 
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+        let _writing = self.write_lock.lock().await;
         sqlx::query(&self.sql.delete)
             .bind(key.to_hex())
             .execute(&self.pool)
@@ -359,6 +360,7 @@ impl SessionStore for SqliteStore {
     }
 
     async fn delete_expired(&self) -> Result<u64, StoreError> {
+        let _writing = self.write_lock.lock().await;
         let done = sqlx::query(&self.sql.delete_expired)
             .bind(now_millis())
             .execute(&self.pool)

@@ -1,0 +1,242 @@
+//! Crash safety of the embedded stores: a child process writes sessions as fast as it can and is
+//! killed with SIGKILL at a random moment; then every record it left must load whole, and the
+//! store must keep working.
+//!
+//! The child is this test binary itself, started with `--exact crash_child --ignored` and an
+//! environment variable that tells it which store to open; without the variable (a plain
+//! `cargo test -- --ignored`) `crash_child` does nothing.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use typed_sessions::store::{Applied, Created, SessionStore, StoreKey};
+use typed_sessions::{from_unix_millis, to_unix_millis, Changes, FileStore, Record, SessionId, SqliteStore};
+
+/// Tells the child which store to write to: `sqlite:<file>` or `file:<dir>`.
+const CHILD_ENV: &str = "TYPED_SESSIONS_CRASH_CHILD";
+const READY: &str = "crash child: store open, writing";
+const ROUNDS: usize = 4;
+
+#[test]
+#[ignore = "the child process of the crash tests; does nothing unless they start it"]
+fn crash_child() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else { return };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let store = open(&spec).await;
+        let hot = fresh_key();
+        assert_eq!(store.create(&hot, &record_with(0)).await.unwrap(), Created::Created);
+        println!("{READY}");
+        let writers: Vec<_> = (0..4u64)
+            .map(|task| {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move {
+                    let mut n = task * 1_000_000_000;
+                    loop {
+                        n += 1;
+                        let key = fresh_key();
+                        assert_eq!(store.create(&key, &record_with(n)).await.unwrap(), Created::Created);
+                        for i in 0..5 {
+                            n += 1;
+                            let mut changes = pair(n);
+                            changes.values.insert(format!("i{i}"), Some(i.to_string()));
+                            assert_eq!(store.apply(&key, &changes).await.unwrap(), Applied::Applied);
+                            // Several writers patch one session at once.
+                            let mut changes = pair(n);
+                            changes.values.insert(format!("task{task}"), Some(n.to_string()));
+                            changes.expires_at = Some(millis_from_now(3_600_000));
+                            assert_eq!(store.apply(&hot, &changes).await.unwrap(), Applied::Applied);
+                        }
+                        if n % 3 == 0 {
+                            store.delete(&key).await.unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.await.unwrap();
+        }
+    });
+}
+
+fn fresh_key() -> StoreKey {
+    SessionId::random().store_key()
+}
+
+fn millis_from_now(offset_ms: i64) -> SystemTime {
+    from_unix_millis(to_unix_millis(SystemTime::now()) + offset_ms)
+}
+
+/// A record whose `a` and `b` are both `n`, plus some bulk so that writes take a moment.
+fn record_with(n: u64) -> Record {
+    let mut record = Record::new(millis_from_now(0), millis_from_now(3_600_000));
+    record.values.insert("a".into(), n.to_string());
+    record.values.insert("b".into(), n.to_string());
+    record.values.insert("bulk".into(), format!("\"{}\"", "x".repeat(8 * 1024)));
+    record.flash.insert("notice".into(), format!("\"{n}\""));
+    record
+}
+
+/// Sets `a` and `b` to `n` in one patch: a record with `a != b` was torn.
+fn pair(n: u64) -> Changes {
+    let mut changes = Changes::default();
+    changes.values.insert("a".into(), Some(n.to_string()));
+    changes.values.insert("b".into(), Some(n.to_string()));
+    changes
+}
+
+async fn open(spec: &str) -> Arc<dyn SessionStore> {
+    if let Some(path) = spec.strip_prefix("sqlite:") {
+        Arc::new(SqliteStore::open(path).await.unwrap())
+    } else if let Some(dir) = spec.strip_prefix("file:") {
+        Arc::new(FileStore::open(dir).unwrap())
+    } else {
+        panic!("{CHILD_ENV}={spec:?}: expected sqlite:<file> or file:<dir>")
+    }
+}
+
+fn random_below(bound: u64) -> u64 {
+    RandomState::new().build_hasher().finish() % bound
+}
+
+/// Starts the child on `spec`, waits until it writes, lets it run 100–600 ms, kills it.
+fn run_and_kill_child(spec: &str) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "crash_child", "--ignored", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, spec)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    // libtest prints `test crash_child ... ` without a line break first: look inside lines.
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (ready, started) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines() {
+            if line.is_ok_and(|line| line.contains(READY)) {
+                let _ = ready.send(());
+            }
+        }
+    });
+    if started.recv_timeout(Duration::from_secs(30)).is_err() {
+        let _ = child.kill();
+        panic!("the crash child did not start writing within 30 s: {:?}", child.wait());
+    }
+    std::thread::sleep(Duration::from_millis(100 + random_below(501)));
+    if let Some(status) = child.try_wait().unwrap() {
+        panic!("the crash child stopped by itself ({status}): a write failed, see its output above");
+    }
+    child.kill().unwrap(); // SIGKILL on Unix: no destructor, no flush, no unlock runs
+    child.wait().unwrap();
+}
+
+/// Every record loads whole; returns how many there are.
+async fn check_records(store: &dyn SessionStore, keys: &[StoreKey]) -> usize {
+    for key in keys {
+        let record = match store.load(key).await {
+            Ok(Some(record)) => record,
+            other => panic!("record {key:?} after the crash: {other:?}"),
+        };
+        let (a, b) = (record.values.get("a"), record.values.get("b"));
+        assert!(a.is_some() && a == b, "a torn record: a = {a:?}, b = {b:?}");
+        assert!(record.values.contains_key("bulk"), "a record lost its bulk");
+    }
+    keys.len()
+}
+
+/// The store still takes new sessions and changes after the crash.
+async fn check_still_works(store: &dyn SessionStore, keys: &[StoreKey]) {
+    let key = fresh_key();
+    assert_eq!(store.create(&key, &record_with(7)).await.unwrap(), Created::Created);
+    assert_eq!(store.apply(&key, &pair(8)).await.unwrap(), Applied::Applied);
+    assert_eq!(store.load(&key).await.unwrap().unwrap().values.get("a").map(String::as_str), Some("8"));
+    if let Some(old) = keys.first() {
+        assert_eq!(store.apply(old, &pair(9)).await.unwrap(), Applied::Applied);
+        assert_eq!(store.load(old).await.unwrap().unwrap().values.get("b").map(String::as_str), Some("9"));
+    }
+    store.delete_expired().await.unwrap();
+    store.delete(&key).await.unwrap();
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+#[test]
+fn sqlite_store_survives_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.db");
+    let runtime = runtime();
+    let mut seen = 0;
+    for _ in 0..ROUNDS {
+        run_and_kill_child(&format!("sqlite:{}", path.display()));
+        seen += runtime.block_on(async {
+            let store = SqliteStore::open(&path).await.unwrap();
+            let check: String = sqlx::query_scalar("PRAGMA integrity_check").fetch_one(store.pool()).await.unwrap();
+            assert_eq!(check, "ok");
+            let keys: Vec<StoreKey> = sqlx::query_scalar::<_, String>("SELECT key FROM typed_sessions")
+                .fetch_all(store.pool())
+                .await
+                .unwrap()
+                .iter()
+                .map(|hex| StoreKey::from_hex(hex).expect("a key column that is not a store key"))
+                .collect();
+            let seen = check_records(&store, &keys).await;
+            eprintln!("sqlite: {seen} records whole after SIGKILL");
+            check_still_works(&store, &keys).await;
+            store.pool().close().await;
+            seen
+        });
+    }
+    assert!(seen > 0, "the child never wrote a record");
+}
+
+fn record_keys(dir: &Path) -> Vec<StoreKey> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|entry| {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            StoreKey::from_hex(name.strip_suffix(".json")?)
+        })
+        .collect()
+}
+
+#[test]
+fn file_store_survives_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime();
+    let mut seen = 0;
+    for _ in 0..ROUNDS {
+        run_and_kill_child(&format!("file:{}", dir.path().display()));
+        seen += runtime.block_on(async {
+            let store = FileStore::open(dir.path()).unwrap();
+            let keys = record_keys(dir.path());
+            let temps = std::fs::read_dir(dir.path())
+                .unwrap()
+                .filter(|entry| entry.as_ref().unwrap().file_name().to_string_lossy().ends_with(".tmp"))
+                .count();
+            let seen = check_records(&store, &keys).await;
+            eprintln!("file: {seen} records whole after SIGKILL ({temps} temporary files left by the kill)");
+            check_still_works(&store, &keys).await;
+            // The sweep removed whatever temporary file the kill left behind.
+            let leftovers: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+                .filter(|name| name.ends_with(".tmp"))
+                .collect();
+            assert!(leftovers.is_empty(), "temporary files survived delete_expired: {leftovers:?}");
+            seen
+        });
+    }
+    assert!(seen > 0, "the child never wrote a record");
+}
