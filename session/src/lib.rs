@@ -64,7 +64,7 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | *(always)* | [`MemoryStore`], the layer, the extractor, the derive |
-//! | `conformance` | [`store::conformance`]: the store conformance suite |
+//! | `conformance` | `store::conformance`: the store conformance suite |
 //! | `sqlite` | `SqliteStore` (sqlx) |
 //! | `file` | `FileStore`: one file per session |
 //! | `redis` | `RedisStore` (redis-rs) |

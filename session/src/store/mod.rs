@@ -8,7 +8,7 @@
 //! # Writing a store
 //!
 //! Implement the five methods with `#[async_trait]` and run the
-//! [`conformance`] suite (feature `conformance`) against it in a test:
+//! `conformance` suite (feature `conformance`) against it in a test:
 //!
 //! ```
 //! use typed_sessions::store::{Applied, Created, SessionStore, StoreError, StoreKey};
@@ -119,7 +119,7 @@ impl StoreError {
 
 /// A place that keeps session records.
 ///
-/// Contract (checked by the [`conformance`] suite):
+/// Contract (checked by the `conformance` suite):
 /// - `load` never returns an expired record.
 /// - `create` stores the record only if no live record has the key, else says [`Created::Collision`].
 /// - `apply` merges the patch into the live record atomically, key by key, with
