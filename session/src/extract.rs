@@ -77,7 +77,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Option<Self>, Self::Rejection> {
         let request = request_session(parts).await?;
-        let stored = request.loaded().is_some_and(|inner| inner.state.lock().loaded_id.is_some());
+        let stored = request.state().loaded_id.is_some();
         Ok(stored.then(|| Session::from_loaded(request)))
     }
 }

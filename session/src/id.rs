@@ -127,9 +127,13 @@ impl StoreKeyCache {
         &self.shards[usize::from(id.0[0]) % self.shards.len()]
     }
 
-    /// The cached key, or a fresh hash (not cached: see [`remember`](Self::remember)).
-    pub(crate) fn key(&self, id: &SessionId) -> StoreKey {
-        self.shard(id).lock().get(&id.0).copied().unwrap_or_else(|| id.store_key())
+    /// The key, and whether it came from the cache (a fresh hash is not cached: see
+    /// [`remember`](Self::remember)).
+    pub(crate) fn key(&self, id: &SessionId) -> (StoreKey, bool) {
+        match self.shard(id).lock().get(&id.0) {
+            Some(key) => (*key, true),
+            None => (id.store_key(), false),
+        }
     }
 
     /// Caches the key of an id the store knows.
@@ -177,9 +181,9 @@ mod tests {
     fn key_cache_gives_the_hash_and_forgets() {
         let cache = StoreKeyCache::new();
         let id = SessionId::random();
-        assert_eq!(cache.key(&id), id.store_key());
+        assert_eq!(cache.key(&id), (id.store_key(), false));
         cache.remember(&id, id.store_key());
-        assert_eq!(cache.key(&id), id.store_key());
+        assert_eq!(cache.key(&id), (id.store_key(), true));
         cache.forget(&id);
         assert!(cache.shard(&id).lock().is_empty());
         for _ in 0..(StoreKeyCache::SHARD_CAPACITY * 20) {

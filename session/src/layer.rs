@@ -4,14 +4,14 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use cookie::SameSite;
 use http::header::SET_COOKIE;
 use http::{HeaderValue, Request, Response, StatusCode};
-use parking_lot::Mutex;
+use parking_lot::{MappedMutexGuard, Mutex, MutexGuard};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -20,7 +20,7 @@ use crate::clock::Clock;
 use crate::config::{Config, Expiry};
 use crate::cookie::{self as session_cookie, CookieId, SigningKey};
 use crate::id::SessionId;
-use crate::session::{CookiePlan, SessionInner, State, Write};
+use crate::session::{CookiePlan, State, Write};
 use crate::store::{Applied, Created, SessionStore, StoreError};
 
 /// How many random ids `create` tries before giving up. With 144-bit ids a single collision is
@@ -218,33 +218,47 @@ impl<S> std::fmt::Debug for SessionService<S> {
 
 /// The session of one request, before and after it is loaded. Lives in the request's extensions.
 pub(crate) struct RequestSession {
-    config: Arc<Config>,
+    pub(crate) config: Arc<Config>,
     cookie_id: Option<CookieId>,
-    loaded: OnceLock<SessionInner>,
+    /// `None` until a handler extracts the session.
+    state: Mutex<Option<State>>,
 }
 
 impl RequestSession {
     /// The session, read from the store on the first call of the request.
-    /// The session, if a handler has loaded it.
-    pub(crate) fn loaded(&self) -> Option<&SessionInner> {
-        self.loaded.get()
+    /// Whether a handler has loaded the session.
+    pub(crate) fn is_loaded(&self) -> bool {
+        self.state.lock().is_some()
     }
 
-    /// The session, read from the store on the first call of the request.
-    pub(crate) async fn load(&self) -> Result<&SessionInner, StoreError> {
-        if let Some(loaded) = self.loaded.get() {
-            return Ok(loaded);
+    /// The loaded session's state.
+    ///
+    /// # Panics
+    ///
+    /// If it is not loaded: `Session` values exist only after `load` succeeded.
+    pub(crate) fn state(&self) -> MappedMutexGuard<'_, State> {
+        MutexGuard::map(self.state.lock(), |state| {
+            state.as_mut().expect("a Session exists only for a loaded request session")
+        })
+    }
+
+    /// Reads the session from the store on the first call of the request.
+    pub(crate) async fn load(&self) -> Result<(), StoreError> {
+        if self.is_loaded() {
+            return Ok(());
         }
         let config = &self.config;
         let state = match &self.cookie_id {
             None => State::fresh(config.now()),
             Some(CookieId { id, signed_by_old_key }) => {
-                let key = config.key_cache.key(id);
+                let (key, cached) = config.key_cache.key(id);
                 let record = with_timeout(config, config.store.load(&key)).await?;
                 let now = config.now();
                 match record {
                     Some(record) if !record.is_expired_at(now) && !config.past_max_lifetime(record.created_at, now) => {
-                        config.key_cache.remember(id, key);
+                        if !cached {
+                            config.key_cache.remember(id, key);
+                        }
                         State::loaded(id.clone(), key, record, *signed_by_old_key)
                     }
                     // An id the store does not know (or has expired) is never adopted.
@@ -252,13 +266,10 @@ impl RequestSession {
                 }
             }
         };
-        let inner = SessionInner {
-            state: Mutex::new(state),
-            config: Arc::clone(config),
-        };
         // Extractors run one after another, so a second load in one request is not expected;
         // should two race, the first to finish wins and both see its session.
-        Ok(self.loaded.get_or_init(|| inner))
+        self.state.lock().get_or_insert(state);
+        Ok(())
     }
 }
 
@@ -296,7 +307,7 @@ where
         let session = Arc::new(RequestSession {
             config,
             cookie_id,
-            loaded: OnceLock::new(),
+            state: Mutex::new(None),
         });
         request.extensions_mut().insert(Arc::clone(&session));
         ResponseFuture {
@@ -349,15 +360,12 @@ where
                 ResponseStateProj::Handler { future, session } => {
                     let response = ready!(future.poll(cx))?;
                     // A request that never extracted the session has nothing to save.
-                    if session.loaded.get().is_none() {
+                    if !session.is_loaded() {
                         return Poll::Ready(Ok(response));
                     }
                     let session = Arc::clone(session);
                     ResponseState::Saving {
-                        future: Box::pin(async move {
-                            let loaded = session.loaded().expect("checked above");
-                            finish(&session.config, loaded, response).await
-                        }),
+                        future: Box::pin(async move { finish(&session, response).await }),
                     }
                 }
                 ResponseStateProj::Saving { future } => return future.as_mut().poll(cx).map(Ok),
@@ -368,8 +376,8 @@ where
 }
 
 /// Saves the session and puts the cookie on the response — or answers 503 if the save failed.
-async fn finish<B: Default>(config: &Config, session: &SessionInner, mut response: Response<B>) -> Response<B> {
-    match save(config, session).await {
+async fn finish<B: Default>(session: &RequestSession, mut response: Response<B>) -> Response<B> {
+    match save(&session.config, session).await {
         Ok(Some(set_cookie)) => {
             response.headers_mut().append(SET_COOKIE, set_cookie);
             response
@@ -385,9 +393,9 @@ async fn finish<B: Default>(config: &Config, session: &SessionInner, mut respons
 }
 
 /// Writes what the request changed; returns the `Set-Cookie` to send, if any.
-async fn save(config: &Config, session: &SessionInner) -> Result<Option<HeaderValue>, StoreError> {
+async fn save(config: &Config, session: &RequestSession) -> Result<Option<HeaderValue>, StoreError> {
     let now = config.now();
-    let plan = session.state.lock().plan(config, now);
+    let plan = session.state().plan(config, now);
     let store = &config.store;
 
     let mut cookie = plan.cookie;
@@ -417,7 +425,7 @@ async fn save(config: &Config, session: &SessionInner) -> Result<Option<HeaderVa
             cookie_id = Some(candidate);
         }
         Some(Write::Apply { key, changes }) => match with_timeout(config, store.apply(&key, &changes)).await? {
-            Applied::Applied => cookie_id = session.state.lock().loaded_id.clone(),
+            Applied::Applied => cookie_id = session.state().loaded_id.clone(),
             Applied::Missing => {
                 // Destroyed (or expired) while this request ran: its changes must not bring it back.
                 tracing::debug!("the session ended while the request ran; its changes were dropped");

@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use parking_lot::Mutex;
+use parking_lot::MappedMutexGuard;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -64,7 +64,7 @@ impl<V: SessionSchema, F: SessionSchema> Clone for Session<V, F> {
 
 impl<V: SessionSchema, F: SessionSchema> fmt::Debug for Session<V, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = self.inner().state.lock();
+        let state = self.state();
         f.debug_struct("Session")
             .field("id", &state.current_id())
             .field("len", &state.len())
@@ -74,38 +74,30 @@ impl<V: SessionSchema, F: SessionSchema> fmt::Debug for Session<V, F> {
     }
 }
 
-/// The loaded session of one request, shared by every `Session<_, _>` extracted in it.
-pub(crate) struct SessionInner {
-    pub(crate) state: Mutex<State>,
-    pub(crate) config: Arc<Config>,
-}
-
 impl<V: SessionSchema, F: SessionSchema> Session<V, F> {
     /// `request` must be loaded: the extractor loads it before it builds a `Session`.
     pub(crate) fn from_loaded(request: Arc<RequestSession>) -> Self {
-        debug_assert!(request.loaded().is_some());
+        debug_assert!(request.is_loaded());
         Session {
             request,
             schema: PhantomData,
         }
     }
 
-    fn inner(&self) -> &SessionInner {
-        self.request
-            .loaded()
-            .expect("a Session is built only from a loaded request session")
+    fn state(&self) -> MappedMutexGuard<'_, State> {
+        self.request.state()
     }
 
     /// The value under `key`, or `None` if it is absent — or stored in a form that no longer
     /// decodes as `T` (after a type change, say): that is logged as a warning, never an error.
     pub fn get<T: DeserializeOwned>(&self, key: Key<V, T>) -> Option<T> {
-        let state = self.inner().state.lock();
+        let state = self.state();
         decode(key.name(), "value", state.value_json(key.name())?)
     }
 
     /// Whether a value is stored under `key`.
     pub fn has<T>(&self, key: Key<V, T>) -> bool {
-        self.inner().state.lock().value_json(key.name()).is_some()
+        self.state().value_json(key.name()).is_some()
     }
 
     /// Stores `value` under `key`.
@@ -114,17 +106,17 @@ impl<V: SessionSchema, F: SessionSchema> Session<V, F> {
     /// that fails) is not stored; that is logged as an error.
     pub fn set<T: Serialize>(&mut self, key: Key<V, T>, value: T) {
         let Some(json) = encode(key.name(), &value) else { return };
-        self.inner().state.lock().set_value(key.name(), json);
+        self.state().set_value(key.name(), json);
     }
 
     /// Removes the value under `key`.
     pub fn unset<T>(&mut self, key: Key<V, T>) {
-        self.inner().state.lock().unset_value(key.name());
+        self.state().unset_value(key.name());
     }
 
     /// Removes the value under `key` and returns it (Laravel's `pull`).
     pub fn take<T: DeserializeOwned>(&mut self, key: Key<V, T>) -> Option<T> {
-        let mut state = self.inner().state.lock();
+        let mut state = self.state();
         let value = state
             .value_json(key.name())
             .and_then(|json| decode(key.name(), "value", json));
@@ -147,20 +139,20 @@ impl<V: SessionSchema, F: SessionSchema> Session<V, F> {
     /// Shows `value` under `key` to the next request that loads this session, and then no more.
     pub fn flash<T: Serialize>(&mut self, key: Key<F, T>, value: T) {
         let Some(json) = encode(key.name(), &value) else { return };
-        self.inner().state.lock().flash(key.name(), json);
+        self.state().flash(key.name(), json);
     }
 
     /// Shows `value` under `key` to this request only ([`get_flash`](Self::get_flash)); never stored.
     pub fn flash_now<T: Serialize>(&mut self, key: Key<F, T>, value: T) {
         let Some(json) = encode(key.name(), &value) else { return };
-        self.inner().state.lock().now_flash.insert(key.name().to_owned(), json);
+        self.state().now_flash.insert(key.name().to_owned(), json);
     }
 
     /// The flash under `key` that arrived with this request, or that
     /// [`flash_now`](Self::flash_now) set. Reading does not consume it: it is gone for the next
     /// request anyway, unless [kept](Self::keep_flash).
     pub fn get_flash<T: DeserializeOwned>(&self, key: Key<F, T>) -> Option<T> {
-        let state = self.inner().state.lock();
+        let state = self.state();
         let json = state
             .now_flash
             .get(key.name())
@@ -170,53 +162,53 @@ impl<V: SessionSchema, F: SessionSchema> Session<V, F> {
 
     /// Carries the flash under `key` that arrived with this request over to the next one.
     pub fn keep_flash<T>(&mut self, key: Key<F, T>) {
-        self.inner().state.lock().kept_flash.insert(key.name().to_owned());
+        self.state().kept_flash.insert(key.name().to_owned());
     }
 
     /// Carries all flash that arrived with this request over to the next one.
     pub fn reflash(&mut self) {
-        self.inner().state.lock().reflash = true;
+        self.state().reflash = true;
     }
 
     /// Gives the session a new id, keeping its data: call it when privileges change (log in) so
     /// an id planted by an attacker before login is worthless after it. With `delete_old` the
     /// record under the old id is deleted when the session is saved.
     pub fn regenerate_id(&mut self, delete_old: bool) {
-        self.inner().state.lock().regenerate_id(delete_old);
+        self.state().regenerate_id(delete_old);
     }
 
     /// Ends the session: the record is deleted and the cookie expired when the response leaves.
     /// Writes after this are ignored (and logged).
     pub fn destroy(&mut self) {
-        self.inner().state.lock().destroy();
+        self.state().destroy();
     }
 
     /// Drops all data and flash and starts over under a new id; the old record is deleted.
     pub fn invalidate(&mut self) {
-        let now = self.inner().config.now();
-        self.inner().state.lock().invalidate(now);
+        let now = self.request.config.now();
+        self.state().invalidate(now);
     }
 
     /// Removes all values and flash; the session (and its id) stays.
     pub fn clear(&mut self) {
-        self.inner().state.lock().clear();
+        self.state().clear();
     }
 
     /// The session's id: `None` for a new visitor whose session has not been stored yet.
     /// After [`regenerate_id`](Self::regenerate_id), the new id.
     pub fn id(&self) -> Option<SessionId> {
-        self.inner().state.lock().current_id().cloned()
+        self.state().current_id().cloned()
     }
 
     /// The id whose record will be deleted when the session is saved (after
     /// `regenerate_id(true)`, `invalidate` or `destroy`).
     pub fn delete_id(&self) -> Option<SessionId> {
-        self.inner().state.lock().delete_id.clone()
+        self.state().delete_id.clone()
     }
 
     /// How many values the session holds (flash not counted).
     pub fn len(&self) -> usize {
-        self.inner().state.lock().len()
+        self.state().len()
     }
 
     /// Whether the session holds no values.
@@ -226,33 +218,31 @@ impl<V: SessionSchema, F: SessionSchema> Session<V, F> {
 
     /// Whether this request changed the session (values, flash, id, expiry, or ended it).
     pub fn is_dirty(&self) -> bool {
-        self.inner().state.lock().is_dirty()
+        self.state().is_dirty()
     }
 
     /// Whether [`destroy`](Self::destroy) was called.
     pub fn is_destroyed(&self) -> bool {
-        self.inner().state.lock().destroyed
+        self.state().destroyed
     }
 
     /// The session as it would be stored now (values as JSON text, the flash that arrived with
     /// this request): for debugging and admin pages, not for normal reads.
     pub fn data(&self) -> Record {
-        self.inner().state.lock().snapshot()
+        self.state().snapshot()
     }
 
     /// Overrides the layer's expiry for this session and keeps the override with it: "remember
     /// me" is `session.set_expiry(Expiry::Idle(thirty_days))`. `None` goes back to the layer's.
     pub fn set_expiry(&mut self, expiry: impl Into<Option<Expiry>>) {
-        self.inner().state.lock().set_expiry(expiry.into());
+        self.state().set_expiry(expiry.into());
     }
 
     /// The expiry that applies to this session: its override, or the layer's.
     pub fn expiry(&self) -> Expiry {
-        self.inner()
-            .state
-            .lock()
+        self.state()
             .expiry_override()
-            .unwrap_or(self.inner().config.expiry)
+            .unwrap_or(self.request.config.expiry)
     }
 }
 
