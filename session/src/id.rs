@@ -111,7 +111,34 @@ impl StoreKey {
 /// fill it; it is bounded, and a full shard is simply emptied. It lives in process memory, like
 /// the requests that carry the ids: stores, the part that can leak at rest, still see hashes only.
 pub(crate) struct StoreKeyCache {
-    shards: [parking_lot::Mutex<std::collections::HashMap<[u8; ID_LEN], StoreKey>>; 16],
+    shards: [parking_lot::Mutex<IdMap>; 16],
+}
+
+/// Ids are random text, so eight of their bytes are a good hash. Clients choose the ids that are
+/// looked up, but only ids the store confirmed are inserted, so probes stay short whatever
+/// clients send.
+type IdMap = RandomKeyMap<[u8; ID_LEN], StoreKey>;
+
+/// A map whose keys are already random (ids, SHA-256 store keys): hashing them again with SipHash
+/// would cost more than the lookup.
+pub(crate) type RandomKeyMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<RandomKeyHasher>>;
+
+/// Takes eight bytes of a random key as its hash.
+#[derive(Default)]
+pub(crate) struct RandomKeyHasher(u64);
+
+impl std::hash::Hasher for RandomKeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        if let Some(word) = bytes.get(8..16) {
+            self.0 = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        }
+    }
+
+    fn write_usize(&mut self, _length_prefix: usize) {}
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 impl StoreKeyCache {
@@ -119,11 +146,11 @@ impl StoreKeyCache {
 
     pub(crate) fn new() -> Self {
         StoreKeyCache {
-            shards: std::array::from_fn(|_| parking_lot::Mutex::new(std::collections::HashMap::new())),
+            shards: std::array::from_fn(|_| parking_lot::Mutex::new(IdMap::default())),
         }
     }
 
-    fn shard(&self, id: &SessionId) -> &parking_lot::Mutex<std::collections::HashMap<[u8; ID_LEN], StoreKey>> {
+    fn shard(&self, id: &SessionId) -> &parking_lot::Mutex<IdMap> {
         &self.shards[usize::from(id.0[0]) % self.shards.len()]
     }
 

@@ -1,35 +1,15 @@
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
 use super::{Applied, Created, SessionStore, StoreError, StoreKey};
+use crate::id::RandomKeyMap;
 use crate::record::{Changes, Record};
 
 const SHARDS: usize = 16;
 
-/// Store keys are SHA-256 outputs, already uniform and not chosen by clients: eight of their
-/// bytes are a good hash, and re-hashing them with SipHash would cost more than the lookup.
-#[derive(Default)]
-struct StoreKeyHasher(u64);
-
-impl Hasher for StoreKeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        if let Some(word) = bytes.get(8..16) {
-            self.0 = u64::from_le_bytes(word.try_into().expect("eight bytes"));
-        }
-    }
-
-    fn write_usize(&mut self, _length_prefix: usize) {}
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type Shard = Mutex<HashMap<StoreKey, Record, BuildHasherDefault<StoreKeyHasher>>>;
+type Shard = Mutex<RandomKeyMap<StoreKey, Record>>;
 
 /// Sessions in this process's memory, lost on restart. The default store for tests and for a
 /// single server that can afford to log everyone out when it restarts.
@@ -50,7 +30,7 @@ impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         MemoryStore {
-            shards: std::array::from_fn(|_| Mutex::new(HashMap::default())),
+            shards: std::array::from_fn(|_| Mutex::new(RandomKeyMap::default())),
         }
     }
 
