@@ -54,7 +54,8 @@ const DEV_SECRET: &[u8] = b"typed-sessions login example -- development key, NOT
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,typed_sessions=debug".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,typed_sessions=debug".into()),
         )
         .init();
 
@@ -86,7 +87,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .layer(sessions);
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-    println!("listening on http://{} (sessions in {db}; log in as {DEMO_USER} / {DEMO_PASSWORD})", listener.local_addr()?);
+    println!(
+        "listening on http://{} (sessions in {db}; log in as {DEMO_USER} / {DEMO_PASSWORD})",
+        listener.local_addr()?
+    );
     axum::serve(listener, app).await?;
     Ok(())
 }

@@ -220,7 +220,11 @@ async fn new_visitor_that_writes_nothing_gets_no_cookie_and_no_record() {
     let reply = browser.get("/whoami").await;
     assert_eq!(reply.body, "None None");
     assert!(reply.set_cookie.is_empty(), "{:?}", reply.set_cookie);
-    assert_eq!(store.counts(), [0, 0, 0, 0], "a visitor without a cookie needs no store call at all");
+    assert_eq!(
+        store.counts(),
+        [0, 0, 0, 0],
+        "a visitor without a cookie needs no store call at all"
+    );
     assert!(store.inner.is_empty());
 }
 
@@ -262,7 +266,11 @@ async fn store_is_read_once_per_request_and_schemas_share_the_session() {
     assert_eq!(browser.get("/other").await.body, r#"None Some("ada")"#);
     assert_eq!(store.loads.load(Ordering::SeqCst), loads + 1);
     assert_eq!(browser.get("/theme").await.body, r#"Some("dark")"#);
-    assert_eq!(browser.get("/whoami").await.body, r#"Some(42) Some("ada")"#, "the other schema's write kept ours");
+    assert_eq!(
+        browser.get("/whoami").await.body,
+        r#"Some(42) Some("ada")"#,
+        "the other schema's write kept ours"
+    );
 }
 
 #[tokio::test]
@@ -278,10 +286,18 @@ async fn only_changed_keys_are_written_and_unchanged_requests_write_nothing() {
     let writes = store.applies.load(Ordering::SeqCst);
     let reply = browser.get("/read-only").await;
     assert_eq!(reply.body, "3");
-    assert_eq!(store.applies.load(Ordering::SeqCst), writes, "a read-only request wrote");
+    assert_eq!(
+        store.applies.load(Ordering::SeqCst),
+        writes,
+        "a read-only request wrote"
+    );
     assert!(reply.set_cookie.is_empty());
 
-    assert_eq!(browser.get("/set-same").await.body, "false", "setting the stored value again is no change");
+    assert_eq!(
+        browser.get("/set-same").await.body,
+        "false",
+        "setting the stored value again is no change"
+    );
     assert_eq!(store.applies.load(Ordering::SeqCst), writes);
     assert_eq!(browser.get("/count").await.body, "2");
 }
@@ -308,8 +324,16 @@ async fn reading_flash_twice_in_one_request_does_not_consume_it_and_flash_is_no_
     let mut browser = Browser::new(app_on(Default::default()));
     browser.get("/flash").await;
     // `/keep-notice` reads twice (via format) and `/read-only` counts values only.
-    assert_eq!(browser.get("/read-only").await.body, "0", "flash must not count as a value");
-    assert_eq!(browser.get("/show-flash").await.body, "None None", "the /read-only request aged it");
+    assert_eq!(
+        browser.get("/read-only").await.body,
+        "0",
+        "flash must not count as a value"
+    );
+    assert_eq!(
+        browser.get("/show-flash").await.body,
+        "None None",
+        "the /read-only request aged it"
+    );
 }
 
 #[tokio::test]
@@ -355,9 +379,17 @@ async fn regenerate_id_with_delete_old_kills_the_old_cookie() {
     browser.get("/regenerate?v=delete").await;
     let new_cookie = browser.cookie.clone().unwrap();
     assert_ne!(old_cookie, new_cookie);
-    assert_eq!(browser.get("/whoami").await.body, r#"Some(42) Some("ada")"#, "data moves to the new id");
+    assert_eq!(
+        browser.get("/whoami").await.body,
+        r#"Some(42) Some("ada")"#,
+        "data moves to the new id"
+    );
     let app = app_on(store.clone());
-    assert_eq!(send(&app, "/whoami", Some(&old_cookie)).await.body, "None None", "the old id must be dead");
+    assert_eq!(
+        send(&app, "/whoami", Some(&old_cookie)).await.body,
+        "None None",
+        "the old id must be dead"
+    );
     assert_eq!(store.inner.len(), 1);
 }
 
@@ -370,7 +402,10 @@ async fn regenerate_id_without_delete_leaves_the_old_record() {
     browser.get("/regenerate").await;
     assert_ne!(browser.cookie.clone().unwrap(), old_cookie);
     let app = app_on(store.clone());
-    assert_eq!(send(&app, "/whoami", Some(&old_cookie)).await.body, r#"Some(42) Some("ada")"#);
+    assert_eq!(
+        send(&app, "/whoami", Some(&old_cookie)).await.body,
+        r#"Some(42) Some("ada")"#
+    );
     assert_eq!(store.inner.len(), 2);
 }
 
@@ -442,11 +477,11 @@ async fn bad_cookies_mean_no_session_and_are_never_adopted() {
 
     let forged = format!("id={}.{}", "A".repeat(24), &good[good.len() - 43..]);
     let bad_cookies = [
-        format!("id={id}"),                              // unsigned although keys are set
+        format!("id={id}"),                                             // unsigned although keys are set
         format!("id={id}.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), // bad signature
-        forged,                                          // signature of another id
-        format!("id={}", "x".repeat(5000)),              // oversized
-        "id=%%%;;==".to_owned(),                         // malformed
+        forged,                                                         // signature of another id
+        format!("id={}", "x".repeat(5000)),                             // oversized
+        "id=%%%;;==".to_owned(),                                        // malformed
         "id=".to_owned(),
         "garbage".to_owned(),
     ];
@@ -457,7 +492,10 @@ async fn bad_cookies_mean_no_session_and_are_never_adopted() {
         let reply = send(&app, "/count", Some(bad)).await;
         assert_eq!(reply.body, "1", "{bad}: a write starts a fresh session");
         let new_cookie = reply.session_cookie().unwrap();
-        assert!(!new_cookie.value().starts_with(id), "{bad}: the id from a bad cookie was adopted");
+        assert!(
+            !new_cookie.value().starts_with(id),
+            "{bad}: the id from a bad cookie was adopted"
+        );
     }
     assert_eq!(send(&app, "/whoami", Some(&good)).await.body, r#"Some(42) Some("ada")"#);
 }
@@ -484,14 +522,20 @@ async fn signing_key_rotation_keeps_old_cookies_working() {
     let old_cookie = browser.cookie.clone().unwrap();
 
     let rotated = routes().layer(SessionLayer::new(store.clone()).with_signing_keys([new_key.clone(), old_key]));
-    assert_eq!(send(&rotated, "/whoami", Some(&old_cookie)).await.body, r#"Some(42) Some("ada")"#);
+    assert_eq!(
+        send(&rotated, "/whoami", Some(&old_cookie)).await.body,
+        r#"Some(42) Some("ada")"#
+    );
     let reply = send(&rotated, "/count", Some(&old_cookie)).await;
     let resigned = format!("id={}", reply.session_cookie().unwrap().value());
     assert_ne!(resigned, old_cookie, "a write re-signs the cookie with the new key");
 
     let retired = routes().layer(SessionLayer::new(store.clone()).with_signing_keys([new_key]));
     assert_eq!(send(&retired, "/whoami", Some(&old_cookie)).await.body, "None None");
-    assert_eq!(send(&retired, "/whoami", Some(&resigned)).await.body, r#"Some(42) Some("ada")"#);
+    assert_eq!(
+        send(&retired, "/whoami", Some(&resigned)).await.body,
+        r#"Some(42) Some("ada")"#
+    );
 }
 
 #[tokio::test]
@@ -504,9 +548,21 @@ async fn missing_layer_is_a_500_that_names_the_fix() {
 #[tokio::test]
 async fn store_down_is_a_503_and_routes_without_sessions_still_work() {
     let app = routes().layer(SessionLayer::new(DownStore));
-    assert_eq!(send(&app, "/whoami", Some("id=AAAAAAAAAAAAAAAAAAAAAAAA")).await.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(send(&app, "/login", None).await.status, StatusCode::SERVICE_UNAVAILABLE, "a failed save is a 503");
-    assert_eq!(send(&app, "/no-session", Some("id=AAAAAAAAAAAAAAAAAAAAAAAA")).await.status, StatusCode::OK);
+    assert_eq!(
+        send(&app, "/whoami", Some("id=AAAAAAAAAAAAAAAAAAAAAAAA")).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        send(&app, "/login", None).await.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a failed save is a 503"
+    );
+    assert_eq!(
+        send(&app, "/no-session", Some("id=AAAAAAAAAAAAAAAAAAAAAAAA"))
+            .await
+            .status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -516,14 +572,20 @@ async fn concurrent_requests_writing_different_keys_both_keep_their_writes() {
     let app = {
         let (g1, g2) = (gate.clone(), gate.clone());
         Router::new()
-            .route("/a", get(move |mut s: AppSession| async move {
-                g1.wait().await; // both requests have loaded the same version
-                s.set(Values::USER_ID, 1);
-            }))
-            .route("/b", get(move |mut s: Session<Other>| async move {
-                g2.wait().await;
-                s.set(Other::THEME, "light".into());
-            }))
+            .route(
+                "/a",
+                get(move |mut s: AppSession| async move {
+                    g1.wait().await; // both requests have loaded the same version
+                    s.set(Values::USER_ID, 1);
+                }),
+            )
+            .route(
+                "/b",
+                get(move |mut s: Session<Other>| async move {
+                    g2.wait().await;
+                    s.set(Other::THEME, "light".into());
+                }),
+            )
             .merge(routes())
             .layer(SessionLayer::new(store.clone()))
     };
@@ -545,11 +607,14 @@ async fn a_slow_request_never_undoes_a_logout() {
     let app = {
         let (loaded, release) = (loaded.clone(), release.clone());
         Router::new()
-            .route("/slow", get(move |mut s: AppSession| async move {
-                loaded.notify_one();
-                release.notified().await;
-                s.set(Values::USER_ID, 99);
-            }))
+            .route(
+                "/slow",
+                get(move |mut s: AppSession| async move {
+                    loaded.notify_one();
+                    release.notified().await;
+                    s.set(Values::USER_ID, 99);
+                }),
+            )
             .merge(routes())
             .layer(SessionLayer::new(store.clone()))
     };
@@ -566,7 +631,9 @@ async fn a_slow_request_never_undoes_a_logout() {
     release.notify_one();
     let slow = slow.await.unwrap();
     assert_eq!(slow.status, StatusCode::OK);
-    let removal = slow.session_cookie().expect("the slow request learns the session is gone");
+    let removal = slow
+        .session_cookie()
+        .expect("the slow request learns the session is gone");
     assert_eq!(removal.max_age(), Some(cookie::time::Duration::ZERO));
     assert!(store.inner.is_empty(), "the slow request brought the session back");
     assert_eq!(send(&app, "/whoami", Some(&cookie)).await.body, "None None");
@@ -621,8 +688,11 @@ async fn store_timeout_turns_a_hanging_store_into_a_503() {
         }
     }
     let app = routes().layer(SessionLayer::new(HangingStore).with_store_timeout(Duration::from_millis(50)));
-    let reply = tokio::time::timeout(Duration::from_secs(5), send(&app, "/whoami", Some("id=AAAAAAAAAAAAAAAAAAAAAAAA")))
-        .await
-        .expect("the layer must not hang");
+    let reply = tokio::time::timeout(
+        Duration::from_secs(5),
+        send(&app, "/whoami", Some("id=AAAAAAAAAAAAAAAAAAAAAAAA")),
+    )
+    .await
+    .expect("the layer must not hang");
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
 }

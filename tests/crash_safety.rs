@@ -82,7 +82,9 @@ fn record_with(n: u64) -> Record {
     let mut record = Record::new(millis_from_now(0), millis_from_now(3_600_000));
     record.values.insert("a".into(), n.to_string());
     record.values.insert("b".into(), n.to_string());
-    record.values.insert("bulk".into(), format!("\"{}\"", "x".repeat(8 * 1024)));
+    record
+        .values
+        .insert("bulk".into(), format!("\"{}\"", "x".repeat(8 * 1024)));
     record.flash.insert("notice".into(), format!("\"{n}\""));
     record
 }
@@ -159,17 +161,40 @@ async fn check_still_works(store: &dyn SessionStore, keys: &[StoreKey]) {
     let key = fresh_key();
     assert_eq!(store.create(&key, &record_with(7)).await.unwrap(), Created::Created);
     assert_eq!(store.apply(&key, &pair(8)).await.unwrap(), Applied::Applied);
-    assert_eq!(store.load(&key).await.unwrap().unwrap().values.get("a").map(String::as_str), Some("8"));
+    assert_eq!(
+        store
+            .load(&key)
+            .await
+            .unwrap()
+            .unwrap()
+            .values
+            .get("a")
+            .map(String::as_str),
+        Some("8")
+    );
     if let Some(old) = keys.first() {
         assert_eq!(store.apply(old, &pair(9)).await.unwrap(), Applied::Applied);
-        assert_eq!(store.load(old).await.unwrap().unwrap().values.get("b").map(String::as_str), Some("9"));
+        assert_eq!(
+            store
+                .load(old)
+                .await
+                .unwrap()
+                .unwrap()
+                .values
+                .get("b")
+                .map(String::as_str),
+            Some("9")
+        );
     }
     store.delete_expired().await.unwrap();
     store.delete(&key).await.unwrap();
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 #[test]
@@ -182,7 +207,10 @@ fn sqlite_store_survives_sigkill() {
         run_and_kill_child(&format!("sqlite:{}", path.display()));
         seen += runtime.block_on(async {
             let store = SqliteStore::open(&path).await.unwrap();
-            let check: String = sqlx::query_scalar("PRAGMA integrity_check").fetch_one(store.pool()).await.unwrap();
+            let check: String = sqlx::query_scalar("PRAGMA integrity_check")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
             assert_eq!(check, "ok");
             let keys: Vec<StoreKey> = sqlx::query_scalar::<_, String>("SELECT key FROM typed_sessions")
                 .fetch_all(store.pool())
@@ -234,7 +262,10 @@ fn file_store_survives_sigkill() {
                 .map(|entry| entry.unwrap().file_name().into_string().unwrap())
                 .filter(|name| name.ends_with(".tmp"))
                 .collect();
-            assert!(leftovers.is_empty(), "temporary files survived delete_expired: {leftovers:?}");
+            assert!(
+                leftovers.is_empty(),
+                "temporary files survived delete_expired: {leftovers:?}"
+            );
             seen
         });
     }

@@ -64,15 +64,31 @@ impl Fixture {
         let store = Arc::new(Store::default());
         let layer = configure(SessionLayer::new(Arc::clone(&store)).with_clock(clock.clone()));
         let app = Router::new()
-            .route("/login", get(|mut s: Session<Values>| async move { s.set(Values::USER, "ada".into()) }))
-            .route("/remember-me", get(|mut s: Session<Values>| async move {
-                s.set_expiry(Expiry::Idle(30 * DAY));
-                format!("{:?}", s.expiry())
-            }))
-            .route("/forget-me", get(|mut s: Session<Values>| async move { s.set_expiry(None) }))
-            .route("/user", get(|s: Session<Values>| async move { s.get(Values::USER).unwrap_or_default() }))
+            .route(
+                "/login",
+                get(|mut s: Session<Values>| async move { s.set(Values::USER, "ada".into()) }),
+            )
+            .route(
+                "/remember-me",
+                get(|mut s: Session<Values>| async move {
+                    s.set_expiry(Expiry::Idle(30 * DAY));
+                    format!("{:?}", s.expiry())
+                }),
+            )
+            .route(
+                "/forget-me",
+                get(|mut s: Session<Values>| async move { s.set_expiry(None) }),
+            )
+            .route(
+                "/user",
+                get(|s: Session<Values>| async move { s.get(Values::USER).unwrap_or_default() }),
+            )
             .layer(layer);
-        Fixture { browser: Browser::new(app), clock, store }
+        Fixture {
+            browser: Browser::new(app),
+            clock,
+            store,
+        }
     }
 
     fn writes(&self) -> usize {
@@ -89,7 +105,11 @@ async fn idle_timeout_sets_max_age_and_ends_an_idle_session() {
     f.clock.advance(29 * MINUTE);
     assert_eq!(f.browser.get("/user").await.body, "ada");
     f.clock.advance(29 * MINUTE);
-    assert_eq!(f.browser.get("/user").await.body, "ada", "activity keeps the session alive");
+    assert_eq!(
+        f.browser.get("/user").await.body,
+        "ada",
+        "activity keeps the session alive"
+    );
     f.clock.advance(31 * MINUTE);
     assert_eq!(f.browser.get("/user").await.body, "", "30 idle minutes end it");
 }
@@ -105,7 +125,11 @@ async fn an_unchanged_request_touches_only_after_half_the_window() {
         let reply = f.browser.get("/user").await;
         assert!(reply.set_cookie.is_empty(), "no Set-Cookie before half the window");
     }
-    assert_eq!(f.writes(), after_login, "read-only requests in the first half must not write");
+    assert_eq!(
+        f.writes(),
+        after_login,
+        "read-only requests in the first half must not write"
+    );
 
     f.clock.advance(6 * MINUTE); // 31 minutes since the last write
     let touched = f.browser.get("/user").await;
@@ -114,7 +138,11 @@ async fn an_unchanged_request_touches_only_after_half_the_window() {
 
     f.clock.advance(MINUTE);
     f.browser.get("/user").await;
-    assert_eq!(f.writes(), after_login + 1, "the touch reset the clock for the next one");
+    assert_eq!(
+        f.writes(),
+        after_login + 1,
+        "the touch reset the clock for the next one"
+    );
 }
 
 #[tokio::test]
@@ -125,13 +153,22 @@ async fn touch_fraction_is_configurable() {
     for round in 1..=3 {
         f.clock.advance(Duration::from_secs(1));
         f.browser.get("/user").await;
-        assert_eq!(f.writes(), after_login + round, "touch_after(0.0) touches on every request");
+        assert_eq!(
+            f.writes(),
+            after_login + round,
+            "touch_after(0.0) touches on every request"
+        );
     }
 }
 
 #[tokio::test]
 async fn max_lifetime_caps_the_session_whatever_its_activity() {
-    let mut f = Fixture::new(|layer| layer.with_expiry(Expiry::Idle(60 * MINUTE)).with_max_lifetime(90 * MINUTE).with_touch_after(0.0));
+    let mut f = Fixture::new(|layer| {
+        layer
+            .with_expiry(Expiry::Idle(60 * MINUTE))
+            .with_max_lifetime(90 * MINUTE)
+            .with_touch_after(0.0)
+    });
     f.browser.get("/login").await;
     f.clock.advance(45 * MINUTE);
     let reply = f.browser.get("/user").await;
@@ -143,7 +180,11 @@ async fn max_lifetime_caps_the_session_whatever_its_activity() {
         assert_eq!(f.browser.get("/user").await.body, "ada");
     }
     f.clock.advance(6 * MINUTE); // 91 minutes since login, last request 6 minutes ago
-    assert_eq!(f.browser.get("/user").await.body, "", "rolling must not extend past the cap");
+    assert_eq!(
+        f.browser.get("/user").await.body,
+        "",
+        "rolling must not extend past the cap"
+    );
 }
 
 #[tokio::test]
@@ -154,7 +195,11 @@ async fn browser_session_cookies_have_no_max_age() {
     assert_eq!(cookie.max_age(), None);
     assert_eq!(cookie.expires(), None);
     f.clock.advance(typed_sessions::BROWSER_SESSION_IDLE + MINUTE);
-    assert_eq!(f.browser.get("/user").await.body, "", "the server forgets an idle browser session too");
+    assert_eq!(
+        f.browser.get("/user").await.body,
+        "",
+        "the server forgets an idle browser session too"
+    );
 }
 
 #[tokio::test]
@@ -166,14 +211,26 @@ async fn remember_me_is_persisted_with_the_session_and_sets_max_age() {
     assert_eq!(reply.max_age_secs(), Some(30 * 24 * 60 * 60));
 
     f.clock.advance(10 * DAY);
-    assert_eq!(f.browser.get("/user").await.body, "ada", "the override outlives the layer's 30 minutes");
+    assert_eq!(
+        f.browser.get("/user").await.body,
+        "ada",
+        "the override outlives the layer's 30 minutes"
+    );
     f.clock.advance(16 * DAY); // past half of 30 days since the last write: a touch
     let touched = f.browser.get("/user").await;
-    assert_eq!(touched.max_age_secs(), Some(30 * 24 * 60 * 60), "touches use the stored override");
+    assert_eq!(
+        touched.max_age_secs(),
+        Some(30 * 24 * 60 * 60),
+        "touches use the stored override"
+    );
 
     f.browser.get("/forget-me").await;
     f.clock.advance(31 * MINUTE);
-    assert_eq!(f.browser.get("/user").await.body, "", "back on the layer's idle timeout");
+    assert_eq!(
+        f.browser.get("/user").await.body,
+        "",
+        "back on the layer's idle timeout"
+    );
 }
 
 #[tokio::test]

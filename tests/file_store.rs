@@ -71,7 +71,11 @@ async fn open_creates_the_directory_and_refuses_a_file() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(fs::metadata(&nested).unwrap().permissions().mode() & 0o077, 0, "the directory is private");
+        assert_eq!(
+            fs::metadata(&nested).unwrap().permissions().mode() & 0o077,
+            0,
+            "the directory is private"
+        );
     }
 
     let file = dir.path().join("plain-file");
@@ -97,7 +101,10 @@ async fn file_names_are_the_hashed_key_in_hex() {
     assert!(names.contains(&format!("{}.json", key.to_hex())));
     for name in &names {
         let (stem, suffix) = name.split_once('.').unwrap();
-        assert!(is_hex64(stem) && (suffix == "json" || suffix == "lock"), "unexpected file {name:?}");
+        assert!(
+            is_hex64(stem) && (suffix == "json" || suffix == "lock"),
+            "unexpected file {name:?}"
+        );
         assert!(!name.contains(id.as_str()));
     }
     let content = fs::read_to_string(dir.path().join(format!("{}.json", key.to_hex()))).unwrap();
@@ -157,7 +164,11 @@ async fn delete_expired_leaves_unrelated_files_alone() {
     }
     // Left behind by a writer that crashed: a temporary file, and a lock file without a record.
     let crashed = fresh_key().to_hex();
-    fs::write(dir.path().join(format!("{crashed}.0123456789abcdef.tmp")), "{\"values\":").unwrap();
+    fs::write(
+        dir.path().join(format!("{crashed}.0123456789abcdef.tmp")),
+        "{\"values\":",
+    )
+    .unwrap();
     fs::write(dir.path().join(format!("{crashed}.lock")), "").unwrap();
     let live_tmp = format!("{}.fedcba9876543210.tmp", live.to_hex());
     fs::write(dir.path().join(&live_tmp), "{").unwrap();
@@ -187,7 +198,10 @@ async fn a_torn_file_is_corrupt_and_can_be_replaced() {
     fs::write(&path, &whole[..whole.len() / 2]).unwrap();
 
     assert!(matches!(store.load(&key).await, Err(StoreError::Corrupt(_))));
-    assert!(matches!(store.apply(&key, &set("a", "1")).await, Err(StoreError::Corrupt(_))));
+    assert!(matches!(
+        store.apply(&key, &set("a", "1")).await,
+        Err(StoreError::Corrupt(_))
+    ));
     // The sweeper skips it rather than failing.
     assert_eq!(store.delete_expired().await.unwrap(), 0);
     // A corrupt file is nobody's live session: a create may take its place.
@@ -235,11 +249,18 @@ async fn concurrent_applies_from_two_instances_all_survive() {
     let loaded = two.load(&key).await.unwrap().unwrap();
     for task in 0..tasks {
         for round in 0..rounds {
-            assert_eq!(loaded.values.get(&format!("task{task}_round{round}")), Some(&round.to_string()), "task {task} round {round} lost");
+            assert_eq!(
+                loaded.values.get(&format!("task{task}_round{round}")),
+                Some(&round.to_string()),
+                "task {task} round {round} lost"
+            );
         }
     }
     assert_eq!(loaded.values.get("user_id").map(String::as_str), Some("42"));
-    assert!(names(dir.path()).iter().all(|name| !name.ends_with(".tmp")), "temporary files left behind");
+    assert!(
+        names(dir.path()).iter().all(|name| !name.ends_with(".tmp")),
+        "temporary files left behind"
+    );
 }
 
 /// Deletes, applies, creates and the sweeper racing on the same sessions: nothing comes back
@@ -269,7 +290,10 @@ async fn deletes_and_sweeps_racing_applies() {
         for worker in workers {
             worker.await.unwrap();
         }
-        assert!(store.load(&doomed).await.unwrap().is_none(), "an apply brought a deleted record back");
+        assert!(
+            store.load(&doomed).await.unwrap().is_none(),
+            "an apply brought a deleted record back"
+        );
         let kept = store.load(&kept).await.unwrap().unwrap();
         for i in 0..4 {
             assert!(kept.values.contains_key(&format!("k{i}")), "k{i} lost");

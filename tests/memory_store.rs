@@ -15,7 +15,10 @@ async fn writers_on_several_threads_never_lose_each_others_keys() {
     let store = Arc::new(MemoryStore::new());
     let key = SessionId::random().store_key();
     let now = std::time::SystemTime::now();
-    store.create(&key, &Record::new(now, now + std::time::Duration::from_secs(60))).await.unwrap();
+    store
+        .create(&key, &Record::new(now, now + std::time::Duration::from_secs(60)))
+        .await
+        .unwrap();
 
     let writers: Vec<_> = (0..8)
         .map(|writer| {
@@ -34,6 +37,9 @@ async fn writers_on_several_threads_never_lose_each_others_keys() {
     }
     let record = store.load(&key).await.unwrap().unwrap();
     for writer in 0..8 {
-        assert_eq!(record.values.get(&format!("w{writer}")).map(String::as_str), Some("199"));
+        assert_eq!(
+            record.values.get(&format!("w{writer}")).map(String::as_str),
+            Some("199")
+        );
     }
 }

@@ -55,7 +55,11 @@ async fn hit_and_flash(State(instance): State<&'static str>, mut session: AppSes
 }
 
 async fn look(State(instance): State<&'static str>, session: AppSession) -> String {
-    reply(instance, session.get(Values::COUNT).unwrap_or(0), session.get_flash(Flash::NOTICE))
+    reply(
+        instance,
+        session.get(Values::COUNT).unwrap_or(0),
+        session.get_flash(Flash::NOTICE),
+    )
 }
 
 fn app(instance: &'static str, store: impl SessionStore, key: SigningKey) -> Router {
@@ -100,7 +104,10 @@ where
         let (name, count, flash) = parse(&response.body);
         assert_eq!(name, NAMES[instance]);
         served[instance] += 1;
-        assert_eq!(count, n, "request {n} (on {name}) did not see the session the previous requests left");
+        assert_eq!(
+            count, n,
+            "request {n} (on {name}) did not see the session the previous requests left"
+        );
         assert_eq!(flash, pending_flash, "request {n} (on {name}) saw the wrong flash");
         flashes_seen += u64::from(flash.is_some());
         pending_flash = (n % FLASH_EVERY == 0).then_some(n);
@@ -123,7 +130,9 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_share_sessions_through_redis() {
     init_tracing();
-    let Some(redis) = RedisServer::start().await else { return };
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
     let url = redis.url();
     round_robin(|| async { RedisStore::connect(&url).await.unwrap() }).await;
 }
@@ -131,7 +140,9 @@ async fn three_instances_share_sessions_through_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_share_sessions_through_postgres() {
     init_tracing();
-    let Some(postgres) = PostgresServer::start().await else { return };
+    let Some(postgres) = PostgresServer::start().await else {
+        return;
+    };
     let url = postgres.url();
     round_robin(|| async { PostgresStore::connect(&url).await.unwrap() }).await;
 }

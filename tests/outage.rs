@@ -30,7 +30,11 @@ fn app(store: impl SessionStore) -> Router {
             }),
         )
         .route("/health", get(|| async { "ok" }))
-        .layer(SessionLayer::new(store).with_secure(false).with_store_timeout(STORE_TIMEOUT))
+        .layer(
+            SessionLayer::new(store)
+                .with_secure(false)
+                .with_store_timeout(STORE_TIMEOUT),
+        )
 }
 
 /// A request that must finish within `BOUND`.
@@ -68,7 +72,11 @@ async fn first_success(client: &mut HttpClient, server: &TestServer) -> String {
         if response.status == 200 {
             return response.body;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "sessions did not come back after the restart: {}", response.status);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "sessions did not come back after the restart: {}",
+            response.status
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -78,13 +86,19 @@ async fn store_fails_fast(store: &impl SessionStore) {
     let started = Instant::now();
     let result = store.load(&SessionId::random().store_key()).await;
     assert!(matches!(result, Err(StoreError::Unavailable(_))), "{result:?}");
-    assert!(started.elapsed() < BOUND, "the store took {:?} to give up", started.elapsed());
+    assert!(
+        started.elapsed() < BOUND,
+        "the store took {:?} to give up",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_outage_is_a_503_and_sessions_return_with_redis() {
     init_tracing();
-    let Some(mut redis) = RedisServer::start().await else { return };
+    let Some(mut redis) = RedisServer::start().await else {
+        return;
+    };
     let store = RedisStore::connect(&redis.url()).await.unwrap();
     let server = serve(app(store.clone())).await;
     let mut client = HttpClient::new();
@@ -111,7 +125,9 @@ async fn redis_outage_is_a_503_and_sessions_return_with_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_outage_is_a_503_and_sessions_survive_the_restart() {
     init_tracing();
-    let Some(mut postgres) = PostgresServer::start().await else { return };
+    let Some(mut postgres) = PostgresServer::start().await else {
+        return;
+    };
     let store = PostgresStore::connect(&postgres.url()).await.unwrap();
     let server = serve(app(store.clone())).await;
     let mut client = HttpClient::new();

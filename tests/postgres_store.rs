@@ -20,7 +20,9 @@ async fn run_conformance(store: &PostgresStore) {
 
 fn same_json(a: &typed_sessions::ValueMap, b: &typed_sessions::ValueMap) -> bool {
     let parse = |json: &String| serde_json::from_str::<serde_json::Value>(json).unwrap();
-    a.len() == b.len() && a.iter().all(|(name, json)| b.get(name).is_some_and(|other| parse(json) == parse(other)))
+    a.len() == b.len()
+        && a.iter()
+            .all(|(name, json)| b.get(name).is_some_and(|other| parse(json) == parse(other)))
 }
 
 /// Expired rows are never loaded or patched, a `create` over one (swept or not) replaces it, and
@@ -41,38 +43,63 @@ async fn expired_rows_never_block_or_load(store: &PostgresStore) {
     for sweep_first in [false, true] {
         let key = SessionId::random().store_key();
         assert_eq!(store.create(&key, &expired).await.unwrap(), Created::Created);
-        assert!(store.load(&key).await.unwrap().is_none(), "load returned an expired row");
+        assert!(
+            store.load(&key).await.unwrap().is_none(),
+            "load returned an expired row"
+        );
         let mut changes = Changes::default();
         changes.values.insert("user_id".into(), Some("1".into()));
-        assert_eq!(store.apply(&key, &changes).await.unwrap(), Applied::Missing, "apply patched an expired row");
+        assert_eq!(
+            store.apply(&key, &changes).await.unwrap(),
+            Applied::Missing,
+            "apply patched an expired row"
+        );
 
         let live_key = SessionId::random().store_key();
         store.create(&live_key, &live()).await.unwrap();
         if sweep_first {
             assert!(store.delete_expired().await.unwrap() >= 1);
-            assert!(store.load(&live_key).await.unwrap().is_some(), "the sweep removed a live row");
+            assert!(
+                store.load(&live_key).await.unwrap().is_some(),
+                "the sweep removed a live row"
+            );
         }
 
         let fresh = live();
-        assert_eq!(store.create(&key, &fresh).await.unwrap(), Created::Created, "an expired row blocked create");
+        assert_eq!(
+            store.create(&key, &fresh).await.unwrap(),
+            Created::Created,
+            "an expired row blocked create"
+        );
         let loaded = store.load(&key).await.unwrap().expect("the re-created row is missing");
-        assert!(same_json(&loaded.values, &fresh.values), "create over an expired row kept old values: {:?}", loaded.values);
+        assert!(
+            same_json(&loaded.values, &fresh.values),
+            "create over an expired row kept old values: {:?}",
+            loaded.values
+        );
         assert!(same_json(&loaded.flash, &fresh.flash));
-        assert_eq!((loaded.created_at, loaded.expires_at, loaded.expiry), (fresh.created_at, fresh.expires_at, fresh.expiry));
+        assert_eq!(
+            (loaded.created_at, loaded.expires_at, loaded.expiry),
+            (fresh.created_at, fresh.expires_at, fresh.expiry)
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passes_the_conformance_suite_under_any_table_name() {
     init_tracing();
-    let Some(postgres) = PostgresServer::start().await else { return };
+    let Some(postgres) = PostgresServer::start().await else {
+        return;
+    };
     let store = PostgresStore::connect(&postgres.url()).await.unwrap();
     assert_eq!(store.table_name(), "typed_sessions");
     run_conformance(&store).await;
 
     // Another table, in another schema, created by `migrate`.
     sqlx::query("CREATE SCHEMA auth").execute(store.pool()).await.unwrap();
-    let custom = PostgresStore::new(store.pool().clone()).with_table_name("auth.WebSessions").unwrap();
+    let custom = PostgresStore::new(store.pool().clone())
+        .with_table_name("auth.WebSessions")
+        .unwrap();
     custom.migrate().await.unwrap();
     run_conformance(&custom).await;
     let tables: Vec<(String, String)> = sqlx::query_as(
@@ -82,7 +109,13 @@ async fn passes_the_conformance_suite_under_any_table_name() {
     .fetch_all(store.pool())
     .await
     .unwrap();
-    assert_eq!(tables, [("auth".to_owned(), "WebSessions".to_owned()), ("public".to_owned(), "typed_sessions".to_owned())]);
+    assert_eq!(
+        tables,
+        [
+            ("auth".to_owned(), "WebSessions".to_owned()),
+            ("public".to_owned(), "typed_sessions".to_owned())
+        ]
+    );
 
     // Many servers starting at once all create-if-missing the same table: no error.
     let mut starts = tokio::task::JoinSet::new();
@@ -96,7 +129,19 @@ async fn passes_the_conformance_suite_under_any_table_name() {
 
     // The name is put into SQL text: anything but an identifier is refused.
     let too_long = "t".repeat(49);
-    for bad in ["", "1st", "a-b", "a b", "x;DROP TABLE y", "\"quoted\"", "a.b.c", ".a", "a.", "é", too_long.as_str()] {
+    for bad in [
+        "",
+        "1st",
+        "a-b",
+        "a b",
+        "x;DROP TABLE y",
+        "\"quoted\"",
+        "a.b.c",
+        ".a",
+        "a.",
+        "é",
+        too_long.as_str(),
+    ] {
         let refused = PostgresStore::new(store.pool().clone()).with_table_name(bad);
         assert!(matches!(refused, Err(StoreError::Backend(_))), "{bad:?} was accepted");
     }
@@ -105,7 +150,9 @@ async fn passes_the_conformance_suite_under_any_table_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_hold_jsonb_under_the_hashed_key_and_expired_rows_are_swept() {
     init_tracing();
-    let Some(postgres) = PostgresServer::start().await else { return };
+    let Some(postgres) = PostgresServer::start().await else {
+        return;
+    };
     let store = PostgresStore::connect(&postgres.url()).await.unwrap();
 
     let id = SessionId::random();
@@ -148,7 +195,10 @@ async fn rows_hold_jsonb_under_the_hashed_key_and_expired_rows_are_swept() {
     }
     assert_eq!(store.delete_expired().await.unwrap(), 3);
     assert_eq!(store.delete_expired().await.unwrap(), 0);
-    assert!(store.load(&key).await.unwrap().is_some(), "the sweep removed a live session");
+    assert!(
+        store.load(&key).await.unwrap().is_some(),
+        "the sweep removed a live session"
+    );
 }
 
 #[tokio::test]
@@ -159,5 +209,9 @@ async fn unreachable_postgres_is_unavailable_quickly() {
     let url = format!("postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable", free_port());
     let error = PostgresStore::connect(&url).await.unwrap_err();
     assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
-    assert!(started.elapsed() < Duration::from_secs(4), "connecting to nothing took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "connecting to nothing took {:?}",
+        started.elapsed()
+    );
 }

@@ -25,7 +25,9 @@ fn millis_from_now(offset_ms: i64) -> SystemTime {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passes_the_conformance_suite() {
     init_tracing();
-    let Some(redis) = RedisServer::start().await else { return };
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
     let store = RedisStore::connect(&redis.url()).await.unwrap();
     conformance::run(&store).await;
     conformance::run(&store.with_prefix("other-app:")).await;
@@ -34,7 +36,9 @@ async fn passes_the_conformance_suite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_hash_per_session_expired_by_redis() {
     init_tracing();
-    let Some(redis) = RedisServer::start().await else { return };
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
     let store = RedisStore::connect(&redis.url()).await.unwrap().with_prefix("test:");
     assert_eq!(store.prefix(), "test:");
     let mut plain = plain(&redis).await;
@@ -69,12 +73,20 @@ async fn one_hash_per_session_expired_by_redis() {
     assert_eq!(fields, expected);
 
     // Redis expires the key itself, at expires_at to the millisecond.
-    let expire_time: i64 = redis::cmd("PEXPIRETIME").arg(&keys[0]).query_async(&mut plain).await.unwrap();
+    let expire_time: i64 = redis::cmd("PEXPIRETIME")
+        .arg(&keys[0])
+        .query_async(&mut plain)
+        .await
+        .unwrap();
     assert_eq!(expire_time, to_unix_millis(record.expires_at));
 
     // apply: set, delete, move the expiry, drop the override; one hash still.
     let later = millis_from_now(120_000);
-    let mut changes = Changes { expires_at: Some(later), expiry: Some(None), ..Changes::default() };
+    let mut changes = Changes {
+        expires_at: Some(later),
+        expiry: Some(None),
+        ..Changes::default()
+    };
     changes.values.insert("theme".into(), Some(r#""dark""#.into()));
     changes.values.insert("notice".into(), None);
     changes.flash.insert("notice".into(), None);
@@ -84,11 +96,22 @@ async fn one_hash_per_session_expired_by_redis() {
     names.sort_unstable();
     assert_eq!(names, ["created_at", "expires_at", "v:theme", "v:user_id"]);
     assert_eq!(fields["expires_at"], to_unix_millis(later).to_string());
-    let expire_time: i64 = redis::cmd("PEXPIRETIME").arg(&keys[0]).query_async(&mut plain).await.unwrap();
-    assert_eq!(expire_time, to_unix_millis(later), "apply did not move the Redis expiry");
+    let expire_time: i64 = redis::cmd("PEXPIRETIME")
+        .arg(&keys[0])
+        .query_async(&mut plain)
+        .await
+        .unwrap();
+    assert_eq!(
+        expire_time,
+        to_unix_millis(later),
+        "apply did not move the Redis expiry"
+    );
 
     // An expiry in the past (a session cut by its lifetime cap): Redis forgets the key at once.
-    let cut = Changes { expires_at: Some(millis_from_now(-1_000)), ..Changes::default() };
+    let cut = Changes {
+        expires_at: Some(millis_from_now(-1_000)),
+        ..Changes::default()
+    };
     assert_eq!(store.apply(&key, &cut).await.unwrap(), Applied::Applied);
     let exists: bool = plain.exists(&keys[0]).await.unwrap();
     assert!(!exists, "a session whose expiry passed is still in Redis");
@@ -102,13 +125,19 @@ async fn one_hash_per_session_expired_by_redis() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let exists: bool = plain.exists(store.redis_key(&short)).await.unwrap();
     assert!(!exists, "Redis kept a session past its expires_at");
-    assert_eq!(store.delete_expired().await.unwrap(), 0, "Redis expires keys itself: nothing to sweep");
+    assert_eq!(
+        store.delete_expired().await.unwrap(),
+        0,
+        "Redis expires keys itself: nothing to sweep"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn big_sessions_fit_in_one_script_call() {
     init_tracing();
-    let Some(redis) = RedisServer::start().await else { return };
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
     let store = RedisStore::connect(&redis.url()).await.unwrap();
 
     // More fields than Lua's `unpack` takes at once: the scripts chunk them.
@@ -141,9 +170,15 @@ async fn unreachable_redis_is_unavailable_and_a_bad_url_is_not() {
     init_tracing();
     // No server needed: nothing listens on a fresh free port.
     let started = std::time::Instant::now();
-    let error = RedisStore::connect(&format!("redis://127.0.0.1:{}", free_port())).await.unwrap_err();
+    let error = RedisStore::connect(&format!("redis://127.0.0.1:{}", free_port()))
+        .await
+        .unwrap_err();
     assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
-    assert!(started.elapsed() < Duration::from_secs(3), "connecting to nothing took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "connecting to nothing took {:?}",
+        started.elapsed()
+    );
 
     let error = RedisStore::connect("not a url").await.unwrap_err();
     assert!(matches!(error, StoreError::Backend(_)), "{error:?}");
@@ -152,7 +187,9 @@ async fn unreachable_redis_is_unavailable_and_a_bad_url_is_not() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreign_value_under_the_key_is_an_error_not_a_panic() {
     init_tracing();
-    let Some(redis) = RedisServer::start().await else { return };
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
     let store = RedisStore::connect(&redis.url()).await.unwrap();
     let mut plain = plain(&redis).await;
 
@@ -162,5 +199,8 @@ async fn a_foreign_value_under_the_key_is_an_error_not_a_panic() {
 
     let key = SessionId::random().store_key();
     let _: () = plain.hset(store.redis_key(&key), "v:x", "1").await.unwrap();
-    assert!(matches!(store.load(&key).await, Err(StoreError::Corrupt(_))), "a hash without times is corrupt");
+    assert!(
+        matches!(store.load(&key).await, Err(StoreError::Corrupt(_))),
+        "a hash without times is corrupt"
+    );
 }

@@ -29,11 +29,19 @@ const NOT_ROUND_TRIPS: [&str; 5] = ["hget", "hset", "hdel", "pexpireat", "info"]
 
 /// Calls per command so far, as `INFO commandstats` reports them.
 async fn command_calls(connection: &mut redis::aio::MultiplexedConnection) -> BTreeMap<String, u64> {
-    let info: String = redis::cmd("INFO").arg("commandstats").query_async(connection).await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(connection)
+        .await
+        .unwrap();
     info.lines()
         .filter_map(|line| {
             let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = stats.split(',').find_map(|stat| stat.strip_prefix("calls="))?.parse().ok()?;
+            let calls = stats
+                .split(',')
+                .find_map(|stat| stat.strip_prefix("calls="))?
+                .parse()
+                .ok()?;
             Some((name.to_owned(), calls))
         })
         .collect()
@@ -101,11 +109,17 @@ async fn status(client: &mut HttpClient, server: &TestServer, path: &str) -> u16
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_costs_at_most_two_redis_round_trips() {
     init_tracing();
-    let Some(redis) = RedisServer::start().await else { return };
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
     let store = RedisStore::connect(&redis.url()).await.unwrap();
     let server = serve(app(store)).await;
     let mut meter = Meter {
-        connection: redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap(),
+        connection: redis::Client::open(redis.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap(),
     };
     let mut client = HttpClient::new();
 
@@ -113,9 +127,15 @@ async fn a_request_costs_at_most_two_redis_round_trips() {
     // first call of a script after Redis started also loads it (NOSCRIPT, SCRIPT LOAD, EVALSHA).
     // (Whether Redis counts the refused EVALSHA varies by version: at most 3 either way.)
     let first = meter.measure(status(&mut client, &server, "/write")).await;
-    assert!(first.contains_key("script|load") && !first.contains_key("hgetall") && total(&first) <= 3, "cold create: {first:?}");
+    assert!(
+        first.contains_key("script|load") && !first.contains_key("hgetall") && total(&first) <= 3,
+        "cold create: {first:?}"
+    );
     let warm_up = meter.measure(status(&mut client, &server, "/write")).await;
-    assert!(warm_up.contains_key("script|load") && warm_up["hgetall"] == 1 && total(&warm_up) <= 4, "cold apply: {warm_up:?}");
+    assert!(
+        warm_up.contains_key("script|load") && warm_up["hgetall"] == 1 && total(&warm_up) <= 4,
+        "cold apply: {warm_up:?}"
+    );
 
     // Scripts cached: the steady state.
     let mut new_visitor = HttpClient::new();
@@ -123,14 +143,22 @@ async fn a_request_costs_at_most_two_redis_round_trips() {
     assert_eq!(create, calls(&[("evalsha", 1)]), "a new visitor's first write");
 
     let read_write = meter.measure(status(&mut client, &server, "/write")).await;
-    assert_eq!(read_write, calls(&[("hgetall", 1), ("evalsha", 1)]), "a request that reads and writes");
+    assert_eq!(
+        read_write,
+        calls(&[("hgetall", 1), ("evalsha", 1)]),
+        "a request that reads and writes"
+    );
     assert!(total(&read_write) <= 2);
 
     let read_only = meter.measure(status(&mut client, &server, "/read")).await;
     assert_eq!(read_only, calls(&[("hgetall", 1)]), "a read-only request");
 
     let untouched = meter.measure(status(&mut client, &server, "/static")).await;
-    assert_eq!(total(&untouched), 0, "a request that never extracts the session: {untouched:?}");
+    assert_eq!(
+        total(&untouched),
+        0,
+        "a request that never extracts the session: {untouched:?}"
+    );
 
     // Flash: setting one is a write (2); the next request that loads the session drops it,
     // which is a write too (2); after that, reading is 1 again.

@@ -50,13 +50,20 @@ async fn conformance_on_an_existing_pool_with_a_custom_table() {
     let pool = SqlitePool::connect_with(SqliteStore::connect_options(dir.path().join("app.db")))
         .await
         .unwrap();
-    sqlx::query("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)").execute(&pool).await.unwrap();
-    let store = SqliteStore::from_pool_with_table(pool.clone(), "app_sessions").await.unwrap();
+    sqlx::query("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let store = SqliteStore::from_pool_with_table(pool.clone(), "app_sessions")
+        .await
+        .unwrap();
     assert_eq!(store.table_name(), "app_sessions");
     conformance::run(&store).await;
 
     // Opening again on an existing table is fine, and the app's own tables are untouched.
-    let again = SqliteStore::from_pool_with_table(pool.clone(), "app_sessions").await.unwrap();
+    let again = SqliteStore::from_pool_with_table(pool.clone(), "app_sessions")
+        .await
+        .unwrap();
     conformance::round_trip(&again).await;
     let tables: Vec<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
         .fetch_all(&pool)
@@ -67,7 +74,11 @@ async fn conformance_on_an_existing_pool_with_a_custom_table() {
 
 #[tokio::test]
 async fn conformance_in_memory_with_one_connection() {
-    let pool = SqlitePoolOptions::new().max_connections(1).connect("sqlite::memory:").await.unwrap();
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect("sqlite::memory:")
+        .await
+        .unwrap();
     let store = SqliteStore::from_pool(pool).await.unwrap();
     assert_eq!(store.table_name(), "typed_sessions");
     conformance::run(&store).await;
@@ -75,16 +86,34 @@ async fn conformance_in_memory_with_one_connection() {
 
 #[tokio::test]
 async fn table_names_must_be_identifiers() {
-    let pool = SqlitePoolOptions::new().max_connections(1).connect("sqlite::memory:").await.unwrap();
-    for bad in ["", "1abc", "sessions; DROP TABLE users", "a\"b", "my-sessions", "sqlite_sessions", "sé"] {
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect("sqlite::memory:")
+        .await
+        .unwrap();
+    for bad in [
+        "",
+        "1abc",
+        "sessions; DROP TABLE users",
+        "a\"b",
+        "my-sessions",
+        "sqlite_sessions",
+        "sé",
+    ] {
         match SqliteStore::from_pool_with_table(pool.clone(), bad).await {
             Err(StoreError::Backend(error)) => {
-                assert!(error.to_string().contains("not a valid session table name"), "{bad:?}: {error}")
+                assert!(
+                    error.to_string().contains("not a valid session table name"),
+                    "{bad:?}: {error}"
+                )
             }
             other => panic!("{bad:?} was accepted as a table name: {other:?}"),
         }
     }
-    let tables: i64 = sqlx::query_scalar("SELECT count(*) FROM sqlite_master").fetch_one(&pool).await.unwrap();
+    let tables: i64 = sqlx::query_scalar("SELECT count(*) FROM sqlite_master")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(tables, 0, "a refused name must not touch the database");
     SqliteStore::from_pool_with_table(pool, "Sessions_2").await.unwrap();
 }
@@ -93,10 +122,15 @@ async fn table_names_must_be_identifiers() {
 async fn open_uses_wal_and_reports_a_missing_directory() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("s.db")).await.unwrap();
-    let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(store.pool()).await.unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
     assert_eq!(mode.to_lowercase(), "wal");
 
-    let error = SqliteStore::open(dir.path().join("no/such/dir/s.db")).await.unwrap_err();
+    let error = SqliteStore::open(dir.path().join("no/such/dir/s.db"))
+        .await
+        .unwrap_err();
     assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
 }
 
@@ -127,7 +161,10 @@ async fn stored_form() {
     assert_eq!(row.get::<String, _>("notice"), "hi");
     assert_eq!(row.get::<i64, _>("created_at"), to_unix_millis(record.created_at));
     assert_eq!(row.get::<i64, _>("expires_at"), to_unix_millis(record.expires_at));
-    assert_eq!(row.get::<Option<String>, _>("expiry").as_deref(), Some(r#""browser_session""#));
+    assert_eq!(
+        row.get::<Option<String>, _>("expiry").as_deref(),
+        Some(r#""browser_session""#)
+    );
 
     let index: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'typed_sessions' AND sql LIKE '%expires_at%'",
@@ -166,7 +203,10 @@ async fn a_row_that_does_not_decode_is_corrupt() {
         .await
         .unwrap();
     assert!(matches!(store.load(&key).await, Err(StoreError::Corrupt(_))));
-    assert!(matches!(store.apply(&key, &set("a", "1")).await, Err(StoreError::Corrupt(_))));
+    assert!(matches!(
+        store.apply(&key, &set("a", "1")).await,
+        Err(StoreError::Corrupt(_))
+    ));
     // Logging out of a broken session still works.
     store.delete(&key).await.unwrap();
     assert!(store.load(&key).await.unwrap().is_none());
@@ -197,7 +237,11 @@ async fn concurrent_applies_from_two_pools_all_survive() {
     let rounds = 20;
     let handles: Vec<_> = (0..tasks)
         .map(|task| {
-            let store = if task % 2 == 0 { Arc::clone(&one) } else { Arc::clone(&two) };
+            let store = if task % 2 == 0 {
+                Arc::clone(&one)
+            } else {
+                Arc::clone(&two)
+            };
             tokio::spawn(async move {
                 for round in 0..rounds {
                     let mut changes = set(&format!("task{task}_round{round}"), &round.to_string());
@@ -216,7 +260,11 @@ async fn concurrent_applies_from_two_pools_all_survive() {
     let loaded = two.load(&key).await.unwrap().unwrap();
     for task in 0..tasks {
         for round in 0..rounds {
-            assert_eq!(loaded.values.get(&format!("task{task}_round{round}")), Some(&round.to_string()), "task {task} round {round} lost");
+            assert_eq!(
+                loaded.values.get(&format!("task{task}_round{round}")),
+                Some(&round.to_string()),
+                "task {task} round {round} lost"
+            );
         }
     }
     assert_eq!(loaded.values.get("a"), loaded.values.get("b"));
@@ -246,6 +294,9 @@ async fn applies_racing_a_delete_never_resurrect() {
         for applier in appliers {
             applier.await.unwrap();
         }
-        assert!(store.load(&key).await.unwrap().is_none(), "an apply brought a deleted row back");
+        assert!(
+            store.load(&key).await.unwrap().is_none(),
+            "an apply brought a deleted row back"
+        );
     }
 }

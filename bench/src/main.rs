@@ -9,12 +9,12 @@
 
 use std::time::Instant;
 
+use ::tower::ServiceExt;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use http_body_util::BodyExt;
-use ::tower::ServiceExt;
 
 const SESSIONS: usize = 1_000;
 
@@ -39,7 +39,8 @@ mod typed {
     }
 
     pub(crate) fn app() -> axum::Router {
-        super::router(axum::routing::get(handler), axum::routing::get(start)).layer(SessionLayer::new(MemoryStore::new()))
+        super::router(axum::routing::get(handler), axum::routing::get(start))
+            .layer(SessionLayer::new(MemoryStore::new()))
     }
 }
 
@@ -58,7 +59,8 @@ mod tower_sessions_app {
     }
 
     pub(crate) fn app() -> axum::Router {
-        super::router(axum::routing::get(handler), axum::routing::get(start)).layer(SessionManagerLayer::new(MemoryStore::default()))
+        super::router(axum::routing::get(handler), axum::routing::get(start))
+            .layer(SessionManagerLayer::new(MemoryStore::default()))
     }
 }
 
@@ -112,7 +114,12 @@ impl Variant {
             assert_eq!(status, StatusCode::OK);
             cookies.push(cookie);
         }
-        Variant { name, app, cookies, samples: Vec::new() }
+        Variant {
+            name,
+            app,
+            cookies,
+            samples: Vec::new(),
+        }
     }
 
     async fn round(&mut self, requests: usize) {
@@ -143,7 +150,10 @@ fn arg(name: &str, default: usize) -> usize {
 fn main() {
     let rounds = arg("--rounds", 15);
     let requests = arg("--requests", 20_000);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     // `--only bare|tower|typed`: one variant, one round, no report — for counting instructions
     // under callgrind, where the difference between two request counts is the cost per request.
     let args: Vec<String> = std::env::args().collect();
@@ -186,7 +196,12 @@ fn main() {
         println!("{rounds} rounds x {requests} requests over {SESSIONS} sessions, median ns/request:");
         for variant in &variants {
             let median = variant.median();
-            println!("  {:<22} {:>8.0} ns   overhead {:>7.0} ns", variant.name, median, median - bare);
+            println!(
+                "  {:<22} {:>8.0} ns   overhead {:>7.0} ns",
+                variant.name,
+                median,
+                median - bare
+            );
         }
         let tower_overhead = variants[1].median() - bare;
         let typed_overhead = variants[2].median() - bare;

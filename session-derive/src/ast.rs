@@ -127,11 +127,7 @@ impl<'a> Field<'a> {
         Field {
             ident,
             ty: &field.ty,
-            docs: field
-                .attrs
-                .iter()
-                .filter(|attr| attr.path().is_ident("doc"))
-                .collect(),
+            docs: field.attrs.iter().filter(|attr| attr.path().is_ident("doc")).collect(),
             attrs,
             stored_name,
             const_ident,

@@ -171,12 +171,7 @@ fn misplaced_or_unknown(key: &str, target: Target) -> String {
 /// Reads `= "string"` after `key`. A missing `=` or a value that is not a string literal is
 /// recorded in `cx` (and skipped), giving `Ok(None)`; `Err` only for input `syn` cannot read
 /// at all.
-fn string_value(
-    cx: &Ctxt,
-    meta: &ParseNestedMeta<'_>,
-    key: &str,
-    example: &str,
-) -> syn::Result<Option<LitStr>> {
+fn string_value(cx: &Ctxt, meta: &ParseNestedMeta<'_>, key: &str, example: &str) -> syn::Result<Option<LitStr>> {
     if !meta.input.peek(Token![=]) {
         cx.error_spanned_by(
             &meta.path,
@@ -191,10 +186,7 @@ fn string_value(
     while let Expr::Group(ExprGroup { expr, .. }) = value {
         value = expr;
     }
-    if let Expr::Lit(ExprLit {
-        lit: Lit::Str(lit), ..
-    }) = value
-    {
+    if let Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) = value {
         return Ok(Some(lit.clone()));
     }
     cx.error_spanned_by(

@@ -89,11 +89,7 @@ pub(crate) struct ParseError<'a> {
 
 impl fmt::Display for ParseError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "`rename_all = {:?}` is not a rename rule; ",
-            self.unknown
-        )?;
+        write!(f, "`rename_all = {:?}` is not a rename rule; ", self.unknown)?;
         if let Some(meant) = self.near_miss() {
             write!(f, "did you mean {meant:?}? The rules are ")?;
         } else {
@@ -159,8 +155,7 @@ mod tests {
         //  SCREAMING_SNAKE_CASE, kebab-case, SCREAMING-KEBAB-CASE), from serde's own test table.
         let table: &[[&str; 9]] = &[
             [
-                "outcome", "outcome", "OUTCOME", "Outcome", "outcome", "outcome", "OUTCOME",
-                "outcome", "OUTCOME",
+                "outcome", "outcome", "OUTCOME", "Outcome", "outcome", "outcome", "OUTCOME", "outcome", "OUTCOME",
             ],
             [
                 "very_tasty",
@@ -174,32 +169,20 @@ mod tests {
                 "VERY-TASTY",
             ],
             ["a", "a", "A", "A", "a", "a", "A", "a", "A"],
-            [
-                "z42", "z42", "Z42", "Z42", "z42", "z42", "Z42", "z42", "Z42",
-            ],
+            ["z42", "z42", "Z42", "Z42", "z42", "z42", "Z42", "z42", "Z42"],
         ];
         for row in table {
             let field = row[0];
             for (i, (spelling, rule)) in RULES.iter().enumerate() {
-                assert_eq!(
-                    rule.apply_to_field(field),
-                    row[i + 1],
-                    "{spelling} applied to {field}"
-                );
+                assert_eq!(rule.apply_to_field(field), row[i + 1], "{spelling} applied to {field}");
             }
         }
     }
 
     #[test]
     fn camel_case_does_not_panic_on_non_ascii_or_leading_underscore() {
-        assert_eq!(
-            RenameRule::CamelCase.apply_to_field("édition_date"),
-            "éditionDate"
-        );
-        assert_eq!(
-            RenameRule::CamelCase.apply_to_field("_private_key"),
-            "privateKey"
-        );
+        assert_eq!(RenameRule::CamelCase.apply_to_field("édition_date"), "éditionDate");
+        assert_eq!(RenameRule::CamelCase.apply_to_field("_private_key"), "privateKey");
         assert_eq!(RenameRule::PascalCase.apply_to_field("user__id"), "UserId");
     }
 
@@ -208,13 +191,7 @@ mod tests {
         for (spelling, rule) in RULES {
             assert_eq!(RenameRule::from_str(spelling).ok(), Some(*rule));
         }
-        for wrong in [
-            "camelcase",
-            "Camel",
-            "kebab_case",
-            "",
-            "SCREAMING_KEBAB_CASE",
-        ] {
+        for wrong in ["camelcase", "Camel", "kebab_case", "", "SCREAMING_KEBAB_CASE"] {
             assert!(RenameRule::from_str(wrong).is_err(), "{wrong}");
         }
     }
@@ -239,14 +216,8 @@ mod tests {
         for wrong in ["screaming", "shouting", "ca", ""] {
             let msg = message(wrong);
             assert!(!msg.contains("did you mean"), "{msg}");
-            assert!(
-                msg.contains("use one of \"lowercase\", \"UPPERCASE\""),
-                "{msg}"
-            );
-            assert!(
-                msg.contains("\"SCREAMING-KEBAB-CASE\" (serde's names)"),
-                "{msg}"
-            );
+            assert!(msg.contains("use one of \"lowercase\", \"UPPERCASE\""), "{msg}");
+            assert!(msg.contains("\"SCREAMING-KEBAB-CASE\" (serde's names)"), "{msg}");
         }
     }
 

@@ -37,12 +37,7 @@ impl Ctxt {
 
     /// Consumes the context: all recorded errors combined into one, or `Ok` if there were none.
     pub(crate) fn check(self) -> syn::Result<()> {
-        let mut errors = self
-            .errors
-            .borrow_mut()
-            .take()
-            .expect("Ctxt checked twice")
-            .into_iter();
+        let mut errors = self.errors.borrow_mut().take().expect("Ctxt checked twice").into_iter();
         let Some(mut combined) = errors.next() else {
             return Ok(());
         };

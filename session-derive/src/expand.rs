@@ -80,9 +80,7 @@ fn key_const(cont: &Container<'_>, field: &Field<'_>) -> TokenStream {
     let docs = &field.docs;
     let ty_text = render(ty.to_token_stream());
     let generated = if docs.is_empty() {
-        format!(
-            " Session key `{schema}::{const_ident}`: a `{ty_text}`, stored as `{stored_name:?}`."
-        )
+        format!(" Session key `{schema}::{const_ident}`: a `{ty_text}`, stored as `{stored_name:?}`.")
     } else {
         format!(" Stored as `{stored_name:?}`; the value is a `{ty_text}`.")
     };
@@ -171,9 +169,7 @@ fn render_into(out: &mut String, tokens: TokenStream) {
                 matches!(punct.as_char(), '>' | ',' | ';' | ':' | '.')
                     || (punct.as_char() == '<' && prev == Prev::Ident)
             }
-            TokenTree::Group(group) => {
-                group.delimiter() == Delimiter::Parenthesis && prev == Prev::Ident
-            }
+            TokenTree::Group(group) => group.delimiter() == Delimiter::Parenthesis && prev == Prev::Ident,
             TokenTree::Ident(_) | TokenTree::Literal(_) => false,
         };
         if !matches!(prev, Prev::Start | Prev::Joint | Prev::Tight) && !tight_before {
@@ -193,9 +189,7 @@ fn render_into(out: &mut String, tokens: TokenStream) {
                 out.push(ch);
                 if punct.spacing() == Spacing::Joint {
                     Prev::Joint
-                } else if matches!(ch, '<' | '&' | '*' | '#' | '!')
-                    || (ch == ':' && prev == Prev::Joint)
-                {
+                } else if matches!(ch, '<' | '&' | '*' | '#' | '!') || (ch == ':' && prev == Prev::Joint) {
                     Prev::Tight
                 } else {
                     Prev::Other
@@ -242,10 +236,7 @@ mod tests {
             .find("# [doc = \" Stored as `\\\"uid\\\"`; the value is a `u64`.\"]")
             .expect(&out);
         let user_id = out.find("pub const USER_ID").expect(&out);
-        assert!(
-            docs < blank && blank < generated && generated < user_id,
-            "{out}"
-        );
+        assert!(docs < blank && blank < generated && generated < user_id, "{out}");
         assert!(
             out.contains(
                 "# [doc = \" Session key `Values::CART`: a `Vec<String>`, stored as \
@@ -253,10 +244,7 @@ mod tests {
             ),
             "{out}"
         );
-        assert!(
-            !out.contains("# [session"),
-            "the helper attribute is not copied: {out}"
-        );
+        assert!(!out.contains("# [session"), "the helper attribute is not copied: {out}");
     }
 
     #[test]
@@ -305,11 +293,7 @@ mod tests {
 
     #[test]
     fn generics_render_as_written() {
-        for generics in [
-            "<T>",
-            "<'a, T: Clone + Send, const N: usize>",
-            "<T: Into<String>>",
-        ] {
+        for generics in ["<T>", "<'a, T: Clone + Send, const N: usize>", "<T: Into<String>>"] {
             let parsed: syn::Generics = syn::parse_str(generics).unwrap();
             assert_eq!(super::render(parsed.to_token_stream()), generics);
         }

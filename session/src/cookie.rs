@@ -114,7 +114,10 @@ pub(crate) fn decode_value(value: &str, cookie_name: &str, keys: &[SigningKey]) 
         return None;
     }
     if keys.is_empty() {
-        return SessionId::parse(value).map(|id| CookieId { id, signed_by_old_key: false });
+        return SessionId::parse(value).map(|id| CookieId {
+            id,
+            signed_by_old_key: false,
+        });
     }
     let (id, signature) = value.split_once('.')?;
     if signature.len() != SIGNATURE_LEN {
@@ -128,7 +131,10 @@ pub(crate) fn decode_value(value: &str, cookie_name: &str, keys: &[SigningKey]) 
     let signer = keys
         .iter()
         .position(|key| key.tag(cookie_name, id.as_str()).verify_slice(tag).is_ok())?;
-    Some(CookieId { id, signed_by_old_key: signer > 0 })
+    Some(CookieId {
+        id,
+        signed_by_old_key: signer > 0,
+    })
 }
 
 /// The session id the request's cookies carry, if any verifies. Several cookies of our name
@@ -138,7 +144,11 @@ pub(crate) fn decode_value(value: &str, cookie_name: &str, keys: &[SigningKey]) 
 /// every request pays for reading it, so it is split here rather than through `cookie`'s full
 /// parser, which also handles attributes and percent-decoding that request cookies never need
 /// (and our values, base64url and `.`, never contain). It costs a tenth as much.
-pub(crate) fn session_id_from_headers(headers: &HeaderMap, settings: &CookieSettings, keys: &[SigningKey]) -> Option<CookieId> {
+pub(crate) fn session_id_from_headers(
+    headers: &HeaderMap,
+    settings: &CookieSettings,
+    keys: &[SigningKey],
+) -> Option<CookieId> {
     let name = settings.name.as_bytes();
     for header in headers.get_all(COOKIE) {
         for pair in header.as_bytes().split(|&b| b == b';') {
@@ -152,7 +162,9 @@ pub(crate) fn session_id_from_headers(headers: &HeaderMap, settings: &CookieSett
                 .strip_prefix(b"\"")
                 .and_then(|v| v.strip_suffix(b"\""))
                 .unwrap_or(value);
-            let Ok(value) = std::str::from_utf8(value) else { continue };
+            let Ok(value) = std::str::from_utf8(value) else {
+                continue;
+            };
             if let Some(id) = decode_value(value, &settings.name, keys) {
                 return Some(id);
             }
@@ -203,10 +215,22 @@ mod tests {
         let id = SessionId::random();
         let old = [key(1)];
         let value = encode_value(&id, "id", &old);
-        assert_eq!(decode_value(&value, "id", &old), Some(CookieId { id: id.clone(), signed_by_old_key: false }));
+        assert_eq!(
+            decode_value(&value, "id", &old),
+            Some(CookieId {
+                id: id.clone(),
+                signed_by_old_key: false
+            })
+        );
 
         let rotated = [key(2), key(1)];
-        assert_eq!(decode_value(&value, "id", &rotated), Some(CookieId { id: id.clone(), signed_by_old_key: true }));
+        assert_eq!(
+            decode_value(&value, "id", &rotated),
+            Some(CookieId {
+                id: id.clone(),
+                signed_by_old_key: true
+            })
+        );
         let retired = [key(2)];
         assert_eq!(decode_value(&value, "id", &retired), None);
     }
@@ -218,7 +242,11 @@ mod tests {
         let value = encode_value(&id, "id", &keys);
 
         assert_eq!(decode_value(id.as_str(), "id", &keys), None, "unsigned");
-        assert_eq!(decode_value(&value, "other", &keys), None, "moved to another cookie name");
+        assert_eq!(
+            decode_value(&value, "other", &keys),
+            None,
+            "moved to another cookie name"
+        );
         let mut tampered = value.clone().into_bytes();
         tampered[0] = if tampered[0] == b'A' { b'B' } else { b'A' };
         assert_eq!(decode_value(std::str::from_utf8(&tampered).unwrap(), "id", &keys), None);
@@ -251,8 +279,17 @@ mod tests {
             let found = session_id_from_headers(&headers(&refs), &settings, &[]);
             assert_eq!(found.map(|c| c.id), Some(id.clone()), "{header:?}");
         }
-        for header in ["xid=".to_owned() + value, "ID=".to_owned() + value, format!("id{value}"), String::new()] {
-            assert_eq!(session_id_from_headers(&headers(&[&header]), &settings, &[]), None, "{header:?}");
+        for header in [
+            "xid=".to_owned() + value,
+            "ID=".to_owned() + value,
+            format!("id{value}"),
+            String::new(),
+        ] {
+            assert_eq!(
+                session_id_from_headers(&headers(&[&header]), &settings, &[]),
+                None,
+                "{header:?}"
+            );
         }
     }
 

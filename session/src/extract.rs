@@ -36,7 +36,11 @@ impl IntoResponse for SessionRejection {
             }
             SessionRejection::StoreUnavailable(error) => {
                 tracing::error!(%error, "session store unavailable; answering 503");
-                (StatusCode::SERVICE_UNAVAILABLE, "Session store unavailable; please try again shortly.").into_response()
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Session store unavailable; please try again shortly.",
+                )
+                    .into_response()
             }
         }
     }

@@ -217,7 +217,10 @@ mod tests {
             let other = SessionId::random();
             cache.remember(&other, other.store_key());
         }
-        assert!(cache.shards.iter().all(|s| s.lock().len() <= StoreKeyCache::SHARD_CAPACITY));
+        assert!(cache
+            .shards
+            .iter()
+            .all(|s| s.lock().len() <= StoreKeyCache::SHARD_CAPACITY));
     }
 
     #[test]
@@ -231,7 +234,13 @@ mod tests {
 
     #[test]
     fn malformed_ids_are_rejected() {
-        for bad in ["", "short", "aaaaaaaaaaaaaaaaaaaaaaa!", &"a".repeat(25), "ééééééééééééé"] {
+        for bad in [
+            "",
+            "short",
+            "aaaaaaaaaaaaaaaaaaaaaaa!",
+            &"a".repeat(25),
+            "ééééééééééééé",
+        ] {
             assert_eq!(SessionId::parse(bad), None, "{bad:?}");
         }
     }
@@ -240,7 +249,10 @@ mod tests {
     fn store_key_is_sha256_of_id_and_hex_round_trips() {
         let id = SessionId::parse("AAAAAAAAAAAAAAAAAAAAAAAA").unwrap();
         let key = id.store_key();
-        assert_eq!(key.as_bytes(), &<[u8; 32]>::from(Sha256::digest(b"AAAAAAAAAAAAAAAAAAAAAAAA")));
+        assert_eq!(
+            key.as_bytes(),
+            &<[u8; 32]>::from(Sha256::digest(b"AAAAAAAAAAAAAAAAAAAAAAAA"))
+        );
         assert_eq!(StoreKey::from_hex(&key.to_hex()), Some(key));
         assert_eq!(StoreKey::from_hex("zz"), None);
         assert_eq!(StoreKey::from_hex(&"G".repeat(64)), None);

@@ -143,7 +143,11 @@ impl SessionLayer {
     /// Which fraction of the idle window must pass before a request that changed nothing
     /// rewrites the session's expiry (default `0.5`): `0.0` touches on every request, `1.0` never.
     pub fn with_touch_after(mut self, fraction: f64) -> Self {
-        self.config_mut().touch_after = if fraction.is_nan() { 0.5 } else { fraction.clamp(0.0, 1.0) };
+        self.config_mut().touch_after = if fraction.is_nan() {
+            0.5
+        } else {
+            fraction.clamp(0.0, 1.0)
+        };
         self
     }
 
@@ -171,10 +175,17 @@ impl SessionLayer {
             );
         }
         if cookie.name.starts_with("__Secure-") {
-            assert!(cookie.secure, "SessionLayer: a `__Secure-` cookie needs `with_secure(true)`");
+            assert!(
+                cookie.secure,
+                "SessionLayer: a `__Secure-` cookie needs `with_secure(true)`"
+            );
         }
         assert!(
-            !cookie.name.is_empty() && cookie.name.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)),
+            !cookie.name.is_empty()
+                && cookie
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)),
             "SessionLayer: {:?} is not a valid cookie name",
             cookie.name
         );
@@ -238,7 +249,9 @@ impl RequestSession {
     /// If it is not loaded: `Session` values exist only after `load` succeeded.
     pub(crate) fn state(&self) -> MappedMutexGuard<'_, State> {
         MutexGuard::map(self.state.lock(), |state| {
-            state.as_mut().expect("a Session exists only for a loaded request session")
+            state
+                .as_mut()
+                .expect("a Session exists only for a loaded request session")
         })
     }
 
@@ -283,7 +296,9 @@ async fn with_timeout<T>(config: &Config, call: impl Future<Output = Result<T, S
         None => call.await,
         Some(limit) => match tokio::time::timeout(limit, call).await {
             Ok(result) => result,
-            Err(elapsed) => Err(StoreError::unavailable(format!("no answer within {limit:?} ({elapsed})"))),
+            Err(elapsed) => Err(StoreError::unavailable(format!(
+                "no answer within {limit:?} ({elapsed})"
+            ))),
         },
     }
 }
@@ -303,7 +318,8 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let config = Arc::clone(&self.config);
-        let cookie_id = session_cookie::session_id_from_headers(request.headers(), &config.cookie, &config.signing_keys);
+        let cookie_id =
+            session_cookie::session_id_from_headers(request.headers(), &config.cookie, &config.signing_keys);
         let session = Arc::new(RequestSession {
             config,
             cookie_id,
@@ -418,7 +434,9 @@ async fn save(config: &Config, session: &RequestSession) -> Result<Option<Header
                         candidate = SessionId::random();
                     }
                     Created::Collision => {
-                        return Err(StoreError::backend(format!("{CREATE_ATTEMPTS} fresh session ids in a row collided")));
+                        return Err(StoreError::backend(format!(
+                            "{CREATE_ATTEMPTS} fresh session ids in a row collided"
+                        )));
                     }
                 }
             }

@@ -90,7 +90,6 @@ pub use crate::key::{Key, SessionSchema};
 pub use crate::layer::{SessionLayer, SessionService};
 pub use crate::record::{from_unix_millis, to_unix_millis, Changes, Patch, Record, ValueMap};
 pub use crate::session::Session;
-pub use crate::store::{MemoryStore, SessionStore};
 #[cfg(feature = "file")]
 pub use crate::store::FileStore;
 #[cfg(feature = "postgres")]
@@ -99,13 +98,14 @@ pub use crate::store::PostgresStore;
 pub use crate::store::RedisStore;
 #[cfg(feature = "sqlite")]
 pub use crate::store::SqliteStore;
-pub use async_trait::async_trait;
+pub use crate::store::{MemoryStore, SessionStore};
 /// The `redis` crate this store is built on, for `RedisStore::from_manager`.
 #[cfg(feature = "redis")]
 pub use ::redis;
 /// The `sqlx` crate the SQL stores are built on, for their `from_pool` constructors.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use ::sqlx;
+pub use async_trait::async_trait;
 pub use typed_sessions_derive::SessionSchema;
 
 /// `SameSite` values for [`SessionLayer::with_same_site`].

@@ -105,10 +105,7 @@ pub struct Changes {
 impl Changes {
     /// Whether applying this would change nothing.
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
-            && self.flash.is_empty()
-            && self.expires_at.is_none()
-            && self.expiry.is_none()
+        self.values.is_empty() && self.flash.is_empty() && self.expires_at.is_none() && self.expiry.is_none()
     }
 }
 
@@ -120,6 +117,11 @@ pub fn to_unix_millis(time: SystemTime) -> i64 {
             .map(|ms| -ms)
             .unwrap_or(i64::MIN),
     }
+}
+
+/// The system clock in [`to_unix_millis`] form, as stores compare expiry times.
+pub(crate) fn now_unix_millis() -> i64 {
+    to_unix_millis(SystemTime::now())
 }
 
 /// The inverse of [`to_unix_millis`].

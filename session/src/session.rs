@@ -240,9 +240,7 @@ impl<V: SessionSchema, F: SessionSchema> Session<V, F> {
 
     /// The expiry that applies to this session: its override, or the layer's.
     pub fn expiry(&self) -> Expiry {
-        self.state()
-            .expiry_override()
-            .unwrap_or(self.request.config.expiry)
+        self.state().expiry_override().unwrap_or(self.request.config.expiry)
     }
 }
 
@@ -439,8 +437,16 @@ impl State {
     }
 
     fn len(&self) -> usize {
-        let removed = self.pending.iter().filter(|(name, change)| change.is_none() && self.base.contains_key(*name)).count();
-        let added = self.pending.iter().filter(|(name, change)| change.is_some() && !self.base.contains_key(*name)).count();
+        let removed = self
+            .pending
+            .iter()
+            .filter(|(name, change)| change.is_none() && self.base.contains_key(*name))
+            .count();
+        let added = self
+            .pending
+            .iter()
+            .filter(|(name, change)| change.is_some() && !self.base.contains_key(*name))
+            .count();
         self.base.len() + added - removed
     }
 
@@ -473,7 +479,11 @@ impl State {
             .filter(|(name, _)| self.reflash || self.kept_flash.contains(*name))
             .map(|(name, json)| (name.clone(), json.clone()))
             .collect();
-        flash.extend(self.outgoing_flash.iter().map(|(name, json)| (name.clone(), json.clone())));
+        flash.extend(
+            self.outgoing_flash
+                .iter()
+                .map(|(name, json)| (name.clone(), json.clone())),
+        );
         flash
     }
 
@@ -484,7 +494,11 @@ impl State {
             .filter(|name| !self.reflash && !self.kept_flash.contains(*name))
             .map(|name| (name.clone(), None))
             .collect();
-        patch.extend(self.outgoing_flash.iter().map(|(name, json)| (name.clone(), Some(json.clone()))));
+        patch.extend(
+            self.outgoing_flash
+                .iter()
+                .map(|(name, json)| (name.clone(), Some(json.clone()))),
+        );
         patch
     }
 
@@ -503,7 +517,11 @@ impl State {
     pub(crate) fn plan(&mut self, config: &Config, now: SystemTime) -> Plan {
         let delete = self.delete_id.clone();
         if self.destroyed {
-            return Plan { write: None, delete, cookie: CookiePlan::Remove };
+            return Plan {
+                write: None,
+                delete,
+                cookie: CookiePlan::Remove,
+            };
         }
         let expiry = self.expiry_override().unwrap_or(config.expiry);
         let expires_at = config.expires_at(expiry, self.created_at, now);
@@ -525,16 +543,35 @@ impl State {
             (None, _) => {
                 let record = whole_record();
                 if record.values.is_empty() && record.flash.is_empty() {
-                    let cookie = if delete.is_some() { CookiePlan::Remove } else { CookiePlan::Keep };
-                    Plan { write: None, delete, cookie }
+                    let cookie = if delete.is_some() {
+                        CookiePlan::Remove
+                    } else {
+                        CookiePlan::Keep
+                    };
+                    Plan {
+                        write: None,
+                        delete,
+                        cookie,
+                    }
                 } else {
-                    Plan { write: Some(Write::Create { id: None, record }), delete, cookie: CookiePlan::Set { max_age: cookie_max_age } }
+                    Plan {
+                        write: Some(Write::Create { id: None, record }),
+                        delete,
+                        cookie: CookiePlan::Set {
+                            max_age: cookie_max_age,
+                        },
+                    }
                 }
             }
             (Some(_), Some(new_id)) => Plan {
-                write: Some(Write::Create { id: Some(new_id.clone()), record: whole_record() }),
+                write: Some(Write::Create {
+                    id: Some(new_id.clone()),
+                    record: whole_record(),
+                }),
                 delete,
-                cookie: CookiePlan::Set { max_age: cookie_max_age },
+                cookie: CookiePlan::Set {
+                    max_age: cookie_max_age,
+                },
             },
             (Some(_), None) => {
                 let key = self.loaded_key.expect("a loaded session has a store key");
@@ -560,14 +597,22 @@ impl State {
                     changes.expires_at = Some(expires_at);
                 }
                 if changes.is_empty() {
-                    return Plan { write: None, delete, cookie: CookiePlan::Keep };
+                    return Plan {
+                        write: None,
+                        delete,
+                        cookie: CookiePlan::Keep,
+                    };
                 }
                 let cookie = match (renew, cookie_max_age) {
                     (true, Some(max_age)) => CookiePlan::Set { max_age: Some(max_age) },
                     _ if self.resign_cookie => CookiePlan::Set { max_age: None },
                     _ => CookiePlan::Keep,
                 };
-                Plan { write: Some(Write::Apply { key, changes }), delete, cookie }
+                Plan {
+                    write: Some(Write::Apply { key, changes }),
+                    delete,
+                    cookie,
+                }
             }
         }
     }
@@ -585,8 +630,14 @@ pub(crate) struct Plan {
 #[derive(Debug)]
 pub(crate) enum Write {
     /// A new record; under `id` if given, else (and after a collision) under a random id.
-    Create { id: Option<SessionId>, record: Record },
-    Apply { key: StoreKey, changes: Changes },
+    Create {
+        id: Option<SessionId>,
+        record: Record,
+    },
+    Apply {
+        key: StoreKey,
+        changes: Changes,
+    },
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -67,5 +67,9 @@ pub async fn send(app: &Router, path: &str, cookie: Option<&str>) -> Reply {
         .map(|v| v.to_str().unwrap().to_owned())
         .collect();
     let body = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
-    Reply { status, body, set_cookie }
+    Reply {
+        status,
+        body,
+        set_cookie,
+    }
 }

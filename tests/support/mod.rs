@@ -34,7 +34,10 @@ pub fn require_servers() -> bool {
 
 /// Reports a missing server: `None` and a `skipped: ..` line, or a panic under `REQUIRE_SERVERS=1`.
 fn missing<T>(what: &str) -> Option<T> {
-    assert!(!require_servers(), "{what}, and REQUIRE_SERVERS=1 is set: install it (see .ci/run)");
+    assert!(
+        !require_servers(),
+        "{what}, and REQUIRE_SERVERS=1 is set: install it (see .ci/run)"
+    );
     eprintln!("skipped: {what} (set REQUIRE_SERVERS=1 to make this a failure)");
     None
 }
@@ -160,7 +163,16 @@ impl RedisServer {
         let child = Command::new(&self.binary)
             .arg("--port")
             .arg(self.port.to_string())
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+            ])
             .arg("--dir")
             .arg(self.dir.path())
             .arg("--logfile")
@@ -188,7 +200,9 @@ impl RedisServer {
 
     /// Whether the server process is running.
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
     /// Its port on 127.0.0.1.
@@ -214,7 +228,12 @@ impl RedisServer {
     /// Starts the server again on the same port (and directory), empty. Panics if it does not start.
     pub async fn restart(&mut self) {
         self.stop().await;
-        assert!(self.launch().await, "redis-server did not restart on port {}; log:\n{}", self.port, self.log());
+        assert!(
+            self.launch().await,
+            "redis-server did not restart on port {}; log:\n{}",
+            self.port,
+            self.log()
+        );
     }
 }
 
@@ -229,7 +248,9 @@ impl Drop for RedisServer {
 
 impl std::fmt::Debug for RedisServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisServer").field("port", &self.port).finish_non_exhaustive()
+        f.debug_struct("RedisServer")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
     }
 }
 
@@ -242,7 +263,10 @@ async fn ping(port: u16) -> bool {
         stream.read_exact(&mut reply).await?;
         io::Result::Ok(&reply == b"+PONG\r\n")
     };
-    matches!(tokio::time::timeout(Duration::from_secs(1), attempt).await, Ok(Ok(true)))
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), attempt).await,
+        Ok(Ok(true))
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -282,7 +306,8 @@ impl PostgresServer {
             .expect("creating a temporary directory failed");
         let owner = if running_as_root() {
             let (uid, gid) = postgres_user();
-            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("handing the temporary directory to the postgres user failed");
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
+                .expect("handing the temporary directory to the postgres user failed");
             Some((uid, gid))
         } else {
             None
@@ -328,10 +353,13 @@ impl PostgresServer {
 
     async fn initdb(&self) {
         let mut command = self.command("initdb");
-        command
-            .arg("-D")
-            .arg(self.data_dir())
-            .args(["--auth=trust", "--username=postgres", "--encoding=UTF8", "--locale=C", "--no-sync"]);
+        command.arg("-D").arg(self.data_dir()).args([
+            "--auth=trust",
+            "--username=postgres",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
+        ]);
         let output = tokio::task::spawn_blocking(move || command.output())
             .await
             .expect("initdb task panicked")
@@ -359,7 +387,14 @@ impl PostgresServer {
             .arg("-k")
             .arg(self.dir.path())
             .args(["-c", "listen_addresses=127.0.0.1"])
-            .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
+            .args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -382,7 +417,9 @@ impl PostgresServer {
 
     /// Whether the server process is running.
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
     /// Its port on 127.0.0.1.
@@ -424,7 +461,12 @@ impl PostgresServer {
     /// still there. Panics if it does not start.
     pub async fn restart(&mut self) {
         self.stop().await;
-        assert!(self.launch().await, "postgres did not restart on port {}; log:\n{}", self.port, self.log());
+        assert!(
+            self.launch().await,
+            "postgres did not restart on port {}; log:\n{}",
+            self.port,
+            self.log()
+        );
     }
 }
 
@@ -439,12 +481,18 @@ impl Drop for PostgresServer {
 
 impl std::fmt::Debug for PostgresServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresServer").field("port", &self.port).finish_non_exhaustive()
+        f.debug_struct("PostgresServer")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
     }
 }
 
 fn postgres_bin_dir() -> Option<PathBuf> {
-    let complete = |dir: &Path| ["initdb", "postgres", "pg_ctl"].iter().all(|binary| dir.join(binary).is_file());
+    let complete = |dir: &Path| {
+        ["initdb", "postgres", "pg_ctl"]
+            .iter()
+            .all(|binary| dir.join(binary).is_file())
+    };
     if let Some(dir) = std::env::var_os("PG_BIN_DIR").map(PathBuf::from) {
         if complete(&dir) {
             return Some(dir);
@@ -470,7 +518,9 @@ fn postgres_bin_dir() -> Option<PathBuf> {
 
 fn running_as_root() -> bool {
     // `/proc/self` belongs to the process's effective user.
-    std::fs::metadata("/proc/self").map(|meta| meta.uid() == 0).unwrap_or(false)
+    std::fs::metadata("/proc/self")
+        .map(|meta| meta.uid() == 0)
+        .unwrap_or(false)
 }
 
 /// The uid and gid of the `postgres` system user, created if missing.
@@ -479,7 +529,8 @@ fn postgres_user() -> (u32, u32) {
         let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
         passwd.lines().find_map(|line| {
             let fields: Vec<&str> = line.split(':').collect();
-            (fields.len() > 3 && fields[0] == "postgres").then(|| Some((fields[2].parse().ok()?, fields[3].parse().ok()?)))?
+            (fields.len() > 3 && fields[0] == "postgres")
+                .then(|| Some((fields[2].parse().ok()?, fields[3].parse().ok()?)))?
         })
     };
     if let Some(ids) = lookup() {
@@ -487,7 +538,16 @@ fn postgres_user() -> (u32, u32) {
     }
     eprintln!("creating the system user `postgres` to run PostgreSQL as (tests run as root)");
     let status = Command::new("useradd")
-        .args(["--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", "postgres"])
+        .args([
+            "--system",
+            "--user-group",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            "postgres",
+        ])
         .status();
     assert!(
         status.is_ok_and(|status| status.success()),
@@ -521,7 +581,9 @@ impl Drop for TestServer {
 
 /// Serves `app` with `axum::serve` on a fresh `TcpListener` bound to `127.0.0.1:0`.
 pub async fn serve(app: Router) -> TestServer {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding 127.0.0.1:0 failed");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding 127.0.0.1:0 failed");
     let addr = listener.local_addr().expect("a bound listener has an address");
     let task = tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
@@ -612,7 +674,9 @@ impl HttpClient {
             self.connections.insert(addr, connection);
         }
         for set_cookie in response.set_cookies() {
-            let Ok(cookie) = cookie::Cookie::parse(set_cookie) else { continue };
+            let Ok(cookie) = cookie::Cookie::parse(set_cookie) else {
+                continue;
+            };
             if cookie.max_age().is_some_and(|age| age.is_zero() || age.is_negative()) {
                 self.jar.remove(cookie.name());
             } else {
@@ -663,7 +727,10 @@ fn bad(message: impl Into<String>) -> io::Error {
 async fn read_line(connection: &mut BufReader<TcpStream>) -> io::Result<String> {
     let mut line = String::new();
     if connection.read_line(&mut line).await? == 0 {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the connection"));
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the server closed the connection",
+        ));
     }
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
@@ -681,10 +748,16 @@ async fn read_response(connection: &mut BufReader<TcpStream>) -> io::Result<Http
         if line.is_empty() {
             break;
         }
-        let (name, value) = line.split_once(':').ok_or_else(|| bad(format!("bad header {line:?}")))?;
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| bad(format!("bad header {line:?}")))?;
         headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
     }
-    let mut response = HttpResponse { status, headers, body: String::new() };
+    let mut response = HttpResponse {
+        status,
+        headers,
+        body: String::new(),
+    };
 
     let chunked = response
         .header("transfer-encoding")
@@ -705,7 +778,9 @@ async fn read_response(connection: &mut BufReader<TcpStream>) -> io::Result<Http
             read_line(connection).await?;
         }
     } else if let Some(length) = response.header("content-length") {
-        let length: usize = length.parse().map_err(|_| bad(format!("bad content-length {length:?}")))?;
+        let length: usize = length
+            .parse()
+            .map_err(|_| bad(format!("bad content-length {length:?}")))?;
         body.resize(length, 0);
         connection.read_exact(&mut body).await?;
     } else if !(status == 204 || status == 304 || (100..200).contains(&status)) {

@@ -100,12 +100,23 @@ pub async fn round_trip<S: SessionStore + ?Sized>(store: &S) {
 fn same_json_map(a: &crate::record::ValueMap, b: &crate::record::ValueMap) -> bool {
     let parse = |json: &String| serde_json::from_str::<serde_json::Value>(json).ok();
     a.len() == b.len()
-        && a.iter().all(|(name, json)| b.get(name).is_some_and(|other| parse(json) == parse(other)))
+        && a.iter()
+            .all(|(name, json)| b.get(name).is_some_and(|other| parse(json) == parse(other)))
 }
 
 fn assert_same_record(loaded: &Record, expected: &Record, check: &str) {
-    assert!(same_json_map(&loaded.values, &expected.values), "{check}: values differ: loaded {:?}, expected {:?}", loaded.values, expected.values);
-    assert!(same_json_map(&loaded.flash, &expected.flash), "{check}: flash differs: loaded {:?}, expected {:?}", loaded.flash, expected.flash);
+    assert!(
+        same_json_map(&loaded.values, &expected.values),
+        "{check}: values differ: loaded {:?}, expected {:?}",
+        loaded.values,
+        expected.values
+    );
+    assert!(
+        same_json_map(&loaded.flash, &expected.flash),
+        "{check}: flash differs: loaded {:?}, expected {:?}",
+        loaded.flash,
+        expected.flash
+    );
     assert_eq!(loaded.created_at, expected.created_at, "{check}: created_at differs");
     assert_eq!(loaded.expires_at, expected.expires_at, "{check}: expires_at differs");
     assert_eq!(loaded.expiry, expected.expiry, "{check}: the expiry override differs");
@@ -128,13 +139,32 @@ pub async fn apply_merges_key_by_key<S: SessionStore + ?Sized>(store: &S) {
 
     let mut changes = set("theme", r#""dark""#);
     changes.values.insert("cart".into(), None);
-    assert_eq!(must_apply(store, &key, &changes, check).await, Applied::Applied, "{check}: apply on a live record must say Applied");
+    assert_eq!(
+        must_apply(store, &key, &changes, check).await,
+        Applied::Applied,
+        "{check}: apply on a live record must say Applied"
+    );
 
     let loaded = must_load(store, &key, check).await;
-    assert_eq!(loaded.values.get("user_id").map(String::as_str), Some("42"), "{check}: a key the change did not name was lost");
-    assert_eq!(loaded.values.get("theme").map(String::as_str), Some(r#""dark""#), "{check}: the key the change set is missing");
-    assert!(!loaded.values.contains_key("cart"), "{check}: the key the change removed is still there");
-    assert_eq!(loaded.flash.get("notice").map(String::as_str), Some(r#""Welcome back""#), "{check}: flash changed although the change did not name it");
+    assert_eq!(
+        loaded.values.get("user_id").map(String::as_str),
+        Some("42"),
+        "{check}: a key the change did not name was lost"
+    );
+    assert_eq!(
+        loaded.values.get("theme").map(String::as_str),
+        Some(r#""dark""#),
+        "{check}: the key the change set is missing"
+    );
+    assert!(
+        !loaded.values.contains_key("cart"),
+        "{check}: the key the change removed is still there"
+    );
+    assert_eq!(
+        loaded.flash.get("notice").map(String::as_str),
+        Some(r#""Welcome back""#),
+        "{check}: flash changed although the change did not name it"
+    );
 }
 
 /// Many change sets applied at once to one record, each on its own key, all survive.
@@ -161,7 +191,11 @@ pub async fn concurrent_changes_to_different_keys_all_survive<S: SessionStore + 
             "{check}: the write of key{i} was lost: a concurrent change overwrote it"
         );
     }
-    assert_eq!(loaded.values.get("user_id").map(String::as_str), Some("42"), "{check}: a key no writer named was lost");
+    assert_eq!(
+        loaded.values.get("user_id").map(String::as_str),
+        Some("42"),
+        "{check}: a key no writer named was lost"
+    );
 }
 
 /// `apply` after `delete` writes nothing and says `Missing`: a slow request never undoes a logout.
@@ -169,17 +203,34 @@ pub async fn apply_never_resurrects<S: SessionStore + ?Sized>(store: &S) {
     let check = "apply never resurrects";
     let key = fresh_key();
     must_create(store, &key, &live_record(), check).await;
-    store.delete(&key).await.unwrap_or_else(|error| panic!("{check}: delete failed: {error}"));
+    store
+        .delete(&key)
+        .await
+        .unwrap_or_else(|error| panic!("{check}: delete failed: {error}"));
 
     let mut changes = set("user_id", "7");
     changes.expires_at = Some(millis_from_now(3_600_000));
-    assert_eq!(must_apply(store, &key, &changes, check).await, Applied::Missing, "{check}: apply on a deleted record must say Missing");
+    assert_eq!(
+        must_apply(store, &key, &changes, check).await,
+        Applied::Missing,
+        "{check}: apply on a deleted record must say Missing"
+    );
     let loaded = store.load(&key).await;
-    assert!(matches!(loaded, Ok(None)), "{check}: apply brought a deleted record back: {loaded:?}");
+    assert!(
+        matches!(loaded, Ok(None)),
+        "{check}: apply brought a deleted record back: {loaded:?}"
+    );
 
     let never_created = fresh_key();
-    assert_eq!(must_apply(store, &never_created, &changes, check).await, Applied::Missing, "{check}: apply on a key never created must say Missing");
-    assert!(matches!(store.load(&never_created).await, Ok(None)), "{check}: apply created a record");
+    assert_eq!(
+        must_apply(store, &never_created, &changes, check).await,
+        Applied::Missing,
+        "{check}: apply on a key never created must say Missing"
+    );
+    assert!(
+        matches!(store.load(&never_created).await, Ok(None)),
+        "{check}: apply created a record"
+    );
 }
 
 /// `create` on a key with a live record leaves it untouched and says `Collision`.
@@ -192,9 +243,16 @@ pub async fn create_reports_collision<S: SessionStore + ?Sized>(store: &S) {
     let mut intruder = live_record();
     intruder.values.insert("user_id".into(), "666".into());
     let second = store.create(&key, &intruder).await;
-    assert!(matches!(second, Ok(Created::Collision)), "{check}: second create of one key returned {second:?}");
+    assert!(
+        matches!(second, Ok(Created::Collision)),
+        "{check}: second create of one key returned {second:?}"
+    );
     let loaded = must_load(store, &key, check).await;
-    assert_eq!(loaded.values.get("user_id").map(String::as_str), Some("42"), "{check}: a colliding create overwrote the live record");
+    assert_eq!(
+        loaded.values.get("user_id").map(String::as_str),
+        Some("42"),
+        "{check}: a colliding create overwrote the live record"
+    );
 }
 
 /// Expired records are never loaded, never patched, do not block `create`, and `delete_expired`
@@ -206,21 +264,40 @@ pub async fn expired_records_are_gone<S: SessionStore + ?Sized>(store: &S) {
     expired.created_at = millis_from_now(-7_200_000);
     expired.expires_at = millis_from_now(-1_000);
     // A store may refuse to keep an already expired record (Redis deletes it at once): both fine.
-    store.create(&expired_key, &expired).await.unwrap_or_else(|error| panic!("{check}: create failed: {error}"));
+    store
+        .create(&expired_key, &expired)
+        .await
+        .unwrap_or_else(|error| panic!("{check}: create failed: {error}"));
 
     let loaded = store.load(&expired_key).await;
-    assert!(matches!(loaded, Ok(None)), "{check}: load returned an expired record: {loaded:?}");
-    assert_eq!(must_apply(store, &expired_key, &set("user_id", "1"), check).await, Applied::Missing, "{check}: apply patched an expired record");
+    assert!(
+        matches!(loaded, Ok(None)),
+        "{check}: load returned an expired record: {loaded:?}"
+    );
+    assert_eq!(
+        must_apply(store, &expired_key, &set("user_id", "1"), check).await,
+        Applied::Missing,
+        "{check}: apply patched an expired record"
+    );
 
     let live_key = fresh_key();
     must_create(store, &live_key, &live_record(), check).await;
-    store.delete_expired().await.unwrap_or_else(|error| panic!("{check}: delete_expired failed: {error}"));
+    store
+        .delete_expired()
+        .await
+        .unwrap_or_else(|error| panic!("{check}: delete_expired failed: {error}"));
     must_load(store, &live_key, check).await;
-    assert!(matches!(store.load(&expired_key).await, Ok(None)), "{check}: expired record visible after delete_expired");
+    assert!(
+        matches!(store.load(&expired_key).await, Ok(None)),
+        "{check}: expired record visible after delete_expired"
+    );
 
     let fresh = live_record();
     let recreated = store.create(&expired_key, &fresh).await;
-    assert!(matches!(recreated, Ok(Created::Created)), "{check}: an expired record blocked create: {recreated:?}");
+    assert!(
+        matches!(recreated, Ok(Created::Created)),
+        "{check}: an expired record blocked create: {recreated:?}"
+    );
     assert_same_record(&must_load(store, &expired_key, check).await, &fresh, check);
 }
 
@@ -230,10 +307,19 @@ pub async fn delete_removes_and_is_idempotent<S: SessionStore + ?Sized>(store: &
     let key = fresh_key();
     must_create(store, &key, &live_record(), check).await;
     for _ in 0..2 {
-        store.delete(&key).await.unwrap_or_else(|error| panic!("{check}: delete failed: {error}"));
-        assert!(matches!(store.load(&key).await, Ok(None)), "{check}: record still there after delete");
+        store
+            .delete(&key)
+            .await
+            .unwrap_or_else(|error| panic!("{check}: delete failed: {error}"));
+        assert!(
+            matches!(store.load(&key).await, Ok(None)),
+            "{check}: record still there after delete"
+        );
     }
-    store.delete(&fresh_key()).await.unwrap_or_else(|error| panic!("{check}: delete of an unknown key failed: {error}"));
+    store
+        .delete(&fresh_key())
+        .await
+        .unwrap_or_else(|error| panic!("{check}: delete of an unknown key failed: {error}"));
 }
 
 /// A flash and a value with the same name are different entries.
@@ -250,10 +336,24 @@ pub async fn flash_is_separate_from_values<S: SessionStore + ?Sized>(store: &S) 
     must_apply(store, &key, &changes, check).await;
 
     let loaded = must_load(store, &key, check).await;
-    assert_eq!(loaded.values.get("notice").map(String::as_str), Some(r#""a value""#), "{check}: removing a flash removed the value of the same name");
-    assert!(!loaded.flash.contains_key("notice"), "{check}: the removed flash is still there");
-    assert_eq!(loaded.flash.get("alert").map(String::as_str), Some(r#""careful""#), "{check}: the set flash is missing");
-    assert!(!loaded.values.contains_key("alert"), "{check}: a flash was stored as a value");
+    assert_eq!(
+        loaded.values.get("notice").map(String::as_str),
+        Some(r#""a value""#),
+        "{check}: removing a flash removed the value of the same name"
+    );
+    assert!(
+        !loaded.flash.contains_key("notice"),
+        "{check}: the removed flash is still there"
+    );
+    assert_eq!(
+        loaded.flash.get("alert").map(String::as_str),
+        Some(r#""careful""#),
+        "{check}: the set flash is missing"
+    );
+    assert!(
+        !loaded.values.contains_key("alert"),
+        "{check}: a flash was stored as a value"
+    );
 }
 
 /// `apply` with a new expiry time or override stores them, and the record stays live.
@@ -273,17 +373,37 @@ pub async fn apply_updates_expiry<S: SessionStore + ?Sized>(store: &S) {
     must_apply(store, &key, &changes, check).await;
     let loaded = must_load(store, &key, check).await;
     assert_eq!(loaded.expires_at, later, "{check}: the new expiry time was not stored");
-    assert_eq!(loaded.expiry, Some(remember_me), "{check}: the expiry override was not stored");
-    assert_eq!(loaded.created_at, record.created_at, "{check}: apply changed created_at");
+    assert_eq!(
+        loaded.expiry,
+        Some(remember_me),
+        "{check}: the expiry override was not stored"
+    );
+    assert_eq!(
+        loaded.created_at, record.created_at,
+        "{check}: apply changed created_at"
+    );
 
-    let touch_only = Changes { expires_at: Some(millis_from_now(10_800_000)), ..Changes::default() };
+    let touch_only = Changes {
+        expires_at: Some(millis_from_now(10_800_000)),
+        ..Changes::default()
+    };
     must_apply(store, &key, &touch_only, check).await;
     let touched = must_load(store, &key, check).await;
-    assert!(same_json_map(&touched.values, &record.values), "{check}: an expiry touch changed values");
+    assert!(
+        same_json_map(&touched.values, &record.values),
+        "{check}: an expiry touch changed values"
+    );
 
-    let cleared = Changes { expiry: Some(None), ..Changes::default() };
+    let cleared = Changes {
+        expiry: Some(None),
+        ..Changes::default()
+    };
     must_apply(store, &key, &cleared, check).await;
-    assert_eq!(must_load(store, &key, check).await.expiry, None, "{check}: the expiry override was not removed");
+    assert_eq!(
+        must_load(store, &key, check).await.expiry,
+        None,
+        "{check}: the expiry override was not removed"
+    );
 }
 
 /// Unicode, quotes, odd key names, empty containers and large values survive unchanged.
@@ -303,9 +423,16 @@ pub async fn odd_values_survive<S: SessionStore + ?Sized>(store: &S) {
     must_create(store, &key, &record, check).await;
     let loaded = must_load(store, &key, check).await;
     for (name, json) in &odd {
-        let got = loaded.values.get(name).unwrap_or_else(|| panic!("{check}: key {name:?} is missing"));
-        let same = serde_json::from_str::<serde_json::Value>(got).ok() == serde_json::from_str::<serde_json::Value>(json).ok();
-        assert!(same, "{check}: value of {name:?} changed: stored {json:?}, loaded {got:?}");
+        let got = loaded
+            .values
+            .get(name)
+            .unwrap_or_else(|| panic!("{check}: key {name:?} is missing"));
+        let same =
+            serde_json::from_str::<serde_json::Value>(got).ok() == serde_json::from_str::<serde_json::Value>(json).ok();
+        assert!(
+            same,
+            "{check}: value of {name:?} changed: stored {json:?}, loaded {got:?}"
+        );
     }
 
     let mut changes = Changes::default();
@@ -315,6 +442,9 @@ pub async fn odd_values_survive<S: SessionStore + ?Sized>(store: &S) {
     must_apply(store, &key, &changes, check).await;
     let loaded = must_load(store, &key, check).await;
     for (name, _) in &odd {
-        assert!(!loaded.values.contains_key(name), "{check}: key {name:?} survived its removal");
+        assert!(
+            !loaded.values.contains_key(name),
+            "{check}: key {name:?} survived its removal"
+        );
     }
 }

@@ -72,8 +72,13 @@ impl FileStore {
         builder.recursive(true);
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(dir).map_err(|error| io_error("create the session directory", dir, error))?;
-        if !fs::metadata(dir).map_err(|error| io_error("read", dir, error))?.is_dir() {
+        builder
+            .create(dir)
+            .map_err(|error| io_error("create the session directory", dir, error))?;
+        if !fs::metadata(dir)
+            .map_err(|error| io_error("read", dir, error))?
+            .is_dir()
+        {
             return Err(StoreError::backend(format!("{} is not a directory", dir.display())));
         }
         Ok(FileStore {
@@ -320,7 +325,9 @@ impl Inner {
         for entry in entries {
             let entry = entry.map_err(|error| io_error("list", &self.dir, error))?;
             let name = entry.file_name();
-            let Some(entry) = name.to_str().and_then(classify) else { continue };
+            let Some(entry) = name.to_str().and_then(classify) else {
+                continue;
+            };
             match entry {
                 Entry::Record(hex) => {
                     // A cheap look without the lock first; most records are live.

@@ -58,9 +58,7 @@ impl Default for MemoryStore {
 
 impl std::fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryStore")
-            .field("records", &self.len())
-            .finish()
+        f.debug_struct("MemoryStore").field("records", &self.len()).finish()
     }
 }
 

@@ -111,6 +111,16 @@ impl StoreError {
         StoreError::Backend(error.into())
     }
 
+    /// [`StoreError::Unavailable`] if `unavailable` (a connection or timeout failure, worth a
+    /// retry later), else [`StoreError::Backend`].
+    pub fn classify(error: impl Into<Box<dyn std::error::Error + Send + Sync>>, unavailable: bool) -> Self {
+        if unavailable {
+            StoreError::Unavailable(error.into())
+        } else {
+            StoreError::Backend(error.into())
+        }
+    }
+
     /// Wraps a connection or timeout error as [`StoreError::Unavailable`].
     pub fn unavailable(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         StoreError::Unavailable(error.into())

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::value::RawValue;
@@ -10,6 +10,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use super::{Applied, Created, SessionStore, StoreError, StoreKey};
 use crate::config::Expiry;
+use crate::record::now_unix_millis as now_millis;
 use crate::record::{from_unix_millis, to_unix_millis, Changes, Patch, Record, ValueMap};
 
 /// The table [`PostgresStore`] uses unless told otherwise.
@@ -118,7 +119,11 @@ impl Statements {
                  qualified with a schema (`schema.table`)"
             )));
         }
-        let table = parts.iter().map(|part| format!("\"{part}\"")).collect::<Vec<_>>().join(".");
+        let table = parts
+            .iter()
+            .map(|part| format!("\"{part}\""))
+            .collect::<Vec<_>>()
+            .join(".");
         let index = format!("\"{}_expires_at_idx\"", parts[parts.len() - 1]);
         Ok(Statements {
             table_name: table_name.to_owned(),
@@ -258,15 +263,7 @@ fn map_error(error: sqlx::Error) -> StoreError {
             .is_some_and(|code| code.starts_with("08") || code.starts_with("57P") || code == "53300"),
         _ => false,
     };
-    if unavailable {
-        StoreError::unavailable(error)
-    } else {
-        StoreError::backend(error)
-    }
-}
-
-fn now_millis() -> i64 {
-    to_unix_millis(SystemTime::now())
+    StoreError::classify(error, unavailable)
 }
 
 /// A JSON object of the given entries, each value checked to be JSON.
@@ -297,7 +294,11 @@ fn split_patch(patch: &Patch) -> Result<(Vec<String>, String), StoreError> {
         .filter(|(_, change)| change.is_none())
         .map(|(name, _)| name.clone())
         .collect();
-    let set = json_object(patch.iter().filter_map(|(name, change)| change.as_ref().map(|json| (name, json))))?;
+    let set = json_object(
+        patch
+            .iter()
+            .filter_map(|(name, change)| change.as_ref().map(|json| (name, json))),
+    )?;
     Ok((removed, set))
 }
 
@@ -324,8 +325,11 @@ impl SessionStore for PostgresStore {
         };
         let expiry = expiry
             .map(|json| {
-                serde_json::from_str(&json)
-                    .map_err(|error| StoreError::Corrupt(format!("the session's expiry override {json:?} does not decode: {error}")))
+                serde_json::from_str(&json).map_err(|error| {
+                    StoreError::Corrupt(format!(
+                        "the session's expiry override {json:?} does not decode: {error}"
+                    ))
+                })
             })
             .transpose()?;
         Ok(Some(Record {
@@ -349,7 +353,11 @@ impl SessionStore for PostgresStore {
             .execute(&self.pool)
             .await
             .map_err(map_error)?;
-        Ok(if result.rows_affected() == 1 { Created::Created } else { Created::Collision })
+        Ok(if result.rows_affected() == 1 {
+            Created::Created
+        } else {
+            Created::Collision
+        })
     }
 
     async fn apply(&self, key: &StoreKey, changes: &Changes) -> Result<Applied, StoreError> {
@@ -372,7 +380,11 @@ impl SessionStore for PostgresStore {
             .execute(&self.pool)
             .await
             .map_err(map_error)?;
-        Ok(if result.rows_affected() == 1 { Applied::Applied } else { Applied::Missing })
+        Ok(if result.rows_affected() == 1 {
+            Applied::Applied
+        } else {
+            Applied::Missing
+        })
     }
 
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {

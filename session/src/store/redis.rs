@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -10,6 +10,7 @@ use redis::{Cmd, ErrorKind, FromRedisValue, RedisError, Script, ScriptInvocation
 
 use super::{Applied, Created, SessionStore, StoreError, StoreKey};
 use crate::config::Expiry;
+use crate::record::now_unix_millis as now_millis;
 use crate::record::{from_unix_millis, to_unix_millis, Changes, Record};
 
 /// The key prefix [`RedisStore`] uses unless told otherwise.
@@ -224,17 +225,13 @@ fn map_error(error: RedisError) -> StoreError {
     let unavailable = error.is_io_error()
         || matches!(
             error.kind(),
-            ErrorKind::BusyLoadingError | ErrorKind::TryAgain | ErrorKind::ClusterDown | ErrorKind::MasterDown | ErrorKind::ReadOnly
+            ErrorKind::BusyLoadingError
+                | ErrorKind::TryAgain
+                | ErrorKind::ClusterDown
+                | ErrorKind::MasterDown
+                | ErrorKind::ReadOnly
         );
-    if unavailable {
-        StoreError::unavailable(error)
-    } else {
-        StoreError::backend(error)
-    }
-}
-
-fn now_millis() -> i64 {
-    to_unix_millis(SystemTime::now())
+    StoreError::classify(error, unavailable)
 }
 
 fn expiry_json(expiry: &Expiry) -> Result<String, StoreError> {
@@ -269,15 +266,21 @@ impl SessionStore for RedisStore {
         if expires_at <= now_millis() {
             return Ok(None);
         }
-        let mut record = Record::new(from_unix_millis(parse_millis(&fields, CREATED_AT)?), from_unix_millis(expires_at));
+        let mut record = Record::new(
+            from_unix_millis(parse_millis(&fields, CREATED_AT)?),
+            from_unix_millis(expires_at),
+        );
         for (name, value) in fields {
             if let Some(name) = name.strip_prefix(VALUE_FIELD) {
                 record.values.insert(name.to_owned(), value);
             } else if let Some(name) = name.strip_prefix(FLASH_FIELD) {
                 record.flash.insert(name.to_owned(), value);
             } else if name == EXPIRY {
-                let expiry = serde_json::from_str(&value)
-                    .map_err(|error| StoreError::Corrupt(format!("the session's expiry override {value:?} does not decode: {error}")))?;
+                let expiry = serde_json::from_str(&value).map_err(|error| {
+                    StoreError::Corrupt(format!(
+                        "the session's expiry override {value:?} does not decode: {error}"
+                    ))
+                })?;
                 record.expiry = Some(expiry);
             }
         }
@@ -304,7 +307,11 @@ impl SessionStore for RedisStore {
             invocation.arg(field(FLASH_FIELD, name)).arg(json);
         }
         let created: i64 = self.invoke(&invocation).await?;
-        Ok(if created == 1 { Created::Created } else { Created::Collision })
+        Ok(if created == 1 {
+            Created::Created
+        } else {
+            Created::Collision
+        })
     }
 
     async fn apply(&self, key: &StoreKey, changes: &Changes) -> Result<Applied, StoreError> {
@@ -342,7 +349,11 @@ impl SessionStore for RedisStore {
             invocation.arg(field);
         }
         let applied: i64 = self.invoke(&invocation).await?;
-        Ok(if applied == 1 { Applied::Applied } else { Applied::Missing })
+        Ok(if applied == 1 {
+            Applied::Applied
+        } else {
+            Applied::Missing
+        })
     }
 
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {

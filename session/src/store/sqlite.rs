@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::value::RawValue;
@@ -10,6 +10,7 @@ use sqlx::Row;
 
 use super::{Applied, Created, SessionStore, StoreError, StoreKey};
 use crate::config::Expiry;
+use crate::record::now_unix_millis as now_millis;
 use crate::record::{from_unix_millis, to_unix_millis, Changes, Record, ValueMap};
 
 /// The table [`SqliteStore::open`] and [`SqliteStore::from_pool`] use.
@@ -88,9 +89,7 @@ impl Sql {
                  expires_at = excluded.expires_at, expiry = excluded.expiry \
                  WHERE {t}.expires_at <= ?7"
             ),
-            update: format!(
-                "UPDATE {t} SET data_values = ?2, flash = ?3, expires_at = ?4, expiry = ?5 WHERE key = ?1"
-            ),
+            update: format!("UPDATE {t} SET data_values = ?2, flash = ?3, expires_at = ?4, expiry = ?5 WHERE key = ?1"),
             touch: format!(
                 "UPDATE {t} SET expires_at = coalesce(?2, expires_at), \
                  expiry = CASE WHEN ?3 THEN ?4 ELSE expiry END \
@@ -205,7 +204,9 @@ impl SqliteStore {
 fn validate_table_name(table: &str) -> Result<(), StoreError> {
     let mut bytes = table.bytes();
     let valid = table.len() <= 64
-        && bytes.next().is_some_and(|first| first.is_ascii_alphabetic() || first == b'_')
+        && bytes
+            .next()
+            .is_some_and(|first| first.is_ascii_alphabetic() || first == b'_')
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
         && !table.to_ascii_lowercase().starts_with("sqlite_");
     if valid {
@@ -233,15 +234,17 @@ fn encode_map(map: &ValueMap) -> Result<String, StoreError> {
 fn decode_map(json: &str, column: &str) -> Result<ValueMap, StoreError> {
     let raw: BTreeMap<String, Box<RawValue>> = serde_json::from_str(json)
         .map_err(|error| StoreError::Corrupt(format!("the `{column}` column is not a JSON object: {error}")))?;
-    Ok(raw.into_iter().map(|(name, value)| (name, value.get().to_owned())).collect())
+    Ok(raw
+        .into_iter()
+        .map(|(name, value)| (name, value.get().to_owned()))
+        .collect())
 }
 
 fn encode_expiry(expiry: Option<Expiry>) -> Result<Option<String>, StoreError> {
-    expiry.map(|expiry| serde_json::to_string(&expiry)).transpose().map_err(StoreError::backend)
-}
-
-fn now_millis() -> i64 {
-    to_unix_millis(SystemTime::now())
+    expiry
+        .map(|expiry| serde_json::to_string(&expiry))
+        .transpose()
+        .map_err(StoreError::backend)
 }
 
 /// Connection trouble and lock waits that ran out are [`StoreError::Unavailable`]; data that
@@ -253,7 +256,10 @@ fn map_error(error: sqlx::Error) -> StoreError {
         }
         sqlx::Error::Database(ref database) => {
             // Extended result code; the primary code is its low byte.
-            let primary = database.code().and_then(|code| code.parse::<i32>().ok()).map(|code| code & 0xff);
+            let primary = database
+                .code()
+                .and_then(|code| code.parse::<i32>().ok())
+                .map(|code| code & 0xff);
             match primary {
                 // SQLITE_BUSY, SQLITE_LOCKED, SQLITE_CANTOPEN
                 Some(5 | 6 | 14) => StoreError::unavailable(error),
@@ -294,7 +300,11 @@ impl SessionStore for SqliteStore {
             .await
             .map_err(map_error)?;
         // No row changed: the upsert's condition found a live record under the key.
-        Ok(if done.rows_affected() == 0 { Created::Collision } else { Created::Created })
+        Ok(if done.rows_affected() == 0 {
+            Created::Collision
+        } else {
+            Created::Created
+        })
     }
 
     async fn apply(&self, key: &StoreKey, changes: &Changes) -> Result<Applied, StoreError> {
@@ -317,7 +327,11 @@ impl SessionStore for SqliteStore {
                 .execute(&self.pool)
                 .await
                 .map_err(map_error)?;
-            return Ok(if done.rows_affected() == 0 { Applied::Missing } else { Applied::Applied });
+            return Ok(if done.rows_affected() == 0 {
+                Applied::Missing
+            } else {
+                Applied::Applied
+            });
         }
 
         // IMMEDIATE takes the write lock up front: nobody can change the row between our read
@@ -380,7 +394,17 @@ mod tests {
             assert!(validate_table_name(good).is_ok(), "{good:?}");
         }
         let long = "a".repeat(65);
-        for bad in ["", "1sessions", "my-sessions", "a b", "s\"; DROP TABLE x; --", "sqlite_master", "SQLITE_x", "sé", &long] {
+        for bad in [
+            "",
+            "1sessions",
+            "my-sessions",
+            "a b",
+            "s\"; DROP TABLE x; --",
+            "sqlite_master",
+            "SQLITE_x",
+            "sé",
+            &long,
+        ] {
             assert!(validate_table_name(bad).is_err(), "{bad:?}");
         }
     }

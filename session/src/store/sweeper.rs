@@ -126,7 +126,11 @@ mod tests {
         assert_eq!(store.0.load(Ordering::SeqCst), 4);
         drop(sweeper);
         tokio::time::sleep(Duration::from_secs(600)).await;
-        assert_eq!(store.0.load(Ordering::SeqCst), 4, "the sweeper kept running after it was dropped");
+        assert_eq!(
+            store.0.load(Ordering::SeqCst),
+            4,
+            "the sweeper kept running after it was dropped"
+        );
     }
 
     #[tokio::test(start_paused = true)]
