@@ -112,6 +112,12 @@ impl Config {
         }
     }
 
+    /// The store itself: calling through `Arc<dyn SessionStore>` would pick the `Arc` impl and
+    /// box every call's future twice.
+    pub(crate) fn store(&self) -> &dyn SessionStore {
+        &*self.store
+    }
+
     pub(crate) fn now(&self) -> SystemTime {
         self.clock.now()
     }

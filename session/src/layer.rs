@@ -265,7 +265,7 @@ impl RequestSession {
             None => State::fresh(config.now()),
             Some(CookieId { id, signed_by_old_key }) => {
                 let (key, cached) = config.key_cache.key(id);
-                let record = with_timeout(config, config.store.load(&key)).await?;
+                let record = with_timeout(config, config.store().load(&key)).await?;
                 let now = config.now();
                 match record {
                     Some(record) if !record.is_expired_at(now) && !config.past_max_lifetime(record.created_at, now) => {
@@ -412,7 +412,7 @@ async fn finish<B: Default>(session: &RequestSession, mut response: Response<B>)
 async fn save(config: &Config, session: &RequestSession) -> Result<Option<HeaderValue>, StoreError> {
     let now = config.now();
     let plan = session.state().plan(config, now);
-    let store = &config.store;
+    let store = config.store();
 
     let mut cookie = plan.cookie;
     let mut cookie_id = None;
