@@ -201,6 +201,14 @@ fn routes() -> Router {
             format!("{:?} {:?}", s.get(Other::NAME_AS_NUMBER), v.get(Values::NAME))
         }))
         .route("/theme", get(|s: Session<Other>| async move { format!("{:?}", s.get(Other::THEME)) }))
+        .route(
+            "/invalidate-then-destroy",
+            get(|mut s: AppSession| async move {
+                s.invalidate();
+                s.destroy();
+            }),
+        )
+        .route("/clear-only", get(|mut s: AppSession| async move { s.clear() }))
         .route("/maybe", get(|s: Option<AppSession>| async move {
             match s {
                 Some(s) => format!("some {:?}", s.get(Values::USER_ID)),
@@ -631,10 +639,8 @@ async fn a_slow_request_never_undoes_a_logout() {
     release.notify_one();
     let slow = slow.await.unwrap();
     assert_eq!(slow.status, StatusCode::OK);
-    let removal = slow
-        .session_cookie()
-        .expect("the slow request learns the session is gone");
-    assert_eq!(removal.max_age(), Some(cookie::time::Duration::ZERO));
+    // No Set-Cookie at all: removing `id` could remove a newer session's cookie.
+    assert!(slow.session_cookie().is_none(), "{:?}", slow.set_cookie);
     assert!(store.inner.is_empty(), "the slow request brought the session back");
     assert_eq!(send(&app, "/whoami", Some(&cookie)).await.body, "None None");
 }
@@ -695,4 +701,136 @@ async fn store_timeout_turns_a_hanging_store_into_a_503() {
     .await
     .expect("the layer must not hang");
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn destroy_after_invalidate_still_deletes_the_old_record() {
+    let store = Arc::new(CountingStore::default());
+    let mut browser = Browser::new(app_on(store.clone()));
+    browser.get("/login").await;
+    let old_cookie = browser.cookie.clone().unwrap();
+    browser.get("/invalidate-then-destroy").await;
+    assert!(store.inner.is_empty(), "the old record survived");
+    let app = app_on(store);
+    assert_eq!(send(&app, "/whoami", Some(&old_cookie)).await.body, "None None");
+}
+
+#[tokio::test]
+async fn clear_removes_stored_flash_too() {
+    let mut browser = Browser::new(app_on(Default::default()));
+    browser.get("/login").await;
+    browser.get("/flash").await;
+    browser.get("/clear-only").await;
+    assert_eq!(browser.get("/show-flash").await.body, "None None");
+    assert_eq!(browser.get("/whoami").await.body, "None None");
+}
+
+#[tokio::test]
+async fn regenerate_id_never_brings_back_a_session_destroyed_meanwhile() {
+    let store = Arc::new(CountingStore::default());
+    let loaded = Arc::new(tokio::sync::Notify::new());
+    let release = Arc::new(tokio::sync::Notify::new());
+    let app = {
+        let (loaded, release) = (loaded.clone(), release.clone());
+        Router::new()
+            .route(
+                "/slow-regenerate",
+                get(move |mut s: AppSession| async move {
+                    loaded.notify_one();
+                    release.notified().await;
+                    s.regenerate_id(true);
+                    s.set(Values::VISITS, 5);
+                }),
+            )
+            .merge(routes())
+            .layer(SessionLayer::new(store.clone()))
+    };
+    let mut browser = Browser::new(app.clone());
+    browser.get("/login").await;
+    let cookie = browser.cookie.clone().unwrap();
+    let slow = tokio::spawn({
+        let (app, cookie) = (app.clone(), cookie.clone());
+        async move { send(&app, "/slow-regenerate", Some(&cookie)).await }
+    });
+    loaded.notified().await;
+    send(&app, "/destroy", Some(&cookie)).await;
+    release.notify_one();
+    let slow = slow.await.unwrap();
+    assert_eq!(slow.status, StatusCode::OK);
+    assert!(
+        slow.session_cookie().is_none(),
+        "a cookie for a resurrected session: {:?}",
+        slow.set_cookie
+    );
+    assert!(
+        store.inner.is_empty(),
+        "regenerate_id brought the destroyed session back"
+    );
+}
+
+#[tokio::test]
+async fn regenerate_id_keeps_what_a_concurrent_request_wrote() {
+    let store = Arc::new(CountingStore::default());
+    let theme_saved = Arc::new(tokio::sync::Notify::new());
+    let loaded = Arc::new(tokio::sync::Notify::new());
+    let app = {
+        let (theme_saved, loaded) = (theme_saved.clone(), loaded.clone());
+        Router::new()
+            .route(
+                "/regenerate-late",
+                get(move |mut s: AppSession| async move {
+                    loaded.notify_one();
+                    theme_saved.notified().await; // the other request has saved meanwhile
+                    s.regenerate_id(true);
+                }),
+            )
+            .merge(routes())
+            .layer(SessionLayer::new(store.clone()))
+    };
+    let mut browser = Browser::new(app.clone());
+    browser.get("/login").await;
+    let cookie = browser.cookie.clone().unwrap();
+    let regenerate = tokio::spawn({
+        let (app, cookie) = (app.clone(), cookie.clone());
+        async move { send(&app, "/regenerate-late", Some(&cookie)).await }
+    });
+    loaded.notified().await;
+    send(&app, "/other", Some(&cookie)).await; // sets Other::THEME = "dark"
+    theme_saved.notify_one();
+    let moved = regenerate.await.unwrap();
+    let new_cookie = format!("id={}", moved.session_cookie().expect("the new id's cookie").value());
+    assert_eq!(send(&app, "/theme", Some(&new_cookie)).await.body, r#"Some("dark")"#);
+    assert_eq!(
+        send(&app, "/whoami", Some(&new_cookie)).await.body,
+        r#"Some(42) Some("ada")"#
+    );
+    assert_eq!(store.inner.len(), 1, "the old record was not deleted");
+}
+
+#[tokio::test]
+async fn an_undecodable_record_is_no_session_not_a_503_forever() {
+    struct CorruptStore;
+    #[typed_sessions::async_trait]
+    impl SessionStore for CorruptStore {
+        async fn load(&self, _: &StoreKey) -> Result<Option<Record>, StoreError> {
+            Err(StoreError::Corrupt("not JSON".into()))
+        }
+        async fn create(&self, _: &StoreKey, _: &Record) -> Result<Created, StoreError> {
+            Ok(Created::Created)
+        }
+        async fn apply(&self, _: &StoreKey, _: &Changes) -> Result<Applied, StoreError> {
+            Ok(Applied::Missing)
+        }
+        async fn delete(&self, _: &StoreKey) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn delete_expired(&self) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+    }
+    let app = routes().layer(SessionLayer::new(CorruptStore));
+    let reply = send(&app, "/whoami", Some("id=AAAAAAAAAAAAAAAAAAAAAAAA")).await;
+    assert_eq!((reply.status, reply.body.as_str()), (StatusCode::OK, "None None"));
+    let reply = send(&app, "/login", Some("id=AAAAAAAAAAAAAAAAAAAAAAAA")).await;
+    assert_ne!(reply.session_cookie().unwrap().value(), "AAAAAAAAAAAAAAAAAAAAAAAA");
 }

@@ -76,6 +76,14 @@ impl Fixture {
                 }),
             )
             .route(
+                "/browser-session",
+                get(|mut s: Session<Values>| async move { s.set_expiry(Expiry::BrowserSession) }),
+            )
+            .route(
+                "/forever",
+                get(|mut s: Session<Values>| async move { s.set_expiry(Expiry::Idle(Duration::MAX)) }),
+            )
+            .route(
                 "/forget-me",
                 get(|mut s: Session<Values>| async move { s.set_expiry(None) }),
             )
@@ -240,4 +248,36 @@ async fn an_expired_record_is_not_served_even_if_the_store_still_has_it() {
     f.clock.advance(2 * MINUTE);
     assert_eq!(f.store.inner.len(), 1, "the store has not swept it");
     assert_eq!(f.browser.get("/user").await.body, "");
+}
+
+#[tokio::test]
+async fn switching_to_a_browser_session_replaces_the_persistent_cookie() {
+    let mut f = Fixture::new(|layer| layer.with_expiry(Expiry::Idle(30 * MINUTE)));
+    f.browser.get("/login").await;
+    let reply = f.browser.get("/browser-session").await;
+    let cookie = reply.session_cookie().expect("a new cookie without Max-Age");
+    assert_eq!(cookie.max_age(), None);
+
+    let mut g = Fixture::new(|layer| layer.with_expiry(Expiry::BrowserSession));
+    g.browser.get("/login").await;
+    g.browser.get("/remember-me").await;
+    let forget = g.browser.get("/forget-me").await;
+    assert_eq!(
+        forget.session_cookie().expect("forget-me resets the cookie").max_age(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn an_idle_timeout_of_duration_max_means_never_and_does_not_panic() {
+    let mut f = Fixture::new(|layer| {
+        layer
+            .with_expiry(Expiry::Idle(30 * MINUTE))
+            .with_max_lifetime(Duration::MAX)
+    });
+    f.browser.get("/login").await;
+    let reply = f.browser.get("/forever").await;
+    assert_eq!(reply.status, axum::http::StatusCode::OK);
+    f.clock.advance(10 * 365 * DAY);
+    assert_eq!(f.browser.get("/user").await.body, "ada");
 }

@@ -124,15 +124,26 @@ impl Config {
 
     /// When a session that started at `created_at` and is active at `now` expires.
     pub(crate) fn expires_at(&self, expiry: Expiry, created_at: SystemTime, now: SystemTime) -> SystemTime {
-        let idle_end = now + expiry.idle_window();
+        let idle_end = later(now, expiry.idle_window());
         match self.max_lifetime {
-            Some(cap) => idle_end.min(created_at + cap),
+            Some(cap) => idle_end.min(later(created_at, cap)),
             None => idle_end,
         }
     }
 
     /// Whether the absolute lifetime cap has ended a session that started at `created_at`.
     pub(crate) fn past_max_lifetime(&self, created_at: SystemTime, now: SystemTime) -> bool {
-        self.max_lifetime.is_some_and(|cap| created_at + cap <= now)
+        self.max_lifetime.is_some_and(|cap| later(created_at, cap) <= now)
     }
+}
+
+/// `time + by`, saturating at a far future instead of panicking (`Expiry::Idle(Duration::MAX)`
+/// means "never").
+fn later(time: SystemTime, by: Duration) -> SystemTime {
+    time.checked_add(by).unwrap_or(far_future()).min(far_future())
+}
+
+/// Year 2969: later than any session needs, and representable by every store (`i64` millis).
+fn far_future() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_000 * 365 * 24 * 3600)
 }

@@ -20,6 +20,7 @@ use crate::clock::Clock;
 use crate::config::{Config, Expiry};
 use crate::cookie::{self as session_cookie, CookieId, SigningKey};
 use crate::id::SessionId;
+use crate::record::Record;
 use crate::session::{CookiePlan, State, Write};
 use crate::store::{Applied, Created, SessionStore, StoreError};
 
@@ -265,7 +266,15 @@ impl RequestSession {
             None => State::fresh(config.now()),
             Some(CookieId { id, signed_by_old_key }) => {
                 let (key, cached) = config.key_cache.key(id);
-                let record = with_timeout(config, config.store().load(&key)).await?;
+                let record = match with_timeout(config, config.store().load(&key)).await {
+                    // One undecodable record must not answer 503 to its owner forever: it is
+                    // treated as no session, and the next write starts a new one.
+                    Err(StoreError::Corrupt(reason)) => {
+                        tracing::warn!(%reason, "the stored session does not decode; starting a new one");
+                        None
+                    }
+                    other => other?,
+                };
                 let now = config.now();
                 match record {
                     Some(record) if !record.is_expired_at(now) && !config.past_max_lifetime(record.created_at, now) => {
@@ -408,6 +417,28 @@ async fn finish<B: Default>(session: &RequestSession, mut response: Response<B>)
     }
 }
 
+/// Stores `record` under `id` (or a random id), retrying with random ids on collision; returns
+/// the id it was stored under.
+async fn create(config: &Config, id: Option<SessionId>, record: &Record) -> Result<SessionId, StoreError> {
+    let mut candidate = id.unwrap_or_else(SessionId::random);
+    for _ in 0..CREATE_ATTEMPTS {
+        let key = candidate.store_key();
+        match with_timeout(config, config.store().create(&key, record)).await? {
+            Created::Created => {
+                config.key_cache.remember(&candidate, key);
+                return Ok(candidate);
+            }
+            Created::Collision => {
+                tracing::warn!("session id collision; retrying with a new id");
+                candidate = SessionId::random();
+            }
+        }
+    }
+    Err(StoreError::backend(format!(
+        "{CREATE_ATTEMPTS} fresh session ids in a row collided"
+    )))
+}
+
 /// Writes what the request changed; returns the `Set-Cookie` to send, if any.
 async fn save(config: &Config, session: &RequestSession) -> Result<Option<HeaderValue>, StoreError> {
     let now = config.now();
@@ -418,36 +449,25 @@ async fn save(config: &Config, session: &RequestSession) -> Result<Option<Header
     let mut cookie_id = None;
     match plan.write {
         None => {}
-        Some(Write::Create { id, record }) => {
-            let mut candidate = id.unwrap_or_else(SessionId::random);
-            let mut attempts = 1;
-            loop {
-                let key = candidate.store_key();
-                match with_timeout(config, store.create(&key, &record)).await? {
-                    Created::Created => {
-                        config.key_cache.remember(&candidate, key);
-                        break;
-                    }
-                    Created::Collision if attempts < CREATE_ATTEMPTS => {
-                        tracing::warn!("session id collision; retrying with a new id");
-                        attempts += 1;
-                        candidate = SessionId::random();
-                    }
-                    Created::Collision => {
-                        return Err(StoreError::backend(format!(
-                            "{CREATE_ATTEMPTS} fresh session ids in a row collided"
-                        )));
-                    }
-                }
+        Some(Write::Create { id, record }) => cookie_id = Some(create(config, id, &record).await?),
+        Some(Write::Move { from, to, changes }) => match with_timeout(config, store.load(&from)).await? {
+            Some(mut record) => {
+                record.apply(&changes);
+                cookie_id = Some(create(config, Some(to), &record).await?);
             }
-            cookie_id = Some(candidate);
-        }
+            None => {
+                tracing::debug!("the session ended while the request ran; its new id was dropped");
+                cookie = CookiePlan::Keep;
+            }
+        },
         Some(Write::Apply { key, changes }) => match with_timeout(config, store.apply(&key, &changes)).await? {
             Applied::Applied => cookie_id = session.state().loaded_id.clone(),
             Applied::Missing => {
-                // Destroyed (or expired) while this request ran: its changes must not bring it back.
+                // Destroyed (or expired) while this request ran: its changes must not bring it
+                // back. No cookie either: removing `id` could remove a newer session's cookie
+                // (logged in again in another tab), and a stale id is never adopted anyway.
                 tracing::debug!("the session ended while the request ran; its changes were dropped");
-                cookie = CookiePlan::Remove;
+                cookie = CookiePlan::Keep;
             }
         },
     }

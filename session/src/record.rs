@@ -120,6 +120,7 @@ pub fn to_unix_millis(time: SystemTime) -> i64 {
 }
 
 /// The system clock in [`to_unix_millis`] form, as stores compare expiry times.
+#[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
 pub(crate) fn now_unix_millis() -> i64 {
     to_unix_millis(SystemTime::now())
 }

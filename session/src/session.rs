@@ -145,7 +145,10 @@ impl<V: SessionSchema, F: SessionSchema> Session<V, F> {
     /// Shows `value` under `key` to this request only ([`get_flash`](Self::get_flash)); never stored.
     pub fn flash_now<T: Serialize>(&mut self, key: Key<F, T>, value: T) {
         let Some(json) = encode(key.name(), &value) else { return };
-        self.state().now_flash.insert(key.name().to_owned(), json);
+        let mut state = self.state();
+        if state.writable("flash_now") {
+            state.now_flash.insert(key.name().to_owned(), json);
+        }
     }
 
     /// The flash under `key` that arrived with this request, or that
@@ -282,6 +285,8 @@ pub(crate) struct State {
     now_flash: ValueMap,
     kept_flash: BTreeSet<String>,
     reflash: bool,
+    /// Incoming flash that `clear` dropped: removed from the store on save.
+    cleared_flash: Vec<String>,
     pub(crate) created_at: SystemTime,
     /// Expiry time of the loaded record.
     pub(crate) stored_expires_at: Option<SystemTime>,
@@ -307,6 +312,7 @@ impl State {
             now_flash: ValueMap::new(),
             kept_flash: BTreeSet::new(),
             reflash: false,
+            cleared_flash: Vec::new(),
             created_at: now,
             stored_expires_at: None,
             stored_expiry: None,
@@ -393,7 +399,8 @@ impl State {
 
     fn destroy(&mut self) {
         self.destroyed = true;
-        self.delete_id = self.loaded_id.clone();
+        // After `invalidate` the stored record to delete is already in `delete_id`.
+        self.delete_id = self.loaded_id.clone().or(self.delete_id.take());
         self.new_id = None;
         self.base.clear();
         self.pending.clear();
@@ -422,7 +429,9 @@ impl State {
         self.now_flash.clear();
         self.kept_flash.clear();
         self.reflash = false;
-        self.incoming_flash.clear();
+        // The stored flash must be removed on save, not just hidden from this request.
+        let incoming = std::mem::take(&mut self.incoming_flash);
+        self.cleared_flash.extend(incoming.into_keys());
     }
 
     fn set_expiry(&mut self, expiry: Option<Expiry>) {
@@ -492,6 +501,7 @@ impl State {
             .incoming_flash
             .keys()
             .filter(|name| !self.reflash && !self.kept_flash.contains(*name))
+            .chain(&self.cleared_flash)
             .map(|name| (name.clone(), None))
             .collect();
         patch.extend(
@@ -563,10 +573,18 @@ impl State {
                     }
                 }
             }
+            // The record moves to the new id with this request's changes applied on top of what
+            // is stored then, so a concurrent write is kept and a concurrent logout is not undone.
             (Some(_), Some(new_id)) => Plan {
-                write: Some(Write::Create {
-                    id: Some(new_id.clone()),
-                    record: whole_record(),
+                write: Some(Write::Move {
+                    from: self.loaded_key.expect("a loaded session has a store key"),
+                    to: new_id.clone(),
+                    changes: Changes {
+                        values: std::mem::take(&mut self.pending),
+                        flash: self.flash_patch(),
+                        expires_at: Some(expires_at),
+                        expiry: self.pending_expiry,
+                    },
                 }),
                 delete,
                 cookie: CookiePlan::Set {
@@ -603,9 +621,11 @@ impl State {
                         cookie: CookiePlan::Keep,
                     };
                 }
-                let cookie = match (renew, cookie_max_age) {
-                    (true, Some(max_age)) => CookiePlan::Set { max_age: Some(max_age) },
-                    _ if self.resign_cookie => CookiePlan::Set { max_age: None },
+                let cookie = match cookie_max_age {
+                    Some(max_age) if renew => CookiePlan::Set { max_age: Some(max_age) },
+                    // A browser-session cookie replaces a persistent one ("forget me"), and a
+                    // cookie signed by a retired key is re-signed.
+                    None if expiry_changed || self.resign_cookie => CookiePlan::Set { max_age: None },
                     _ => CookiePlan::Keep,
                 };
                 Plan {
@@ -636,6 +656,12 @@ pub(crate) enum Write {
     },
     Apply {
         key: StoreKey,
+        changes: Changes,
+    },
+    /// `regenerate_id`: the stored record, if it still exists, with `changes` applied, under `to`.
+    Move {
+        from: StoreKey,
+        to: SessionId,
         changes: Changes,
     },
 }
