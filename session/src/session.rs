@@ -527,10 +527,16 @@ impl State {
     pub(crate) fn plan(&mut self, config: &Config, now: SystemTime) -> Plan {
         let delete = self.delete_id.clone();
         if self.destroyed {
+            // A session that was never stored has no cookie of ours to remove.
+            let cookie = if delete.is_some() {
+                CookiePlan::Remove
+            } else {
+                CookiePlan::Keep
+            };
             return Plan {
                 write: None,
                 delete,
-                cookie: CookiePlan::Remove,
+                cookie,
             };
         }
         let expiry = self.expiry_override().unwrap_or(config.expiry);
