@@ -42,7 +42,7 @@ type AppSession = Session<Values, Flash>;
 
 #[path = "common/browser.rs"]
 mod browser;
-use browser::{send, Browser};
+use browser::{send, Browser, Reply};
 
 /// Counts calls and remembers the last patch, around a `MemoryStore`.
 #[derive(Default)]
@@ -608,44 +608,6 @@ async fn concurrent_requests_writing_different_keys_both_keep_their_writes() {
 }
 
 #[tokio::test]
-async fn a_slow_request_never_undoes_a_logout() {
-    let store = Arc::new(CountingStore::default());
-    let loaded = Arc::new(tokio::sync::Notify::new());
-    let release = Arc::new(tokio::sync::Notify::new());
-    let app = {
-        let (loaded, release) = (loaded.clone(), release.clone());
-        Router::new()
-            .route(
-                "/slow",
-                get(move |mut s: AppSession| async move {
-                    loaded.notify_one();
-                    release.notified().await;
-                    s.set(Values::USER_ID, 99);
-                }),
-            )
-            .merge(routes())
-            .layer(SessionLayer::new(store.clone()))
-    };
-    let mut browser = Browser::new(app.clone());
-    browser.get("/login").await;
-    let cookie = browser.cookie.clone().unwrap();
-
-    let slow = tokio::spawn({
-        let (app, cookie) = (app.clone(), cookie.clone());
-        async move { send(&app, "/slow", Some(&cookie)).await }
-    });
-    loaded.notified().await;
-    send(&app, "/destroy", Some(&cookie)).await;
-    release.notify_one();
-    let slow = slow.await.unwrap();
-    assert_eq!(slow.status, StatusCode::OK);
-    // No Set-Cookie at all: removing `id` could remove a newer session's cookie.
-    assert!(slow.session_cookie().is_none(), "{:?}", slow.set_cookie);
-    assert!(store.inner.is_empty(), "the slow request brought the session back");
-    assert_eq!(send(&app, "/whoami", Some(&cookie)).await.body, "None None");
-}
-
-#[tokio::test]
 async fn handlers_run_concurrently_across_sessions_without_mixing_them() {
     let app = app_on(Default::default());
     let browsers: Vec<_> = (0..20).map(|_| Browser::new(app.clone())).collect();
@@ -726,88 +688,6 @@ async fn clear_removes_stored_flash_too() {
 }
 
 #[tokio::test]
-async fn regenerate_id_never_brings_back_a_session_destroyed_meanwhile() {
-    let store = Arc::new(CountingStore::default());
-    let loaded = Arc::new(tokio::sync::Notify::new());
-    let release = Arc::new(tokio::sync::Notify::new());
-    let app = {
-        let (loaded, release) = (loaded.clone(), release.clone());
-        Router::new()
-            .route(
-                "/slow-regenerate",
-                get(move |mut s: AppSession| async move {
-                    loaded.notify_one();
-                    release.notified().await;
-                    s.regenerate_id(true);
-                    s.set(Values::VISITS, 5);
-                }),
-            )
-            .merge(routes())
-            .layer(SessionLayer::new(store.clone()))
-    };
-    let mut browser = Browser::new(app.clone());
-    browser.get("/login").await;
-    let cookie = browser.cookie.clone().unwrap();
-    let slow = tokio::spawn({
-        let (app, cookie) = (app.clone(), cookie.clone());
-        async move { send(&app, "/slow-regenerate", Some(&cookie)).await }
-    });
-    loaded.notified().await;
-    send(&app, "/destroy", Some(&cookie)).await;
-    release.notify_one();
-    let slow = slow.await.unwrap();
-    assert_eq!(slow.status, StatusCode::OK);
-    assert!(
-        slow.session_cookie().is_none(),
-        "a cookie for a resurrected session: {:?}",
-        slow.set_cookie
-    );
-    assert!(
-        store.inner.is_empty(),
-        "regenerate_id brought the destroyed session back"
-    );
-}
-
-#[tokio::test]
-async fn regenerate_id_keeps_what_a_concurrent_request_wrote() {
-    let store = Arc::new(CountingStore::default());
-    let theme_saved = Arc::new(tokio::sync::Notify::new());
-    let loaded = Arc::new(tokio::sync::Notify::new());
-    let app = {
-        let (theme_saved, loaded) = (theme_saved.clone(), loaded.clone());
-        Router::new()
-            .route(
-                "/regenerate-late",
-                get(move |mut s: AppSession| async move {
-                    loaded.notify_one();
-                    theme_saved.notified().await; // the other request has saved meanwhile
-                    s.regenerate_id(true);
-                }),
-            )
-            .merge(routes())
-            .layer(SessionLayer::new(store.clone()))
-    };
-    let mut browser = Browser::new(app.clone());
-    browser.get("/login").await;
-    let cookie = browser.cookie.clone().unwrap();
-    let regenerate = tokio::spawn({
-        let (app, cookie) = (app.clone(), cookie.clone());
-        async move { send(&app, "/regenerate-late", Some(&cookie)).await }
-    });
-    loaded.notified().await;
-    send(&app, "/other", Some(&cookie)).await; // sets Other::THEME = "dark"
-    theme_saved.notify_one();
-    let moved = regenerate.await.unwrap();
-    let new_cookie = format!("id={}", moved.session_cookie().expect("the new id's cookie").value());
-    assert_eq!(send(&app, "/theme", Some(&new_cookie)).await.body, r#"Some("dark")"#);
-    assert_eq!(
-        send(&app, "/whoami", Some(&new_cookie)).await.body,
-        r#"Some(42) Some("ada")"#
-    );
-    assert_eq!(store.inner.len(), 1, "the old record was not deleted");
-}
-
-#[tokio::test]
 async fn an_undecodable_record_is_no_session_not_a_503_forever() {
     struct CorruptStore;
     #[typed_sessions::async_trait]
@@ -833,4 +713,103 @@ async fn an_undecodable_record_is_no_session_not_a_503_forever() {
     assert_eq!((reply.status, reply.body.as_str()), (StatusCode::OK, "None None"));
     let reply = send(&app, "/login", Some("id=AAAAAAAAAAAAAAAAAAAAAAAA")).await;
     assert_ne!(reply.session_cookie().unwrap().value(), "AAAAAAAAAAAAAAAAAAAAAAAA");
+}
+
+/// Holds a handler between loading the session and saving it, while another request runs.
+#[derive(Clone, Default)]
+struct Gate {
+    loaded: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
+}
+
+impl Gate {
+    /// Called by the held handler once it has loaded the session.
+    async fn hold(&self) {
+        self.loaded.notify_one();
+        self.release.notified().await;
+    }
+
+    /// Sends `held`; once its handler holds, sends `meanwhile` to completion, then lets `held`
+    /// finish and returns its reply.
+    async fn around(&self, app: &Router, cookie: &str, held: &str, meanwhile: &str) -> Reply {
+        let held = tokio::spawn({
+            let (app, cookie, held) = (app.clone(), cookie.to_owned(), held.to_owned());
+            async move { send(&app, &held, Some(&cookie)).await }
+        });
+        self.loaded.notified().await;
+        assert_eq!(send(app, meanwhile, Some(cookie)).await.status, StatusCode::OK);
+        self.release.notify_one();
+        held.await.unwrap()
+    }
+}
+
+/// The test routes plus `/held`, which holds at `gate` and then runs `then` on the session.
+fn app_with_held_route(store: Arc<CountingStore>, gate: &Gate, then: fn(&mut AppSession)) -> Router {
+    let gate = gate.clone();
+    Router::new()
+        .route(
+            "/held",
+            get(move |mut s: AppSession| async move {
+                gate.hold().await;
+                then(&mut s);
+            }),
+        )
+        .merge(routes())
+        .layer(SessionLayer::new(store))
+}
+
+async fn logged_in(app: &Router) -> String {
+    let mut browser = Browser::new(app.clone());
+    browser.get("/login").await;
+    browser.cookie.unwrap()
+}
+
+#[tokio::test]
+async fn a_slow_request_never_undoes_a_logout() {
+    let (store, gate) = (Arc::new(CountingStore::default()), Gate::default());
+    let app = app_with_held_route(store.clone(), &gate, |s| s.set(Values::USER_ID, 99));
+    let cookie = logged_in(&app).await;
+    let slow = gate.around(&app, &cookie, "/held", "/destroy").await;
+    assert_eq!(slow.status, StatusCode::OK);
+    // No Set-Cookie at all: removing `id` could remove a newer session's cookie.
+    assert!(slow.session_cookie().is_none(), "{:?}", slow.set_cookie);
+    assert!(store.inner.is_empty(), "the slow request brought the session back");
+    assert_eq!(send(&app, "/whoami", Some(&cookie)).await.body, "None None");
+}
+
+#[tokio::test]
+async fn regenerate_id_never_brings_back_a_session_destroyed_meanwhile() {
+    let (store, gate) = (Arc::new(CountingStore::default()), Gate::default());
+    let app = app_with_held_route(store.clone(), &gate, |s| {
+        s.regenerate_id(true);
+        s.set(Values::VISITS, 5);
+    });
+    let cookie = logged_in(&app).await;
+    let slow = gate.around(&app, &cookie, "/held", "/destroy").await;
+    assert_eq!(slow.status, StatusCode::OK);
+    assert!(
+        slow.session_cookie().is_none(),
+        "a cookie for a resurrected session: {:?}",
+        slow.set_cookie
+    );
+    assert!(
+        store.inner.is_empty(),
+        "regenerate_id brought the destroyed session back"
+    );
+}
+
+#[tokio::test]
+async fn regenerate_id_keeps_what_a_concurrent_request_wrote() {
+    let (store, gate) = (Arc::new(CountingStore::default()), Gate::default());
+    let app = app_with_held_route(store.clone(), &gate, |s| s.regenerate_id(true));
+    let cookie = logged_in(&app).await;
+    // `/other` sets Other::THEME while `/held` holds the session it loaded before.
+    let moved = gate.around(&app, &cookie, "/held", "/other").await;
+    let new_cookie = format!("id={}", moved.session_cookie().expect("the new id's cookie").value());
+    assert_eq!(send(&app, "/theme", Some(&new_cookie)).await.body, r#"Some("dark")"#);
+    assert_eq!(
+        send(&app, "/whoami", Some(&new_cookie)).await.body,
+        r#"Some(42) Some("ada")"#
+    );
+    assert_eq!(store.inner.len(), 1, "the old record was not deleted");
 }

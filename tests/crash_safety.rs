@@ -12,10 +12,11 @@ use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use typed_sessions::store::{Applied, Created, SessionStore, StoreKey};
-use typed_sessions::{from_unix_millis, to_unix_millis, Changes, FileStore, Record, SessionId, SqliteStore};
+use typed_sessions::{Changes, FileStore, Record, SqliteStore};
+use typed_sessions_tests::{fresh_key, millis_from_now};
 
 /// Tells the child which store to write to: `sqlite:<file>` or `file:<dir>`.
 const CHILD_ENV: &str = "TYPED_SESSIONS_CRASH_CHILD";
@@ -67,14 +68,6 @@ fn crash_child() {
             writer.await.unwrap();
         }
     });
-}
-
-fn fresh_key() -> StoreKey {
-    SessionId::random().store_key()
-}
-
-fn millis_from_now(offset_ms: i64) -> SystemTime {
-    from_unix_millis(to_unix_millis(SystemTime::now()) + offset_ms)
 }
 
 /// A record whose `a` and `b` are both `n`, plus some bulk so that writes take a moment.

@@ -5,24 +5,11 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use typed_sessions::store::{conformance, Applied, Created, SessionStore, StoreError, StoreKey};
-use typed_sessions::{from_unix_millis, to_unix_millis, Changes, FileStore, Record, SessionId};
-
-fn fresh_key() -> StoreKey {
-    SessionId::random().store_key()
-}
-
-fn millis_from_now(offset_ms: i64) -> SystemTime {
-    from_unix_millis(to_unix_millis(SystemTime::now()) + offset_ms)
-}
-
-fn live_record() -> Record {
-    let mut record = Record::new(millis_from_now(0), millis_from_now(3_600_000));
-    record.values.insert("user_id".into(), "42".into());
-    record
-}
+use typed_sessions::store::{conformance, Applied, Created, SessionStore, StoreError};
+use typed_sessions::{Changes, FileStore, Record, SessionId};
+use typed_sessions_tests::{fresh_key, live_record, millis_from_now};
 
 fn expired_record() -> Record {
     let mut record = live_record();

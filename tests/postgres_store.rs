@@ -1,15 +1,11 @@
 //! `PostgresStore` against a real PostgreSQL cluster: the conformance suite, table names, the
 //! row layout, the sweep, and what it says when the database cannot be reached.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use typed_sessions::store::{conformance, Applied, Created, SessionStore, StoreError};
-use typed_sessions::{from_unix_millis, to_unix_millis, Changes, PostgresStore, Record, SessionId};
-use typed_sessions_tests::{free_port, init_tracing, PostgresServer};
-
-fn millis_from_now(offset_ms: i64) -> SystemTime {
-    from_unix_millis(to_unix_millis(SystemTime::now()) + offset_ms)
-}
+use typed_sessions::{to_unix_millis, Changes, PostgresStore, Record, SessionId};
+use typed_sessions_tests::{free_port, init_tracing, millis_from_now, PostgresServer};
 
 /// The conformance suite, plus a stricter expiry check of this store's own: a `create` over an
 /// expired row that no sweep has removed yet replaces it.

@@ -2,12 +2,12 @@
 //! expiry, big sessions, and what it says when Redis cannot be reached.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use redis::AsyncCommands;
 use typed_sessions::store::{conformance, Applied, Created, SessionStore, StoreError};
-use typed_sessions::{from_unix_millis, to_unix_millis, Changes, Expiry, Record, RedisStore, SessionId};
-use typed_sessions_tests::{free_port, init_tracing, RedisServer};
+use typed_sessions::{to_unix_millis, Changes, Expiry, Record, RedisStore, SessionId};
+use typed_sessions_tests::{free_port, init_tracing, millis_from_now, RedisServer};
 
 /// A plain connection for looking at what the store wrote.
 async fn plain(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
@@ -16,10 +16,6 @@ async fn plain(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
         .get_multiplexed_async_connection()
         .await
         .unwrap()
-}
-
-fn millis_from_now(offset_ms: i64) -> SystemTime {
-    from_unix_millis(to_unix_millis(SystemTime::now()) + offset_ms)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,26 +2,13 @@
 //! table names, several pools on one file, corrupt rows).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
 use sqlx::Row;
-use typed_sessions::store::{conformance, Applied, Created, SessionStore, StoreError, StoreKey};
-use typed_sessions::{from_unix_millis, to_unix_millis, Changes, Expiry, Record, SessionId, SqliteStore};
-
-fn fresh_key() -> StoreKey {
-    SessionId::random().store_key()
-}
-
-fn millis_from_now(offset_ms: i64) -> SystemTime {
-    from_unix_millis(to_unix_millis(SystemTime::now()) + offset_ms)
-}
-
-fn live_record() -> Record {
-    let mut record = Record::new(millis_from_now(0), millis_from_now(3_600_000));
-    record.values.insert("user_id".into(), "42".into());
-    record
-}
+use typed_sessions::store::{conformance, Applied, Created, SessionStore, StoreError};
+use typed_sessions::{to_unix_millis, Changes, Expiry, SessionId, SqliteStore};
+use typed_sessions_tests::{fresh_key, live_record, millis_from_now};
 
 fn set(name: &str, json: &str) -> Changes {
     let mut changes = Changes::default();

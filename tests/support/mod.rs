@@ -790,3 +790,20 @@ async fn read_response(connection: &mut BufReader<TcpStream>) -> io::Result<Http
     response.body = String::from_utf8_lossy(&body).into_owned();
     Ok(response)
 }
+
+/// A random store key, as a fresh session would have.
+pub fn fresh_key() -> typed_sessions::store::StoreKey {
+    typed_sessions::SessionId::random().store_key()
+}
+
+/// Now plus `offset_ms` (negative: in the past), to the millisecond, the precision stores keep.
+pub fn millis_from_now(offset_ms: i64) -> std::time::SystemTime {
+    typed_sessions::from_unix_millis(typed_sessions::to_unix_millis(std::time::SystemTime::now()) + offset_ms)
+}
+
+/// A record that lives an hour, holding `user_id = 42`.
+pub fn live_record() -> typed_sessions::Record {
+    let mut record = typed_sessions::Record::new(millis_from_now(0), millis_from_now(3_600_000));
+    record.values.insert("user_id".into(), "42".into());
+    record
+}
