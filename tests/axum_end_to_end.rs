@@ -813,3 +813,45 @@ async fn regenerate_id_keeps_what_a_concurrent_request_wrote() {
     );
     assert_eq!(store.inner.len(), 1, "the old record was not deleted");
 }
+
+#[tokio::test]
+async fn host_prefixed_cookie_names_work_with_their_required_settings() {
+    let app = routes().layer(SessionLayer::new(MemoryStore::new()).with_cookie_name("__Host-id"));
+    let reply = send(&app, "/login", None).await;
+    let set_cookie = reply.set_cookie.first().expect("a session cookie");
+    assert!(set_cookie.starts_with("__Host-id="), "{set_cookie}");
+    assert!(set_cookie.contains("Secure") && set_cookie.contains("Path=/") && !set_cookie.contains("Domain"));
+}
+
+#[test]
+#[should_panic(expected = "`__Host-` cookie needs")]
+fn host_prefix_with_a_domain_is_refused_when_the_app_is_built() {
+    // `with_state` turns handlers into services, as `axum::serve` does at start-up.
+    let _: Router = routes()
+        .layer(
+            SessionLayer::new(MemoryStore::new())
+                .with_cookie_name("__Host-id")
+                .with_domain("example.com"),
+        )
+        .with_state(());
+}
+
+#[test]
+#[should_panic(expected = "`__Secure-` cookie needs")]
+fn secure_prefix_without_secure_is_refused_when_the_app_is_built() {
+    let _: Router = routes()
+        .layer(
+            SessionLayer::new(MemoryStore::new())
+                .with_cookie_name("__Secure-id")
+                .with_secure(false),
+        )
+        .with_state(());
+}
+
+#[test]
+#[should_panic(expected = "is not a valid cookie name")]
+fn an_invalid_cookie_name_is_refused_when_the_app_is_built() {
+    let _: Router = routes()
+        .layer(SessionLayer::new(MemoryStore::new()).with_cookie_name("my session"))
+        .with_state(());
+}
