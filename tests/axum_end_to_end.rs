@@ -855,3 +855,18 @@ fn an_invalid_cookie_name_is_refused_when_the_app_is_built() {
         .layer(SessionLayer::new(MemoryStore::new()).with_cookie_name("my session"))
         .with_state(());
 }
+
+#[tokio::test]
+async fn a_stale_session_cookie_sent_first_does_not_hide_the_live_one() {
+    let key = SigningKey::from_bytes(&[5; 32]).unwrap();
+    let store = Arc::new(CountingStore::default());
+    let app = routes().layer(SessionLayer::new(store.clone()).with_signing_keys([key]));
+    let mut browser = Browser::new(app.clone());
+    browser.get("/login").await;
+    let stale = browser.cookie.clone().unwrap();
+    browser.get("/regenerate?v=delete").await; // the old id is gone from the store
+    let live = browser.cookie.clone().unwrap();
+    // A browser holding both (say the stale one at a longer path) sends the stale one first.
+    let both = format!("{stale}; {live}");
+    assert_eq!(send(&app, "/whoami", Some(&both)).await.body, r#"Some(42) Some("ada")"#);
+}

@@ -101,7 +101,7 @@ pub(crate) fn encode_value(id: &SessionId, cookie_name: &str, keys: &[SigningKey
 }
 
 /// A session id read from a verified cookie.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct CookieId {
     pub(crate) id: SessionId,
     /// Signed by a key other than the first: the cookie should be re-signed.
@@ -137,14 +137,31 @@ pub(crate) fn decode_value(value: &str, cookie_name: &str, keys: &[SigningKey]) 
     })
 }
 
-/// The session id the request's cookies carry, if any verifies. Several cookies of our name
-/// (a stale one at another path, say) are each tried.
+/// The session ids the request's cookies carry that verify.
 ///
 /// A request `Cookie` header is only `name=value` pairs separated by `;` (RFC 6265 §4.2.1), and
 /// every request pays for reading it, so it is split here rather than through `cookie`'s full
 /// parser, which also handles attributes and percent-decoding that request cookies never need
 /// (and our values, base64url and `.`, never contain). It costs a tenth as much.
-pub(crate) fn session_id_from_headers(
+///
+/// The verified ids come in the order the browser sent them: a stale cookie at a longer path
+/// comes first, so the session layer falls back to the next when the store does not know one.
+/// Lazy: the common request with one cookie verifies one value.
+pub(crate) fn session_ids<'a>(
+    headers: &'a HeaderMap,
+    settings: &'a CookieSettings,
+    keys: &'a [SigningKey],
+) -> impl Iterator<Item = CookieId> + 'a {
+    let name = settings.name.as_bytes();
+    headers
+        .get_all(COOKIE)
+        .into_iter()
+        .flat_map(|header| header.as_bytes().split(|&b| b == b';'))
+        .filter_map(move |pair| cookie_pair_id(pair, name, settings, keys))
+}
+
+/// The first of [`session_ids`], without building the iterator: every request pays for this.
+pub(crate) fn first_session_id(
     headers: &HeaderMap,
     settings: &CookieSettings,
     keys: &[SigningKey],
@@ -152,26 +169,27 @@ pub(crate) fn session_id_from_headers(
     let name = settings.name.as_bytes();
     for header in headers.get_all(COOKIE) {
         for pair in header.as_bytes().split(|&b| b == b';') {
-            let pair = pair.trim_ascii();
-            let Some(value) = pair.strip_prefix(name).and_then(|rest| rest.strip_prefix(b"=")) else {
-                continue;
-            };
-            let value = value.trim_ascii();
-            // A value may be quoted (RFC 6265 `cookie-value`).
-            let value = value
-                .strip_prefix(b"\"")
-                .and_then(|v| v.strip_suffix(b"\""))
-                .unwrap_or(value);
-            let Ok(value) = std::str::from_utf8(value) else {
-                continue;
-            };
-            if let Some(id) = decode_value(value, &settings.name, keys) {
+            if let Some(id) = cookie_pair_id(pair, name, settings, keys) {
                 return Some(id);
             }
         }
     }
     None
 }
+
+/// The verified id in one `name=value` pair of a `Cookie` header, if it is our cookie.
+fn cookie_pair_id(pair: &[u8], name: &[u8], settings: &CookieSettings, keys: &[SigningKey]) -> Option<CookieId> {
+    let value = pair.trim_ascii().strip_prefix(name)?.strip_prefix(b"=")?.trim_ascii();
+    // A value may be quoted (RFC 6265 `cookie-value`).
+    let value = value
+        .strip_prefix(b"\"")
+        .and_then(|v| v.strip_suffix(b"\""))
+        .unwrap_or(value);
+    decode_value(std::str::from_utf8(value).ok()?, &settings.name, keys)
+}
+
+/// How many of a request's session cookies are tried, at most.
+pub(crate) const MAX_CANDIDATES: usize = 3;
 
 /// `Set-Cookie` that stores `value`, with `max_age` (`None`: a browser-session cookie).
 pub(crate) fn set_cookie(settings: &CookieSettings, value: String, max_age: Option<Duration>) -> Option<HeaderValue> {
@@ -276,7 +294,7 @@ mod tests {
             vec![format!("  id={value}  ;")],
         ] {
             let refs: Vec<&str> = header.iter().map(String::as_str).collect();
-            let found = session_id_from_headers(&headers(&refs), &settings, &[]);
+            let found = session_ids(&headers(&refs), &settings, &[]).next();
             assert_eq!(found.map(|c| c.id), Some(id.clone()), "{header:?}");
         }
         for header in [
@@ -286,7 +304,7 @@ mod tests {
             String::new(),
         ] {
             assert_eq!(
-                session_id_from_headers(&headers(&[&header]), &settings, &[]),
+                session_ids(&headers(&[&header]), &settings, &[]).next(),
                 None,
                 "{header:?}"
             );

@@ -51,7 +51,10 @@ async fn request_session(parts: &Parts) -> Result<Arc<RequestSession>, SessionRe
         .extensions
         .get::<Arc<RequestSession>>()
         .ok_or(SessionRejection::MissingLayer)?;
-    session.load().await.map_err(SessionRejection::StoreUnavailable)?;
+    session
+        .load(&parts.headers)
+        .await
+        .map_err(SessionRejection::StoreUnavailable)?;
     Ok(Arc::clone(session))
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use cookie::SameSite;
 use http::header::SET_COOKIE;
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use parking_lot::{MappedMutexGuard, Mutex, MutexGuard};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
@@ -19,7 +19,7 @@ use tower_service::Service;
 use crate::clock::Clock;
 use crate::config::{Config, Expiry};
 use crate::cookie::{self as session_cookie, CookieId, SigningKey};
-use crate::id::SessionId;
+use crate::id::{SessionId, StoreKey};
 use crate::record::Record;
 use crate::session::{CookiePlan, State, Write};
 use crate::store::{Applied, Created, SessionStore, StoreError};
@@ -231,6 +231,7 @@ impl<S> std::fmt::Debug for SessionService<S> {
 /// The session of one request, before and after it is loaded. Lives in the request's extensions.
 pub(crate) struct RequestSession {
     pub(crate) config: Arc<Config>,
+    /// The first verified session cookie; later ones are read from the headers only if needed.
     cookie_id: Option<CookieId>,
     /// `None` until a handler extracts the session.
     state: Mutex<Option<State>>,
@@ -256,42 +257,71 @@ impl RequestSession {
         })
     }
 
-    /// Reads the session from the store on the first call of the request.
-    pub(crate) async fn load(&self) -> Result<(), StoreError> {
+    /// Reads the session from the store on the first call of the request. `headers` are the
+    /// request's: when the first session cookie names no live session, later ones are tried.
+    pub(crate) async fn load(&self, headers: &HeaderMap) -> Result<(), StoreError> {
         if self.is_loaded() {
             return Ok(());
         }
         let config = &self.config;
-        let state = match &self.cookie_id {
-            None => State::fresh(config.now()),
-            Some(CookieId { id, signed_by_old_key }) => {
-                let (key, cached) = config.key_cache.key(id);
-                let record = match with_timeout(config, config.store().load(&key)).await {
-                    // One undecodable record must not answer 503 to its owner forever: it is
-                    // treated as no session, and the next write starts a new one.
-                    Err(StoreError::Corrupt(reason)) => {
-                        tracing::warn!(%reason, "the stored session does not decode; starting a new one");
-                        None
-                    }
-                    other => other?,
-                };
-                let now = config.now();
-                match record {
-                    Some(record) if !record.is_expired_at(now) && !config.past_max_lifetime(record.created_at, now) => {
-                        if !cached {
-                            config.key_cache.remember(id, key);
-                        }
-                        State::loaded(id.clone(), key, record, *signed_by_old_key)
-                    }
-                    // An id the store does not know (or has expired) is never adopted.
-                    _ => State::fresh(now),
-                }
+        let mut state = None;
+        if let Some(first) = &self.cookie_id {
+            let (key, cached) = config.key_cache.key(&first.id);
+            let record = self.fetch(&key).await?;
+            state = self.adopt(first.clone(), key, cached, record);
+            if state.is_none() {
+                // Rare (a stale cookie sent before the live one): kept out of the common
+                // future, which stays small.
+                state = Box::pin(self.load_later_cookies(headers)).await?;
             }
-        };
+        }
+        let state = state.unwrap_or_else(|| State::fresh(config.now()));
         // Extractors run one after another, so a second load in one request is not expected;
         // should two race, the first to finish wins and both see its session.
         self.state.lock().get_or_insert(state);
         Ok(())
+    }
+}
+
+impl RequestSession {
+    /// The record under `key`; an undecodable one counts as none, so that one corrupt record
+    /// does not answer 503 to its owner forever (the next write starts a new session).
+    async fn fetch(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
+        match with_timeout(&self.config, self.config.store().load(key)).await {
+            Err(StoreError::Corrupt(reason)) => {
+                tracing::warn!(%reason, "the stored session does not decode; starting a new one");
+                Ok(None)
+            }
+            other => other,
+        }
+    }
+
+    /// The first live session named by the request's second and later session cookies.
+    async fn load_later_cookies(&self, headers: &HeaderMap) -> Result<Option<State>, StoreError> {
+        let config = &self.config;
+        let later = session_cookie::session_ids(headers, &config.cookie, &config.signing_keys)
+            .skip(1)
+            .take(session_cookie::MAX_CANDIDATES - 1);
+        for candidate in later {
+            let (key, cached) = config.key_cache.key(&candidate.id);
+            let record = self.fetch(&key).await?;
+            if let Some(state) = self.adopt(candidate, key, cached, record) {
+                return Ok(Some(state));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The session state for `record` loaded for `candidate`, if it is live. An id the store does
+    /// not know (or that has expired) is never adopted.
+    fn adopt(&self, candidate: CookieId, key: StoreKey, cached: bool, record: Option<Record>) -> Option<State> {
+        let config = &self.config;
+        let now = config.now();
+        let record = record.filter(|r| !r.is_expired_at(now) && !config.past_max_lifetime(r.created_at, now))?;
+        if !cached {
+            config.key_cache.remember(&candidate.id, key);
+        }
+        Some(State::loaded(candidate.id, key, record, candidate.signed_by_old_key))
     }
 }
 
@@ -327,8 +357,7 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let config = Arc::clone(&self.config);
-        let cookie_id =
-            session_cookie::session_id_from_headers(request.headers(), &config.cookie, &config.signing_keys);
+        let cookie_id = session_cookie::first_session_id(request.headers(), &config.cookie, &config.signing_keys);
         let session = Arc::new(RequestSession {
             config,
             cookie_id,
