@@ -176,6 +176,10 @@ impl<V: SessionSchema, F: SessionSchema> Session<V, F> {
     /// Gives the session a new id, keeping its data: call it when privileges change (log in) so
     /// an id planted by an attacker before login is worthless after it. With `delete_old` the
     /// record under the old id is deleted when the session is saved.
+    ///
+    /// On save the stored record is read again, this request's changes are applied to it and
+    /// the result is stored under the new id, so what concurrent requests wrote is kept; if the
+    /// session was destroyed meanwhile, nothing is stored and no cookie is sent.
     pub fn regenerate_id(&mut self, delete_old: bool) {
         self.state().regenerate_id(delete_old);
     }
