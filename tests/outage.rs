@@ -17,8 +17,9 @@ struct Values {
 
 /// How long the layer waits for one store call.
 const STORE_TIMEOUT: Duration = Duration::from_millis(1_000);
-/// How long a request may take while the store is down.
-const BOUND: Duration = Duration::from_secs(3);
+/// How long a request may take while the store is down: the store timeout plus a wide margin for
+/// a loaded CI machine; the point is that it is bounded, not how fast it is.
+const BOUND: Duration = Duration::from_secs(6);
 
 fn app(store: impl SessionStore) -> Router {
     Router::new()

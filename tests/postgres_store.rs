@@ -206,7 +206,7 @@ async fn unreachable_postgres_is_unavailable_quickly() {
     let error = PostgresStore::connect(&url).await.unwrap_err();
     assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
     assert!(
-        started.elapsed() < Duration::from_secs(4),
+        started.elapsed() < Duration::from_secs(8),
         "connecting to nothing took {:?}",
         started.elapsed()
     );

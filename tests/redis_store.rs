@@ -171,7 +171,7 @@ async fn unreachable_redis_is_unavailable_and_a_bad_url_is_not() {
         .unwrap_err();
     assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
     assert!(
-        started.elapsed() < Duration::from_secs(3),
+        started.elapsed() < Duration::from_secs(6),
         "connecting to nothing took {:?}",
         started.elapsed()
     );
