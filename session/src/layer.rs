@@ -238,7 +238,6 @@ pub(crate) struct RequestSession {
 }
 
 impl RequestSession {
-    /// The session, read from the store on the first call of the request.
     /// Whether a handler has loaded the session.
     pub(crate) fn is_loaded(&self) -> bool {
         self.state.lock().is_some()
@@ -281,9 +280,7 @@ impl RequestSession {
         self.state.lock().get_or_insert(state);
         Ok(())
     }
-}
 
-impl RequestSession {
     /// The record under `key`; an undecodable one counts as none, so that one corrupt record
     /// does not answer 503 to its owner forever (the next write starts a new session).
     async fn fetch(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
@@ -446,10 +443,10 @@ async fn finish<B: Default>(session: &RequestSession, mut response: Response<B>)
     }
 }
 
-/// Stores `record` under `id` (or a random id), retrying with random ids on collision; returns
-/// the id it was stored under.
-async fn create(config: &Config, id: Option<SessionId>, record: &Record) -> Result<SessionId, StoreError> {
-    let mut candidate = id.unwrap_or_else(SessionId::random);
+/// Stores `record` under `first` (`regenerate_id`'s new id) or a random id, retrying with random
+/// ids on collision; returns the id it was stored under.
+async fn create(config: &Config, first: Option<SessionId>, record: &Record) -> Result<SessionId, StoreError> {
+    let mut candidate = first.unwrap_or_else(SessionId::random);
     for _ in 0..CREATE_ATTEMPTS {
         let key = candidate.store_key();
         match with_timeout(config, config.store().create(&key, record)).await? {
@@ -478,8 +475,8 @@ async fn save(config: &Config, session: &RequestSession) -> Result<Option<Header
     let mut cookie_id = None;
     match plan.write {
         None => {}
-        Some(Write::Create { id, record }) => cookie_id = Some(create(config, id, &record).await?),
-        Some(Write::Move { from, to, changes }) => match with_timeout(config, store.load(&from)).await? {
+        Some(Write::Create { record }) => cookie_id = Some(create(config, None, &record).await?),
+        Some(Write::Move { from, to, changes }) => match session.fetch(&from).await? {
             Some(mut record) => {
                 record.apply(&changes);
                 cookie_id = Some(create(config, Some(to), &record).await?);

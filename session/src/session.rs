@@ -284,22 +284,22 @@ pub(crate) struct State {
     base: ValueMap,
     /// This request's changes to values.
     pending: Patch,
-    pub(crate) incoming_flash: ValueMap,
+    incoming_flash: ValueMap,
     outgoing_flash: ValueMap,
     now_flash: ValueMap,
     kept_flash: BTreeSet<String>,
     reflash: bool,
     /// Incoming flash that `clear` dropped: removed from the store on save.
     cleared_flash: Vec<String>,
-    pub(crate) created_at: SystemTime,
+    created_at: SystemTime,
     /// Expiry time of the loaded record.
-    pub(crate) stored_expires_at: Option<SystemTime>,
+    stored_expires_at: Option<SystemTime>,
     stored_expiry: Option<Expiry>,
     pending_expiry: Option<Option<Expiry>>,
     /// The id the session moves to on save (`regenerate_id`).
     new_id: Option<SessionId>,
-    pub(crate) delete_id: Option<SessionId>,
-    pub(crate) destroyed: bool,
+    delete_id: Option<SessionId>,
+    destroyed: bool,
 }
 
 impl State {
@@ -484,22 +484,6 @@ impl State {
         values
     }
 
-    /// Incoming flash that survives this request (kept), plus new flash.
-    fn next_flash(&self) -> ValueMap {
-        let mut flash: ValueMap = self
-            .incoming_flash
-            .iter()
-            .filter(|(name, _)| self.reflash || self.kept_flash.contains(*name))
-            .map(|(name, json)| (name.clone(), json.clone()))
-            .collect();
-        flash.extend(
-            self.outgoing_flash
-                .iter()
-                .map(|(name, json)| (name.clone(), json.clone())),
-        );
-        flash
-    }
-
     fn flash_patch(&self) -> Patch {
         let mut patch: Patch = self
             .incoming_flash
@@ -531,17 +515,7 @@ impl State {
     pub(crate) fn plan(&mut self, config: &Config, now: SystemTime) -> Plan {
         let delete = self.delete_id.clone();
         if self.destroyed {
-            // A session that was never stored has no cookie of ours to remove.
-            let cookie = if delete.is_some() {
-                CookiePlan::Remove
-            } else {
-                CookiePlan::Keep
-            };
-            return Plan {
-                write: None,
-                delete,
-                cookie,
-            };
+            return Plan::ending(delete);
         }
         let expiry = self.expiry_override().unwrap_or(config.expiry);
         let expires_at = config.expires_at(expiry, self.created_at, now);
@@ -550,32 +524,22 @@ impl State {
             Expiry::BrowserSession => None,
         };
 
-        let whole_record = || Record {
-            values: self.current_values(),
-            flash: self.next_flash(),
-            created_at: self.created_at,
-            expires_at,
-            expiry: self.expiry_override(),
-        };
-
         match (&self.loaded_id, &self.new_id) {
-            // Not stored yet (a new visitor, or after `invalidate`): store it only if it holds something.
+            // Not stored yet (a new visitor, or after `invalidate`): nothing came in, so the
+            // record is this request's values and flash. Stored only if it holds something.
             (None, _) => {
-                let record = whole_record();
+                let record = Record {
+                    values: self.current_values(),
+                    flash: std::mem::take(&mut self.outgoing_flash),
+                    created_at: self.created_at,
+                    expires_at,
+                    expiry: self.expiry_override(),
+                };
                 if record.values.is_empty() && record.flash.is_empty() {
-                    let cookie = if delete.is_some() {
-                        CookiePlan::Remove
-                    } else {
-                        CookiePlan::Keep
-                    };
-                    Plan {
-                        write: None,
-                        delete,
-                        cookie,
-                    }
+                    Plan::ending(delete)
                 } else {
                     Plan {
-                        write: Some(Write::Create { id: None, record }),
+                        write: Some(Write::Create { record }),
                         delete,
                         cookie: CookiePlan::Set {
                             max_age: cookie_max_age,
@@ -657,13 +621,27 @@ pub(crate) struct Plan {
     pub(crate) cookie: CookiePlan,
 }
 
+impl Plan {
+    /// A session that ends without a successor: its record is deleted if it had one, and then
+    /// its cookie goes too (a session that was never stored has no cookie of ours to remove).
+    fn ending(delete: Option<SessionId>) -> Self {
+        let cookie = if delete.is_some() {
+            CookiePlan::Remove
+        } else {
+            CookiePlan::Keep
+        };
+        Plan {
+            write: None,
+            delete,
+            cookie,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) enum Write {
-    /// A new record; under `id` if given, else (and after a collision) under a random id.
-    Create {
-        id: Option<SessionId>,
-        record: Record,
-    },
+    /// A new session's first record, under a random id.
+    Create { record: Record },
     Apply {
         key: StoreKey,
         changes: Changes,
