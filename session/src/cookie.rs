@@ -160,7 +160,8 @@ pub(crate) fn session_ids<'a>(
         .filter_map(move |pair| cookie_pair_id(pair, name, settings, keys))
 }
 
-/// The first of [`session_ids`], without building the iterator: every request pays for this.
+/// The first of [`session_ids`], as a plain loop: every request pays for this, and the
+/// iterator costs about 230 instructions more per request (`bench/instructions.sh`).
 pub(crate) fn first_session_id(
     headers: &HeaderMap,
     settings: &CookieSettings,
