@@ -3,7 +3,7 @@
 //! Use it through the `typed-sessions` crate (`use typed_sessions::SessionSchema;`), which
 //! re-exports it next to the trait of the same name; this crate is an implementation detail.
 //!
-//! ```ignore
+//! ```
 //! use typed_sessions::SessionSchema;
 //!
 //! #[derive(SessionSchema)]
@@ -14,6 +14,9 @@
 //!     #[session(rename = "cart")]      // optional: the stored name of one key
 //!     cart_items: Vec<String>,         // key `Values::CART_ITEMS`, stored as "cart"
 //! }
+//!
+//! assert_eq!(Values::USER_ID.name(), "userId");
+//! assert_eq!(Values::CART_ITEMS.name(), "cart");
 //! ```
 //!
 //! For each field the derive generates an associated const `Key<Self, FieldType>` named in
