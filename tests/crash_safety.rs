@@ -2,103 +2,22 @@
 //! killed with SIGKILL at a random moment; then every record it left must load whole, and the
 //! store must keep working.
 //!
-//! The child is this test binary itself, started with `--exact crash_child --ignored` and an
-//! environment variable that tells it which store to open; without the variable (a plain
-//! `cargo test -- --ignored`) `crash_child` does nothing.
+//! The child is the `crash-writer` binary of this package (`crash_writer.rs`), given the store
+//! to open as its argument.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use typed_sessions::store::{Applied, Created, SessionStore, StoreKey};
-use typed_sessions::{Changes, FileStore, Record, SqliteStore};
-use typed_sessions_tests::{fresh_key, millis_from_now};
+use typed_sessions::{FileStore, SqliteStore};
+use typed_sessions_tests::crash::{pair, record_with, READY};
+use typed_sessions_tests::fresh_key;
 
-/// Tells the child which store to write to: `sqlite:<file>` or `file:<dir>`.
-const CHILD_ENV: &str = "TYPED_SESSIONS_CRASH_CHILD";
-const READY: &str = "crash child: store open, writing";
 const ROUNDS: usize = 4;
-
-#[test]
-#[ignore = "the child process of the crash tests; does nothing unless they start it"]
-fn crash_child() {
-    let Ok(spec) = std::env::var(CHILD_ENV) else { return };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async move {
-        let store = open(&spec).await;
-        let hot = fresh_key();
-        assert_eq!(store.create(&hot, &record_with(0)).await.unwrap(), Created::Created);
-        println!("{READY}");
-        let writers: Vec<_> = (0..4u64)
-            .map(|task| {
-                let store = Arc::clone(&store);
-                tokio::spawn(async move {
-                    let mut n = task * 1_000_000_000;
-                    loop {
-                        n += 1;
-                        let key = fresh_key();
-                        assert_eq!(store.create(&key, &record_with(n)).await.unwrap(), Created::Created);
-                        for i in 0..5 {
-                            n += 1;
-                            let mut changes = pair(n);
-                            changes.values.insert(format!("i{i}"), Some(i.to_string()));
-                            assert_eq!(store.apply(&key, &changes).await.unwrap(), Applied::Applied);
-                            // Several writers patch one session at once.
-                            let mut changes = pair(n);
-                            changes.values.insert(format!("task{task}"), Some(n.to_string()));
-                            changes.expires_at = Some(millis_from_now(3_600_000));
-                            assert_eq!(store.apply(&hot, &changes).await.unwrap(), Applied::Applied);
-                        }
-                        if n % 3 == 0 {
-                            store.delete(&key).await.unwrap();
-                        }
-                    }
-                })
-            })
-            .collect();
-        for writer in writers {
-            writer.await.unwrap();
-        }
-    });
-}
-
-/// A record whose `a` and `b` are both `n`, plus some bulk so that writes take a moment.
-fn record_with(n: u64) -> Record {
-    let mut record = Record::new(millis_from_now(0), millis_from_now(3_600_000));
-    record.values.insert("a".into(), n.to_string());
-    record.values.insert("b".into(), n.to_string());
-    record
-        .values
-        .insert("bulk".into(), format!("\"{}\"", "x".repeat(8 * 1024)));
-    record.flash.insert("notice".into(), format!("\"{n}\""));
-    record
-}
-
-/// Sets `a` and `b` to `n` in one patch: a record with `a != b` was torn.
-fn pair(n: u64) -> Changes {
-    let mut changes = Changes::default();
-    changes.values.insert("a".into(), Some(n.to_string()));
-    changes.values.insert("b".into(), Some(n.to_string()));
-    changes
-}
-
-async fn open(spec: &str) -> Arc<dyn SessionStore> {
-    if let Some(path) = spec.strip_prefix("sqlite:") {
-        Arc::new(SqliteStore::open(path).await.unwrap())
-    } else if let Some(dir) = spec.strip_prefix("file:") {
-        Arc::new(FileStore::open(dir).unwrap())
-    } else {
-        panic!("{CHILD_ENV}={spec:?}: expected sqlite:<file> or file:<dir>")
-    }
-}
 
 fn random_below(bound: u64) -> u64 {
     RandomState::new().build_hasher().finish() % bound
@@ -106,14 +25,12 @@ fn random_below(bound: u64) -> u64 {
 
 /// Starts the child on `spec`, waits until it writes, lets it run 100–600 ms, kills it.
 fn run_and_kill_child(spec: &str) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash_child", "--ignored", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, spec)
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crash-writer"))
+        .arg(spec)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    // libtest prints `test crash_child ... ` without a line break first: look inside lines.
     let stdout = BufReader::new(child.stdout.take().unwrap());
     let (ready, started) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -8,19 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use typed_sessions::store::{conformance, Applied, Created, SessionStore, StoreError};
-use typed_sessions::{Changes, FileStore, Record, SessionId};
-use typed_sessions_tests::{fresh_key, live_record, millis_from_now};
+use typed_sessions::{FileStore, Record, SessionId};
+use typed_sessions_tests::{fresh_key, live_record, millis_from_now, set_value};
 
 fn expired_record() -> Record {
     let mut record = live_record();
     record.expires_at = millis_from_now(-1);
     record
-}
-
-fn set(name: &str, json: &str) -> Changes {
-    let mut changes = Changes::default();
-    changes.values.insert(name.into(), Some(json.into()));
-    changes
 }
 
 fn names(dir: &Path) -> BTreeSet<String> {
@@ -79,7 +73,7 @@ async fn file_names_are_the_hashed_key_in_hex() {
     let id = SessionId::random();
     let key = id.store_key();
     store.create(&key, &live_record()).await.unwrap();
-    store.apply(&key, &set("theme", r#""dark""#)).await.unwrap();
+    store.apply(&key, &set_value("theme", r#""dark""#)).await.unwrap();
     for _ in 0..5 {
         store.create(&fresh_key(), &live_record()).await.unwrap();
     }
@@ -116,10 +110,10 @@ async fn delete_leaves_nothing_behind() {
     let store = FileStore::open(dir.path()).unwrap();
     let key = fresh_key();
     store.create(&key, &live_record()).await.unwrap();
-    store.apply(&key, &set("a", "1")).await.unwrap();
+    store.apply(&key, &set_value("a", "1")).await.unwrap();
     store.delete(&key).await.unwrap();
     // An apply after the logout neither brings the record back nor leaves a lock file.
-    assert_eq!(store.apply(&key, &set("a", "2")).await.unwrap(), Applied::Missing);
+    assert_eq!(store.apply(&key, &set_value("a", "2")).await.unwrap(), Applied::Missing);
     #[cfg(unix)]
     assert!(names(dir.path()).is_empty(), "left behind: {:?}", names(dir.path()));
     #[cfg(not(unix))]
@@ -186,7 +180,7 @@ async fn a_torn_file_is_corrupt_and_can_be_replaced() {
 
     assert!(matches!(store.load(&key).await, Err(StoreError::Corrupt(_))));
     assert!(matches!(
-        store.apply(&key, &set("a", "1")).await,
+        store.apply(&key, &set_value("a", "1")).await,
         Err(StoreError::Corrupt(_))
     ));
     // The sweeper skips it rather than failing.
@@ -205,45 +199,9 @@ async fn a_torn_file_is_corrupt_and_can_be_replaced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_applies_from_two_instances_all_survive() {
     let dir = tempfile::tempdir().unwrap();
-    let one = FileStore::open(dir.path()).unwrap();
-    let two = FileStore::open(dir.path()).unwrap();
-    let key = fresh_key();
-    one.create(&key, &live_record()).await.unwrap();
-
-    let tasks = 8;
-    let rounds = 10;
-    let handles: Vec<_> = (0..tasks)
-        .map(|task| {
-            let store = if task % 2 == 0 { one.clone() } else { two.clone() };
-            tokio::spawn(async move {
-                for round in 0..rounds {
-                    let mut changes = set(&format!("task{task}_round{round}"), &round.to_string());
-                    let both = format!("\"{task}-{round}\"");
-                    changes.values.insert("a".into(), Some(both.clone()));
-                    changes.values.insert("b".into(), Some(both));
-                    assert_eq!(store.apply(&key, &changes).await.unwrap(), Applied::Applied);
-                    // Readers never see a half-written file.
-                    let seen = store.load(&key).await.unwrap().unwrap();
-                    assert_eq!(seen.values.get("a"), seen.values.get("b"));
-                }
-            })
-        })
-        .collect();
-    for handle in handles {
-        handle.await.unwrap();
-    }
-
-    let loaded = two.load(&key).await.unwrap().unwrap();
-    for task in 0..tasks {
-        for round in 0..rounds {
-            assert_eq!(
-                loaded.values.get(&format!("task{task}_round{round}")),
-                Some(&round.to_string()),
-                "task {task} round {round} lost"
-            );
-        }
-    }
-    assert_eq!(loaded.values.get("user_id").map(String::as_str), Some("42"));
+    let one = Arc::new(FileStore::open(dir.path()).unwrap());
+    let two = Arc::new(FileStore::open(dir.path()).unwrap());
+    typed_sessions_tests::concurrent_applies_from_two_instances_all_survive(one, two, 10).await;
     assert!(
         names(dir.path()).iter().all(|name| !name.ends_with(".tmp")),
         "temporary files left behind"
@@ -265,7 +223,7 @@ async fn deletes_and_sweeps_racing_applies() {
             .map(|i| {
                 let store = Arc::clone(&store);
                 tokio::spawn(async move {
-                    let changes = set(&format!("k{i}"), "1");
+                    let changes = set_value(&format!("k{i}"), "1");
                     store.apply(&doomed, &changes).await.unwrap();
                     assert_eq!(store.apply(&kept, &changes).await.unwrap(), Applied::Applied);
                     store.delete_expired().await.unwrap();

@@ -1,13 +1,14 @@
 //! Sessions in the embedded stores outlive the app: log in, shut the app and its store down,
 //! start a new one on the same file or directory, and the old cookie still finds the session.
 
-use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
-use http_body_util::BodyExt;
-use tower::ServiceExt;
 use typed_sessions::{FileStore, Session, SessionLayer, SessionSchema, SessionStore, SigningKey, SqliteStore};
+
+#[path = "common/browser.rs"]
+mod browser;
+use browser::send_method as send;
 
 #[derive(SessionSchema)]
 struct Values {
@@ -47,40 +48,11 @@ fn app(store: impl SessionStore) -> Router {
         .layer(SessionLayer::new(store).with_signing_keys([key]))
 }
 
-struct Reply {
-    status: StatusCode,
-    body: String,
-    /// `name=value` of the session cookie the response set, if it set one.
-    cookie: Option<String>,
-}
-
-async fn send(app: &Router, method: &str, path: &str, cookie: Option<&str>) -> Reply {
-    let mut request = Request::builder().method(method).uri(path);
-    if let Some(cookie) = cookie {
-        request = request.header(header::COOKIE, cookie);
-    }
-    let response = app.clone().oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
-    let status = response.status();
-    let cookie = response
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter_map(|value| cookie::Cookie::parse(value.to_str().ok()?.to_owned()).ok())
-        .find(|c| c.name() == "id")
-        .map(|c| format!("{}={}", c.name(), c.value()));
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    Reply {
-        status,
-        body: String::from_utf8(body.to_vec()).unwrap(),
-        cookie,
-    }
-}
-
 /// Logs in on `first`, and returns the session cookie.
 async fn log_in(first: &Router) -> String {
     let reply = send(first, "POST", "/login", None).await;
     assert_eq!(reply.status, StatusCode::OK);
-    let cookie = reply.cookie.expect("login sets the session cookie");
+    let cookie = reply.cookie_header().expect("login sets the session cookie");
     assert_eq!(send(first, "GET", "/whoami", Some(&cookie)).await.body, "alice (1)");
     cookie
 }

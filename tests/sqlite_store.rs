@@ -6,15 +6,9 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
 use sqlx::Row;
-use typed_sessions::store::{conformance, Applied, Created, SessionStore, StoreError};
-use typed_sessions::{to_unix_millis, Changes, Expiry, SessionId, SqliteStore};
-use typed_sessions_tests::{fresh_key, live_record, millis_from_now};
-
-fn set(name: &str, json: &str) -> Changes {
-    let mut changes = Changes::default();
-    changes.values.insert(name.into(), Some(json.into()));
-    changes
-}
+use typed_sessions::store::{conformance, Created, SessionStore, StoreError};
+use typed_sessions::{to_unix_millis, Expiry, SessionId, SqliteStore};
+use typed_sessions_tests::{fresh_key, live_record, millis_from_now, set_value};
 
 #[tokio::test]
 async fn conformance_on_a_file() {
@@ -191,7 +185,7 @@ async fn a_row_that_does_not_decode_is_corrupt() {
         .unwrap();
     assert!(matches!(store.load(&key).await, Err(StoreError::Corrupt(_))));
     assert!(matches!(
-        store.apply(&key, &set("a", "1")).await,
+        store.apply(&key, &set_value("a", "1")).await,
         Err(StoreError::Corrupt(_))
     ));
     // Logging out of a broken session still works.
@@ -217,45 +211,7 @@ async fn concurrent_applies_from_two_pools_all_survive() {
     let path = dir.path().join("s.db");
     let one = Arc::new(SqliteStore::open(&path).await.unwrap());
     let two = Arc::new(SqliteStore::open(&path).await.unwrap());
-    let key = fresh_key();
-    one.create(&key, &live_record()).await.unwrap();
-
-    let tasks = 8;
-    let rounds = 20;
-    let handles: Vec<_> = (0..tasks)
-        .map(|task| {
-            let store = if task % 2 == 0 {
-                Arc::clone(&one)
-            } else {
-                Arc::clone(&two)
-            };
-            tokio::spawn(async move {
-                for round in 0..rounds {
-                    let mut changes = set(&format!("task{task}_round{round}"), &round.to_string());
-                    let both = format!("\"{task}-{round}\"");
-                    changes.values.insert("a".into(), Some(both.clone()));
-                    changes.values.insert("b".into(), Some(both));
-                    assert_eq!(store.apply(&key, &changes).await.unwrap(), Applied::Applied);
-                }
-            })
-        })
-        .collect();
-    for handle in handles {
-        handle.await.unwrap();
-    }
-
-    let loaded = two.load(&key).await.unwrap().unwrap();
-    for task in 0..tasks {
-        for round in 0..rounds {
-            assert_eq!(
-                loaded.values.get(&format!("task{task}_round{round}")),
-                Some(&round.to_string()),
-                "task {task} round {round} lost"
-            );
-        }
-    }
-    assert_eq!(loaded.values.get("a"), loaded.values.get("b"));
-    assert_eq!(loaded.values.get("user_id").map(String::as_str), Some("42"));
+    typed_sessions_tests::concurrent_applies_from_two_instances_all_survive(one, two, 20).await;
 }
 
 /// A delete racing with applies: once the delete is done, no apply brings the row back.
@@ -270,7 +226,7 @@ async fn applies_racing_a_delete_never_resurrect() {
             .map(|i| {
                 let store = Arc::clone(&store);
                 tokio::spawn(async move {
-                    let mut changes = set(&format!("k{i}"), "1");
+                    let mut changes = set_value(&format!("k{i}"), "1");
                     changes.expires_at = Some(millis_from_now(7_200_000));
                     store.apply(&key, &changes).await.unwrap()
                 })

@@ -25,6 +25,11 @@ impl Reply {
             .find(|c| c.name() == "id")
     }
 
+    /// `id=value` of the session cookie the response set, as a `Cookie` header sends it back.
+    pub fn cookie_header(&self) -> Option<String> {
+        self.session_cookie().map(|c| format!("id={}", c.value()))
+    }
+
     /// The session cookie's `Max-Age` in seconds, if it has one.
     pub fn max_age_secs(&self) -> Option<i64> {
         self.session_cookie()?.max_age().map(|age| age.whole_seconds())
@@ -54,7 +59,12 @@ impl Browser {
 
 /// One GET with an optional `Cookie` header.
 pub async fn send(app: &Router, path: &str, cookie: Option<&str>) -> Reply {
-    let mut request = Request::get(path);
+    send_method(app, "GET", path, cookie).await
+}
+
+/// One request with an optional `Cookie` header.
+pub async fn send_method(app: &Router, method: &str, path: &str, cookie: Option<&str>) -> Reply {
+    let mut request = Request::builder().method(method).uri(path);
     if let Some(cookie) = cookie {
         request = request.header(header::COOKIE, cookie);
     }

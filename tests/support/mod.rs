@@ -12,6 +12,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
+pub mod crash;
+
+use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
 use std::os::unix::fs::MetadataExt;
@@ -90,6 +93,32 @@ fn reap_blocking(child: &mut Child, limit: Duration) {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Whether the process in `child` is still running.
+fn running(child: &mut Option<Child>) -> bool {
+    child.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+}
+
+/// Polls `ready` every 50 ms, for up to `limit`, while the process in `child` runs; kills it if
+/// it never gets ready.
+async fn wait_until_ready<F: Future<Output = bool>>(
+    child: &mut Option<Child>,
+    limit: Duration,
+    mut ready: impl FnMut() -> F,
+) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit && running(child) {
+        if ready().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if let Some(mut child) = child.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    false
 }
 
 fn read_log(path: &Path) -> String {
@@ -183,26 +212,17 @@ impl RedisServer {
             .spawn()
             .expect("spawning redis-server failed");
         self.child = Some(child);
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) && self.is_running() {
-            if ping(self.port).await {
-                tracing::debug!(port = self.port, "redis-server ready");
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let port = self.port;
+        let ready = wait_until_ready(&mut self.child, Duration::from_secs(10), || ping(port)).await;
+        if ready {
+            tracing::debug!(port, "redis-server ready");
         }
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        false
+        ready
     }
 
     /// Whether the server process is running.
     pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+        running(&mut self.child)
     }
 
     /// Its port on 127.0.0.1.
@@ -400,26 +420,20 @@ impl PostgresServer {
             .spawn()
             .expect("spawning postgres failed");
         self.child = Some(child);
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(60) && self.is_running() {
-            if read_log(&log_path).contains("ready to accept connections") {
-                tracing::debug!(port = self.port, "postgres ready");
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let ready = wait_until_ready(&mut self.child, Duration::from_secs(60), || {
+            let ready = read_log(&log_path).contains("ready to accept connections");
+            async move { ready }
+        })
+        .await;
+        if ready {
+            tracing::debug!(port = self.port, "postgres ready");
         }
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        false
+        ready
     }
 
     /// Whether the server process is running.
     pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+        running(&mut self.child)
     }
 
     /// Its port on 127.0.0.1.
@@ -806,4 +820,60 @@ pub fn live_record() -> typed_sessions::Record {
     let mut record = typed_sessions::Record::new(millis_from_now(0), millis_from_now(3_600_000));
     record.values.insert("user_id".into(), "42".into());
     record
+}
+
+/// A change set that sets one value.
+pub fn set_value(name: &str, json: &str) -> typed_sessions::Changes {
+    let mut changes = typed_sessions::Changes::default();
+    changes.values.insert(name.into(), Some(json.into()));
+    changes
+}
+
+/// Tasks on a multi-thread runtime apply patches to one session, alternating between two store
+/// instances over the same storage (as two processes would): every key survives, and two values
+/// written in one patch are never seen apart, by a reader in between or at the end.
+pub async fn concurrent_applies_from_two_instances_all_survive<S>(
+    one: std::sync::Arc<S>,
+    two: std::sync::Arc<S>,
+    rounds: usize,
+) where
+    S: typed_sessions::SessionStore,
+{
+    use typed_sessions::store::Applied;
+
+    let key = fresh_key();
+    one.create(&key, &live_record()).await.unwrap();
+    let tasks = 8;
+    let handles: Vec<_> = (0..tasks)
+        .map(|task| {
+            let store = std::sync::Arc::clone(if task % 2 == 0 { &one } else { &two });
+            tokio::spawn(async move {
+                for round in 0..rounds {
+                    let mut changes = set_value(&format!("task{task}_round{round}"), &round.to_string());
+                    let both = format!("\"{task}-{round}\"");
+                    changes.values.insert("a".into(), Some(both.clone()));
+                    changes.values.insert("b".into(), Some(both));
+                    assert_eq!(store.apply(&key, &changes).await.unwrap(), Applied::Applied);
+                    let seen = store.load(&key).await.unwrap().unwrap();
+                    assert_eq!(seen.values.get("a"), seen.values.get("b"), "a patch came apart");
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.await.unwrap();
+    }
+
+    let loaded = two.load(&key).await.unwrap().unwrap();
+    for task in 0..tasks {
+        for round in 0..rounds {
+            assert_eq!(
+                loaded.values.get(&format!("task{task}_round{round}")),
+                Some(&round.to_string()),
+                "task {task} round {round} lost"
+            );
+        }
+    }
+    assert_eq!(loaded.values.get("a"), loaded.values.get("b"));
+    assert_eq!(loaded.values.get("user_id").map(String::as_str), Some("42"));
 }
