@@ -641,7 +641,9 @@ impl Plan {
 #[derive(Debug)]
 pub(crate) enum Write {
     /// A new session's first record, under a random id.
-    Create { record: Record },
+    Create {
+        record: Record,
+    },
     Apply {
         key: StoreKey,
         changes: Changes,
