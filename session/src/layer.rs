@@ -21,7 +21,7 @@ use crate::config::{Config, Expiry};
 use crate::cookie::{self as session_cookie, CookieId, SigningKey};
 use crate::id::{SessionId, StoreKey};
 use crate::record::Record;
-use crate::session::{CookiePlan, State, Write};
+use crate::session::{CookiePlan, Plan, State, Write};
 use crate::store::{Applied, Created, SessionStore, StoreError};
 
 /// How many random ids `create` tries before giving up. With 144-bit ids a single collision is
@@ -283,8 +283,15 @@ impl RequestSession {
 
     /// The record under `key`; an undecodable one counts as none, so that one corrupt record
     /// does not answer 503 to its owner forever (the next write starts a new session).
-    async fn fetch(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        match with_timeout(&self.config, self.config.store().load(key)).await {
+    async fn fetch(&self, key: &StoreKey) -> Result<Option<Arc<Record>>, StoreError> {
+        let store = self.config.store();
+        let loaded = match store.load_now(key) {
+            Some(answer) => answer,
+            None => with_timeout(&self.config, store.load(key))
+                .await
+                .map(|record| record.map(Arc::new)),
+        };
+        match loaded {
             Err(StoreError::Corrupt(reason)) => {
                 tracing::warn!(%reason, "the stored session does not decode; starting a new one");
                 Ok(None)
@@ -311,7 +318,7 @@ impl RequestSession {
 
     /// The session state for `record` loaded for `candidate`, if it is live. An id the store does
     /// not know (or that has expired) is never adopted.
-    fn adopt(&self, candidate: CookieId, key: StoreKey, cached: bool, record: Option<Record>) -> Option<State> {
+    fn adopt(&self, candidate: CookieId, key: StoreKey, cached: bool, record: Option<Arc<Record>>) -> Option<State> {
         let config = &self.config;
         let now = config.now();
         let record = record.filter(|r| !r.is_expired_at(now) && !config.past_max_lifetime(r.created_at, now))?;
@@ -414,9 +421,16 @@ where
                     if !session.is_loaded() {
                         return Poll::Ready(Ok(response));
                     }
+                    let config = &session.config;
+                    let plan = session.state().plan(config, config.now());
+                    // Stores that answer at once (in memory) save here, without a boxed future.
+                    let plan = match save_now(session, plan) {
+                        Ok(saved) => return Poll::Ready(Ok(finish(saved, response))),
+                        Err(plan) => plan,
+                    };
                     let session = Arc::clone(session);
                     ResponseState::Saving {
-                        future: Box::pin(async move { finish(&session, response).await }),
+                        future: Box::pin(async move { finish(save(&session, plan).await, response) }),
                     }
                 }
                 ResponseStateProj::Saving { future } => return future.as_mut().poll(cx).map(Ok),
@@ -426,9 +440,9 @@ where
     }
 }
 
-/// Saves the session and puts the cookie on the response — or answers 503 if the save failed.
-async fn finish<B: Default>(session: &RequestSession, mut response: Response<B>) -> Response<B> {
-    match save(&session.config, session).await {
+/// Puts the save's cookie on the response — or answers 503 if the save failed.
+fn finish<B: Default>(saved: Result<Option<HeaderValue>, StoreError>, mut response: Response<B>) -> Response<B> {
+    match saved {
         Ok(Some(set_cookie)) => {
             response.headers_mut().append(SET_COOKIE, set_cookie);
             response
@@ -465,19 +479,39 @@ async fn create(config: &Config, first: Option<SessionId>, record: &Record) -> R
     )))
 }
 
-/// Writes what the request changed; returns the `Set-Cookie` to send, if any.
-async fn save(config: &Config, session: &RequestSession) -> Result<Option<HeaderValue>, StoreError> {
-    let now = config.now();
-    let plan = session.state().plan(config, now);
-    let store = config.store();
+/// Saves `plan` if that needs no waiting: no store write, or a merge the store does at once
+/// ([`SessionStore::apply_now`]). Gives the plan back otherwise.
+fn save_now(session: &RequestSession, plan: Plan) -> Result<Result<Option<HeaderValue>, StoreError>, Plan> {
+    if plan.delete.is_some() {
+        return Err(plan);
+    }
+    let config = &session.config;
+    match &plan.write {
+        None => Ok(Ok(cookie_header(config, plan.cookie, None))),
+        Some(Write::Apply { key, changes }) => match config.store().apply_now(key, changes) {
+            Some(Ok(applied)) => {
+                let (cookie, id) = after_apply(session, applied, plan.cookie);
+                Ok(Ok(cookie_header(config, cookie, id)))
+            }
+            Some(Err(error)) => Ok(Err(error)),
+            None => Err(plan),
+        },
+        Some(_) => Err(plan),
+    }
+}
 
+/// Writes what the request changed; returns the `Set-Cookie` to send, if any.
+async fn save(session: &RequestSession, plan: Plan) -> Result<Option<HeaderValue>, StoreError> {
+    let config = &session.config;
+    let store = config.store();
     let mut cookie = plan.cookie;
     let mut cookie_id = None;
     match plan.write {
         None => {}
         Some(Write::Create { record }) => cookie_id = Some(create(config, None, &record).await?),
         Some(Write::Move { from, to, changes }) => match session.fetch(&from).await? {
-            Some(mut record) => {
+            Some(record) => {
+                let mut record = Arc::unwrap_or_clone(record);
                 record.apply(&changes);
                 cookie_id = Some(create(config, Some(to), &record).await?);
             }
@@ -486,28 +520,42 @@ async fn save(config: &Config, session: &RequestSession) -> Result<Option<Header
                 cookie = CookiePlan::Keep;
             }
         },
-        Some(Write::Apply { key, changes }) => match with_timeout(config, store.apply(&key, &changes)).await? {
-            Applied::Applied => cookie_id = session.state().loaded_id.clone(),
-            Applied::Missing => {
-                // Destroyed (or expired) while this request ran: its changes must not bring it
-                // back. No cookie either: removing `id` could remove a newer session's cookie
-                // (logged in again in another tab), and a stale id is never adopted anyway.
-                tracing::debug!("the session ended while the request ran; its changes were dropped");
-                cookie = CookiePlan::Keep;
-            }
-        },
+        Some(Write::Apply { key, changes }) => {
+            let applied = match store.apply_now(&key, &changes) {
+                Some(answer) => answer?,
+                None => with_timeout(config, store.apply(&key, &changes)).await?,
+            };
+            (cookie, cookie_id) = after_apply(session, applied, cookie);
+        }
     }
     if let Some(old) = plan.delete {
         config.key_cache.forget(&old);
         with_timeout(config, store.delete(&old.store_key())).await?;
     }
+    Ok(cookie_header(config, cookie, cookie_id))
+}
 
-    Ok(match (cookie, cookie_id) {
+/// The cookie to send, and the id it names, after `apply` answered `applied`.
+fn after_apply(session: &RequestSession, applied: Applied, cookie: CookiePlan) -> (CookiePlan, Option<SessionId>) {
+    match applied {
+        Applied::Applied => (cookie, session.state().loaded_id.clone()),
+        Applied::Missing => {
+            // Destroyed (or expired) while this request ran: its changes must not bring it
+            // back. No cookie either: removing `id` could remove a newer session's cookie
+            // (logged in again in another tab), and a stale id is never adopted anyway.
+            tracing::debug!("the session ended while the request ran; its changes were dropped");
+            (CookiePlan::Keep, None)
+        }
+    }
+}
+
+fn cookie_header(config: &Config, cookie: CookiePlan, id: Option<SessionId>) -> Option<HeaderValue> {
+    match (cookie, id) {
         (CookiePlan::Set { max_age }, Some(id)) => {
             let value = session_cookie::encode_value(&id, &config.cookie.name, &config.signing_keys);
             session_cookie::set_cookie(&config.cookie, value, max_age)
         }
         (CookiePlan::Remove, _) => session_cookie::removal_cookie(&config.cookie),
         _ => None,
-    })
+    }
 }

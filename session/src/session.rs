@@ -16,6 +16,8 @@ use crate::key::{Key, SessionSchema};
 use crate::layer::RequestSession;
 use crate::record::{Changes, Patch, Record, ValueMap};
 
+static EMPTY: ValueMap = ValueMap::new();
+
 /// The session of the current request, typed by the schema of its values `V` and of its flash `F`.
 ///
 /// Take it as an axum extractor (the [`SessionLayer`](crate::SessionLayer) must be installed).
@@ -159,7 +161,7 @@ impl<V: SessionSchema, F: SessionSchema> Session<V, F> {
         let json = state
             .now_flash
             .get(key.name())
-            .or_else(|| state.incoming_flash.get(key.name()))?;
+            .or_else(|| state.incoming_flash().get(key.name()))?;
         decode(key.name(), "flash", json)
     }
 
@@ -280,17 +282,17 @@ pub(crate) struct State {
     loaded_key: Option<StoreKey>,
     /// The cookie was signed by a retired key: send a freshly signed one.
     resign_cookie: bool,
-    /// Values as loaded.
-    base: ValueMap,
+    /// The record as loaded (values and incoming flash), shared with the store that produced
+    /// it; `None` for a session not stored yet, and once destroyed.
+    stored: Option<Arc<Record>>,
     /// This request's changes to values.
     pending: Patch,
-    incoming_flash: ValueMap,
     outgoing_flash: ValueMap,
     now_flash: ValueMap,
     kept_flash: BTreeSet<String>,
     reflash: bool,
-    /// Incoming flash that `clear` dropped: removed from the store on save.
-    cleared_flash: Vec<String>,
+    /// `clear` dropped the incoming flash: hidden from this request, removed from the store on save.
+    flash_cleared: bool,
     created_at: SystemTime,
     /// Expiry time of the loaded record.
     stored_expires_at: Option<SystemTime>,
@@ -309,14 +311,13 @@ impl State {
             loaded_id: None,
             loaded_key: None,
             resign_cookie: false,
-            base: ValueMap::new(),
+            stored: None,
             pending: Patch::new(),
-            incoming_flash: ValueMap::new(),
             outgoing_flash: ValueMap::new(),
             now_flash: ValueMap::new(),
             kept_flash: BTreeSet::new(),
             reflash: false,
-            cleared_flash: Vec::new(),
+            flash_cleared: false,
             created_at: now,
             stored_expires_at: None,
             stored_expiry: None,
@@ -328,16 +329,29 @@ impl State {
     }
 
     /// A stored session.
-    pub(crate) fn loaded(id: SessionId, key: StoreKey, record: Record, resign_cookie: bool) -> Self {
+    pub(crate) fn loaded(id: SessionId, key: StoreKey, record: Arc<Record>, resign_cookie: bool) -> Self {
         State {
             resign_cookie,
             loaded_id: Some(id),
             loaded_key: Some(key),
-            base: record.values,
-            incoming_flash: record.flash,
             stored_expires_at: Some(record.expires_at),
             stored_expiry: record.expiry,
-            ..State::fresh(record.created_at)
+            created_at: record.created_at,
+            stored: Some(record),
+            ..State::fresh(SystemTime::UNIX_EPOCH)
+        }
+    }
+
+    /// Values as loaded.
+    fn base(&self) -> &ValueMap {
+        self.stored.as_deref().map_or(&EMPTY, |record| &record.values)
+    }
+
+    /// The flash that arrived with this request.
+    fn incoming_flash(&self) -> &ValueMap {
+        match self.stored.as_deref() {
+            Some(record) if !self.flash_cleared => &record.flash,
+            _ => &EMPTY,
         }
     }
 
@@ -348,7 +362,7 @@ impl State {
     fn value_json(&self, name: &str) -> Option<&str> {
         match self.pending.get(name) {
             Some(change) => change.as_deref(),
-            None => self.base.get(name).map(String::as_str),
+            None => self.base().get(name).map(String::as_str),
         }
     }
 
@@ -363,7 +377,7 @@ impl State {
         if !self.writable("set") {
             return;
         }
-        if self.base.get(name) == Some(&json) {
+        if self.base().get(name) == Some(&json) {
             // Back to the stored value: nothing to write for this key.
             self.pending.remove(name);
         } else {
@@ -375,7 +389,7 @@ impl State {
         if !self.writable("unset") {
             return;
         }
-        if self.base.contains_key(name) {
+        if self.base().contains_key(name) {
             self.pending.insert(name.to_owned(), None);
         } else {
             self.pending.remove(name);
@@ -406,9 +420,8 @@ impl State {
         // After `invalidate` the stored record to delete is already in `delete_id`.
         self.delete_id = self.loaded_id.clone().or(self.delete_id.take());
         self.new_id = None;
-        self.base.clear();
+        self.stored = None;
         self.pending.clear();
-        self.incoming_flash.clear();
         self.outgoing_flash.clear();
         self.now_flash.clear();
     }
@@ -428,14 +441,13 @@ impl State {
         if !self.writable("clear") {
             return;
         }
-        self.pending = self.base.keys().map(|name| (name.clone(), None)).collect();
+        self.pending = self.base().keys().map(|name| (name.clone(), None)).collect();
         self.outgoing_flash.clear();
         self.now_flash.clear();
         self.kept_flash.clear();
         self.reflash = false;
         // The stored flash must be removed on save, not just hidden from this request.
-        let incoming = std::mem::take(&mut self.incoming_flash);
-        self.cleared_flash.extend(incoming.into_keys());
+        self.flash_cleared = true;
     }
 
     fn set_expiry(&mut self, expiry: Option<Expiry>) {
@@ -453,14 +465,14 @@ impl State {
         let removed = self
             .pending
             .iter()
-            .filter(|(name, change)| change.is_none() && self.base.contains_key(*name))
+            .filter(|(name, change)| change.is_none() && self.base().contains_key(*name))
             .count();
         let added = self
             .pending
             .iter()
-            .filter(|(name, change)| change.is_some() && !self.base.contains_key(*name))
+            .filter(|(name, change)| change.is_some() && !self.base().contains_key(*name))
             .count();
-        self.base.len() + added - removed
+        self.base().len() + added - removed
     }
 
     fn is_dirty(&self) -> bool {
@@ -474,7 +486,7 @@ impl State {
 
     /// Values after this request's changes.
     fn current_values(&self) -> ValueMap {
-        let mut values = self.base.clone();
+        let mut values = self.base().clone();
         for (name, change) in &self.pending {
             match change {
                 Some(json) => values.insert(name.clone(), json.clone()),
@@ -485,11 +497,11 @@ impl State {
     }
 
     fn flash_patch(&self) -> Patch {
-        let mut patch: Patch = self
-            .incoming_flash
+        // Incoming flash ages out unless kept; after `clear` all of it goes.
+        let stored_flash = self.stored.as_deref().map_or(&EMPTY, |record| &record.flash);
+        let mut patch: Patch = stored_flash
             .keys()
-            .filter(|name| !self.reflash && !self.kept_flash.contains(*name))
-            .chain(&self.cleared_flash)
+            .filter(|name| self.flash_cleared || (!self.reflash && !self.kept_flash.contains(*name)))
             .map(|name| (name.clone(), None))
             .collect();
         patch.extend(
@@ -503,7 +515,7 @@ impl State {
     fn snapshot(&self) -> Record {
         Record {
             values: self.current_values(),
-            flash: self.incoming_flash.clone(),
+            flash: self.incoming_flash().clone(),
             created_at: self.created_at,
             expires_at: self.stored_expires_at.unwrap_or(self.created_at),
             expiry: self.expiry_override(),
@@ -511,8 +523,16 @@ impl State {
     }
 
     /// What saving this request's session takes: the store writes and the cookie to send.
-    /// Called once, after the handler: moves this request's changes out of the state.
+    /// Called once, after the handler: moves this request's changes out of the state, and lets
+    /// go of the loaded record, so that a store holding it in memory merges the changes in
+    /// place instead of copying it.
     pub(crate) fn plan(&mut self, config: &Config, now: SystemTime) -> Plan {
+        let plan = self.writes(config, now);
+        self.stored = None;
+        plan
+    }
+
+    fn writes(&mut self, config: &Config, now: SystemTime) -> Plan {
         let delete = self.delete_id.clone();
         if self.destroyed {
             return Plan::ending(delete);

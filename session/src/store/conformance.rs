@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::future::join_all;
 
-use super::{Applied, Created, SessionStore, StoreKey};
+use super::{Applied, Created, SessionStore, StoreError, StoreKey};
 use crate::config::Expiry;
 use crate::id::SessionId;
 use crate::record::{from_unix_millis, to_unix_millis, Changes, Record};
@@ -37,6 +37,7 @@ pub async fn run<S: SessionStore + ?Sized>(store: &S) {
     flash_is_separate_from_values(store).await;
     apply_updates_expiry(store).await;
     odd_values_survive(store).await;
+    apply_now_agrees_with_apply(store).await;
 }
 
 fn fresh_key() -> StoreKey {
@@ -56,8 +57,25 @@ fn live_record() -> Record {
     record
 }
 
+/// `load`, checked against [`SessionStore::load_now`] when the store answers at once: the layer
+/// uses whichever the store offers, so the two must agree.
+async fn load<S: SessionStore + ?Sized>(store: &S, key: &StoreKey, check: &str) -> Result<Option<Record>, StoreError> {
+    let now = store.load_now(key);
+    let loaded = store.load(key).await;
+    match (&now, &loaded) {
+        (None, _) | (Some(Err(_)), Err(_)) => {}
+        (Some(Ok(now)), Ok(loaded)) => assert_eq!(
+            now.as_deref(),
+            loaded.as_ref(),
+            "{check}: load_now and load answer differently"
+        ),
+        (Some(now), loaded) => panic!("{check}: load_now answered {now:?} but load {loaded:?}"),
+    }
+    loaded
+}
+
 async fn must_load<S: SessionStore + ?Sized>(store: &S, key: &StoreKey, check: &str) -> Record {
-    match store.load(key).await {
+    match load(store, key, check).await {
         Ok(Some(record)) => record,
         Ok(None) => panic!("{check}: the record is missing after it was written"),
         Err(error) => panic!("{check}: load failed: {error}"),
@@ -72,11 +90,14 @@ async fn must_create<S: SessionStore + ?Sized>(store: &S, key: &StoreKey, record
     }
 }
 
+/// Applies `changes` as the layer does: through [`SessionStore::apply_now`] if the store answers
+/// at once, else `apply`. (`apply_now_agrees_with_apply` checks the two agree.)
 async fn must_apply<S: SessionStore + ?Sized>(store: &S, key: &StoreKey, changes: &Changes, check: &str) -> Applied {
-    store
-        .apply(key, changes)
-        .await
-        .unwrap_or_else(|error| panic!("{check}: apply failed: {error}"))
+    let applied = match store.apply_now(key, changes) {
+        Some(answer) => answer,
+        None => store.apply(key, changes).await,
+    };
+    applied.unwrap_or_else(|error| panic!("{check}: apply failed: {error}"))
 }
 
 fn set(name: &str, json: &str) -> Changes {
@@ -124,7 +145,7 @@ fn assert_same_record(loaded: &Record, expected: &Record, check: &str) {
 
 /// Loading a key that was never written gives `None`, not an error.
 pub async fn load_of_unknown_key_is_none<S: SessionStore + ?Sized>(store: &S) {
-    let loaded = store.load(&fresh_key()).await;
+    let loaded = load(store, &fresh_key(), "load of an unknown key").await;
     assert!(
         matches!(loaded, Ok(None)),
         "load of an unknown key: expected Ok(None), got {loaded:?}"
@@ -215,7 +236,7 @@ pub async fn apply_never_resurrects<S: SessionStore + ?Sized>(store: &S) {
         Applied::Missing,
         "{check}: apply on a deleted record must say Missing"
     );
-    let loaded = store.load(&key).await;
+    let loaded = load(store, &key, check).await;
     assert!(
         matches!(loaded, Ok(None)),
         "{check}: apply brought a deleted record back: {loaded:?}"
@@ -228,7 +249,7 @@ pub async fn apply_never_resurrects<S: SessionStore + ?Sized>(store: &S) {
         "{check}: apply on a key never created must say Missing"
     );
     assert!(
-        matches!(store.load(&never_created).await, Ok(None)),
+        matches!(load(store, &never_created, check).await, Ok(None)),
         "{check}: apply created a record"
     );
 }
@@ -269,7 +290,7 @@ pub async fn expired_records_are_gone<S: SessionStore + ?Sized>(store: &S) {
         .await
         .unwrap_or_else(|error| panic!("{check}: create failed: {error}"));
 
-    let loaded = store.load(&expired_key).await;
+    let loaded = load(store, &expired_key, check).await;
     assert!(
         matches!(loaded, Ok(None)),
         "{check}: load returned an expired record: {loaded:?}"
@@ -288,7 +309,7 @@ pub async fn expired_records_are_gone<S: SessionStore + ?Sized>(store: &S) {
         .unwrap_or_else(|error| panic!("{check}: delete_expired failed: {error}"));
     must_load(store, &live_key, check).await;
     assert!(
-        matches!(store.load(&expired_key).await, Ok(None)),
+        matches!(load(store, &expired_key, check).await, Ok(None)),
         "{check}: expired record visible after delete_expired"
     );
 
@@ -312,7 +333,7 @@ pub async fn delete_removes_and_is_idempotent<S: SessionStore + ?Sized>(store: &
             .await
             .unwrap_or_else(|error| panic!("{check}: delete failed: {error}"));
         assert!(
-            matches!(store.load(&key).await, Ok(None)),
+            matches!(load(store, &key, check).await, Ok(None)),
             "{check}: record still there after delete"
         );
     }
@@ -447,4 +468,42 @@ pub async fn odd_values_survive<S: SessionStore + ?Sized>(store: &S) {
             "{check}: key {name:?} survived its removal"
         );
     }
+}
+
+/// For a store that merges at once ([`SessionStore::apply_now`]): the same change set applied
+/// through `apply_now` and through `apply` to two equal records leaves them equal, and on a
+/// missing record both say `Missing`. A store without `apply_now` passes trivially.
+pub async fn apply_now_agrees_with_apply<S: SessionStore + ?Sized>(store: &S) {
+    let check = "apply_now agrees with apply";
+    let (by_now, by_await) = (fresh_key(), fresh_key());
+    let record = live_record();
+    must_create(store, &by_now, &record, check).await;
+    must_create(store, &by_await, &record, check).await;
+
+    let mut changes = set("theme", r#""dark""#);
+    changes.values.insert("cart".into(), None);
+    changes.flash.insert("notice".into(), None);
+    changes.flash.insert("alert".into(), Some(r#""Saved""#.into()));
+    changes.expires_at = Some(millis_from_now(7_200_000));
+    changes.expiry = Some(Some(Expiry::BrowserSession));
+    let Some(applied_now) = store.apply_now(&by_now, &changes) else {
+        return;
+    };
+    let applied = store.apply(&by_await, &changes).await;
+    match (applied_now, applied) {
+        (Ok(Applied::Applied), Ok(Applied::Applied)) => {}
+        (now, awaited) => panic!("{check}: on a live record apply_now answered {now:?}, apply {awaited:?}"),
+    }
+    let expected = must_load(store, &by_await, check).await;
+    assert_same_record(&must_load(store, &by_now, check).await, &expected, check);
+
+    let missing = fresh_key();
+    assert!(
+        matches!(store.apply_now(&missing, &changes), Some(Ok(Applied::Missing))),
+        "{check}: apply_now on a key never created must say Missing"
+    );
+    assert!(
+        matches!(load(store, &missing, check).await, Ok(None)),
+        "{check}: apply_now created a record"
+    );
 }

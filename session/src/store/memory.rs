@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -9,7 +10,9 @@ use crate::record::{Changes, Record};
 
 const SHARDS: usize = 16;
 
-type Shard = Mutex<RandomKeyMap<StoreKey, Record>>;
+// Records are shared with the requests that loaded them (`load_now`) and copied on write only
+// while such a request still holds one.
+type Shard = Mutex<RandomKeyMap<StoreKey, Arc<Record>>>;
 
 /// Sessions in this process's memory, lost on restart. The default store for tests and for a
 /// single server that can afford to log everyone out when it restarts.
@@ -65,15 +68,7 @@ impl std::fmt::Debug for MemoryStore {
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        let now = SystemTime::now();
-        let mut shard = self.shard(key).lock();
-        match shard.get(key) {
-            Some(record) if record.is_expired_at(now) => {
-                shard.remove(key);
-                Ok(None)
-            }
-            found => Ok(found.cloned()),
-        }
+        Ok(self.shared(key).map(Arc::unwrap_or_clone))
     }
 
     async fn create(&self, key: &StoreKey, record: &Record) -> Result<Created, StoreError> {
@@ -82,20 +77,12 @@ impl SessionStore for MemoryStore {
         if shard.get(key).is_some_and(|live| !live.is_expired_at(now)) {
             return Ok(Created::Collision);
         }
-        shard.insert(*key, record.clone());
+        shard.insert(*key, Arc::new(record.clone()));
         Ok(Created::Created)
     }
 
     async fn apply(&self, key: &StoreKey, changes: &Changes) -> Result<Applied, StoreError> {
-        let now = SystemTime::now();
-        let mut shard = self.shard(key).lock();
-        match shard.get_mut(key) {
-            Some(record) if !record.is_expired_at(now) => {
-                record.apply(changes);
-                Ok(Applied::Applied)
-            }
-            _ => Ok(Applied::Missing),
-        }
+        Ok(self.merge(key, changes))
     }
 
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
@@ -113,5 +100,42 @@ impl SessionStore for MemoryStore {
             removed += (before - shard.len()) as u64;
         }
         Ok(removed)
+    }
+
+    fn load_now(&self, key: &StoreKey) -> Option<Result<Option<Arc<Record>>, StoreError>> {
+        Some(Ok(self.shared(key)))
+    }
+
+    fn apply_now(&self, key: &StoreKey, changes: &Changes) -> Option<Result<Applied, StoreError>> {
+        Some(Ok(self.merge(key, changes)))
+    }
+}
+
+impl MemoryStore {
+    /// The live record under `key`, shared; an expired one is removed on the way.
+    fn shared(&self, key: &StoreKey) -> Option<Arc<Record>> {
+        let now = SystemTime::now();
+        let mut shard = self.shard(key).lock();
+        match shard.get(key) {
+            Some(record) if record.is_expired_at(now) => {
+                shard.remove(key);
+                None
+            }
+            found => found.cloned(),
+        }
+    }
+
+    fn merge(&self, key: &StoreKey, changes: &Changes) -> Applied {
+        let now = SystemTime::now();
+        let mut shard = self.shard(key).lock();
+        match shard.get_mut(key) {
+            Some(record) if !record.is_expired_at(now) => {
+                // In place unless a request still holds the record it loaded: that request keeps
+                // its snapshot and the store gets a copy.
+                Arc::make_mut(record).apply(changes);
+                Applied::Applied
+            }
+            _ => Applied::Missing,
+        }
     }
 }

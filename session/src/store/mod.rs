@@ -150,6 +150,23 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError>;
     /// Removes every expired record; returns how many it removed.
     async fn delete_expired(&self) -> Result<u64, StoreError>;
+
+    /// [`load`](Self::load) answered at once, with the record shared instead of copied: for
+    /// stores that keep records in this process's memory and never wait. The layer calls it
+    /// first and awaits `load` only when it returns `None`, the default.
+    ///
+    /// This is what lets an in-memory session cost a request no allocation and no boxed future
+    /// for the read. An implementation must answer exactly as `load` would; the conformance
+    /// suite compares the two on every load it makes.
+    fn load_now(&self, _key: &StoreKey) -> Option<Result<Option<Arc<Record>>, StoreError>> {
+        None
+    }
+
+    /// [`apply`](Self::apply) done at once, for stores that never wait; `None` (the default)
+    /// sends the layer to `apply`. Same contract as `apply`, checked by the conformance suite.
+    fn apply_now(&self, _key: &StoreKey, _changes: &Changes) -> Option<Result<Applied, StoreError>> {
+        None
+    }
 }
 
 #[async_trait]
@@ -168,5 +185,11 @@ impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
     }
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         (**self).delete_expired().await
+    }
+    fn load_now(&self, key: &StoreKey) -> Option<Result<Option<Arc<Record>>, StoreError>> {
+        (**self).load_now(key)
+    }
+    fn apply_now(&self, key: &StoreKey, changes: &Changes) -> Option<Result<Applied, StoreError>> {
+        (**self).apply_now(key, changes)
     }
 }
