@@ -151,8 +151,8 @@ async fn big_sessions_fit_in_one_script_call() {
     let mut changes = Changes::default();
     for i in 0..10_000 {
         let change = (i % 2 == 0).then(|| format!("{}", i * 10));
-        changes.values.insert(format!("key{i}"), change);
-        changes.flash.insert(format!("key{i}"), None);
+        changes.values.insert(format!("key{i}").into(), change);
+        changes.flash.insert(format!("key{i}").into(), None);
     }
     assert_eq!(store.apply(&key, &changes).await.unwrap(), Applied::Applied);
     let loaded = store.load(&key).await.unwrap().unwrap();

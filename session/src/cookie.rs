@@ -69,7 +69,7 @@ impl SigningKey {
         Self::from_bytes(&secret).expect("32 bytes is long enough")
     }
 
-    fn tag(&self, cookie_name: &str, id: &str) -> HmacSha256 {
+    fn tag(&self, cookie_name: &str, id: &SessionId) -> HmacSha256 {
         let mut mac = self.mac.clone();
         // The name is signed too, so a value cannot be moved to a cookie of another name.
         mac.update(cookie_name.as_bytes());
@@ -90,7 +90,7 @@ pub(crate) fn encode_value(id: &SessionId, cookie_name: &str, keys: &[SigningKey
     match keys.first() {
         None => id.as_str().to_owned(),
         Some(key) => {
-            let signature = key.tag(cookie_name, id.as_str()).finalize().into_bytes();
+            let signature = key.tag(cookie_name, id).finalize().into_bytes();
             let mut value = String::with_capacity(MAX_VALUE_LEN);
             value.push_str(id.as_str());
             value.push('.');
@@ -109,28 +109,30 @@ pub(crate) struct CookieId {
 }
 
 /// The id in a cookie value, if it is well formed and (with keys) signed by one of them.
-pub(crate) fn decode_value(value: &str, cookie_name: &str, keys: &[SigningKey]) -> Option<CookieId> {
+pub(crate) fn decode_value(value: &(impl AsRef<[u8]> + ?Sized), cookie_name: &str, keys: &[SigningKey]) -> Option<CookieId> {
+    let value = value.as_ref();
     if value.len() > MAX_VALUE_LEN {
         return None;
     }
     if keys.is_empty() {
-        return SessionId::parse(value).map(|id| CookieId {
+        return SessionId::from_ascii(value).map(|id| CookieId {
             id,
             signed_by_old_key: false,
         });
     }
-    let (id, signature) = value.split_once('.')?;
+    let dot = value.iter().position(|&b| b == b'.')?;
+    let (id, signature) = (&value[..dot], &value[dot + 1..]);
     if signature.len() != SIGNATURE_LEN {
         return None;
     }
-    let id = SessionId::parse(id)?;
+    let id = SessionId::from_ascii(id)?;
     let mut tag = [0u8; 33];
     let tag_len = URL_SAFE_NO_PAD.decode_slice(signature, &mut tag).ok()?;
     let tag = &tag[..tag_len];
     // `verify_slice` compares in constant time.
     let signer = keys
         .iter()
-        .position(|key| key.tag(cookie_name, id.as_str()).verify_slice(tag).is_ok())?;
+        .position(|key| key.tag(cookie_name, &id).verify_slice(tag).is_ok())?;
     Some(CookieId {
         id,
         signed_by_old_key: signer > 0,
@@ -186,7 +188,7 @@ fn cookie_pair_id(pair: &[u8], name: &[u8], settings: &CookieSettings, keys: &[S
         .strip_prefix(b"\"")
         .and_then(|v| v.strip_suffix(b"\""))
         .unwrap_or(value);
-    decode_value(std::str::from_utf8(value).ok()?, &settings.name, keys)
+    decode_value(value, &settings.name, keys)
 }
 
 /// How many of a request's session cookies are tried, at most.

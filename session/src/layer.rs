@@ -262,6 +262,29 @@ impl RequestSession {
         if self.is_loaded() {
             return Ok(());
         }
+        // A store that answers at once (in memory) is read without an await: the extractor's
+        // future stays small, and every handler future that holds it is cheaper to move.
+        if let Some(state) = self.load_now() {
+            self.state.lock().get_or_insert(state);
+            return Ok(());
+        }
+        Box::pin(self.load_waiting(headers)).await
+    }
+
+    /// The session, read from a store that answers at once; `None` when the store has to be
+    /// awaited, or the first cookie names no live session and later ones must be tried.
+    fn load_now(&self) -> Option<State> {
+        let config = &self.config;
+        let Some(first) = &self.cookie_id else {
+            return Some(State::fresh(config.now()));
+        };
+        let (key, cached) = config.key_cache.key(&first.id);
+        // An error is reported by the awaited path, which asks again.
+        let record = corrupt_as_none(config.store().load_now(&key)?).ok()?;
+        self.adopt(first.clone(), key, cached, record)
+    }
+
+    async fn load_waiting(&self, headers: &HeaderMap) -> Result<(), StoreError> {
         let config = &self.config;
         let mut state = None;
         if let Some(first) = &self.cookie_id {
@@ -269,9 +292,7 @@ impl RequestSession {
             let record = self.fetch(&key).await?;
             state = self.adopt(first.clone(), key, cached, record);
             if state.is_none() {
-                // Rare (a stale cookie sent before the live one): kept out of the common
-                // future, which stays small.
-                state = Box::pin(self.load_later_cookies(headers)).await?;
+                state = self.load_later_cookies(headers).await?;
             }
         }
         let state = state.unwrap_or_else(|| State::fresh(config.now()));
@@ -281,8 +302,7 @@ impl RequestSession {
         Ok(())
     }
 
-    /// The record under `key`; an undecodable one counts as none, so that one corrupt record
-    /// does not answer 503 to its owner forever (the next write starts a new session).
+    /// The record under `key` (see [`corrupt_as_none`]).
     async fn fetch(&self, key: &StoreKey) -> Result<Option<Arc<Record>>, StoreError> {
         let store = self.config.store();
         let loaded = match store.load_now(key) {
@@ -291,13 +311,7 @@ impl RequestSession {
                 .await
                 .map(|record| record.map(Arc::new)),
         };
-        match loaded {
-            Err(StoreError::Corrupt(reason)) => {
-                tracing::warn!(%reason, "the stored session does not decode; starting a new one");
-                Ok(None)
-            }
-            other => other,
-        }
+        corrupt_as_none(loaded)
     }
 
     /// The first live session named by the request's second and later session cookies.
@@ -326,6 +340,18 @@ impl RequestSession {
             config.key_cache.remember(&candidate.id, key);
         }
         Some(State::loaded(candidate.id, key, record, candidate.signed_by_old_key))
+    }
+}
+
+/// An undecodable record counts as none, so that one corrupt record does not answer 503 to its
+/// owner forever (the next write starts a new session).
+fn corrupt_as_none(loaded: Result<Option<Arc<Record>>, StoreError>) -> Result<Option<Arc<Record>>, StoreError> {
+    match loaded {
+        Err(StoreError::Corrupt(reason)) => {
+            tracing::warn!(%reason, "the stored session does not decode; starting a new one");
+            Ok(None)
+        }
+        other => other,
     }
 }
 

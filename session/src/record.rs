@@ -4,6 +4,7 @@
 //! only the keys it writes, and a store can merge a patch key by key without understanding the
 //! values.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,7 +16,10 @@ use crate::config::Expiry;
 pub type ValueMap = BTreeMap<String, String>;
 
 /// Stored name → `Some(json)` to set, `None` to remove.
-pub type Patch = BTreeMap<String, Option<String>>;
+///
+/// Names are `Cow`s because a request's names are the `&'static str`s of its schema's keys:
+/// building a patch copies no name.
+pub type Patch = BTreeMap<Cow<'static, str>, Option<String>>;
 
 /// Everything a store keeps for one session.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,14 +77,14 @@ fn merge_patch(map: &mut ValueMap, patch: &Patch) {
         match change {
             // `clone_from` reuses the stored string's buffer: a rewrite of an existing key
             // allocates nothing.
-            Some(json) => match map.get_mut(name) {
+            Some(json) => match map.get_mut(name.as_ref()) {
                 Some(stored) => stored.clone_from(json),
                 None => {
-                    map.insert(name.clone(), json.clone());
+                    map.insert(name.to_string(), json.clone());
                 }
             },
             None => {
-                map.remove(name);
+                map.remove(name.as_ref());
             }
         }
     }

@@ -1,5 +1,6 @@
 //! The session handle a handler works with, and the per-request state behind it.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::marker::PhantomData;
@@ -373,7 +374,7 @@ impl State {
         !self.destroyed
     }
 
-    fn set_value(&mut self, name: &str, json: String) {
+    fn set_value(&mut self, name: &'static str, json: String) {
         if !self.writable("set") {
             return;
         }
@@ -381,16 +382,16 @@ impl State {
             // Back to the stored value: nothing to write for this key.
             self.pending.remove(name);
         } else {
-            self.pending.insert(name.to_owned(), Some(json));
+            self.pending.insert(Cow::Borrowed(name), Some(json));
         }
     }
 
-    fn unset_value(&mut self, name: &str) {
+    fn unset_value(&mut self, name: &'static str) {
         if !self.writable("unset") {
             return;
         }
         if self.base().contains_key(name) {
-            self.pending.insert(name.to_owned(), None);
+            self.pending.insert(Cow::Borrowed(name), None);
         } else {
             self.pending.remove(name);
         }
@@ -441,7 +442,7 @@ impl State {
         if !self.writable("clear") {
             return;
         }
-        self.pending = self.base().keys().map(|name| (name.clone(), None)).collect();
+        self.pending = self.base().keys().map(|name| (Cow::Owned(name.clone()), None)).collect();
         self.outgoing_flash.clear();
         self.now_flash.clear();
         self.kept_flash.clear();
@@ -465,12 +466,12 @@ impl State {
         let removed = self
             .pending
             .iter()
-            .filter(|(name, change)| change.is_none() && self.base().contains_key(*name))
+            .filter(|(name, change)| change.is_none() && self.base().contains_key(name.as_ref()))
             .count();
         let added = self
             .pending
             .iter()
-            .filter(|(name, change)| change.is_some() && !self.base().contains_key(*name))
+            .filter(|(name, change)| change.is_some() && !self.base().contains_key(name.as_ref()))
             .count();
         self.base().len() + added - removed
     }
@@ -489,8 +490,8 @@ impl State {
         let mut values = self.base().clone();
         for (name, change) in &self.pending {
             match change {
-                Some(json) => values.insert(name.clone(), json.clone()),
-                None => values.remove(name),
+                Some(json) => values.insert(name.to_string(), json.clone()),
+                None => values.remove(name.as_ref()),
             };
         }
         values
@@ -502,12 +503,12 @@ impl State {
         let mut patch: Patch = stored_flash
             .keys()
             .filter(|name| self.flash_cleared || (!self.reflash && !self.kept_flash.contains(*name)))
-            .map(|name| (name.clone(), None))
+            .map(|name| (Cow::Owned(name.clone()), None))
             .collect();
         patch.extend(
             self.outgoing_flash
                 .iter()
-                .map(|(name, json)| (name.clone(), Some(json.clone()))),
+                .map(|(name, json)| (Cow::Owned(name.clone()), Some(json.clone()))),
         );
         patch
     }

@@ -825,7 +825,7 @@ pub fn live_record() -> typed_sessions::Record {
 /// A change set that sets one value.
 pub fn set_value(name: &str, json: &str) -> typed_sessions::Changes {
     let mut changes = typed_sessions::Changes::default();
-    changes.values.insert(name.into(), Some(json.into()));
+    changes.values.insert(name.to_owned().into(), Some(json.into()));
     changes
 }
 

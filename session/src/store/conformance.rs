@@ -102,7 +102,7 @@ async fn must_apply<S: SessionStore + ?Sized>(store: &S, key: &StoreKey, changes
 
 fn set(name: &str, json: &str) -> Changes {
     let mut changes = Changes::default();
-    changes.values.insert(name.into(), Some(json.into()));
+    changes.values.insert(name.to_owned().into(), Some(json.into()));
     changes
 }
 
@@ -458,7 +458,7 @@ pub async fn odd_values_survive<S: SessionStore + ?Sized>(store: &S) {
 
     let mut changes = Changes::default();
     for (name, _) in &odd {
-        changes.values.insert(name.clone(), None);
+        changes.values.insert(name.clone().into(), None);
     }
     must_apply(store, &key, &changes, check).await;
     let loaded = must_load(store, &key, check).await;

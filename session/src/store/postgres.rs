@@ -267,12 +267,15 @@ fn map_error(error: sqlx::Error) -> StoreError {
 }
 
 /// A JSON object of the given entries, each value checked to be JSON.
-fn json_object<'a>(entries: impl IntoIterator<Item = (&'a String, &'a String)>) -> Result<String, StoreError> {
+fn json_object<'a, N: AsRef<str> + ?Sized + 'a>(
+    entries: impl IntoIterator<Item = (&'a N, &'a String)>,
+) -> Result<String, StoreError> {
     let mut object = BTreeMap::new();
     for (name, json) in entries {
+        let name = name.as_ref();
         let raw: &RawValue = serde_json::from_str(json)
             .map_err(|error| StoreError::backend(format!("the value under {name:?} is not JSON: {error}")))?;
-        object.insert(name.as_str(), raw);
+        object.insert(name, raw);
     }
     serde_json::to_string(&object).map_err(StoreError::backend)
 }
@@ -292,7 +295,7 @@ fn split_patch(patch: &Patch) -> Result<(Vec<String>, String), StoreError> {
     let removed = patch
         .iter()
         .filter(|(_, change)| change.is_none())
-        .map(|(name, _)| name.clone())
+        .map(|(name, _)| name.to_string())
         .collect();
     let set = json_object(
         patch
