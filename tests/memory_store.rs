@@ -26,7 +26,7 @@ async fn writers_on_several_threads_never_lose_each_others_keys() {
             tokio::spawn(async move {
                 for round in 0..200 {
                     let mut changes = Changes::default();
-                    changes.values.insert(format!("w{writer}").into(), Some(round.to_string()));
+                    changes.values.insert(format!("w{writer}"), Some(round.to_string()));
                     assert_eq!(store.apply(&key, &changes).await.unwrap(), Applied::Applied);
                 }
             })

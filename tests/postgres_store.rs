@@ -44,7 +44,7 @@ async fn expired_rows_never_block_or_load(store: &PostgresStore) {
             "load returned an expired row"
         );
         let mut changes = Changes::default();
-        changes.values.insert("user_id".into(), Some("1".into()));
+        changes.values.insert("user_id", Some("1".into()));
         assert_eq!(
             store.apply(&key, &changes).await.unwrap(),
             Applied::Missing,
@@ -179,7 +179,7 @@ async fn rows_hold_jsonb_under_the_hashed_key_and_expired_rows_are_swept() {
 
     // Numbers keep every digit (jsonb is numeric), values written by serde_json read back.
     let mut changes = Changes::default();
-    changes.values.insert("big".into(), Some(u128::MAX.to_string()));
+    changes.values.insert("big", Some(u128::MAX.to_string()));
     store.apply(&key, &changes).await.unwrap();
     let loaded = store.load(&key).await.unwrap().unwrap();
     assert_eq!(serde_json::from_str::<u128>(&loaded.values["big"]).unwrap(), u128::MAX);

@@ -83,9 +83,9 @@ async fn one_hash_per_session_expired_by_redis() {
         expiry: Some(None),
         ..Changes::default()
     };
-    changes.values.insert("theme".into(), Some(r#""dark""#.into()));
-    changes.values.insert("notice".into(), None);
-    changes.flash.insert("notice".into(), None);
+    changes.values.insert("theme", Some(r#""dark""#.into()));
+    changes.values.insert("notice", None);
+    changes.flash.insert("notice", None);
     assert_eq!(store.apply(&key, &changes).await.unwrap(), Applied::Applied);
     let fields: HashMap<String, String> = plain.hgetall(&keys[0]).await.unwrap();
     let mut names: Vec<&str> = fields.keys().map(String::as_str).collect();
@@ -151,8 +151,8 @@ async fn big_sessions_fit_in_one_script_call() {
     let mut changes = Changes::default();
     for i in 0..10_000 {
         let change = (i % 2 == 0).then(|| format!("{}", i * 10));
-        changes.values.insert(format!("key{i}").into(), change);
-        changes.flash.insert(format!("key{i}").into(), None);
+        changes.values.insert(format!("key{i}"), change);
+        changes.flash.insert(format!("key{i}"), None);
     }
     assert_eq!(store.apply(&key, &changes).await.unwrap(), Applied::Applied);
     let loaded = store.load(&key).await.unwrap().unwrap();

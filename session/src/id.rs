@@ -59,9 +59,10 @@ impl SessionId {
     /// every request pays for this.
     pub(crate) fn from_ascii(text: &[u8]) -> Option<Self> {
         let bytes: [u8; ID_LEN] = text.try_into().ok()?;
+        // No early exit: a branch-free loop over 24 bytes is cheaper than one that can stop.
         bytes
             .iter()
-            .all(|&b| IS_ID_BYTE[usize::from(b)])
+            .fold(true, |valid, &b| valid & IS_ID_BYTE[usize::from(b)])
             .then_some(SessionId(bytes))
     }
 

@@ -1,6 +1,5 @@
 //! The session handle a handler works with, and the per-request state behind it.
 
-use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::marker::PhantomData;
@@ -382,7 +381,7 @@ impl State {
             // Back to the stored value: nothing to write for this key.
             self.pending.remove(name);
         } else {
-            self.pending.insert(Cow::Borrowed(name), Some(json));
+            self.pending.insert(name, Some(json));
         }
     }
 
@@ -391,7 +390,7 @@ impl State {
             return;
         }
         if self.base().contains_key(name) {
-            self.pending.insert(Cow::Borrowed(name), None);
+            self.pending.insert(name, None);
         } else {
             self.pending.remove(name);
         }
@@ -442,7 +441,7 @@ impl State {
         if !self.writable("clear") {
             return;
         }
-        self.pending = self.base().keys().map(|name| (Cow::Owned(name.clone()), None)).collect();
+        self.pending = self.base().keys().map(|name| (name.clone(), None)).collect();
         self.outgoing_flash.clear();
         self.now_flash.clear();
         self.kept_flash.clear();
@@ -466,12 +465,12 @@ impl State {
         let removed = self
             .pending
             .iter()
-            .filter(|(name, change)| change.is_none() && self.base().contains_key(name.as_ref()))
+            .filter(|(name, change)| change.is_none() && self.base().contains_key(*name))
             .count();
         let added = self
             .pending
             .iter()
-            .filter(|(name, change)| change.is_some() && !self.base().contains_key(name.as_ref()))
+            .filter(|(name, change)| change.is_some() && !self.base().contains_key(*name))
             .count();
         self.base().len() + added - removed
     }
@@ -490,8 +489,8 @@ impl State {
         let mut values = self.base().clone();
         for (name, change) in &self.pending {
             match change {
-                Some(json) => values.insert(name.to_string(), json.clone()),
-                None => values.remove(name.as_ref()),
+                Some(json) => values.insert(name.to_owned(), json.clone()),
+                None => values.remove(name),
             };
         }
         values
@@ -500,15 +499,18 @@ impl State {
     fn flash_patch(&self) -> Patch {
         // Incoming flash ages out unless kept; after `clear` all of it goes.
         let stored_flash = self.stored.as_deref().map_or(&EMPTY, |record| &record.flash);
+        if stored_flash.is_empty() && self.outgoing_flash.is_empty() {
+            return Patch::new();
+        }
         let mut patch: Patch = stored_flash
             .keys()
             .filter(|name| self.flash_cleared || (!self.reflash && !self.kept_flash.contains(*name)))
-            .map(|name| (Cow::Owned(name.clone()), None))
+            .map(|name| (name.clone(), None))
             .collect();
         patch.extend(
             self.outgoing_flash
                 .iter()
-                .map(|(name, json)| (Cow::Owned(name.clone()), Some(json.clone()))),
+                .map(|(name, json)| (name.clone(), Some(json.clone()))),
         );
         patch
     }

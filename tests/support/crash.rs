@@ -26,8 +26,8 @@ pub fn record_with(n: u64) -> Record {
 /// Sets `a` and `b` to `n` in one patch: a record with `a != b` was torn.
 pub fn pair(n: u64) -> Changes {
     let mut changes = Changes::default();
-    changes.values.insert("a".into(), Some(n.to_string()));
-    changes.values.insert("b".into(), Some(n.to_string()));
+    changes.values.insert("a", Some(n.to_string()));
+    changes.values.insert("b", Some(n.to_string()));
     changes
 }
 
@@ -62,11 +62,11 @@ pub async fn write_until_killed(spec: &str) {
                     for i in 0..5 {
                         n += 1;
                         let mut changes = pair(n);
-                        changes.values.insert(format!("i{i}").into(), Some(i.to_string()));
+                        changes.values.insert(format!("i{i}"), Some(i.to_string()));
                         assert_eq!(store.apply(&key, &changes).await.unwrap(), Applied::Applied);
                         // Several writers patch one session at once.
                         let mut changes = pair(n);
-                        changes.values.insert(format!("task{task}").into(), Some(n.to_string()));
+                        changes.values.insert(format!("task{task}"), Some(n.to_string()));
                         changes.expires_at = Some(millis_from_now(3_600_000));
                         assert_eq!(store.apply(&hot, &changes).await.unwrap(), Applied::Applied);
                     }

@@ -825,7 +825,7 @@ pub fn live_record() -> typed_sessions::Record {
 /// A change set that sets one value.
 pub fn set_value(name: &str, json: &str) -> typed_sessions::Changes {
     let mut changes = typed_sessions::Changes::default();
-    changes.values.insert(name.to_owned().into(), Some(json.into()));
+    changes.values.insert(name.to_owned(), Some(json.into()));
     changes
 }
 
@@ -851,8 +851,8 @@ pub async fn concurrent_applies_from_two_instances_all_survive<S>(
                 for round in 0..rounds {
                     let mut changes = set_value(&format!("task{task}_round{round}"), &round.to_string());
                     let both = format!("\"{task}-{round}\"");
-                    changes.values.insert("a".into(), Some(both.clone()));
-                    changes.values.insert("b".into(), Some(both));
+                    changes.values.insert("a", Some(both.clone()));
+                    changes.values.insert("b", Some(both));
                     assert_eq!(store.apply(&key, &changes).await.unwrap(), Applied::Applied);
                     let seen = store.load(&key).await.unwrap().unwrap();
                     assert_eq!(seen.values.get("a"), seen.values.get("b"), "a patch came apart");

@@ -102,7 +102,7 @@ async fn must_apply<S: SessionStore + ?Sized>(store: &S, key: &StoreKey, changes
 
 fn set(name: &str, json: &str) -> Changes {
     let mut changes = Changes::default();
-    changes.values.insert(name.to_owned().into(), Some(json.into()));
+    changes.values.insert(name.to_owned(), Some(json.into()));
     changes
 }
 
@@ -159,7 +159,7 @@ pub async fn apply_merges_key_by_key<S: SessionStore + ?Sized>(store: &S) {
     must_create(store, &key, &live_record(), check).await;
 
     let mut changes = set("theme", r#""dark""#);
-    changes.values.insert("cart".into(), None);
+    changes.values.insert("cart", None);
     assert_eq!(
         must_apply(store, &key, &changes, check).await,
         Applied::Applied,
@@ -352,8 +352,8 @@ pub async fn flash_is_separate_from_values<S: SessionStore + ?Sized>(store: &S) 
     must_create(store, &key, &record, check).await;
 
     let mut changes = Changes::default();
-    changes.flash.insert("notice".into(), None);
-    changes.flash.insert("alert".into(), Some(r#""careful""#.into()));
+    changes.flash.insert("notice", None);
+    changes.flash.insert("alert", Some(r#""careful""#.into()));
     must_apply(store, &key, &changes, check).await;
 
     let loaded = must_load(store, &key, check).await;
@@ -458,7 +458,7 @@ pub async fn odd_values_survive<S: SessionStore + ?Sized>(store: &S) {
 
     let mut changes = Changes::default();
     for (name, _) in &odd {
-        changes.values.insert(name.clone().into(), None);
+        changes.values.insert(name.clone(), None);
     }
     must_apply(store, &key, &changes, check).await;
     let loaded = must_load(store, &key, check).await;
@@ -481,9 +481,9 @@ pub async fn apply_now_agrees_with_apply<S: SessionStore + ?Sized>(store: &S) {
     must_create(store, &by_await, &record, check).await;
 
     let mut changes = set("theme", r#""dark""#);
-    changes.values.insert("cart".into(), None);
-    changes.flash.insert("notice".into(), None);
-    changes.flash.insert("alert".into(), Some(r#""Saved""#.into()));
+    changes.values.insert("cart", None);
+    changes.flash.insert("notice", None);
+    changes.flash.insert("alert", Some(r#""Saved""#.into()));
     changes.expires_at = Some(millis_from_now(7_200_000));
     changes.expiry = Some(Some(Expiry::BrowserSession));
     let Some(applied_now) = store.apply_now(&by_now, &changes) else {
