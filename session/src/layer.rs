@@ -450,19 +450,29 @@ where
                     let config = &session.config;
                     let plan = session.state().plan(config, config.now());
                     // Stores that answer at once (in memory) save here, without a boxed future.
-                    let plan = match save_now(session, plan) {
+                    match save_now(session, plan) {
                         Ok(saved) => return Poll::Ready(Ok(finish(saved, response))),
-                        Err(plan) => plan,
-                    };
-                    let session = Arc::clone(session);
-                    ResponseState::Saving {
-                        future: Box::pin(async move { finish(save(&session, plan).await, response) }),
+                        Err(plan) => save_later(Arc::clone(session), plan, response),
                     }
                 }
                 ResponseStateProj::Saving { future } => return future.as_mut().poll(cx).map(Ok),
             };
             self.as_mut().project().state.set(next);
         }
+    }
+}
+
+/// The save for a store that has to be awaited, as the response future's next state. Out of
+/// line, like the other rare paths, so that the common one runs through less code.
+#[cold]
+#[inline(never)]
+fn save_later<F, B: Default + Send + 'static>(
+    session: Arc<RequestSession>,
+    plan: Plan,
+    response: Response<B>,
+) -> ResponseState<F, B> {
+    ResponseState::Saving {
+        future: Box::pin(async move { finish(save(&session, plan).await, response) }),
     }
 }
 
@@ -474,13 +484,17 @@ fn finish<B: Default>(saved: Result<Option<HeaderValue>, StoreError>, mut respon
             response
         }
         Ok(None) => response,
-        Err(error) => {
-            tracing::error!(%error, "the session could not be saved; answering 503 instead of the handler's response");
-            let mut unavailable = Response::new(B::default());
-            *unavailable.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-            unavailable
-        }
+        Err(error) => unavailable(&error),
     }
+}
+
+#[cold]
+#[inline(never)]
+fn unavailable<B: Default>(error: &StoreError) -> Response<B> {
+    tracing::error!(%error, "the session could not be saved; answering 503 instead of the handler's response");
+    let mut unavailable = Response::new(B::default());
+    *unavailable.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    unavailable
 }
 
 /// Stores `record` under `first` (`regenerate_id`'s new id) or a random id, retrying with random
@@ -565,14 +579,18 @@ async fn save(session: &RequestSession, plan: Plan) -> Result<Option<HeaderValue
 fn after_apply(session: &RequestSession, applied: Applied, cookie: CookiePlan) -> (CookiePlan, Option<SessionId>) {
     match applied {
         Applied::Applied => (cookie, session.state().loaded_id.clone()),
-        Applied::Missing => {
-            // Destroyed (or expired) while this request ran: its changes must not bring it
-            // back. No cookie either: removing `id` could remove a newer session's cookie
-            // (logged in again in another tab), and a stale id is never adopted anyway.
-            tracing::debug!("the session ended while the request ran; its changes were dropped");
-            (CookiePlan::Keep, None)
-        }
+        Applied::Missing => ended_meanwhile(),
     }
+}
+
+/// Destroyed (or expired) while this request ran: its changes must not bring it back. No cookie
+/// either: removing `id` could remove a newer session's cookie (logged in again in another tab),
+/// and a stale id is never adopted anyway.
+#[cold]
+#[inline(never)]
+fn ended_meanwhile() -> (CookiePlan, Option<SessionId>) {
+    tracing::debug!("the session ended while the request ran; its changes were dropped");
+    (CookiePlan::Keep, None)
 }
 
 fn cookie_header(config: &Config, cookie: CookiePlan, id: Option<SessionId>) -> Option<HeaderValue> {

@@ -253,24 +253,37 @@ impl<V: SessionSchema, F: SessionSchema> Session<V, F> {
     }
 }
 
+#[cold]
+#[inline(never)]
+fn warn_destroyed(what: &str) {
+    tracing::warn!("{what} on a destroyed session is ignored");
+}
+
+// The logging of the error paths is out of line: `decode` and `encode` are inlined into every
+// `get` and `set`, and should stay small there.
+
 fn decode<T: DeserializeOwned>(name: &str, kind: &str, json: &str) -> Option<T> {
-    match serde_json::from_str(json) {
-        Ok(value) => Some(value),
-        Err(error) => {
-            tracing::warn!(key = name, %error, "stored session {kind} does not decode as the type its key declares; treating it as absent");
-            None
-        }
-    }
+    serde_json::from_str(json)
+        .map_err(|error| warn_undecodable(name, kind, &error))
+        .ok()
+}
+
+#[cold]
+#[inline(never)]
+fn warn_undecodable(name: &str, kind: &str, error: &serde_json::Error) {
+    tracing::warn!(key = name, %error, "stored session {kind} does not decode as the type its key declares; treating it as absent");
 }
 
 fn encode<T: Serialize>(name: &str, value: &T) -> Option<String> {
-    match serde_json::to_string(value) {
-        Ok(json) => Some(json),
-        Err(error) => {
-            tracing::error!(key = name, %error, "session value cannot be encoded as JSON; it was not stored");
-            None
-        }
-    }
+    serde_json::to_string(value)
+        .map_err(|error| error_unencodable(name, &error))
+        .ok()
+}
+
+#[cold]
+#[inline(never)]
+fn error_unencodable(name: &str, error: &serde_json::Error) {
+    tracing::error!(key = name, %error, "session value cannot be encoded as JSON; it was not stored");
 }
 
 /// A session as one request sees and changes it.
@@ -368,7 +381,7 @@ impl State {
 
     fn writable(&self, what: &str) -> bool {
         if self.destroyed {
-            tracing::warn!("{what} on a destroyed session is ignored");
+            warn_destroyed(what);
         }
         !self.destroyed
     }
@@ -502,6 +515,12 @@ impl State {
         if stored_flash.is_empty() && self.outgoing_flash.is_empty() {
             return Patch::new();
         }
+        self.aged_flash_patch(stored_flash)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn aged_flash_patch(&self, stored_flash: &ValueMap) -> Patch {
         let mut patch: Patch = stored_flash
             .keys()
             .filter(|name| self.flash_cleared || (!self.reflash && !self.kept_flash.contains(*name)))
@@ -548,46 +567,8 @@ impl State {
         };
 
         match (&self.loaded_id, &self.new_id) {
-            // Not stored yet (a new visitor, or after `invalidate`): nothing came in, so the
-            // record is this request's values and flash. Stored only if it holds something.
-            (None, _) => {
-                let record = Record {
-                    values: self.current_values(),
-                    flash: std::mem::take(&mut self.outgoing_flash),
-                    created_at: self.created_at,
-                    expires_at,
-                    expiry: self.expiry_override(),
-                };
-                if record.values.is_empty() && record.flash.is_empty() {
-                    Plan::ending(delete)
-                } else {
-                    Plan {
-                        write: Some(Write::Create { record }),
-                        delete,
-                        cookie: CookiePlan::Set {
-                            max_age: cookie_max_age,
-                        },
-                    }
-                }
-            }
-            // The record moves to the new id with this request's changes applied on top of what
-            // is stored then, so a concurrent write is kept and a concurrent logout is not undone.
-            (Some(_), Some(new_id)) => Plan {
-                write: Some(Write::Move {
-                    from: self.loaded_key.expect("a loaded session has a store key"),
-                    to: new_id.clone(),
-                    changes: Changes {
-                        values: std::mem::take(&mut self.pending),
-                        flash: self.flash_patch(),
-                        expires_at: Some(expires_at),
-                        expiry: self.pending_expiry,
-                    },
-                }),
-                delete,
-                cookie: CookiePlan::Set {
-                    max_age: cookie_max_age,
-                },
-            },
+            (None, _) => self.create_plan(expires_at, cookie_max_age, delete),
+            (Some(_), Some(_)) => self.move_plan(expires_at, cookie_max_age, delete),
             (Some(_), None) => {
                 let key = self.loaded_key.expect("a loaded session has a store key");
                 let flash = self.flash_patch();
@@ -631,6 +612,53 @@ impl State {
                     cookie,
                 }
             }
+        }
+    }
+
+    // The rarer plans are kept out of line: the common one (a loaded session merging its
+    // changes) then runs through less code, which is most of what a request costs.
+
+    /// Not stored yet (a new visitor, or after `invalidate`): nothing came in, so the record is
+    /// this request's values and flash. Stored only if it holds something.
+    #[cold]
+    #[inline(never)]
+    fn create_plan(&mut self, expires_at: SystemTime, max_age: Option<Duration>, delete: Option<SessionId>) -> Plan {
+        let record = Record {
+            values: self.current_values(),
+            flash: std::mem::take(&mut self.outgoing_flash),
+            created_at: self.created_at,
+            expires_at,
+            expiry: self.expiry_override(),
+        };
+        if record.values.is_empty() && record.flash.is_empty() {
+            return Plan::ending(delete);
+        }
+        Plan {
+            write: Some(Write::Create { record }),
+            delete,
+            cookie: CookiePlan::Set { max_age },
+        }
+    }
+
+    /// `regenerate_id`: the record moves to the new id with this request's changes applied on
+    /// top of what is stored then, so a concurrent write is kept and a concurrent logout is not
+    /// undone.
+    #[cold]
+    #[inline(never)]
+    fn move_plan(&mut self, expires_at: SystemTime, max_age: Option<Duration>, delete: Option<SessionId>) -> Plan {
+        Plan {
+            write: Some(Write::Move {
+                from: self.loaded_key.expect("a loaded session has a store key"),
+                to: self.new_id.clone().expect("a move has a new id"),
+                changes: Changes {
+                    values: std::mem::take(&mut self.pending),
+                    flash: self.flash_patch(),
+                    expires_at: Some(expires_at),
+                    expiry: self.pending_expiry,
+                },
+            }),
+            delete,
+            cookie: CookiePlan::Set { max_age },
         }
     }
 }
