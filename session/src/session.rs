@@ -149,7 +149,7 @@ impl<V: SessionSchema, F: SessionSchema> Session<V, F> {
         let Some(json) = encode(key.name(), &value) else { return };
         let mut state = self.state();
         if state.writable("flash_now") {
-            state.now_flash.insert(key.name().to_owned(), json);
+            state.flash_mut().now.insert(key.name().to_owned(), json);
         }
     }
 
@@ -159,7 +159,7 @@ impl<V: SessionSchema, F: SessionSchema> Session<V, F> {
     pub fn get_flash<T: DeserializeOwned>(&self, key: Key<F, T>) -> Option<T> {
         let state = self.state();
         let json = state
-            .now_flash
+            .flash_now()
             .get(key.name())
             .or_else(|| state.incoming_flash().get(key.name()))?;
         decode(key.name(), "flash", json)
@@ -167,7 +167,7 @@ impl<V: SessionSchema, F: SessionSchema> Session<V, F> {
 
     /// Carries the flash under `key` that arrived with this request over to the next one.
     pub fn keep_flash<T>(&mut self, key: Key<F, T>) {
-        self.state().kept_flash.insert(key.name().to_owned());
+        self.state().flash_mut().kept.insert(key.name().to_owned());
     }
 
     /// Carries all flash that arrived with this request over to the next one.
@@ -286,6 +286,17 @@ fn error_unencodable(name: &str, error: &serde_json::Error) {
     tracing::error!(key = name, %error, "session value cannot be encoded as JSON; it was not stored");
 }
 
+/// What a request did with flash, besides reading what arrived.
+#[derive(Debug, Default)]
+struct FlashChanges {
+    /// For the next request.
+    outgoing: ValueMap,
+    /// For this request only (`flash_now`).
+    now: ValueMap,
+    /// Incoming flash to carry over (`keep_flash`).
+    kept: BTreeSet<String>,
+}
+
 /// A session as one request sees and changes it.
 #[derive(Debug)]
 pub(crate) struct State {
@@ -300,9 +311,8 @@ pub(crate) struct State {
     stored: Option<Arc<Record>>,
     /// This request's changes to values.
     pending: Patch,
-    outgoing_flash: ValueMap,
-    now_flash: ValueMap,
-    kept_flash: BTreeSet<String>,
+    /// Flash this request set, showed or kept; `None` until it does (most requests never do).
+    flash: Option<Box<FlashChanges>>,
     reflash: bool,
     /// `clear` dropped the incoming flash: hidden from this request, removed from the store on save.
     flash_cleared: bool,
@@ -326,9 +336,7 @@ impl State {
             resign_cookie: false,
             stored: None,
             pending: Patch::new(),
-            outgoing_flash: ValueMap::new(),
-            now_flash: ValueMap::new(),
-            kept_flash: BTreeSet::new(),
+            flash: None,
             reflash: false,
             flash_cleared: false,
             created_at: now,
@@ -366,6 +374,24 @@ impl State {
             Some(record) if !self.flash_cleared => &record.flash,
             _ => &EMPTY,
         }
+    }
+
+    fn flash_mut(&mut self) -> &mut FlashChanges {
+        self.flash.get_or_insert_with(Box::default)
+    }
+
+    /// Flash set for the next request.
+    fn flash_outgoing(&self) -> &ValueMap {
+        self.flash.as_deref().map_or(&EMPTY, |flash| &flash.outgoing)
+    }
+
+    /// Flash shown to this request only.
+    fn flash_now(&self) -> &ValueMap {
+        self.flash.as_deref().map_or(&EMPTY, |flash| &flash.now)
+    }
+
+    fn flash_kept(&self, name: &str) -> bool {
+        self.flash.as_deref().is_some_and(|flash| flash.kept.contains(name))
     }
 
     fn current_id(&self) -> Option<&SessionId> {
@@ -411,7 +437,7 @@ impl State {
 
     fn flash(&mut self, name: &str, json: String) {
         if self.writable("flash") {
-            self.outgoing_flash.insert(name.to_owned(), json);
+            self.flash_mut().outgoing.insert(name.to_owned(), json);
         }
     }
 
@@ -435,8 +461,7 @@ impl State {
         self.new_id = None;
         self.stored = None;
         self.pending.clear();
-        self.outgoing_flash.clear();
-        self.now_flash.clear();
+        self.flash = None;
     }
 
     fn invalidate(&mut self, now: SystemTime) {
@@ -455,9 +480,7 @@ impl State {
             return;
         }
         self.pending = self.base().keys().map(|name| (name.clone(), None)).collect();
-        self.outgoing_flash.clear();
-        self.now_flash.clear();
-        self.kept_flash.clear();
+        self.flash = None;
         self.reflash = false;
         // The stored flash must be removed on save, not just hidden from this request.
         self.flash_cleared = true;
@@ -490,7 +513,7 @@ impl State {
 
     fn is_dirty(&self) -> bool {
         !self.pending.is_empty()
-            || !self.outgoing_flash.is_empty()
+            || !self.flash_outgoing().is_empty()
             || self.pending_expiry.is_some()
             || self.new_id.is_some()
             || self.delete_id.is_some()
@@ -512,7 +535,7 @@ impl State {
     fn flash_patch(&self) -> Patch {
         // Incoming flash ages out unless kept; after `clear` all of it goes.
         let stored_flash = self.stored.as_deref().map_or(&EMPTY, |record| &record.flash);
-        if stored_flash.is_empty() && self.outgoing_flash.is_empty() {
+        if stored_flash.is_empty() && self.flash_outgoing().is_empty() {
             return Patch::new();
         }
         self.aged_flash_patch(stored_flash)
@@ -523,11 +546,11 @@ impl State {
     fn aged_flash_patch(&self, stored_flash: &ValueMap) -> Patch {
         let mut patch: Patch = stored_flash
             .keys()
-            .filter(|name| self.flash_cleared || (!self.reflash && !self.kept_flash.contains(*name)))
+            .filter(|name| self.flash_cleared || (!self.reflash && !self.flash_kept(name)))
             .map(|name| (name.clone(), None))
             .collect();
         patch.extend(
-            self.outgoing_flash
+            self.flash_outgoing()
                 .iter()
                 .map(|(name, json)| (name.clone(), Some(json.clone()))),
         );
@@ -625,7 +648,7 @@ impl State {
     fn create_plan(&mut self, expires_at: SystemTime, max_age: Option<Duration>, delete: Option<SessionId>) -> Plan {
         let record = Record {
             values: self.current_values(),
-            flash: std::mem::take(&mut self.outgoing_flash),
+            flash: self.flash.take().map(|flash| flash.outgoing).unwrap_or_default(),
             created_at: self.created_at,
             expires_at,
             expiry: self.expiry_override(),
