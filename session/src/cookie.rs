@@ -109,7 +109,11 @@ pub(crate) struct CookieId {
 }
 
 /// The id in a cookie value, if it is well formed and (with keys) signed by one of them.
-pub(crate) fn decode_value(value: &(impl AsRef<[u8]> + ?Sized), cookie_name: &str, keys: &[SigningKey]) -> Option<CookieId> {
+pub(crate) fn decode_value(
+    value: &(impl AsRef<[u8]> + ?Sized),
+    cookie_name: &str,
+    keys: &[SigningKey],
+) -> Option<CookieId> {
     let value = value.as_ref();
     if value.len() > MAX_VALUE_LEN {
         return None;
@@ -158,7 +162,7 @@ pub(crate) fn session_ids<'a>(
     headers
         .get_all(COOKIE)
         .into_iter()
-        .flat_map(|header| header.as_bytes().split(|&b| b == b';'))
+        .flat_map(|header| pairs(header.as_bytes()))
         .filter_map(move |pair| cookie_pair_id(pair, name, settings, keys))
 }
 
@@ -171,13 +175,32 @@ pub(crate) fn first_session_id(
 ) -> Option<CookieId> {
     let name = settings.name.as_bytes();
     for header in headers.get_all(COOKIE) {
-        for pair in header.as_bytes().split(|&b| b == b';') {
+        for pair in pairs(header.as_bytes()) {
             if let Some(id) = cookie_pair_id(pair, name, settings, keys) {
                 return Some(id);
             }
         }
     }
     None
+}
+
+/// The `name=value` pairs of one `Cookie` header, untrimmed. `memchr` finds the separators a
+/// word at a time rather than a byte at a time.
+fn pairs(header: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(header);
+    std::iter::from_fn(move || {
+        let remaining = rest?;
+        Some(match memchr::memchr(b';', remaining) {
+            Some(at) => {
+                rest = Some(&remaining[at + 1..]);
+                &remaining[..at]
+            }
+            None => {
+                rest = None;
+                remaining
+            }
+        })
+    })
 }
 
 /// The verified id in one `name=value` pair of a `Cookie` header, if it is our cookie.

@@ -583,15 +583,24 @@ impl State {
             return Plan::ending(delete);
         }
         let expiry = self.expiry_override().unwrap_or(config.expiry);
-        let expires_at = config.expires_at(expiry, self.created_at, now);
-        let cookie_max_age = match expiry {
-            Expiry::Idle(_) => Some(expires_at.duration_since(now).unwrap_or(Duration::ZERO)),
-            Expiry::BrowserSession => None,
+        let renewed = || {
+            let expires_at = config.expires_at(expiry, self.created_at, now);
+            let cookie_max_age = match expiry {
+                Expiry::Idle(_) => Some(expires_at.duration_since(now).unwrap_or(Duration::ZERO)),
+                Expiry::BrowserSession => None,
+            };
+            (expires_at, cookie_max_age)
         };
 
         match (&self.loaded_id, &self.new_id) {
-            (None, _) => self.create_plan(expires_at, cookie_max_age, delete),
-            (Some(_), Some(_)) => self.move_plan(expires_at, cookie_max_age, delete),
+            (None, _) => {
+                let (expires_at, cookie_max_age) = renewed();
+                self.create_plan(expires_at, cookie_max_age, delete)
+            }
+            (Some(_), Some(_)) => {
+                let (expires_at, cookie_max_age) = renewed();
+                self.move_plan(expires_at, cookie_max_age, delete)
+            }
             (Some(_), None) => {
                 let key = self.loaded_key.expect("a loaded session has a store key");
                 let flash = self.flash_patch();
@@ -604,16 +613,20 @@ impl State {
                 };
                 // The expiry (and the cookie's Max-Age with it) is renewed only once enough of
                 // the idle window has passed, on writes as on reads: a busy session is not
-                // rewritten, nor sent a new cookie, on every request.
-                let renew = expiry_changed
-                    || self.resign_cookie
-                    || self.stored_expires_at.is_none_or(|stored| {
-                        let window = expiry.idle_window().as_secs_f64();
-                        let remaining = stored.duration_since(now).unwrap_or(Duration::ZERO).as_secs_f64();
-                        stored != expires_at && window - remaining >= window * config.touch_after
-                    });
-                if renew {
-                    changes.expires_at = Some(expires_at);
+                // rewritten, nor sent a new cookie, on every request. (Computed only then.)
+                let due = |stored: SystemTime| {
+                    let window = expiry.idle_window().as_secs_f64();
+                    let remaining = stored.duration_since(now).unwrap_or(Duration::ZERO).as_secs_f64();
+                    window - remaining >= window * config.touch_after
+                };
+                let mut cookie_max_age = None;
+                if expiry_changed || self.resign_cookie || self.stored_expires_at.is_none_or(due) {
+                    let (expires_at, max_age) = renewed();
+                    // Under a lifetime cap the expiry can stop moving: nothing to renew then.
+                    if expiry_changed || self.resign_cookie || self.stored_expires_at != Some(expires_at) {
+                        changes.expires_at = Some(expires_at);
+                        cookie_max_age = max_age;
+                    }
                 }
                 if changes.is_empty() {
                     return Plan {
@@ -623,11 +636,11 @@ impl State {
                     };
                 }
                 let cookie = match cookie_max_age {
-                    Some(max_age) if renew => CookiePlan::Set { max_age: Some(max_age) },
+                    Some(max_age) => CookiePlan::Set { max_age: Some(max_age) },
                     // A browser-session cookie replaces a persistent one ("forget me"), and a
                     // cookie signed by a retired key is re-signed.
                     None if expiry_changed || self.resign_cookie => CookiePlan::Set { max_age: None },
-                    _ => CookiePlan::Keep,
+                    None => CookiePlan::Keep,
                 };
                 Plan {
                     write: Some(Write::Apply { key, changes }),
