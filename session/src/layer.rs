@@ -451,8 +451,8 @@ where
                     let plan = session.state().plan(config, config.now());
                     // Stores that answer at once (in memory) save here, without a boxed future.
                     match save_now(session, plan) {
-                        Ok(saved) => return Poll::Ready(Ok(finish(saved, response))),
-                        Err(plan) => save_later(Arc::clone(session), plan, response),
+                        SaveNow::Done(saved) => return Poll::Ready(Ok(finish(saved, response))),
+                        SaveNow::MustWait(plan) => save_later(Arc::clone(session), plan, response),
                     }
                 }
                 ResponseStateProj::Saving { future } => return future.as_mut().poll(cx).map(Ok),
@@ -521,23 +521,30 @@ async fn create(config: &Config, first: Option<SessionId>, record: &Record) -> R
 
 /// Saves `plan` if that needs no waiting: no store write, or a merge the store does at once
 /// ([`SessionStore::apply_now`]). Gives the plan back otherwise.
-fn save_now(session: &RequestSession, plan: Plan) -> Result<Result<Option<HeaderValue>, StoreError>, Plan> {
+fn save_now(session: &RequestSession, plan: Plan) -> SaveNow {
     if plan.delete.is_some() {
-        return Err(plan);
+        return SaveNow::MustWait(plan);
     }
     let config = &session.config;
     match &plan.write {
-        None => Ok(Ok(cookie_header(config, plan.cookie, None))),
+        None => SaveNow::Done(Ok(cookie_header(config, plan.cookie, None))),
         Some(Write::Apply { key, changes }) => match config.store().apply_now(key, changes) {
             Some(Ok(applied)) => {
                 let (cookie, id) = after_apply(session, applied, plan.cookie);
-                Ok(Ok(cookie_header(config, cookie, id)))
+                SaveNow::Done(Ok(cookie_header(config, cookie, id)))
             }
-            Some(Err(error)) => Ok(Err(error)),
-            None => Err(plan),
+            Some(Err(error)) => SaveNow::Done(Err(error)),
+            None => SaveNow::MustWait(plan),
         },
-        Some(_) => Err(plan),
+        Some(_) => SaveNow::MustWait(plan),
     }
+}
+
+enum SaveNow {
+    /// Saved: the `Set-Cookie` to send, or why the save failed.
+    Done(Result<Option<HeaderValue>, StoreError>),
+    /// The plan needs a store call that must be awaited.
+    MustWait(Plan),
 }
 
 /// Writes what the request changed; returns the `Set-Cookie` to send, if any.

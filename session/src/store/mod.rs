@@ -8,7 +8,10 @@
 //! # Writing a store
 //!
 //! Implement the five methods with `#[async_trait]` and run the
-//! `conformance` suite (feature `conformance`) against it in a test:
+//! `conformance` suite (feature `conformance`) against it in a test. A store that keeps records
+//! in this process's memory and never waits can also implement
+//! [`load_now`](SessionStore::load_now) and [`apply_now`](SessionStore::apply_now), which spare
+//! each request a boxed future and a copy of the record:
 //!
 //! ```
 //! use typed_sessions::store::{Applied, Created, SessionStore, StoreError, StoreKey};
