@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use cookie::SameSite;
 use http::header::SET_COOKIE;
@@ -31,7 +31,7 @@ const CREATE_ATTEMPTS: usize = 4;
 /// Adds sessions to every request of the service it wraps.
 ///
 /// ```
-/// use std::time::Duration;
+/// use std::time::{Duration, SystemTime};
 /// use axum::{routing::get, Router};
 /// use typed_sessions::{Expiry, MemoryStore, SessionLayer, SigningKey};
 ///
@@ -243,6 +243,16 @@ impl RequestSession {
         self.state.lock().is_some()
     }
 
+    /// What saving the session takes, and the time it was planned at; `None` if no handler
+    /// loaded the session (nothing to save). One lock for both questions: every lock is an
+    /// atomic read-modify-write pair, which costs a request more than its instruction count.
+    fn plan(&self) -> Option<(Plan, SystemTime)> {
+        let mut state = self.state.lock();
+        let state = state.as_mut()?;
+        let now = self.config.now();
+        Some((state.plan(&self.config, now), now))
+    }
+
     /// The loaded session's state.
     ///
     /// # Panics
@@ -259,14 +269,18 @@ impl RequestSession {
     /// Reads the session from the store on the first call of the request. `headers` are the
     /// request's: when the first session cookie names no live session, later ones are tried.
     pub(crate) async fn load(&self, headers: &HeaderMap) -> Result<(), StoreError> {
-        if self.is_loaded() {
-            return Ok(());
-        }
-        // A store that answers at once (in memory) is read without an await: the extractor's
-        // future stays small, and every handler future that holds it is cheaper to move.
-        if let Some(state) = self.load_now() {
-            self.state.lock().get_or_insert(state);
-            return Ok(());
+        {
+            let mut state = self.state.lock();
+            if state.is_some() {
+                return Ok(());
+            }
+            // A store that answers at once (in memory) is read without an await: the
+            // extractor's future stays small, and every handler future that holds it is
+            // cheaper to move. (The lock is held only while the store answers at once.)
+            if let Some(loaded) = self.load_now() {
+                *state = Some(loaded);
+                return Ok(());
+            }
         }
         Box::pin(self.load_waiting(headers)).await
     }
@@ -275,13 +289,14 @@ impl RequestSession {
     /// awaited, or the first cookie names no live session and later ones must be tried.
     fn load_now(&self) -> Option<State> {
         let config = &self.config;
+        let now = config.now();
         let Some(first) = &self.cookie_id else {
-            return Some(State::fresh(config.now()));
+            return Some(State::fresh(now));
         };
         let (key, cached) = config.key_cache.key(&first.id);
         // An error is reported by the awaited path, which asks again.
-        let record = corrupt_as_none(config.store().load_now(&key)?).ok()?;
-        self.adopt(first.clone(), key, cached, record)
+        let record = corrupt_as_none(config.store().load_now(&key, now)?).ok()?;
+        self.adopt(first.clone(), key, cached, record, now)
     }
 
     async fn load_waiting(&self, headers: &HeaderMap) -> Result<(), StoreError> {
@@ -290,7 +305,7 @@ impl RequestSession {
         if let Some(first) = &self.cookie_id {
             let (key, cached) = config.key_cache.key(&first.id);
             let record = self.fetch(&key).await?;
-            state = self.adopt(first.clone(), key, cached, record);
+            state = self.adopt(first.clone(), key, cached, record, config.now());
             if state.is_none() {
                 state = self.load_later_cookies(headers).await?;
             }
@@ -305,7 +320,7 @@ impl RequestSession {
     /// The record under `key` (see [`corrupt_as_none`]).
     async fn fetch(&self, key: &StoreKey) -> Result<Option<Arc<Record>>, StoreError> {
         let store = self.config.store();
-        let loaded = match store.load_now(key) {
+        let loaded = match store.load_now(key, self.config.now()) {
             Some(answer) => answer,
             None => with_timeout(&self.config, store.load(key))
                 .await
@@ -323,18 +338,24 @@ impl RequestSession {
         for candidate in later {
             let (key, cached) = config.key_cache.key(&candidate.id);
             let record = self.fetch(&key).await?;
-            if let Some(state) = self.adopt(candidate, key, cached, record) {
+            if let Some(state) = self.adopt(candidate, key, cached, record, config.now()) {
                 return Ok(Some(state));
             }
         }
         Ok(None)
     }
 
-    /// The session state for `record` loaded for `candidate`, if it is live. An id the store does
-    /// not know (or that has expired) is never adopted.
-    fn adopt(&self, candidate: CookieId, key: StoreKey, cached: bool, record: Option<Arc<Record>>) -> Option<State> {
+    /// The session state for `record` loaded for `candidate`, if it is live at `now`. An id the
+    /// store does not know (or that has expired) is never adopted.
+    fn adopt(
+        &self,
+        candidate: CookieId,
+        key: StoreKey,
+        cached: bool,
+        record: Option<Arc<Record>>,
+        now: SystemTime,
+    ) -> Option<State> {
         let config = &self.config;
-        let now = config.now();
         let record = record.filter(|r| !r.is_expired_at(now) && !config.past_max_lifetime(r.created_at, now))?;
         if !cached {
             config.key_cache.remember(&candidate.id, key);
@@ -444,13 +465,11 @@ where
                 ResponseStateProj::Handler { future, session } => {
                     let response = ready!(future.poll(cx))?;
                     // A request that never extracted the session has nothing to save.
-                    if !session.is_loaded() {
+                    let Some((plan, now)) = session.plan() else {
                         return Poll::Ready(Ok(response));
-                    }
-                    let config = &session.config;
-                    let plan = session.state().plan(config, config.now());
+                    };
                     // Stores that answer at once (in memory) save here, without a boxed future.
-                    match save_now(session, plan) {
+                    match save_now(&session.config, plan, now) {
                         SaveNow::Done(saved) => return Poll::Ready(Ok(finish(saved, response))),
                         SaveNow::MustWait(plan) => save_later(Arc::clone(session), plan, response),
                     }
@@ -519,18 +538,17 @@ async fn create(config: &Config, first: Option<SessionId>, record: &Record) -> R
     )))
 }
 
-/// Saves `plan` if that needs no waiting: no store write, or a merge the store does at once
-/// ([`SessionStore::apply_now`]). Gives the plan back otherwise.
-fn save_now(session: &RequestSession, plan: Plan) -> SaveNow {
+/// Saves `plan` (made at `now`) if that needs no waiting: no store write, or a merge the store
+/// does at once ([`SessionStore::apply_now`]). Gives the plan back otherwise.
+fn save_now(config: &Config, plan: Plan, now: SystemTime) -> SaveNow {
     if plan.delete.is_some() {
         return SaveNow::MustWait(plan);
     }
-    let config = &session.config;
-    match &plan.write {
+    match plan.write {
         None => SaveNow::Done(Ok(cookie_header(config, plan.cookie, None))),
-        Some(Write::Apply { key, changes }) => match config.store().apply_now(key, changes) {
+        Some(Write::Apply { key, ref changes, ref id }) => match config.store().apply_now(&key, changes, now) {
             Some(Ok(applied)) => {
-                let (cookie, id) = after_apply(session, applied, plan.cookie);
+                let (cookie, id) = after_apply(applied, plan.cookie, id);
                 SaveNow::Done(Ok(cookie_header(config, cookie, id)))
             }
             Some(Err(error)) => SaveNow::Done(Err(error)),
@@ -567,12 +585,12 @@ async fn save(session: &RequestSession, plan: Plan) -> Result<Option<HeaderValue
                 cookie = CookiePlan::Keep;
             }
         },
-        Some(Write::Apply { key, changes }) => {
-            let applied = match store.apply_now(&key, &changes) {
+        Some(Write::Apply { key, changes, id }) => {
+            let applied = match store.apply_now(&key, &changes, config.now()) {
                 Some(answer) => answer?,
                 None => with_timeout(config, store.apply(&key, &changes)).await?,
             };
-            (cookie, cookie_id) = after_apply(session, applied, cookie);
+            (cookie, cookie_id) = after_apply(applied, cookie, &id);
         }
     }
     if let Some(old) = plan.delete {
@@ -582,10 +600,12 @@ async fn save(session: &RequestSession, plan: Plan) -> Result<Option<HeaderValue
     Ok(cookie_header(config, cookie, cookie_id))
 }
 
-/// The cookie to send, and the id it names, after `apply` answered `applied`.
-fn after_apply(session: &RequestSession, applied: Applied, cookie: CookiePlan) -> (CookiePlan, Option<SessionId>) {
+/// The cookie to send, and the id it names, after `apply` to the session `id` answered `applied`.
+fn after_apply(applied: Applied, cookie: CookiePlan, id: &SessionId) -> (CookiePlan, Option<SessionId>) {
     match applied {
-        Applied::Applied => (cookie, session.state().loaded_id.clone()),
+        // The id is copied only when a cookie is sent: once per touch window, not per request.
+        Applied::Applied if cookie == CookiePlan::Keep => (cookie, None),
+        Applied::Applied => (cookie, Some(id.clone())),
         Applied::Missing => ended_meanwhile(),
     }
 }

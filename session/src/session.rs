@@ -601,7 +601,8 @@ impl State {
                 let (expires_at, cookie_max_age) = renewed();
                 self.move_plan(expires_at, cookie_max_age, delete)
             }
-            (Some(_), None) => {
+            (Some(loaded), None) => {
+                let id = loaded.clone();
                 let key = self.loaded_key.expect("a loaded session has a store key");
                 let flash = self.flash_patch();
                 let expiry_changed = self.pending_expiry.is_some();
@@ -643,7 +644,7 @@ impl State {
                     None => CookiePlan::Keep,
                 };
                 Plan {
-                    write: Some(Write::Apply { key, changes }),
+                    write: Some(Write::Apply { key, changes, id }),
                     delete,
                     cookie,
                 }
@@ -731,9 +732,11 @@ pub(crate) enum Write {
     Create {
         record: Record,
     },
+    /// A stored session's changes, merged into its record under `key`; `id` names it in the cookie.
     Apply {
         key: StoreKey,
         changes: Changes,
+        id: SessionId,
     },
     /// `regenerate_id`: the stored record, if it still exists, with `changes` applied, under `to`.
     Move {

@@ -60,7 +60,7 @@ fn live_record() -> Record {
 /// `load`, checked against [`SessionStore::load_now`] when the store answers at once: the layer
 /// uses whichever the store offers, so the two must agree.
 async fn load<S: SessionStore + ?Sized>(store: &S, key: &StoreKey, check: &str) -> Result<Option<Record>, StoreError> {
-    let now = store.load_now(key);
+    let now = store.load_now(key, SystemTime::now());
     let loaded = store.load(key).await;
     match (&now, &loaded) {
         (None, _) | (Some(Err(_)), Err(_)) => {}
@@ -93,7 +93,7 @@ async fn must_create<S: SessionStore + ?Sized>(store: &S, key: &StoreKey, record
 /// Applies `changes` as the layer does: through [`SessionStore::apply_now`] if the store answers
 /// at once, else `apply`. (`apply_now_agrees_with_apply` checks the two agree.)
 async fn must_apply<S: SessionStore + ?Sized>(store: &S, key: &StoreKey, changes: &Changes, check: &str) -> Applied {
-    let applied = match store.apply_now(key, changes) {
+    let applied = match store.apply_now(key, changes, SystemTime::now()) {
         Some(answer) => answer,
         None => store.apply(key, changes).await,
     };
@@ -320,6 +320,25 @@ pub async fn expired_records_are_gone<S: SessionStore + ?Sized>(store: &S) {
         "{check}: an expired record blocked create: {recreated:?}"
     );
     assert_same_record(&must_load(store, &expired_key, check).await, &fresh, check);
+
+    // `apply_now` and `load_now` judge expiry at the time the layer gives them, not by a clock
+    // of their own: a live record is expired for a request that runs after its expiry time.
+    let later_key = fresh_key();
+    let record = live_record();
+    must_create(store, &later_key, &record, check).await;
+    let later = record.expires_at + Duration::from_secs(1);
+    if let Some(applied) = store.apply_now(&later_key, &set("user_id", "1"), later) {
+        assert!(
+            matches!(applied, Ok(Applied::Missing)),
+            "{check}: apply_now patched a record expired at the time it was given: {applied:?}"
+        );
+    }
+    if let Some(loaded) = store.load_now(&later_key, later) {
+        assert!(
+            matches!(loaded, Ok(None)),
+            "{check}: load_now returned a record expired at the time it was given: {loaded:?}"
+        );
+    }
 }
 
 /// `delete` removes the record; deleting again, or deleting an unknown key, is not an error.
@@ -486,7 +505,7 @@ pub async fn apply_now_agrees_with_apply<S: SessionStore + ?Sized>(store: &S) {
     changes.flash.insert("alert", Some(r#""Saved""#.into()));
     changes.expires_at = Some(millis_from_now(7_200_000));
     changes.expiry = Some(Some(Expiry::BrowserSession));
-    let Some(applied_now) = store.apply_now(&by_now, &changes) else {
+    let Some(applied_now) = store.apply_now(&by_now, &changes, SystemTime::now()) else {
         return;
     };
     let applied = store.apply(&by_await, &changes).await;
@@ -499,7 +518,7 @@ pub async fn apply_now_agrees_with_apply<S: SessionStore + ?Sized>(store: &S) {
 
     let missing = fresh_key();
     assert!(
-        matches!(store.apply_now(&missing, &changes), Some(Ok(Applied::Missing))),
+        matches!(store.apply_now(&missing, &changes, SystemTime::now()), Some(Ok(Applied::Missing))),
         "{check}: apply_now on a key never created must say Missing"
     );
     assert!(

@@ -68,7 +68,7 @@ impl std::fmt::Debug for MemoryStore {
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        Ok(self.shared(key).map(Arc::unwrap_or_clone))
+        Ok(self.shared(key, SystemTime::now()).map(Arc::unwrap_or_clone))
     }
 
     async fn create(&self, key: &StoreKey, record: &Record) -> Result<Created, StoreError> {
@@ -82,7 +82,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn apply(&self, key: &StoreKey, changes: &Changes) -> Result<Applied, StoreError> {
-        Ok(self.merge(key, changes))
+        Ok(self.merge(key, changes, SystemTime::now()))
     }
 
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
@@ -102,19 +102,18 @@ impl SessionStore for MemoryStore {
         Ok(removed)
     }
 
-    fn load_now(&self, key: &StoreKey) -> Option<Result<Option<Arc<Record>>, StoreError>> {
-        Some(Ok(self.shared(key)))
+    fn load_now(&self, key: &StoreKey, now: SystemTime) -> Option<Result<Option<Arc<Record>>, StoreError>> {
+        Some(Ok(self.shared(key, now)))
     }
 
-    fn apply_now(&self, key: &StoreKey, changes: &Changes) -> Option<Result<Applied, StoreError>> {
-        Some(Ok(self.merge(key, changes)))
+    fn apply_now(&self, key: &StoreKey, changes: &Changes, now: SystemTime) -> Option<Result<Applied, StoreError>> {
+        Some(Ok(self.merge(key, changes, now)))
     }
 }
 
 impl MemoryStore {
-    /// The live record under `key`, shared; an expired one is removed on the way.
-    fn shared(&self, key: &StoreKey) -> Option<Arc<Record>> {
-        let now = SystemTime::now();
+    /// The record under `key` if it is live at `now`, shared; an expired one is removed on the way.
+    fn shared(&self, key: &StoreKey, now: SystemTime) -> Option<Arc<Record>> {
         let mut shard = self.shard(key).lock();
         match shard.get(key) {
             Some(record) if record.is_expired_at(now) => {
@@ -125,8 +124,7 @@ impl MemoryStore {
         }
     }
 
-    fn merge(&self, key: &StoreKey, changes: &Changes) -> Applied {
-        let now = SystemTime::now();
+    fn merge(&self, key: &StoreKey, changes: &Changes, now: SystemTime) -> Applied {
         let mut shard = self.shard(key).lock();
         match shard.get_mut(key) {
             Some(record) if !record.is_expired_at(now) => {

@@ -41,6 +41,7 @@
 //! ```
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 
@@ -158,16 +159,22 @@ pub trait SessionStore: Send + Sync + 'static {
     /// stores that keep records in this process's memory and never wait. The layer calls it
     /// first and awaits `load` only when it returns `None`, the default.
     ///
+    /// `now` is the current time by the layer's clock. A store that checks expiry itself judges
+    /// by it instead of reading the system clock again: a clock read costs a request about as
+    /// much as a small allocation, and a store that agrees with the layer's clock also agrees
+    /// with a test clock.
+    ///
     /// This is what lets an in-memory session cost a request no allocation and no boxed future
-    /// for the read. An implementation must answer exactly as `load` would; the conformance
-    /// suite compares the two on every load it makes.
-    fn load_now(&self, _key: &StoreKey) -> Option<Result<Option<Arc<Record>>, StoreError>> {
+    /// for the read. An implementation must answer exactly as `load` would at `now`; the
+    /// conformance suite compares the two on every load it makes.
+    fn load_now(&self, _key: &StoreKey, _now: SystemTime) -> Option<Result<Option<Arc<Record>>, StoreError>> {
         None
     }
 
-    /// [`apply`](Self::apply) done at once, for stores that never wait; `None` (the default)
-    /// sends the layer to `apply`. Same contract as `apply`, checked by the conformance suite.
-    fn apply_now(&self, _key: &StoreKey, _changes: &Changes) -> Option<Result<Applied, StoreError>> {
+    /// [`apply`](Self::apply) done at once, at `now` (as in [`load_now`](Self::load_now)), for
+    /// stores that never wait; `None` (the default) sends the layer to `apply`. Same contract as
+    /// `apply`, checked by the conformance suite.
+    fn apply_now(&self, _key: &StoreKey, _changes: &Changes, _now: SystemTime) -> Option<Result<Applied, StoreError>> {
         None
     }
 }
@@ -189,10 +196,10 @@ impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         (**self).delete_expired().await
     }
-    fn load_now(&self, key: &StoreKey) -> Option<Result<Option<Arc<Record>>, StoreError>> {
-        (**self).load_now(key)
+    fn load_now(&self, key: &StoreKey, now: SystemTime) -> Option<Result<Option<Arc<Record>>, StoreError>> {
+        (**self).load_now(key, now)
     }
-    fn apply_now(&self, key: &StoreKey, changes: &Changes) -> Option<Result<Applied, StoreError>> {
-        (**self).apply_now(key, changes)
+    fn apply_now(&self, key: &StoreKey, changes: &Changes, now: SystemTime) -> Option<Result<Applied, StoreError>> {
+        (**self).apply_now(key, changes, now)
     }
 }
