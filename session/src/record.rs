@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::config::Expiry;
 
@@ -35,13 +36,17 @@ pub type ValueMap = BTreeMap<String, String>;
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Patch {
-    entries: Vec<(Cow<'static, str>, Option<String>)>,
+    // Most requests change one key: its entry lives inline, so building the patch allocates
+    // nothing.
+    entries: SmallVec<[(Cow<'static, str>, Option<String>); 1]>,
 }
 
 impl Patch {
     /// An empty patch.
     pub const fn new() -> Self {
-        Patch { entries: Vec::new() }
+        Patch {
+            entries: SmallVec::new_const(),
+        }
     }
 
     fn position(&self, name: &str) -> Result<usize, usize> {
