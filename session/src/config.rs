@@ -91,7 +91,10 @@ pub(crate) struct Config {
     pub(crate) expiry: Expiry,
     pub(crate) max_lifetime: Option<Duration>,
     /// Fraction of the idle window that must pass before an unchanged request rewrites the expiry.
-    pub(crate) touch_after: f64,
+    touch_after: f64,
+    /// [`touch_margin`](Self::touch_margin) of `expiry`, which nearly every session uses: worked
+    /// out once here instead of in floating point on every request.
+    layer_touch_margin: Duration,
     pub(crate) store_timeout: Option<Duration>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) key_cache: Arc<StoreKeyCache>,
@@ -106,6 +109,7 @@ impl Config {
             expiry: Expiry::default(),
             max_lifetime: None,
             touch_after: 0.5,
+            layer_touch_margin: touch_margin(Expiry::default(), 0.5),
             store_timeout: Some(Duration::from_secs(5)),
             clock: Arc::new(SystemClock),
             key_cache: Arc::new(StoreKeyCache::new()),
@@ -116,6 +120,28 @@ impl Config {
     /// box every call's future twice.
     pub(crate) fn store(&self) -> &dyn SessionStore {
         &*self.store
+    }
+
+    /// Sets the layer's expiry.
+    pub(crate) fn set_expiry(&mut self, expiry: Expiry) {
+        self.expiry = expiry;
+        self.layer_touch_margin = touch_margin(expiry, self.touch_after);
+    }
+
+    /// Sets the fraction of the idle window after which a request renews the expiry.
+    pub(crate) fn set_touch_after(&mut self, fraction: f64) {
+        self.touch_after = fraction;
+        self.layer_touch_margin = touch_margin(self.expiry, fraction);
+    }
+
+    /// How close to its expiry time a session under `expiry` must be for a request to renew
+    /// it: the renewal is due once `expires_at <= now + touch_margin`.
+    pub(crate) fn touch_margin(&self, expiry: Expiry) -> Duration {
+        if expiry == self.expiry {
+            self.layer_touch_margin
+        } else {
+            touch_margin(expiry, self.touch_after)
+        }
     }
 
     pub(crate) fn now(&self) -> SystemTime {
@@ -135,6 +161,12 @@ impl Config {
     pub(crate) fn past_max_lifetime(&self, created_at: SystemTime, now: SystemTime) -> bool {
         self.max_lifetime.is_some_and(|cap| later(created_at, cap) <= now)
     }
+}
+
+/// The part of `expiry`'s idle window left when the fraction `touch_after` of it has passed.
+fn touch_margin(expiry: Expiry, touch_after: f64) -> Duration {
+    let window = expiry.idle_window();
+    Duration::try_from_secs_f64(window.as_secs_f64() * (1.0 - touch_after)).map_or(window, |margin| margin.min(window))
 }
 
 /// `time + by`, saturating at a far future instead of panicking (`Expiry::Idle(Duration::MAX)`

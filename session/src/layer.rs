@@ -131,7 +131,7 @@ impl SessionLayer {
     /// How sessions expire (default: [`Expiry::Idle`] of two weeks). Sessions can override it
     /// with [`Session::set_expiry`](crate::Session::set_expiry).
     pub fn with_expiry(mut self, expiry: Expiry) -> Self {
-        self.config_mut().expiry = expiry;
+        self.config_mut().set_expiry(expiry);
         self
     }
 
@@ -144,11 +144,8 @@ impl SessionLayer {
     /// Which fraction of the idle window must pass before a request that changed nothing
     /// rewrites the session's expiry (default `0.5`): `0.0` touches on every request, `1.0` never.
     pub fn with_touch_after(mut self, fraction: f64) -> Self {
-        self.config_mut().touch_after = if fraction.is_nan() {
-            0.5
-        } else {
-            fraction.clamp(0.0, 1.0)
-        };
+        let fraction = if fraction.is_nan() { 0.5 } else { fraction.clamp(0.0, 1.0) };
+        self.config_mut().set_touch_after(fraction);
         self
     }
 
@@ -463,14 +460,17 @@ where
         loop {
             let next = match self.as_mut().project().state.project() {
                 ResponseStateProj::Handler { future, session } => {
-                    let response = ready!(future.poll(cx))?;
+                    let mut response = ready!(future.poll(cx))?;
                     // A request that never extracted the session has nothing to save.
                     let Some((plan, now)) = session.plan() else {
                         return Poll::Ready(Ok(response));
                     };
                     // Stores that answer at once (in memory) save here, without a boxed future.
                     match save_now(&session.config, plan, now) {
-                        SaveNow::Done(saved) => return Poll::Ready(Ok(finish(saved, response))),
+                        SaveNow::Done(saved) => {
+                            finish(saved, &mut response);
+                            return Poll::Ready(Ok(response));
+                        }
                         SaveNow::MustWait(plan) => save_later(Arc::clone(session), plan, response),
                     }
                 }
@@ -491,20 +491,28 @@ fn save_later<F, B: Default + Send + 'static>(
     response: Response<B>,
 ) -> ResponseState<F, B> {
     ResponseState::Saving {
-        future: Box::pin(async move { finish(save(&session, plan).await, response) }),
+        future: Box::pin(async move {
+            let mut response = response;
+            finish(save(&session, plan).await, &mut response);
+            response
+        }),
     }
 }
 
-/// Puts the save's cookie on the response — or answers 503 if the save failed.
-fn finish<B: Default>(saved: Result<Option<HeaderValue>, StoreError>, mut response: Response<B>) -> Response<B> {
-    match saved {
-        Ok(Some(set_cookie)) => {
-            response.headers_mut().append(SET_COOKIE, set_cookie);
-            response
-        }
-        Ok(None) => response,
-        Err(error) => unavailable(&error),
+/// Puts the save's cookie on the response — or answers 503 if the save failed. The response is
+/// changed where it is rather than moved through: it is larger than all the rest.
+fn finish<B: Default>(saved: Result<Option<HeaderValue>, StoreError>, response: &mut Response<B>) {
+    if let Err(error) = add_cookie(saved, response.headers_mut()) {
+        *response = unavailable(&error);
     }
+}
+
+/// Puts the save's cookie, if any, on the response headers; gives back the error of a failed save.
+fn add_cookie(saved: Result<Option<HeaderValue>, StoreError>, headers: &mut HeaderMap) -> Result<(), StoreError> {
+    if let Some(set_cookie) = saved? {
+        headers.append(SET_COOKIE, set_cookie);
+    }
+    Ok(())
 }
 
 #[cold]

@@ -578,7 +578,7 @@ impl State {
     }
 
     fn writes(&mut self, config: &Config, now: SystemTime) -> Plan {
-        let delete = self.delete_id.clone();
+        let delete = self.delete_id.take();
         if self.destroyed {
             return Plan::ending(delete);
         }
@@ -615,11 +615,8 @@ impl State {
                 // The expiry (and the cookie's Max-Age with it) is renewed only once enough of
                 // the idle window has passed, on writes as on reads: a busy session is not
                 // rewritten, nor sent a new cookie, on every request. (Computed only then.)
-                let due = |stored: SystemTime| {
-                    let window = expiry.idle_window().as_secs_f64();
-                    let remaining = stored.duration_since(now).unwrap_or(Duration::ZERO).as_secs_f64();
-                    window - remaining >= window * config.touch_after
-                };
+                let margin = config.touch_margin(expiry);
+                let due = |stored: SystemTime| now.checked_add(margin).is_none_or(|soon| stored <= soon);
                 let mut cookie_max_age = None;
                 if expiry_changed || self.resign_cookie || self.stored_expires_at.is_none_or(due) {
                     let (expires_at, max_age) = renewed();
