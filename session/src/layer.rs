@@ -240,14 +240,23 @@ impl RequestSession {
         self.state.lock().is_some()
     }
 
-    /// What saving the session takes, and the time it was planned at; `None` if no handler
-    /// loaded the session (nothing to save). One lock for both questions: every lock is an
-    /// atomic read-modify-write pair, which costs a request more than its instruction count.
-    fn plan(&self) -> Option<(Plan, SystemTime)> {
+    /// Saves the session if that needs no waiting (see [`apply_now`]), or hands back the plan
+    /// that must be awaited; `None` if no handler loaded the session (nothing to save).
+    ///
+    /// One lock for all of it (every lock is an atomic read-modify-write pair, which costs a
+    /// request more than its instruction count), and the plan, the largest value a request
+    /// builds, is applied where it was made instead of being moved from call to call.
+    fn save_now(&self) -> Option<SaveNow> {
         let mut state = self.state.lock();
         let state = state.as_mut()?;
-        let now = self.config.now();
-        Some((state.plan(&self.config, now), now))
+        let config = &self.config;
+        let now = config.now();
+        let plan = state.plan(config, now);
+        state.release_record();
+        Some(match apply_now(config, &plan, now) {
+            Some(saved) => SaveNow::Done(saved),
+            None => SaveNow::MustWait(plan),
+        })
     }
 
     /// The loaded session's state.
@@ -461,17 +470,15 @@ where
             let next = match self.as_mut().project().state.project() {
                 ResponseStateProj::Handler { future, session } => {
                     let mut response = ready!(future.poll(cx))?;
-                    // A request that never extracted the session has nothing to save.
-                    let Some((plan, now)) = session.plan() else {
-                        return Poll::Ready(Ok(response));
-                    };
                     // Stores that answer at once (in memory) save here, without a boxed future.
-                    match save_now(&session.config, plan, now) {
-                        SaveNow::Done(saved) => {
+                    match session.save_now() {
+                        // A request that never extracted the session has nothing to save.
+                        None => return Poll::Ready(Ok(response)),
+                        Some(SaveNow::Done(saved)) => {
                             finish(saved, &mut response);
                             return Poll::Ready(Ok(response));
                         }
-                        SaveNow::MustWait(plan) => save_later(Arc::clone(session), plan, response),
+                        Some(SaveNow::MustWait(plan)) => save_later(Arc::clone(session), plan, response),
                     }
                 }
                 ResponseStateProj::Saving { future } => return future.as_mut().poll(cx).map(Ok),
@@ -547,22 +554,22 @@ async fn create(config: &Config, first: Option<SessionId>, record: &Record) -> R
 }
 
 /// Saves `plan` (made at `now`) if that needs no waiting: no store write, or a merge the store
-/// does at once ([`SessionStore::apply_now`]). Gives the plan back otherwise.
-fn save_now(config: &Config, plan: Plan, now: SystemTime) -> SaveNow {
+/// does at once ([`SessionStore::apply_now`]); returns the `Set-Cookie` to send, or why the
+/// save failed. `None`: the plan needs a store call that must be awaited.
+fn apply_now(config: &Config, plan: &Plan, now: SystemTime) -> Option<Result<Option<HeaderValue>, StoreError>> {
     if plan.delete.is_some() {
-        return SaveNow::MustWait(plan);
+        return None;
     }
-    match plan.write {
-        None => SaveNow::Done(Ok(cookie_header(config, plan.cookie, None))),
-        Some(Write::Apply { key, ref changes, ref id }) => match config.store().apply_now(&key, changes, now) {
-            Some(Ok(applied)) => {
+    match &plan.write {
+        None => Some(Ok(cookie_header(config, plan.cookie, None))),
+        Some(Write::Apply { key, changes, id }) => match config.store().apply_now(key, changes, now)? {
+            Ok(applied) => {
                 let (cookie, id) = after_apply(applied, plan.cookie, id);
-                SaveNow::Done(Ok(cookie_header(config, cookie, id)))
+                Some(Ok(cookie_header(config, cookie, id)))
             }
-            Some(Err(error)) => SaveNow::Done(Err(error)),
-            None => SaveNow::MustWait(plan),
+            Err(error) => Some(Err(error)),
         },
-        Some(_) => SaveNow::MustWait(plan),
+        Some(_) => None,
     }
 }
 

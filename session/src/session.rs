@@ -567,17 +567,15 @@ impl State {
         }
     }
 
-    /// What saving this request's session takes: the store writes and the cookie to send.
-    /// Called once, after the handler: moves this request's changes out of the state, and lets
-    /// go of the loaded record, so that a store holding it in memory merges the changes in
-    /// place instead of copying it.
-    pub(crate) fn plan(&mut self, config: &Config, now: SystemTime) -> Plan {
-        let plan = self.writes(config, now);
+    /// Lets go of the loaded record once the save is planned, so that a store holding it in
+    /// memory merges the changes in place instead of copying it.
+    pub(crate) fn release_record(&mut self) {
         self.stored = None;
-        plan
     }
 
-    fn writes(&mut self, config: &Config, now: SystemTime) -> Plan {
+    /// What saving this request's session takes: the store writes and the cookie to send.
+    /// Called once, after the handler: moves this request's changes out of the state.
+    pub(crate) fn plan(&mut self, config: &Config, now: SystemTime) -> Plan {
         let delete = self.delete_id.take();
         if self.destroyed {
             return Plan::ending(delete);
@@ -743,7 +741,7 @@ pub(crate) enum Write {
     },
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum CookiePlan {
     Keep,
     Set { max_age: Option<Duration> },
