@@ -251,6 +251,21 @@ impl RequestSession {
         let state = state.as_mut()?;
         let config = &self.config;
         let now = config.now();
+        let merged = state.merge_in_place(config, now, |key, changes, cookie, id| {
+            if changes.is_empty() {
+                return Some(Ok(None));
+            }
+            let applied = config.store().apply_now(key, changes, now)?;
+            Some(applied.map(|applied| {
+                let (cookie, id) = after_apply(applied, cookie, id);
+                cookie_header(config, cookie, id)
+            }))
+        });
+        match merged {
+            Some(Ok(saved)) => return Some(SaveNow::Done(saved)),
+            Some(Err(plan)) => return Some(SaveNow::MustWait(plan)),
+            None => {}
+        }
         let plan = state.plan(config, now);
         state.release_record();
         Some(match apply_now(config, &plan, now) {
@@ -300,8 +315,9 @@ impl RequestSession {
             return Some(State::fresh(now));
         };
         let (key, cached) = config.key_cache.key(&first.id);
-        // An error is reported by the awaited path, which asks again.
-        let record = corrupt_as_none(config.store().load_now(&key, now)?).ok()?;
+        // An error, a corrupt record among them, is left to the awaited path, which asks again
+        // and reports it.
+        let record = config.store().load_now(&key, now)?.ok()?;
         self.adopt(first.clone(), key, cached, record, now)
     }
 

@@ -573,6 +573,57 @@ impl State {
         self.stored = None;
     }
 
+    /// The common save, done where the changes are: a stored session whose save merges its
+    /// changed values (and maybe a renewed expiry) and nothing else (no flash, no new id,
+    /// nothing to delete). `merge` gets the store key, the changes, the cookie to send and the
+    /// session's id, and answers `None` when the store must be awaited: the changes come back
+    /// as a plan then. `None` without calling `merge` when the save needs more than a merge:
+    /// [`plan`](Self::plan) makes it.
+    ///
+    /// Nothing is built or moved on the way to the store: the plan, the largest value a request
+    /// makes, is made only for stores that must be awaited, and for the rare saves.
+    pub(crate) fn merge_in_place<R>(
+        &mut self,
+        config: &Config,
+        now: SystemTime,
+        merge: impl FnOnce(&StoreKey, &Changes, CookiePlan, &SessionId) -> Option<R>,
+    ) -> Option<Result<R, Plan>> {
+        if self.destroyed
+            || self.new_id.is_some()
+            || self.delete_id.is_some()
+            || self.flash.is_some()
+            || self.flash_cleared
+            || self.stored.as_deref().is_none_or(|record| !record.flash.is_empty())
+        {
+            return None;
+        }
+        let (Some(id), Some(key)) = (&self.loaded_id, self.loaded_key) else {
+            return None;
+        };
+        let (expires_at, cookie) = self.renewal(config, now);
+        // Let go of the loaded record first, so that a store holding it in memory merges the
+        // changes in place instead of copying it.
+        self.stored = None;
+        let changes = Changes {
+            values: std::mem::take(&mut self.pending),
+            flash: Patch::new(),
+            expires_at,
+            expiry: self.pending_expiry,
+        };
+        Some(match merge(&key, &changes, cookie, id) {
+            Some(merged) => Ok(merged),
+            None => Err(Plan {
+                write: Some(Write::Apply {
+                    key,
+                    changes,
+                    id: id.clone(),
+                }),
+                delete: None,
+                cookie,
+            }),
+        })
+    }
+
     /// What saving this request's session takes: the store writes and the cookie to send.
     /// Called once, after the handler: moves this request's changes out of the state.
     pub(crate) fn plan(&mut self, config: &Config, now: SystemTime) -> Plan {
@@ -580,50 +631,25 @@ impl State {
         if self.destroyed {
             return Plan::ending(delete);
         }
-        let expiry = self.expiry_override().unwrap_or(config.expiry);
-        let renewed = || {
-            let expires_at = config.expires_at(expiry, self.created_at, now);
-            let cookie_max_age = match expiry {
-                Expiry::Idle(_) => Some(expires_at.duration_since(now).unwrap_or(Duration::ZERO)),
-                Expiry::BrowserSession => None,
-            };
-            (expires_at, cookie_max_age)
-        };
-
         match (&self.loaded_id, &self.new_id) {
             (None, _) => {
-                let (expires_at, cookie_max_age) = renewed();
+                let (expires_at, cookie_max_age) = self.renewed(config, now);
                 self.create_plan(expires_at, cookie_max_age, delete)
             }
             (Some(_), Some(_)) => {
-                let (expires_at, cookie_max_age) = renewed();
+                let (expires_at, cookie_max_age) = self.renewed(config, now);
                 self.move_plan(expires_at, cookie_max_age, delete)
             }
             (Some(loaded), None) => {
                 let id = loaded.clone();
                 let key = self.loaded_key.expect("a loaded session has a store key");
-                let flash = self.flash_patch();
-                let expiry_changed = self.pending_expiry.is_some();
-                let mut changes = Changes {
+                let (expires_at, cookie) = self.renewal(config, now);
+                let changes = Changes {
                     values: std::mem::take(&mut self.pending),
-                    flash,
-                    expires_at: None,
+                    flash: self.flash_patch(),
+                    expires_at,
                     expiry: self.pending_expiry,
                 };
-                // The expiry (and the cookie's Max-Age with it) is renewed only once enough of
-                // the idle window has passed, on writes as on reads: a busy session is not
-                // rewritten, nor sent a new cookie, on every request. (Computed only then.)
-                let margin = config.touch_margin(expiry);
-                let due = |stored: SystemTime| now.checked_add(margin).is_none_or(|soon| stored <= soon);
-                let mut cookie_max_age = None;
-                if expiry_changed || self.resign_cookie || self.stored_expires_at.is_none_or(due) {
-                    let (expires_at, max_age) = renewed();
-                    // Under a lifetime cap the expiry can stop moving: nothing to renew then.
-                    if expiry_changed || self.resign_cookie || self.stored_expires_at != Some(expires_at) {
-                        changes.expires_at = Some(expires_at);
-                        cookie_max_age = max_age;
-                    }
-                }
                 if changes.is_empty() {
                     return Plan {
                         write: None,
@@ -631,13 +657,6 @@ impl State {
                         cookie: CookiePlan::Keep,
                     };
                 }
-                let cookie = match cookie_max_age {
-                    Some(max_age) => CookiePlan::Set { max_age: Some(max_age) },
-                    // A browser-session cookie replaces a persistent one ("forget me"), and a
-                    // cookie signed by a retired key is re-signed.
-                    None if expiry_changed || self.resign_cookie => CookiePlan::Set { max_age: None },
-                    None => CookiePlan::Keep,
-                };
                 Plan {
                     write: Some(Write::Apply { key, changes, id }),
                     delete,
@@ -645,6 +664,47 @@ impl State {
                 }
             }
         }
+    }
+
+    /// The expiry time a session saved at `now` gets, and the cookie's `Max-Age` (`None` for a
+    /// browser-session cookie).
+    fn renewed(&self, config: &Config, now: SystemTime) -> (SystemTime, Option<Duration>) {
+        let expiry = self.expiry_override().unwrap_or(config.expiry);
+        let expires_at = config.expires_at(expiry, self.created_at, now);
+        let cookie_max_age = match expiry {
+            Expiry::Idle(_) => Some(expires_at.duration_since(now).unwrap_or(Duration::ZERO)),
+            Expiry::BrowserSession => None,
+        };
+        (expires_at, cookie_max_age)
+    }
+
+    /// For a stored session saved at `now`: its new expiry time, if it is to be rewritten, and
+    /// the cookie to send.
+    ///
+    /// The expiry (and the cookie's Max-Age with it) is renewed only once enough of the idle
+    /// window has passed, on writes as on reads: a busy session is not rewritten, nor sent a new
+    /// cookie, on every request. A changed expiry, or a cookie signed by a retired key, renews
+    /// at once.
+    fn renewal(&self, config: &Config, now: SystemTime) -> (Option<SystemTime>, CookiePlan) {
+        let forced = self.pending_expiry.is_some() || self.resign_cookie;
+        let margin = config.touch_margin(self.expiry_override().unwrap_or(config.expiry));
+        let due = |stored: SystemTime| now.checked_add(margin).is_none_or(|soon| stored <= soon);
+        if !forced && !self.stored_expires_at.is_none_or(due) {
+            return (None, CookiePlan::Keep);
+        }
+        let (expires_at, max_age) = self.renewed(config, now);
+        // Under a lifetime cap the expiry can stop moving: nothing to renew then.
+        if !forced && self.stored_expires_at == Some(expires_at) {
+            return (None, CookiePlan::Keep);
+        }
+        let cookie = match max_age {
+            Some(max_age) => CookiePlan::Set { max_age: Some(max_age) },
+            // A browser-session cookie replaces a persistent one ("forget me"), and a cookie
+            // signed by a retired key is re-signed.
+            None if forced => CookiePlan::Set { max_age: None },
+            None => CookiePlan::Keep,
+        };
+        (Some(expires_at), cookie)
     }
 
     // The rarer plans are kept out of line: the common one (a loaded session merging its
