@@ -263,14 +263,14 @@ impl RequestSession {
         });
         match merged {
             Some(Ok(saved)) => return Some(SaveNow::Done(saved)),
-            Some(Err(plan)) => return Some(SaveNow::MustWait(plan)),
+            Some(Err(plan)) => return Some(SaveNow::MustWait(Box::new(plan))),
             None => {}
         }
         let plan = state.plan(config, now);
         state.release_record();
         Some(match apply_now(config, &plan, now) {
             Some(saved) => SaveNow::Done(saved),
-            None => SaveNow::MustWait(plan),
+            None => SaveNow::MustWait(Box::new(plan)),
         })
     }
 
@@ -494,7 +494,7 @@ where
                             finish(saved, &mut response);
                             return Poll::Ready(Ok(response));
                         }
-                        Some(SaveNow::MustWait(plan)) => save_later(Arc::clone(session), plan, response),
+                        Some(SaveNow::MustWait(plan)) => save_later(Arc::clone(session), *plan, response),
                     }
                 }
                 ResponseStateProj::Saving { future } => return future.as_mut().poll(cx).map(Ok),
@@ -592,8 +592,8 @@ fn apply_now(config: &Config, plan: &Plan, now: SystemTime) -> Option<Result<Opt
 enum SaveNow {
     /// Saved: the `Set-Cookie` to send, or why the save failed.
     Done(Result<Option<HeaderValue>, StoreError>),
-    /// The plan needs a store call that must be awaited.
-    MustWait(Plan),
+    /// The plan needs a store call that must be awaited (boxed: it is large, and rare).
+    MustWait(Box<Plan>),
 }
 
 /// Writes what the request changed; returns the `Set-Cookie` to send, if any.
