@@ -19,8 +19,8 @@ pub type ValueMap = BTreeMap<String, String>;
 /// What a request changed in one map (values, or flash): stored name → `Some(json)` to set,
 /// `None` to remove.
 ///
-/// A small map ordered by name: a request changes a few keys, so a sorted `Vec` is cheaper to
-/// build, search and drop than a tree. Names are `Cow`s because a request's names are the
+/// A small map ordered by name: a request changes a few keys, so a sorted array (the first
+/// entry kept inline, no allocation) is cheaper to build, search and drop than a tree. Names are `Cow`s because a request's names are the
 /// `&'static str`s of its schema's keys, so building a patch copies no name.
 ///
 /// ```
