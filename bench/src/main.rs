@@ -93,7 +93,12 @@ async fn send(app: &Router, path: &str, cookie: Option<&str>) -> (StatusCode, He
     if let Some(cookie) = cookie {
         request = request.header(header::COOKIE, cookie);
     }
-    let (parts, body) = app.clone().oneshot(request.body(Body::empty()).unwrap()).await.unwrap().into_parts();
+    let (parts, body) = app
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap()
+        .into_parts();
     let _ = body.collect().await.unwrap();
     (parts.status, parts.headers)
 }
@@ -111,9 +116,7 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
 /// A cookie shaped like the session layers' own (`id=` and a 24-character id), for the bare
 /// router, which ignores it.
 fn bare_cookies() -> Vec<Option<String>> {
-    (0..SESSIONS)
-        .map(|i| Some(format!("id={i:0>24}")))
-        .collect()
+    (0..SESSIONS).map(|i| Some(format!("id={i:0>24}"))).collect()
 }
 
 struct Variant {
@@ -215,7 +218,11 @@ fn main() {
         }
         for round in 0..rounds {
             // Alternate the order so drift (thermal, other load) hits every variant alike.
-            let order: Vec<usize> = if round % 2 == 0 { vec![0, 1, 2, 3] } else { vec![3, 2, 1, 0] };
+            let order: Vec<usize> = if round % 2 == 0 {
+                vec![0, 1, 2, 3]
+            } else {
+                vec![3, 2, 1, 0]
+            };
             for i in order {
                 variants[i].round(requests).await;
             }

@@ -32,10 +32,8 @@ fn all_id_bytes(word: u64) -> bool {
         let diff = x ^ (ONES * u64::from(c));
         !(((diff & !HIGH) + !HIGH) | diff)
     };
-    let valid = in_range(word, b'0', b'9')
-        | in_range(word | (ONES * 0x20), b'a', b'z')
-        | equal(word, b'-')
-        | equal(word, b'_');
+    let valid =
+        in_range(word, b'0', b'9') | in_range(word | (ONES * 0x20), b'a', b'z') | equal(word, b'-') | equal(word, b'_');
     valid & !word & HIGH == HIGH
 }
 

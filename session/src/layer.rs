@@ -144,7 +144,11 @@ impl SessionLayer {
     /// Which fraction of the idle window must pass before a request that changed nothing
     /// rewrites the session's expiry (default `0.5`): `0.0` touches on every request, `1.0` never.
     pub fn with_touch_after(mut self, fraction: f64) -> Self {
-        let fraction = if fraction.is_nan() { 0.5 } else { fraction.clamp(0.0, 1.0) };
+        let fraction = if fraction.is_nan() {
+            0.5
+        } else {
+            fraction.clamp(0.0, 1.0)
+        };
         self.config_mut().set_touch_after(fraction);
         self
     }

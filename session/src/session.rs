@@ -784,9 +784,7 @@ impl Plan {
 #[derive(Debug)]
 pub(crate) enum Write {
     /// A new session's first record, under a random id.
-    Create {
-        record: Record,
-    },
+    Create { record: Record },
     /// A stored session's changes, merged into its record under `key`; `id` names it in the cookie.
     Apply {
         key: StoreKey,

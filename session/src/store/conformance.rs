@@ -518,7 +518,10 @@ pub async fn apply_now_agrees_with_apply<S: SessionStore + ?Sized>(store: &S) {
 
     let missing = fresh_key();
     assert!(
-        matches!(store.apply_now(&missing, &changes, SystemTime::now()), Some(Ok(Applied::Missing))),
+        matches!(
+            store.apply_now(&missing, &changes, SystemTime::now()),
+            Some(Ok(Applied::Missing))
+        ),
         "{check}: apply_now on a key never created must say Missing"
     );
     assert!(
