@@ -20,7 +20,7 @@ use crate::clock::Clock;
 use crate::config::{Config, Expiry};
 use crate::cookie::{self as session_cookie, CookieId, SigningKey};
 use crate::id::{SessionId, StoreKey};
-use crate::record::Record;
+use crate::record::{Changes, Record};
 use crate::session::{CookiePlan, Plan, State, Write};
 use crate::store::{Applied, Created, SessionStore, StoreError};
 
@@ -31,7 +31,7 @@ const CREATE_ATTEMPTS: usize = 4;
 /// Adds sessions to every request of the service it wraps.
 ///
 /// ```
-/// use std::time::{Duration, SystemTime};
+/// use std::time::Duration;
 /// use axum::{routing::get, Router};
 /// use typed_sessions::{Expiry, MemoryStore, SessionLayer, SigningKey};
 ///
@@ -259,11 +259,7 @@ impl RequestSession {
             if changes.is_empty() {
                 return Some(Ok(None));
             }
-            let applied = config.store().apply_now(key, changes, now)?;
-            Some(applied.map(|applied| {
-                let (cookie, id) = after_apply(applied, cookie, id);
-                cookie_header(config, cookie, id)
-            }))
+            merge_now(config, key, changes, cookie, id, now)
         });
         match merged {
             Some(Ok(saved)) => return Some(SaveNow::Done(saved)),
@@ -582,15 +578,27 @@ fn apply_now(config: &Config, plan: &Plan, now: SystemTime) -> Option<Result<Opt
     }
     match &plan.write {
         None => Some(Ok(cookie_header(config, plan.cookie, None))),
-        Some(Write::Apply { key, changes, id }) => match config.store().apply_now(key, changes, now)? {
-            Ok(applied) => {
-                let (cookie, id) = after_apply(applied, plan.cookie, id);
-                Some(Ok(cookie_header(config, cookie, id)))
-            }
-            Err(error) => Some(Err(error)),
-        },
+        Some(Write::Apply { key, changes, id }) => merge_now(config, key, changes, plan.cookie, id, now),
         Some(_) => None,
     }
+}
+
+/// Merges `changes` into the session `id` (under `key`) if the store does it at once; returns
+/// the `Set-Cookie` to send (`cookie` planned it), or why the merge failed. `None`: the store
+/// must be awaited.
+fn merge_now(
+    config: &Config,
+    key: &StoreKey,
+    changes: &Changes,
+    cookie: CookiePlan,
+    id: &SessionId,
+    now: SystemTime,
+) -> Option<Result<Option<HeaderValue>, StoreError>> {
+    let applied = config.store().apply_now(key, changes, now)?;
+    Some(applied.map(|applied| {
+        let (cookie, id) = after_apply(applied, cookie, id);
+        cookie_header(config, cookie, id)
+    }))
 }
 
 enum SaveNow {
