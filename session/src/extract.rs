@@ -1,6 +1,9 @@
 //! `Session<V, F>` as an axum extractor, and what it answers when it cannot be extracted.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponse, Response};
@@ -46,16 +49,49 @@ impl IntoResponse for SessionRejection {
     }
 }
 
-async fn request_session(parts: &Parts) -> Result<Arc<RequestSession>, SessionRejection> {
-    let session = parts
-        .extensions
-        .get::<Arc<RequestSession>>()
-        .ok_or(SessionRejection::MissingLayer)?;
-    session
-        .load(&parts.headers)
-        .await
-        .map_err(SessionRejection::StoreUnavailable)?;
-    Ok(Arc::clone(session))
+/// The request's session, loaded: at once when the store answers at once, else through a
+/// boxed future. Extractors return it instead of being `async fn`s, whose state machines every
+/// request would run (and move around with the handler's future) even when nothing is awaited.
+fn request_session<'a, T: Send + 'a>(
+    parts: &'a Parts,
+    done: impl FnOnce(Arc<RequestSession>) -> T + Send + 'a,
+) -> Extraction<'a, Result<T, SessionRejection>> {
+    let Some(session) = parts.extensions.get::<Arc<RequestSession>>() else {
+        return Extraction::Done(Some(Err(SessionRejection::MissingLayer)));
+    };
+    if session.load_at_once(&parts.headers) {
+        return Extraction::Done(Some(Ok(done(Arc::clone(session)))));
+    }
+    Extraction::Waiting(Box::pin(async move {
+        session
+            .load(&parts.headers)
+            .await
+            .map_err(SessionRejection::StoreUnavailable)?;
+        Ok(done(Arc::clone(session)))
+    }))
+}
+
+/// The future a session extractor returns: ready, or a store to await.
+enum Extraction<'a, T> {
+    /// Taken when polled.
+    Done(Option<T>),
+    Waiting(Pin<Box<dyn Future<Output = T> + Send + 'a>>),
+}
+
+// The value is moved out, never pinned; the boxed future pins itself.
+impl<T> Unpin for Extraction<'_, T> {}
+
+impl<T> Future for Extraction<'_, T> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        match self.get_mut() {
+            Extraction::Done(done) => {
+                Poll::Ready(done.take().expect("an extraction is polled until it is ready, once"))
+            }
+            Extraction::Waiting(waiting) => waiting.as_mut().poll(cx),
+        }
+    }
 }
 
 impl<S, V, F> FromRequestParts<S> for Session<V, F>
@@ -66,8 +102,8 @@ where
 {
     type Rejection = SessionRejection;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        request_session(parts).await.map(Session::from_loaded)
+    fn from_request_parts(parts: &mut Parts, _state: &S) -> impl Future<Output = Result<Self, Self::Rejection>> + Send {
+        request_session(parts, Session::from_loaded)
     }
 }
 
@@ -82,9 +118,13 @@ where
 {
     type Rejection = SessionRejection;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Option<Self>, Self::Rejection> {
-        let request = request_session(parts).await?;
-        let stored = request.state().loaded_id.is_some();
-        Ok(stored.then(|| Session::from_loaded(request)))
+    fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> impl Future<Output = Result<Option<Self>, Self::Rejection>> + Send {
+        request_session(parts, |request| {
+            let stored = request.state().loaded_id.is_some();
+            stored.then(|| Session::from_loaded(request))
+        })
     }
 }

@@ -232,8 +232,6 @@ impl<S> std::fmt::Debug for SessionService<S> {
 /// The session of one request, before and after it is loaded. Lives in the request's extensions.
 pub(crate) struct RequestSession {
     pub(crate) config: Arc<Config>,
-    /// The first verified session cookie; later ones are read from the headers only if needed.
-    cookie_id: Option<CookieId>,
     /// `None` until a handler extracts the session.
     state: Mutex<Option<State>>,
 }
@@ -254,7 +252,7 @@ impl RequestSession {
         let mut state = self.state.lock();
         let state = state.as_mut()?;
         let config = &self.config;
-        let now = config.now();
+        let now = state.now;
         let merged = state.merge_in_place(config, now, |key, changes, cookie, id| {
             if changes.is_empty() {
                 return Some(Ok(None));
@@ -287,49 +285,59 @@ impl RequestSession {
         })
     }
 
-    /// Reads the session from the store on the first call of the request. `headers` are the
-    /// request's: when the first session cookie names no live session, later ones are tried.
-    pub(crate) async fn load(&self, headers: &HeaderMap) -> Result<(), StoreError> {
-        {
-            let mut state = self.state.lock();
-            if state.is_some() {
-                return Ok(());
-            }
-            // A store that answers at once (in memory) is read without an await: the
-            // extractor's future stays small, and every handler future that holds it is
-            // cheaper to move. (The lock is held only while the store answers at once.)
-            if let Some(loaded) = self.load_now() {
-                *state = Some(loaded);
-                return Ok(());
-            }
+    /// Loads the session if the store answers at once (in memory): `false` when it has to be
+    /// awaited ([`load`](Self::load)). `headers` are the request's.
+    ///
+    /// Plain code, no future: the extractor of a request whose store answers at once polls
+    /// nothing, and the handler future that holds the extractor's stays small.
+    pub(crate) fn load_at_once(&self, headers: &HeaderMap) -> bool {
+        let mut state = self.state.lock();
+        if state.is_some() {
+            return true;
         }
-        Box::pin(self.load_waiting(headers)).await
+        // The lock is held only while the store answers at once.
+        match self.load_now(headers) {
+            Some(loaded) => {
+                *state = Some(loaded);
+                true
+            }
+            None => false,
+        }
     }
 
     /// The session, read from a store that answers at once; `None` when the store has to be
     /// awaited, or the first cookie names no live session and later ones must be tried.
-    fn load_now(&self) -> Option<State> {
+    ///
+    /// The cookie is read here rather than when the request arrives: a request whose handler
+    /// takes no session never reads it.
+    fn load_now(&self, headers: &HeaderMap) -> Option<State> {
         let config = &self.config;
         let now = config.now();
-        let Some(first) = &self.cookie_id else {
+        let Some(first) = session_cookie::first_session_id(headers, &config.cookie, &config.signing_keys) else {
             return Some(State::fresh(now));
         };
         let (key, cached) = config.key_cache.key(&first.id);
         // An error, a corrupt record among them, is left to the awaited path, which asks again
         // and reports it.
         let record = config.store().load_now(&key, now)?.ok()?;
-        self.adopt(first.clone(), key, cached, record, now)
+        self.adopt(first, key, cached, record, now)
     }
 
-    async fn load_waiting(&self, headers: &HeaderMap) -> Result<(), StoreError> {
+    /// Reads the session from a store that has to be awaited (or after [`load_at_once`]
+    /// could not): the first live session named by the request's session cookies, else a new one.
+    ///
+    /// [`load_at_once`]: Self::load_at_once
+    pub(crate) async fn load(&self, headers: &HeaderMap) -> Result<(), StoreError> {
         let config = &self.config;
         let mut state = None;
-        if let Some(first) = &self.cookie_id {
-            let (key, cached) = config.key_cache.key(&first.id);
+        let candidates = session_cookie::session_ids(headers, &config.cookie, &config.signing_keys)
+            .take(session_cookie::MAX_CANDIDATES);
+        for candidate in candidates {
+            let (key, cached) = config.key_cache.key(&candidate.id);
             let record = self.fetch(&key).await?;
-            state = self.adopt(first.clone(), key, cached, record, config.now());
-            if state.is_none() {
-                state = self.load_later_cookies(headers).await?;
+            state = self.adopt(candidate, key, cached, record, config.now());
+            if state.is_some() {
+                break;
             }
         }
         let state = state.unwrap_or_else(|| State::fresh(config.now()));
@@ -351,22 +359,6 @@ impl RequestSession {
         corrupt_as_none(loaded)
     }
 
-    /// The first live session named by the request's second and later session cookies.
-    async fn load_later_cookies(&self, headers: &HeaderMap) -> Result<Option<State>, StoreError> {
-        let config = &self.config;
-        let later = session_cookie::session_ids(headers, &config.cookie, &config.signing_keys)
-            .skip(1)
-            .take(session_cookie::MAX_CANDIDATES - 1);
-        for candidate in later {
-            let (key, cached) = config.key_cache.key(&candidate.id);
-            let record = self.fetch(&key).await?;
-            if let Some(state) = self.adopt(candidate, key, cached, record, config.now()) {
-                return Ok(Some(state));
-            }
-        }
-        Ok(None)
-    }
-
     /// The session state for `record` loaded for `candidate`, if it is live at `now`. An id the
     /// store does not know (or that has expired) is never adopted.
     fn adopt(
@@ -382,7 +374,13 @@ impl RequestSession {
         if !cached {
             config.key_cache.remember(&candidate.id, key);
         }
-        Some(State::loaded(candidate.id, key, record, candidate.signed_by_old_key))
+        Some(State::loaded(
+            candidate.id,
+            key,
+            record,
+            candidate.signed_by_old_key,
+            now,
+        ))
     }
 }
 
@@ -429,11 +427,8 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let config = Arc::clone(&self.config);
-        let cookie_id = session_cookie::first_session_id(request.headers(), &config.cookie, &config.signing_keys);
         let session = Arc::new(RequestSession {
-            config,
-            cookie_id,
+            config: Arc::clone(&self.config),
             state: Mutex::new(None),
         });
         request.extensions_mut().insert(Arc::clone(&session));

@@ -194,8 +194,7 @@ impl<V: SessionSchema, F: SessionSchema> Session<V, F> {
 
     /// Drops all data and flash and starts over under a new id; the old record is deleted.
     pub fn invalidate(&mut self) {
-        let now = self.request.config.now();
-        self.state().invalidate(now);
+        self.state().invalidate();
     }
 
     /// Removes all values and flash; the session (and its id) stays.
@@ -325,6 +324,10 @@ pub(crate) struct State {
     new_id: Option<SessionId>,
     delete_id: Option<SessionId>,
     destroyed: bool,
+    /// The request's time, read once, when it loaded the session: the load judges expiry by
+    /// it and the save renews from it, as if the request took no time. (A clock read costs
+    /// more than most of a request's session work.)
+    pub(crate) now: SystemTime,
 }
 
 impl State {
@@ -346,11 +349,18 @@ impl State {
             new_id: None,
             delete_id: None,
             destroyed: false,
+            now,
         }
     }
 
     /// A stored session.
-    pub(crate) fn loaded(id: SessionId, key: StoreKey, record: Arc<Record>, resign_cookie: bool) -> Self {
+    pub(crate) fn loaded(
+        id: SessionId,
+        key: StoreKey,
+        record: Arc<Record>,
+        resign_cookie: bool,
+        now: SystemTime,
+    ) -> Self {
         State {
             resign_cookie,
             loaded_id: Some(id),
@@ -359,7 +369,7 @@ impl State {
             stored_expiry: record.expiry,
             created_at: record.created_at,
             stored: Some(record),
-            ..State::fresh(SystemTime::UNIX_EPOCH)
+            ..State::fresh(now)
         }
     }
 
@@ -464,14 +474,14 @@ impl State {
         self.flash = None;
     }
 
-    fn invalidate(&mut self, now: SystemTime) {
+    fn invalidate(&mut self) {
         if !self.writable("invalidate") {
             return;
         }
         let old = self.loaded_id.take();
         *self = State {
             delete_id: old.or(self.delete_id.take()),
-            ..State::fresh(now)
+            ..State::fresh(self.now)
         };
     }
 
