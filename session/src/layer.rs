@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use cookie::SameSite;
 use http::header::SET_COOKIE;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
-use parking_lot::{MappedMutexGuard, Mutex, MutexGuard};
+use parking_lot::lock_api::{MappedMutexGuard, MutexGuard};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -233,8 +233,17 @@ impl<S> std::fmt::Debug for SessionService<S> {
 pub(crate) struct RequestSession {
     pub(crate) config: Arc<Config>,
     /// `None` until a handler extracts the session.
-    state: Mutex<Option<State>>,
+    state: StateLock,
 }
+
+/// The lock on a request's session state: a spin lock, whose unlock is a plain store where a
+/// parking lock's is an atomic read-modify-write, and a request takes it four times or more.
+/// It is never held across an `.await` nor for longer than a few map operations, and only the
+/// clones of one request's `Session` can contend for it.
+type StateLock = spin::lock_api::Mutex<Option<State>>;
+
+/// The locked state of a loaded session.
+pub(crate) type StateGuard<'a> = MappedMutexGuard<'a, spin::Mutex<()>, State>;
 
 impl RequestSession {
     /// Whether a handler has loaded the session.
@@ -277,7 +286,7 @@ impl RequestSession {
     /// # Panics
     ///
     /// If it is not loaded: `Session` values exist only after `load` succeeded.
-    pub(crate) fn state(&self) -> MappedMutexGuard<'_, State> {
+    pub(crate) fn state(&self) -> StateGuard<'_> {
         MutexGuard::map(self.state.lock(), |state| {
             state
                 .as_mut()
@@ -429,7 +438,7 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let session = Arc::new(RequestSession {
             config: Arc::clone(&self.config),
-            state: Mutex::new(None),
+            state: StateLock::new(None),
         });
         request.extensions_mut().insert(Arc::clone(&session));
         ResponseFuture {

@@ -6,14 +6,13 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use parking_lot::MappedMutexGuard;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::config::{Config, Expiry};
 use crate::id::{SessionId, StoreKey};
 use crate::key::{Key, SessionSchema};
-use crate::layer::RequestSession;
+use crate::layer::{RequestSession, StateGuard};
 use crate::record::{Changes, Patch, Record, ValueMap};
 
 static EMPTY: ValueMap = ValueMap::new();
@@ -86,7 +85,7 @@ impl<V: SessionSchema, F: SessionSchema> Session<V, F> {
         }
     }
 
-    fn state(&self) -> MappedMutexGuard<'_, State> {
+    fn state(&self) -> StateGuard<'_> {
         self.request.state()
     }
 
