@@ -10,8 +10,13 @@ count() {
   valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" --only "$1" --requests "$2" 2>&1 \
     | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
 }
+variants="bare bare-cookie tower typed"
+# `--breakdown`: also any layer at all, typed-sessions' layer alone, and a session taken but untouched.
+if [[ "${1:-}" == "--breakdown" ]]; then
+  variants="$variants any-layer typed-layer-only typed-untouched"
+fi
 declare -A per_request
-for variant in bare bare-cookie tower typed; do
+for variant in $variants; do
   small=$(count "$variant" 2000)
   large=$(count "$variant" 6000)
   per_request[$variant]=$(( (large - small) / 4000 ))

@@ -10,9 +10,13 @@
 //! ```text
 //! cargo run --release -p typed-sessions-bench
 //! cargo run --release -p typed-sessions-bench -- --rounds 20 --requests 20000
+//! # variants interleaved in batches of 1,000 requests (colder caches, steadier rounds)
+//! cargo run --release -p typed-sessions-bench -- --batch 1000
+//! # also: any layer at all, typed-sessions' layer alone, a session taken but untouched
+//! cargo run --release -p typed-sessions-bench -- --breakdown
 //! ```
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ::tower::ServiceExt;
 use axum::body::Body;
@@ -43,9 +47,26 @@ mod typed {
         "started"
     }
 
+    /// Takes the session, reads and writes nothing: the cost of loading and saving alone.
+    async fn untouched(_session: Session<Values>) -> String {
+        super::bare_work().await
+    }
+
     pub(crate) fn app() -> axum::Router {
-        super::router(axum::routing::get(handler), axum::routing::get(start))
-            .layer(SessionLayer::new(MemoryStore::new()))
+        with_layer(axum::routing::get(handler))
+    }
+
+    /// The layer in place, the handler taking no session: what every other route of an app pays.
+    pub(crate) fn app_layer_only() -> axum::Router {
+        with_layer(axum::routing::get(super::bare_work))
+    }
+
+    pub(crate) fn app_untouched() -> axum::Router {
+        with_layer(axum::routing::get(untouched))
+    }
+
+    fn with_layer(handler: axum::routing::MethodRouter) -> axum::Router {
+        super::router(handler, axum::routing::get(start)).layer(SessionLayer::new(MemoryStore::new()))
     }
 }
 
@@ -79,12 +100,19 @@ fn ready(app: Router) -> Router {
     app.with_state(())
 }
 
+/// The handler's work minus the session: parse, increment and format a number.
+async fn bare_work() -> String {
+    (std::hint::black_box("7").parse::<u64>().unwrap_or(0) + 1).to_string()
+}
+
 fn bare() -> Router {
-    // The same work minus the session: parse, increment and format a number.
-    router(
-        get(|| async { (std::hint::black_box("7").parse::<u64>().unwrap_or(0) + 1).to_string() }),
-        get(|| async { "started" }),
-    )
+    router(get(bare_work), get(|| async { "started" }))
+}
+
+/// Bare axum under a layer that does nothing: what wrapping the routes in any layer costs
+/// (`Router::layer` boxes each route once more).
+fn any_layer() -> Router {
+    bare().layer(::tower::layer::util::Identity::new())
 }
 
 /// One request, its body read to the end; returns the status and the response's headers.
@@ -123,6 +151,8 @@ struct Variant {
     name: &'static str,
     app: Router,
     cookies: Vec<Option<String>>,
+    next_session: usize,
+    /// ns/request, one per round.
     samples: Vec<f64>,
 }
 
@@ -138,6 +168,7 @@ impl Variant {
             name,
             app,
             cookies,
+            next_session: 0,
             samples: Vec::new(),
         }
     }
@@ -148,23 +179,58 @@ impl Variant {
             name,
             app,
             cookies,
+            next_session: 0,
             samples: Vec::new(),
         }
     }
 
-    async fn round(&mut self, requests: usize) {
+    /// Serves `requests` requests, going on through the sessions where the last call stopped;
+    /// returns the time they took.
+    async fn serve(&mut self, requests: usize) -> Duration {
         let started = Instant::now();
-        for i in 0..requests {
-            let (status, _) = send(&self.app, "/", self.cookies[i % SESSIONS].as_deref()).await;
+        for _ in 0..requests {
+            let cookie = self.cookies[self.next_session % SESSIONS].as_deref();
+            self.next_session += 1;
+            let (status, _) = send(&self.app, "/", cookie).await;
             debug_assert_eq!(status, StatusCode::OK);
         }
-        self.samples.push(started.elapsed().as_nanos() as f64 / requests as f64);
+        started.elapsed()
     }
 
     fn median(&self) -> f64 {
         let mut sorted = self.samples.clone();
         sorted.sort_by(f64::total_cmp);
         sorted[sorted.len() / 2]
+    }
+}
+
+/// One round: every variant serves `requests` requests, in batches of `batch` taken in turn
+/// (one batch each when `batch >= requests`). Each variant's time for the round is one sample.
+///
+/// Small batches spread the machine's drift (this VM's speed wanders by tens of percent over
+/// seconds) evenly over the variants, but also leave each variant's sessions cold in the caches
+/// when its next batch starts, as other traffic would on a real server: they measure a colder
+/// request than whole rounds do.
+async fn round(variants: &mut [Variant], requests: usize, batch: usize, round: usize) {
+    let mut spent = vec![Duration::ZERO; variants.len()];
+    let mut served = 0;
+    let mut turn = round;
+    while served < requests {
+        let size = batch.min(requests - served);
+        // Alternate the order, so that no variant always runs right after the same other one.
+        let order: Vec<usize> = if turn % 2 == 0 {
+            (0..variants.len()).collect()
+        } else {
+            (0..variants.len()).rev().collect()
+        };
+        for i in order {
+            spent[i] += variants[i].serve(size).await;
+        }
+        served += size;
+        turn += 1;
+    }
+    for (variant, spent) in variants.iter_mut().zip(spent) {
+        variant.samples.push(spent.as_nanos() as f64 / requests as f64);
     }
 }
 
@@ -180,13 +246,17 @@ fn arg(name: &str, default: usize) -> usize {
 fn main() {
     let rounds = arg("--rounds", 15);
     let requests = arg("--requests", 20_000);
+    // By default a variant serves its whole round in one go, as every earlier result in
+    // BENCHMARKS.md was measured; `--batch` interleaves the variants in smaller batches.
+    let batch = arg("--batch", requests).max(1);
+    let args: Vec<String> = std::env::args().collect();
+    let breakdown = args.iter().any(|a| a == "--breakdown");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    // `--only bare|bare-cookie|tower|typed`: one variant, one round, no report — for counting instructions
-    // under callgrind, where the difference between two request counts is the cost per request.
-    let args: Vec<String> = std::env::args().collect();
+    // `--only <variant>`: one variant, one round, no report — for counting instructions under
+    // callgrind, where the difference between two request counts is the cost per request.
     if let Some(only) = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)) {
         runtime.block_on(async {
             let mut variant = match only.as_str() {
@@ -194,9 +264,15 @@ fn main() {
                 "bare-cookie" => Variant::with_cookies("only", ready(bare()), bare_cookies()),
                 "tower" => Variant::new("only", ready(tower_sessions_app::app())).await,
                 "typed" => Variant::new("only", ready(typed::app())).await,
-                other => panic!("--only takes bare, bare-cookie, tower or typed, not {other}"),
+                "any-layer" => Variant::with_cookies("only", ready(any_layer()), bare_cookies()),
+                "typed-layer-only" => Variant::new("only", ready(typed::app_layer_only())).await,
+                "typed-untouched" => Variant::new("only", ready(typed::app_untouched())).await,
+                other => panic!(
+                    "--only takes bare, bare-cookie, tower, typed, any-layer, typed-layer-only or \
+                     typed-untouched, not {other}"
+                ),
             };
-            variant.round(requests).await;
+            variant.serve(requests).await;
         });
         return;
     }
@@ -207,29 +283,33 @@ fn main() {
             Variant::new("typed-sessions", ready(typed::app())).await,
             Variant::new("bare axum, no Cookie", ready(bare())).await,
         ];
+        if breakdown {
+            variants.extend([
+                Variant::with_cookies("any layer (Identity)", ready(any_layer()), bare_cookies()),
+                Variant::new("typed: layer only", ready(typed::app_layer_only())).await,
+                Variant::new("typed: untouched", ready(typed::app_untouched())).await,
+            ]);
+        }
         // Sanity: both session layers really carry a session across requests.
         for variant in &variants[1..3] {
             let cookie = variant.cookies[0].as_deref();
             assert!(cookie.is_some(), "{} set no cookie", variant.name);
         }
+        round(&mut variants, requests / 4, batch, 0).await; // warm-up, discarded
         for variant in &mut variants {
-            variant.round(requests / 4).await; // warm-up, discarded
             variant.samples.clear();
         }
-        for round in 0..rounds {
-            // Alternate the order so drift (thermal, other load) hits every variant alike.
-            let order: Vec<usize> = if round % 2 == 0 {
-                vec![0, 1, 2, 3]
-            } else {
-                vec![3, 2, 1, 0]
-            };
-            for i in order {
-                variants[i].round(requests).await;
-            }
+        for r in 0..rounds {
+            round(&mut variants, requests, batch, r).await;
         }
 
         let bare = variants[0].median();
-        println!("{rounds} rounds x {requests} requests over {SESSIONS} sessions, median ns/request:");
+        let batches = if batch >= requests {
+            String::from("whole rounds")
+        } else {
+            format!("batches of {batch}")
+        };
+        println!("{rounds} rounds x {requests} requests ({batches}) over {SESSIONS} sessions, median ns/request:");
         for variant in &variants {
             let median = variant.median();
             println!(
@@ -239,10 +319,9 @@ fn main() {
                 median - bare
             );
         }
-        // The ratio is taken within each round, whose variants ran back to back, and the median
-        // of those is reported: on a shared machine the speed of a whole round drifts (bare axum
-        // alone has measured anywhere from 1.5 to 2.7 µs), which a ratio of medians taken from
-        // different rounds would mix in.
+        // The ratio is taken within each round, whose variants ran back to back (or interleaved),
+        // and the median of those is reported: the speed of a whole round drifts on a shared
+        // machine, which a ratio of medians taken from different rounds would mix in.
         let median_ratio = |baseline: usize| {
             let mut ratios: Vec<f64> = (0..rounds)
                 .map(|r| {
