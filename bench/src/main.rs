@@ -218,7 +218,7 @@ async fn round(variants: &mut [Variant], requests: usize, batch: usize, round: u
     while served < requests {
         let size = batch.min(requests - served);
         // Alternate the order, so that no variant always runs right after the same other one.
-        let order: Vec<usize> = if turn % 2 == 0 {
+        let order: Vec<usize> = if turn.is_multiple_of(2) {
             (0..variants.len()).collect()
         } else {
             (0..variants.len()).rev().collect()
