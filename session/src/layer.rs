@@ -21,7 +21,7 @@ use crate::config::{Config, Expiry};
 use crate::cookie::{self as session_cookie, CookieId, SigningKey};
 use crate::id::{SessionId, StoreKey};
 use crate::record::{Changes, Record};
-use crate::session::{CookiePlan, Plan, State, Write};
+use crate::session::{CookiePlan, InPlace, Plan, State, Write};
 use crate::store::{Applied, Created, SessionStore, StoreError};
 
 /// How many random ids `create` tries before giving up. With 144-bit ids a single collision is
@@ -263,14 +263,12 @@ impl RequestSession {
         let config = &self.config;
         let now = state.now;
         let merged = state.merge_in_place(config, now, |key, changes, cookie, id| {
-            if changes.is_empty() {
-                return Some(Ok(None));
-            }
             merge_now(config, key, changes, cookie, id, now)
         });
         match merged {
-            Some(Ok(saved)) => return Some(SaveNow::Done(saved)),
-            Some(Err(plan)) => return Some(SaveNow::MustWait(Box::new(plan))),
+            Some(InPlace::Unchanged) => return Some(SaveNow::Done(Ok(None))),
+            Some(InPlace::Merged(saved)) => return Some(SaveNow::Done(saved)),
+            Some(InPlace::MustWait(plan)) => return Some(SaveNow::MustWait(plan)),
             None => {}
         }
         let plan = state.plan(config, now);

@@ -586,8 +586,8 @@ impl State {
     /// changed values (and maybe a renewed expiry) and nothing else (no flash, no new id,
     /// nothing to delete). `merge` gets the store key, the changes, the cookie to send and the
     /// session's id, and answers `None` when the store must be awaited: the changes come back
-    /// as a plan then. `None` without calling `merge` when the save needs more than a merge:
-    /// [`plan`](Self::plan) makes it.
+    /// as a plan then. Not called when there is nothing to merge. `None` when the save needs
+    /// more than a merge: [`plan`](Self::plan) makes it.
     ///
     /// Nothing is built or moved on the way to the store: the plan, the largest value a request
     /// makes, is made only for stores that must be awaited, and for the rare saves.
@@ -596,7 +596,7 @@ impl State {
         config: &Config,
         now: SystemTime,
         merge: impl FnOnce(&StoreKey, &Changes, CookiePlan, &SessionId) -> Option<R>,
-    ) -> Option<Result<R, Plan>> {
+    ) -> Option<InPlace<R>> {
         if self.destroyed
             || self.new_id.is_some()
             || self.delete_id.is_some()
@@ -613,6 +613,10 @@ impl State {
         // Let go of the loaded record first, so that a store holding it in memory merges the
         // changes in place instead of copying it.
         self.stored = None;
+        if self.pending.is_empty() && expires_at.is_none() && self.pending_expiry.is_none() {
+            // Read, not changed, not due for a touch: most requests.
+            return Some(InPlace::Unchanged);
+        }
         let changes = Changes {
             values: std::mem::take(&mut self.pending),
             flash: Patch::new(),
@@ -620,8 +624,8 @@ impl State {
             expiry: self.pending_expiry,
         };
         Some(match merge(&key, &changes, cookie, id) {
-            Some(merged) => Ok(merged),
-            None => Err(Plan {
+            Some(merged) => InPlace::Merged(merged),
+            None => InPlace::MustWait(Box::new(Plan {
                 write: Some(Write::Apply {
                     key,
                     changes,
@@ -629,7 +633,7 @@ impl State {
                 }),
                 delete: None,
                 cookie,
-            }),
+            })),
         })
     }
 
@@ -762,6 +766,17 @@ impl State {
             cookie: CookiePlan::Set { max_age },
         }
     }
+}
+
+/// What [`State::merge_in_place`] did.
+pub(crate) enum InPlace<R> {
+    /// Nothing to write, no cookie to send.
+    Unchanged,
+    /// `merge` merged the changes and answered this.
+    Merged(R),
+    /// `merge` answered that the store must be awaited: the changes, as a plan (boxed: it is
+    /// large, and rare).
+    MustWait(Box<Plan>),
 }
 
 /// The store writes and cookie that end a request.
