@@ -1,4 +1,4 @@
-//! The tower layer that reads the session cookie before the handler and saves the session after it.
+//! The tower layer that gives handlers the request's session and saves it after the handler.
 
 use std::borrow::Cow;
 use std::future::Future;
