@@ -281,3 +281,49 @@ async fn an_idle_timeout_of_duration_max_means_never_and_does_not_panic() {
     f.clock.advance(10 * 365 * DAY);
     assert_eq!(f.browser.get("/user").await.body, "ada");
 }
+
+/// A request's time is when it loaded the session: a session live when the request arrived is
+/// renewed by it, even if its expiry passes while the handler runs (a slow handler, here one
+/// that moves the clock), and what the request wrote is kept. The memory store judges expiry by
+/// the time the layer gives it, so this is the path where the request's time decides.
+#[tokio::test]
+async fn a_request_that_arrives_in_time_renews_its_session_even_if_the_handler_outlasts_it() {
+    let clock = ManualClock::new(SystemTime::now());
+    let in_handler = clock.clone();
+    let app = Router::new()
+        .route(
+            "/login",
+            get(|mut s: Session<Values>| async move { s.set(Values::USER, "ada".into()) }),
+        )
+        .route(
+            "/slow-rename",
+            get(move |mut s: Session<Values>| async move {
+                in_handler.advance(5 * MINUTE);
+                s.set(Values::USER, "grace".into());
+            }),
+        )
+        .route(
+            "/user",
+            get(|s: Session<Values>| async move { s.get(Values::USER).unwrap_or_default() }),
+        )
+        .layer(
+            SessionLayer::new(MemoryStore::new())
+                .with_clock(clock.clone())
+                .with_expiry(Expiry::Idle(30 * MINUTE)),
+        );
+    let mut browser = Browser::new(app);
+    browser.get("/login").await;
+
+    clock.advance(29 * MINUTE);
+    let renamed = browser.get("/slow-rename").await;
+    assert_eq!(
+        renamed.max_age_secs(),
+        Some(30 * 60),
+        "renewed from the request's arrival, 29 minutes after login"
+    );
+    // 34 minutes after login: past the expiry the session had when the request arrived.
+    assert_eq!(browser.get("/user").await.body, "grace");
+
+    clock.advance(26 * MINUTE); // 30 minutes after the slow request arrived: ended
+    assert_eq!(browser.get("/user").await.body, "");
+}
