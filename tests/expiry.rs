@@ -52,6 +52,19 @@ impl SessionStore for Store {
     }
 }
 
+/// `/login` stores a user, `/user` shows it: the routes every test here uses.
+fn login_and_user() -> Router {
+    Router::new()
+        .route(
+            "/login",
+            get(|mut s: Session<Values>| async move { s.set(Values::USER, "ada".into()) }),
+        )
+        .route(
+            "/user",
+            get(|s: Session<Values>| async move { s.get(Values::USER).unwrap_or_default() }),
+        )
+}
+
 struct Fixture {
     browser: Browser,
     clock: ManualClock,
@@ -63,11 +76,7 @@ impl Fixture {
         let clock = ManualClock::new(SystemTime::now());
         let store = Arc::new(Store::default());
         let layer = configure(SessionLayer::new(Arc::clone(&store)).with_clock(clock.clone()));
-        let app = Router::new()
-            .route(
-                "/login",
-                get(|mut s: Session<Values>| async move { s.set(Values::USER, "ada".into()) }),
-            )
+        let app = login_and_user()
             .route(
                 "/remember-me",
                 get(|mut s: Session<Values>| async move {
@@ -86,10 +95,6 @@ impl Fixture {
             .route(
                 "/forget-me",
                 get(|mut s: Session<Values>| async move { s.set_expiry(None) }),
-            )
-            .route(
-                "/user",
-                get(|s: Session<Values>| async move { s.get(Values::USER).unwrap_or_default() }),
             )
             .layer(layer);
         Fixture {
@@ -290,21 +295,13 @@ async fn an_idle_timeout_of_duration_max_means_never_and_does_not_panic() {
 async fn a_request_that_arrives_in_time_renews_its_session_even_if_the_handler_outlasts_it() {
     let clock = ManualClock::new(SystemTime::now());
     let in_handler = clock.clone();
-    let app = Router::new()
-        .route(
-            "/login",
-            get(|mut s: Session<Values>| async move { s.set(Values::USER, "ada".into()) }),
-        )
+    let app = login_and_user()
         .route(
             "/slow-rename",
             get(move |mut s: Session<Values>| async move {
                 in_handler.advance(5 * MINUTE);
                 s.set(Values::USER, "grace".into());
             }),
-        )
-        .route(
-            "/user",
-            get(|s: Session<Values>| async move { s.get(Values::USER).unwrap_or_default() }),
         )
         .layer(
             SessionLayer::new(MemoryStore::new())
