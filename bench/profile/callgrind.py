@@ -53,22 +53,36 @@ def functions(base, variant, pattern=""):
     print(f"{sum(cost for cost, _ in shown):8.0f}  total shown")
 
 
-def calls(variant, requests):
-    counts = collections.Counter()
-    caller = callee = None
+def read(variant, requests):
+    """One pass over a run's file: calls per (callee, caller), instruction address -> times
+    executed, and address -> the function it belongs to."""
+    calls, executed, owner = collections.Counter(), collections.Counter(), {}
+    obj = function = callee = None
+    after_call = False
     with open(path(variant, requests)) as lines:
         for line in lines:
-            if line.startswith("fn="):
-                caller = line[3:].strip()
+            if line.startswith("ob="):
+                obj = line[3:].strip()
+            elif line.startswith("fn="):
+                function = line[3:].strip()
             elif line.startswith("cfn="):
                 callee = line[4:].strip()
             elif line.startswith("calls="):
-                counts[(callee, caller)] += int(line[6:].split()[0])
-    return counts
+                calls[(callee, function)] += int(line[6:].split()[0])
+                after_call = True  # the next cost line is the call's, not this function's
+            elif line[:2] == "0x":
+                if after_call:
+                    after_call = False
+                    continue
+                fields = line.split()
+                address = (obj, int(fields[0], 16))
+                executed[address] += int(fields[-1])
+                owner[address] = function
+    return calls, executed, owner
 
 
 def callers(variant, function):
-    small, large = calls(variant, SMALL), calls(variant, LARGE)
+    small, large = read(variant, SMALL)[0], read(variant, LARGE)[0]
     rows = collections.Counter()
     for (callee, caller) in set(small) | set(large):
         if callee == function:
@@ -79,33 +93,9 @@ def callers(variant, function):
     print(f"{sum(rows.values()):6.2f}  calls per request in all")
 
 
-def executed(variant, requests):
-    """Instruction address -> times executed, and address -> function."""
-    counts, owner = collections.Counter(), {}
-    obj = function = None
-    after_call = False
-    with open(path(variant, requests)) as lines:
-        for line in lines:
-            if line.startswith("ob="):
-                obj = line[3:].strip()
-            elif line.startswith("fn="):
-                function = line[3:].strip()
-            elif line.startswith("calls="):
-                after_call = True  # the next cost line is the call's, not this function's
-            elif line[:2] == "0x":
-                if after_call:
-                    after_call = False
-                    continue
-                fields = line.split()
-                address = (obj, int(fields[0], 16))
-                counts[address] += int(fields[-1])
-                owner[address] = function
-    return counts, owner
-
-
 def hot_lines(variant):
-    small, _ = executed(variant, SMALL)
-    large, owner = executed(variant, LARGE)
+    _, small, _ = read(variant, SMALL)
+    _, large, owner = read(variant, LARGE)
     lines = collections.defaultdict(set)
     for address, count in large.items():
         if count - small.get(address, 0) >= 0.9 * PER:
