@@ -232,6 +232,9 @@ impl<S> std::fmt::Debug for SessionService<S> {
 /// The session of one request, before and after it is loaded. Lives in the request's extensions.
 pub(crate) struct RequestSession {
     pub(crate) config: Arc<Config>,
+    /// Set once `state` holds the session: most routes never take it, and their response
+    /// asks this instead of taking the lock.
+    loaded: AtomicBool,
     /// `None` until a handler extracts the session.
     state: StateLock,
 }
@@ -248,7 +251,7 @@ pub(crate) type StateGuard<'a> = MappedMutexGuard<'a, spin::Mutex<()>, State>;
 impl RequestSession {
     /// Whether a handler has loaded the session.
     pub(crate) fn is_loaded(&self) -> bool {
-        self.state.lock().is_some()
+        self.loaded.load(Ordering::Acquire)
     }
 
     /// Saves the session if that needs no waiting (see [`apply_now`]), or hands back the plan
@@ -258,6 +261,9 @@ impl RequestSession {
     /// request more than its instruction count), and the plan, the largest value a request
     /// builds, is applied where it was made instead of being moved from call to call.
     fn save_now(&self) -> Option<SaveNow> {
+        if !self.is_loaded() {
+            return None;
+        }
         let mut state = self.state.lock();
         let state = state.as_mut()?;
         let config = &self.config;
@@ -306,6 +312,7 @@ impl RequestSession {
         match self.load_now(headers) {
             Some(loaded) => {
                 *state = Some(loaded);
+                self.loaded.store(true, Ordering::Release);
                 true
             }
             None => false,
@@ -351,6 +358,7 @@ impl RequestSession {
         // Extractors run one after another, so a second load in one request is not expected;
         // should two race, the first to finish wins and both see its session.
         self.state.lock().get_or_insert(state);
+        self.loaded.store(true, Ordering::Release);
         Ok(())
     }
 
@@ -436,6 +444,7 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let session = Arc::new(RequestSession {
             config: Arc::clone(&self.config),
+            loaded: AtomicBool::new(false),
             state: StateLock::new(None),
         });
         request.extensions_mut().insert(Arc::clone(&session));
