@@ -67,34 +67,20 @@ async fn check_records(store: &dyn SessionStore, keys: &[StoreKey]) -> usize {
 }
 
 /// The store still takes new sessions and changes after the crash.
+/// The value stored under `name` in the record under `key`, which must exist.
+async fn stored_value(store: &dyn SessionStore, key: &StoreKey, name: &str) -> Option<String> {
+    let record = store.load(key).await.unwrap().expect("the record exists");
+    record.values.get(name).cloned()
+}
+
 async fn check_still_works(store: &dyn SessionStore, keys: &[StoreKey]) {
     let key = fresh_key();
     assert_eq!(store.create(&key, &record_with(7)).await.unwrap(), Created::Created);
     assert_eq!(store.apply(&key, &pair(8)).await.unwrap(), Applied::Applied);
-    assert_eq!(
-        store
-            .load(&key)
-            .await
-            .unwrap()
-            .unwrap()
-            .values
-            .get("a")
-            .map(String::as_str),
-        Some("8")
-    );
+    assert_eq!(stored_value(store, &key, "a").await.as_deref(), Some("8"));
     if let Some(old) = keys.first() {
         assert_eq!(store.apply(old, &pair(9)).await.unwrap(), Applied::Applied);
-        assert_eq!(
-            store
-                .load(old)
-                .await
-                .unwrap()
-                .unwrap()
-                .values
-                .get("b")
-                .map(String::as_str),
-            Some("9")
-        );
+        assert_eq!(stored_value(store, old, "b").await.as_deref(), Some("9"));
     }
     store.delete_expired().await.unwrap();
     store.delete(&key).await.unwrap();

@@ -164,13 +164,7 @@ impl Variant {
             assert_eq!(status, StatusCode::OK);
             cookies.push(session_cookie(&headers));
         }
-        Variant {
-            name,
-            app,
-            cookies,
-            next_session: 0,
-            samples: Vec::new(),
-        }
+        Self::with_cookies(name, app, cookies)
     }
 
     /// `app` with the given cookies instead of the ones its `/start` would hand out.
