@@ -101,7 +101,7 @@ pub(crate) fn encode_value(id: &SessionId, cookie_name: &str, keys: &[SigningKey
 }
 
 /// A session id read from a verified cookie.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) struct CookieId {
     pub(crate) id: SessionId,
     /// Signed by a key other than the first: the cookie should be re-signed.

@@ -257,8 +257,8 @@ impl RequestSession {
     /// Saves the session if that needs no waiting (see [`apply_now`]), or hands back the plan
     /// that must be awaited; `None` if no handler loaded the session (nothing to save).
     ///
-    /// One lock for all of it (every lock is an atomic read-modify-write pair, which costs a
-    /// request more than its instruction count), and the plan, the largest value a request
+    /// One lock for all of it (every lock is an atomic read-modify-write, which costs a request
+    /// more than its instruction count), and the plan, the largest value a request
     /// builds, is applied where it was made instead of being moved from call to call.
     fn save_now(&self) -> Option<SaveNow> {
         if !self.is_loaded() {
@@ -268,7 +268,7 @@ impl RequestSession {
         let state = state.as_mut()?;
         let config = &self.config;
         let now = state.now;
-        let merged = state.merge_in_place(config, now, |key, changes, cookie, id| {
+        let merged = state.merge_in_place(config, |key, changes, cookie, id| {
             merge_now(config, key, changes, cookie, id, now)
         });
         match merged {
@@ -277,7 +277,7 @@ impl RequestSession {
             Some(InPlace::MustWait(plan)) => return Some(SaveNow::MustWait(plan)),
             None => {}
         }
-        let plan = state.plan(config, now);
+        let plan = state.plan(config);
         state.release_record();
         Some(match apply_now(config, &plan, now) {
             Some(saved) => SaveNow::Done(saved),
@@ -343,18 +343,19 @@ impl RequestSession {
     /// [`load_at_once`]: Self::load_at_once
     pub(crate) async fn load(&self, headers: &HeaderMap) -> Result<(), StoreError> {
         let config = &self.config;
+        let now = config.now();
         let mut state = None;
         let candidates = session_cookie::session_ids(headers, &config.cookie, &config.signing_keys)
             .take(session_cookie::MAX_CANDIDATES);
         for candidate in candidates {
             let (key, cached) = config.key_cache.key(&candidate.id);
-            let record = self.fetch(&key).await?;
-            state = self.adopt(candidate, key, cached, record, config.now());
+            let record = self.fetch(&key, now).await?;
+            state = self.adopt(candidate, key, cached, record, now);
             if state.is_some() {
                 break;
             }
         }
-        let state = state.unwrap_or_else(|| State::fresh(config.now()));
+        let state = state.unwrap_or_else(|| State::fresh(now));
         // Extractors run one after another, so a second load in one request is not expected;
         // should two race, the first to finish wins and both see its session.
         self.state.lock().get_or_insert(state);
@@ -362,10 +363,11 @@ impl RequestSession {
         Ok(())
     }
 
-    /// The record under `key` (see [`corrupt_as_none`]).
-    async fn fetch(&self, key: &StoreKey) -> Result<Option<Arc<Record>>, StoreError> {
+    /// The record under `key`, judged live or expired at `now` by a store that answers at once
+    /// (see [`corrupt_as_none`]).
+    async fn fetch(&self, key: &StoreKey, now: SystemTime) -> Result<Option<Arc<Record>>, StoreError> {
         let store = self.config.store();
-        let loaded = match store.load_now(key, self.config.now()) {
+        let loaded = match store.load_now(key, now) {
             Some(answer) => answer,
             None => with_timeout(&self.config, store.load(key))
                 .await
@@ -628,7 +630,7 @@ async fn save(session: &RequestSession, plan: Plan) -> Result<Option<HeaderValue
     match plan.write {
         None => {}
         Some(Write::Create { record }) => cookie_id = Some(create(config, None, &record).await?),
-        Some(Write::Move { from, to, changes }) => match session.fetch(&from).await? {
+        Some(Write::Move { from, to, changes }) => match session.fetch(&from, config.now()).await? {
             Some(record) => {
                 let mut record = Arc::unwrap_or_clone(record);
                 record.apply(&changes);
