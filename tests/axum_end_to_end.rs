@@ -194,7 +194,7 @@ fn routes() -> Router {
         }))
         .route("/cart", get(|mut s: AppSession| async move {
             s.update(Values::CART, |cart| cart.push("apple".into()));
-            s.data().values.get("cartItems").cloned().unwrap_or_default()
+            s.data().values.get("cartItems").unwrap_or_default().to_owned()
         }))
         .route("/other", get(|mut s: Session<Other>, v: AppSession| async move {
             s.set(Other::THEME, "dark".into());

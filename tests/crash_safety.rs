@@ -70,7 +70,7 @@ async fn check_records(store: &dyn SessionStore, keys: &[StoreKey]) -> usize {
 /// The value stored under `name` in the record under `key`, which must exist.
 async fn stored_value(store: &dyn SessionStore, key: &StoreKey, name: &str) -> Option<String> {
     let record = store.load(key).await.unwrap().expect("the record exists");
-    record.values.get(name).cloned()
+    record.values.get(name).map(str::to_owned)
 }
 
 async fn check_still_works(store: &dyn SessionStore, keys: &[StoreKey]) {

@@ -91,7 +91,7 @@ async fn file_names_are_the_hashed_key_in_hex() {
     let content = fs::read_to_string(dir.path().join(format!("{}.json", key.to_hex()))).unwrap();
     assert!(!content.contains(id.as_str()));
     let record: Record = serde_json::from_str(&content).unwrap();
-    assert_eq!(record.values.get("theme").map(String::as_str), Some(r#""dark""#));
+    assert_eq!(record.values.get("theme"), Some(r#""dark""#));
 
     #[cfg(unix)]
     {

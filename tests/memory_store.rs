@@ -37,9 +37,6 @@ async fn writers_on_several_threads_never_lose_each_others_keys() {
     }
     let record = store.load(&key).await.unwrap().unwrap();
     for writer in 0..8 {
-        assert_eq!(
-            record.values.get(&format!("w{writer}")).map(String::as_str),
-            Some("199")
-        );
+        assert_eq!(record.values.get(&format!("w{writer}")), Some("199"));
     }
 }

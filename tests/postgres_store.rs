@@ -15,7 +15,7 @@ async fn run_conformance(store: &PostgresStore) {
 }
 
 fn same_json(a: &typed_sessions::ValueMap, b: &typed_sessions::ValueMap) -> bool {
-    let parse = |json: &String| serde_json::from_str::<serde_json::Value>(json).unwrap();
+    let parse = |json: &str| serde_json::from_str::<serde_json::Value>(json).unwrap();
     a.len() == b.len()
         && a.iter()
             .all(|(name, json)| b.get(name).is_some_and(|other| parse(json) == parse(other)))
@@ -26,13 +26,13 @@ fn same_json(a: &typed_sessions::ValueMap, b: &typed_sessions::ValueMap) -> bool
 async fn expired_rows_never_block_or_load(store: &PostgresStore) {
     let live = || {
         let mut record = Record::new(millis_from_now(0), millis_from_now(3_600_000));
-        record.values.insert("user_id".into(), "42".into());
-        record.values.insert("cart".into(), r#"["apple","pear"]"#.into());
-        record.flash.insert("notice".into(), r#""Welcome back""#.into());
+        record.values.insert("user_id", "42");
+        record.values.insert("cart", r#"["apple","pear"]"#);
+        record.flash.insert("notice", r#""Welcome back""#);
         record
     };
     let mut expired = live();
-    expired.values.insert("stale".into(), "true".into());
+    expired.values.insert("stale", "true");
     expired.created_at = millis_from_now(-7_200_000);
     expired.expires_at = millis_from_now(-1_000);
 
@@ -154,9 +154,9 @@ async fn rows_hold_jsonb_under_the_hashed_key_and_expired_rows_are_swept() {
     let id = SessionId::random();
     let key = id.store_key();
     let mut record = Record::new(millis_from_now(0), millis_from_now(60_000));
-    record.values.insert("user_id".into(), "42".into());
-    record.values.insert("cart".into(), r#"["apple"]"#.into());
-    record.flash.insert("notice".into(), r#""hi""#.into());
+    record.values.insert("user_id", "42");
+    record.values.insert("cart", r#"["apple"]"#);
+    record.flash.insert("notice", r#""hi""#);
     assert_eq!(store.create(&key, &record).await.unwrap(), Created::Created);
 
     // The row is filed under the SHA-256 of the id, never the id; values are real JSONB.

@@ -41,9 +41,9 @@ async fn one_hash_per_session_expired_by_redis() {
 
     let key = SessionId::random().store_key();
     let mut record = Record::new(millis_from_now(0), millis_from_now(60_000));
-    record.values.insert("user_id".into(), "42".into());
-    record.values.insert("notice".into(), r#""a value""#.into());
-    record.flash.insert("notice".into(), r#""a flash""#.into());
+    record.values.insert("user_id", "42");
+    record.values.insert("notice", r#""a value""#);
+    record.flash.insert("notice", r#""a flash""#);
     record.expiry = Some(Expiry::BrowserSession);
     assert_eq!(store.create(&key, &record).await.unwrap(), Created::Created);
 
@@ -157,7 +157,7 @@ async fn big_sessions_fit_in_one_script_call() {
     assert_eq!(store.apply(&key, &changes).await.unwrap(), Applied::Applied);
     let loaded = store.load(&key).await.unwrap().unwrap();
     assert_eq!(loaded.values.len(), 5_000);
-    assert_eq!(loaded.values["key42"], "420");
+    assert_eq!(&loaded.values["key42"], "420");
     assert!(loaded.flash.is_empty());
 }
 

@@ -123,8 +123,8 @@ async fn stored_form() {
     let id = SessionId::random();
     let key = id.store_key();
     let mut record = live_record();
-    record.values.insert("cart".into(), r#"["apple"]"#.into());
-    record.flash.insert("notice".into(), r#""hi""#.into());
+    record.values.insert("cart", r#"["apple"]"#);
+    record.flash.insert("notice", r#""hi""#);
     record.expiry = Some(Expiry::BrowserSession);
     assert_eq!(store.create(&key, &record).await.unwrap(), Created::Created);
 

@@ -81,6 +81,7 @@ mod layer;
 mod record;
 mod session;
 pub mod store;
+mod value_map;
 
 pub use crate::config::{Expiry, BROWSER_SESSION_IDLE};
 pub use crate::cookie::{KeyTooShort, SigningKey};
@@ -88,7 +89,7 @@ pub use crate::extract::SessionRejection;
 pub use crate::id::SessionId;
 pub use crate::key::{Key, SessionSchema};
 pub use crate::layer::{SessionLayer, SessionService};
-pub use crate::record::{from_unix_millis, to_unix_millis, Changes, Patch, Record, ValueMap};
+pub use crate::record::{from_unix_millis, to_unix_millis, Changes, Patch, Record};
 pub use crate::session::Session;
 #[cfg(feature = "file")]
 pub use crate::store::FileStore;
@@ -99,6 +100,7 @@ pub use crate::store::RedisStore;
 #[cfg(feature = "sqlite")]
 pub use crate::store::SqliteStore;
 pub use crate::store::{MemoryStore, SessionStore};
+pub use crate::value_map::{ValueMap, ValueMapIter};
 /// The `redis` crate this store is built on, for `RedisStore::from_manager`.
 #[cfg(feature = "redis")]
 pub use ::redis;

@@ -5,16 +5,13 @@
 //! values.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
 use crate::config::Expiry;
-
-/// Stored name → value encoded as JSON text.
-pub type ValueMap = BTreeMap<String, String>;
+use crate::value_map::ValueMap;
 
 /// What a request changed in one map (values, or flash): stored name → `Some(json)` to set,
 /// `None` to remove.
@@ -202,18 +199,9 @@ impl Record {
 fn merge_patch(map: &mut ValueMap, patch: &Patch) {
     for (name, change) in patch {
         match change {
-            // `clone_from` reuses the stored string's buffer: a rewrite of an existing key
-            // allocates nothing.
-            Some(json) => match map.get_mut(name) {
-                Some(stored) => stored.clone_from(json),
-                None => {
-                    map.insert(name.to_owned(), json.clone());
-                }
-            },
-            None => {
-                map.remove(name);
-            }
-        }
+            Some(json) => map.insert(name, json),
+            None => map.remove(name),
+        };
     }
 }
 
@@ -287,9 +275,9 @@ mod tests {
     fn apply_merges_key_by_key() {
         let now = SystemTime::now();
         let mut record = Record::new(now, now + Duration::from_secs(60));
-        record.values.insert("a".into(), "1".into());
-        record.values.insert("b".into(), "2".into());
-        record.flash.insert("notice".into(), "\"hi\"".into());
+        record.values.insert("a", "1");
+        record.values.insert("b", "2");
+        record.flash.insert("notice", "\"hi\"");
 
         let mut changes = Changes::default();
         changes.values.insert("b", None);
@@ -297,9 +285,9 @@ mod tests {
         changes.flash.insert("notice", None);
         record.apply(&changes);
 
-        assert_eq!(record.values.get("a").map(String::as_str), Some("1"));
+        assert_eq!(record.values.get("a"), Some("1"));
         assert!(!record.values.contains_key("b"));
-        assert_eq!(record.values.get("c").map(String::as_str), Some("3"));
+        assert_eq!(record.values.get("c"), Some("3"));
         assert!(record.flash.is_empty());
     }
 

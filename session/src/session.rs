@@ -13,7 +13,8 @@ use crate::config::{Config, Expiry};
 use crate::id::{SessionId, StoreKey};
 use crate::key::{Key, SessionSchema};
 use crate::layer::{RequestSession, StateGuard};
-use crate::record::{Changes, Patch, Record, ValueMap};
+use crate::record::{Changes, Patch, Record};
+use crate::value_map::{ValueMap, MAX_LEN};
 
 static EMPTY: ValueMap = ValueMap::new();
 
@@ -148,7 +149,7 @@ impl<V: SessionSchema, F: SessionSchema> Session<V, F> {
         let Some(json) = encode(key.name(), &value) else { return };
         let mut state = self.state();
         if state.writable("flash_now") {
-            state.flash_mut().now.insert(key.name().to_owned(), json);
+            state.flash_mut().now.insert(key.name(), json);
         }
     }
 
@@ -273,9 +274,27 @@ fn warn_undecodable(name: &str, kind: &str, error: &serde_json::Error) {
 }
 
 fn encode<T: Serialize>(name: &str, value: &T) -> Option<String> {
-    serde_json::to_string(value)
-        .map_err(|error| error_unencodable(name, &error))
-        .ok()
+    match serde_json::to_string(value) {
+        Ok(json) if json.len() <= MAX_LEN => Some(json),
+        Ok(json) => {
+            error_too_long(name, json.len());
+            None
+        }
+        Err(error) => {
+            error_unencodable(name, &error);
+            None
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn error_too_long(name: &str, len: usize) {
+    tracing::error!(
+        key = name,
+        len,
+        "session value is 4 GiB or longer as JSON; it was not stored"
+    );
 }
 
 #[cold]
@@ -410,7 +429,7 @@ impl State {
     fn value_json(&self, name: &str) -> Option<&str> {
         match self.pending.get(name) {
             Some(change) => change.as_deref(),
-            None => self.base().get(name).map(String::as_str),
+            None => self.base().get(name),
         }
     }
 
@@ -425,7 +444,7 @@ impl State {
         if !self.writable("set") {
             return;
         }
-        if self.base().get(name) == Some(&json) {
+        if self.base().holds(name, &json) {
             // Back to the stored value: nothing to write for this key.
             self.pending.remove(name);
         } else {
@@ -446,7 +465,7 @@ impl State {
 
     fn flash(&mut self, name: &str, json: String) {
         if self.writable("flash") {
-            self.flash_mut().outgoing.insert(name.to_owned(), json);
+            self.flash_mut().outgoing.insert(name, json);
         }
     }
 
@@ -488,7 +507,7 @@ impl State {
         if !self.writable("clear") {
             return;
         }
-        self.pending = self.base().keys().map(|name| (name.clone(), None)).collect();
+        self.pending = self.base().keys().map(|name| (name.to_owned(), None)).collect();
         self.flash = None;
         self.reflash = false;
         // The stored flash must be removed on save, not just hidden from this request.
@@ -510,12 +529,12 @@ impl State {
         let removed = self
             .pending
             .iter()
-            .filter(|(name, change)| change.is_none() && self.base().contains_key(*name))
+            .filter(|(name, change)| change.is_none() && self.base().contains_key(name))
             .count();
         let added = self
             .pending
             .iter()
-            .filter(|(name, change)| change.is_some() && !self.base().contains_key(*name))
+            .filter(|(name, change)| change.is_some() && !self.base().contains_key(name))
             .count();
         self.base().len() + added - removed
     }
@@ -534,7 +553,7 @@ impl State {
         let mut values = self.base().clone();
         for (name, change) in &self.pending {
             match change {
-                Some(json) => values.insert(name.to_owned(), json.clone()),
+                Some(json) => values.insert(name, json),
                 None => values.remove(name),
             };
         }
@@ -556,12 +575,12 @@ impl State {
         let mut patch: Patch = stored_flash
             .keys()
             .filter(|name| self.flash_cleared || (!self.reflash && !self.flash_kept(name)))
-            .map(|name| (name.clone(), None))
+            .map(|name| (name.to_owned(), None))
             .collect();
         patch.extend(
             self.flash_outgoing()
                 .iter()
-                .map(|(name, json)| (name.clone(), Some(json.clone()))),
+                .map(|(name, json)| (name.to_owned(), Some(json.to_owned()))),
         );
         patch
     }

@@ -14,12 +14,10 @@ pub const READY: &str = "crash writer: store open, writing";
 /// A record whose `a` and `b` are both `n`, plus some bulk so that writes take a moment.
 pub fn record_with(n: u64) -> Record {
     let mut record = Record::new(millis_from_now(0), millis_from_now(3_600_000));
-    record.values.insert("a".into(), n.to_string());
-    record.values.insert("b".into(), n.to_string());
-    record
-        .values
-        .insert("bulk".into(), format!("\"{}\"", "x".repeat(8 * 1024)));
-    record.flash.insert("notice".into(), format!("\"{n}\""));
+    record.values.insert("a", n.to_string());
+    record.values.insert("b", n.to_string());
+    record.values.insert("bulk", format!("\"{}\"", "x".repeat(8 * 1024)));
+    record.flash.insert("notice", format!("\"{n}\""));
     record
 }
 

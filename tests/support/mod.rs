@@ -818,7 +818,7 @@ pub fn millis_from_now(offset_ms: i64) -> std::time::SystemTime {
 /// A record that lives an hour, holding `user_id = 42`.
 pub fn live_record() -> typed_sessions::Record {
     let mut record = typed_sessions::Record::new(millis_from_now(0), millis_from_now(3_600_000));
-    record.values.insert("user_id".into(), "42".into());
+    record.values.insert("user_id", "42");
     record
 }
 
@@ -869,11 +869,11 @@ pub async fn concurrent_applies_from_two_instances_all_survive<S>(
         for round in 0..rounds {
             assert_eq!(
                 loaded.values.get(&format!("task{task}_round{round}")),
-                Some(&round.to_string()),
+                Some(round.to_string().as_str()),
                 "task {task} round {round} lost"
             );
         }
     }
     assert_eq!(loaded.values.get("a"), loaded.values.get("b"));
-    assert_eq!(loaded.values.get("user_id").map(String::as_str), Some("42"));
+    assert_eq!(loaded.values.get("user_id"), Some("42"));
 }

@@ -23,6 +23,7 @@ use super::{Applied, Created, SessionStore, StoreError, StoreKey};
 use crate::config::Expiry;
 use crate::id::SessionId;
 use crate::record::{from_unix_millis, to_unix_millis, Changes, Record};
+use crate::value_map::ValueMap;
 
 /// Runs every check, in order.
 pub async fn run<S: SessionStore + ?Sized>(store: &S) {
@@ -51,9 +52,9 @@ fn millis_from_now(offset_ms: i64) -> SystemTime {
 
 fn live_record() -> Record {
     let mut record = Record::new(millis_from_now(0), millis_from_now(3_600_000));
-    record.values.insert("user_id".into(), "42".into());
-    record.values.insert("cart".into(), r#"["apple","pear"]"#.into());
-    record.flash.insert("notice".into(), r#""Welcome back""#.into());
+    record.values.insert("user_id", "42");
+    record.values.insert("cart", r#"["apple","pear"]"#);
+    record.flash.insert("notice", r#""Welcome back""#);
     record
 }
 
@@ -118,8 +119,8 @@ pub async fn round_trip<S: SessionStore + ?Sized>(store: &S) {
 }
 
 /// Stores may re-format JSON (PostgreSQL's `jsonb` does): values are compared as JSON.
-fn same_json_map(a: &crate::record::ValueMap, b: &crate::record::ValueMap) -> bool {
-    let parse = |json: &String| serde_json::from_str::<serde_json::Value>(json).ok();
+fn same_json_map(a: &ValueMap, b: &ValueMap) -> bool {
+    let parse = |json: &str| serde_json::from_str::<serde_json::Value>(json).ok();
     a.len() == b.len()
         && a.iter()
             .all(|(name, json)| b.get(name).is_some_and(|other| parse(json) == parse(other)))
@@ -168,12 +169,12 @@ pub async fn apply_merges_key_by_key<S: SessionStore + ?Sized>(store: &S) {
 
     let loaded = must_load(store, &key, check).await;
     assert_eq!(
-        loaded.values.get("user_id").map(String::as_str),
+        loaded.values.get("user_id"),
         Some("42"),
         "{check}: a key the change did not name was lost"
     );
     assert_eq!(
-        loaded.values.get("theme").map(String::as_str),
+        loaded.values.get("theme"),
         Some(r#""dark""#),
         "{check}: the key the change set is missing"
     );
@@ -182,7 +183,7 @@ pub async fn apply_merges_key_by_key<S: SessionStore + ?Sized>(store: &S) {
         "{check}: the key the change removed is still there"
     );
     assert_eq!(
-        loaded.flash.get("notice").map(String::as_str),
+        loaded.flash.get("notice"),
         Some(r#""Welcome back""#),
         "{check}: flash changed although the change did not name it"
     );
@@ -208,12 +209,12 @@ pub async fn concurrent_changes_to_different_keys_all_survive<S: SessionStore + 
     for i in 0..writers {
         assert_eq!(
             loaded.values.get(&format!("key{i}")),
-            Some(&i.to_string()),
+            Some(i.to_string().as_str()),
             "{check}: the write of key{i} was lost: a concurrent change overwrote it"
         );
     }
     assert_eq!(
-        loaded.values.get("user_id").map(String::as_str),
+        loaded.values.get("user_id"),
         Some("42"),
         "{check}: a key no writer named was lost"
     );
@@ -262,7 +263,7 @@ pub async fn create_reports_collision<S: SessionStore + ?Sized>(store: &S) {
     must_create(store, &key, &original, check).await;
 
     let mut intruder = live_record();
-    intruder.values.insert("user_id".into(), "666".into());
+    intruder.values.insert("user_id", "666");
     let second = store.create(&key, &intruder).await;
     assert!(
         matches!(second, Ok(Created::Collision)),
@@ -270,7 +271,7 @@ pub async fn create_reports_collision<S: SessionStore + ?Sized>(store: &S) {
     );
     let loaded = must_load(store, &key, check).await;
     assert_eq!(
-        loaded.values.get("user_id").map(String::as_str),
+        loaded.values.get("user_id"),
         Some("42"),
         "{check}: a colliding create overwrote the live record"
     );
@@ -367,7 +368,7 @@ pub async fn flash_is_separate_from_values<S: SessionStore + ?Sized>(store: &S) 
     let check = "flash is separate from values";
     let key = fresh_key();
     let mut record = live_record();
-    record.values.insert("notice".into(), r#""a value""#.into());
+    record.values.insert("notice", r#""a value""#);
     must_create(store, &key, &record, check).await;
 
     let mut changes = Changes::default();
@@ -377,7 +378,7 @@ pub async fn flash_is_separate_from_values<S: SessionStore + ?Sized>(store: &S) 
 
     let loaded = must_load(store, &key, check).await;
     assert_eq!(
-        loaded.values.get("notice").map(String::as_str),
+        loaded.values.get("notice"),
         Some(r#""a value""#),
         "{check}: removing a flash removed the value of the same name"
     );
@@ -386,7 +387,7 @@ pub async fn flash_is_separate_from_values<S: SessionStore + ?Sized>(store: &S) 
         "{check}: the removed flash is still there"
     );
     assert_eq!(
-        loaded.flash.get("alert").map(String::as_str),
+        loaded.flash.get("alert"),
         Some(r#""careful""#),
         "{check}: the set flash is missing"
     );

@@ -11,7 +11,8 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use super::{Applied, Created, SessionStore, StoreError, StoreKey};
 use crate::config::Expiry;
 use crate::record::now_unix_millis as now_millis;
-use crate::record::{from_unix_millis, to_unix_millis, Changes, Patch, Record, ValueMap};
+use crate::record::{from_unix_millis, to_unix_millis, Changes, Patch, Record};
+use crate::value_map::ValueMap;
 
 /// The table [`PostgresStore`] uses unless told otherwise.
 const DEFAULT_TABLE: &str = "typed_sessions";
@@ -267,12 +268,9 @@ fn map_error(error: sqlx::Error) -> StoreError {
 }
 
 /// A JSON object of the given entries, each value checked to be JSON.
-fn json_object<'a, N: AsRef<str> + ?Sized + 'a>(
-    entries: impl IntoIterator<Item = (&'a N, &'a String)>,
-) -> Result<String, StoreError> {
+fn json_object<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<String, StoreError> {
     let mut object = BTreeMap::new();
     for (name, json) in entries {
-        let name = name.as_ref();
         let raw: &RawValue = serde_json::from_str(json)
             .map_err(|error| StoreError::backend(format!("the value under {name:?} is not JSON: {error}")))?;
         object.insert(name, raw);
@@ -300,7 +298,7 @@ fn split_patch(patch: &Patch) -> Result<(Vec<String>, String), StoreError> {
     let set = json_object(
         patch
             .iter()
-            .filter_map(|(name, change)| change.as_ref().map(|json| (name, json))),
+            .filter_map(|(name, change)| change.as_deref().map(|json| (name, json))),
     )?;
     Ok((removed, set))
 }

@@ -270,11 +270,14 @@ impl SessionStore for RedisStore {
             from_unix_millis(parse_millis(&fields, CREATED_AT)?),
             from_unix_millis(expires_at),
         );
+        // Collected first: a `ValueMap` is built in one go, where inserting keys one by one
+        // would move the entries after each.
+        let (mut values, mut flash) = (Vec::new(), Vec::new());
         for (name, value) in fields {
             if let Some(name) = name.strip_prefix(VALUE_FIELD) {
-                record.values.insert(name.to_owned(), value);
+                values.push((name.to_owned(), value));
             } else if let Some(name) = name.strip_prefix(FLASH_FIELD) {
-                record.flash.insert(name.to_owned(), value);
+                flash.push((name.to_owned(), value));
             } else if name == EXPIRY {
                 let expiry = serde_json::from_str(&value).map_err(|error| {
                     StoreError::Corrupt(format!(
@@ -284,6 +287,8 @@ impl SessionStore for RedisStore {
                 record.expiry = Some(expiry);
             }
         }
+        record.values = values.into_iter().collect();
+        record.flash = flash.into_iter().collect();
         Ok(Some(record))
     }
 

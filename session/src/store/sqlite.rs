@@ -11,7 +11,8 @@ use sqlx::Row;
 use super::{Applied, Created, SessionStore, StoreError, StoreKey};
 use crate::config::Expiry;
 use crate::record::now_unix_millis as now_millis;
-use crate::record::{from_unix_millis, to_unix_millis, Changes, Record, ValueMap};
+use crate::record::{from_unix_millis, to_unix_millis, Changes, Record};
+use crate::value_map::ValueMap;
 
 /// The table [`SqliteStore::open`] and [`SqliteStore::from_pool`] use.
 const DEFAULT_TABLE: &str = "typed_sessions";
@@ -412,14 +413,14 @@ mod tests {
     #[test]
     fn value_maps_keep_each_value_as_json() {
         let mut map = ValueMap::new();
-        map.insert("n".into(), "1".into());
-        map.insert("s".into(), r#""x \"y\"""#.into());
-        map.insert("o".into(), r#"{"a":[1,null]}"#.into());
-        map.insert("q\"uote".into(), "null".into());
+        map.insert("n", "1");
+        map.insert("s", r#""x \"y\"""#);
+        map.insert("o", r#"{"a":[1,null]}"#);
+        map.insert("q\"uote", "null");
         let encoded = encode_map(&map).unwrap();
         assert_eq!(encoded, r#"{"n":1,"o":{"a":[1,null]},"q\"uote":null,"s":"x \"y\""}"#);
         assert_eq!(decode_map(&encoded, "data_values").unwrap(), map);
-        assert!(encode_map(&[("bad".to_owned(), "{".to_owned())].into()).is_err());
+        assert!(encode_map(&[("bad", "{")].into_iter().collect()).is_err());
         assert!(matches!(decode_map("[1]", "flash"), Err(StoreError::Corrupt(_))));
     }
 }

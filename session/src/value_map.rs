@@ -1,0 +1,379 @@
+//! [`ValueMap`]: a session's stored values (or its flash), name → JSON text, in one allocation.
+
+use std::fmt;
+use std::ops::Range;
+
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Each entry starts with its name's and its value's lengths, as little-endian `u32`s.
+const HEADER: usize = 8;
+
+/// The longest name or value a map holds: 4 GiB less one byte.
+pub(crate) const MAX_LEN: usize = u32::MAX as usize;
+
+/// Stored name → value encoded as JSON text, ordered by name.
+///
+/// The whole map is one buffer: a request that reads a session touches one or two cache lines
+/// of it, where a tree of `String`s spreads a two-key session over half a dozen allocations —
+/// and on a server with many sessions, each of them is a cache miss. Lookups scan the entries,
+/// which is as fast as a search for the few keys a session holds; inserting or removing a key
+/// moves the entries after it.
+///
+/// Iteration (and serialization: a JSON object of strings) is in name order.
+///
+/// ```
+/// use typed_sessions::ValueMap;
+///
+/// let mut values = ValueMap::new();
+/// values.insert("user_id", "42");
+/// values.insert("cart", r#"["apple"]"#);
+/// values.insert("user_id", "43");
+/// assert_eq!(values.get("user_id"), Some("43"));
+/// assert_eq!(values.keys().collect::<Vec<_>>(), ["cart", "user_id"]);
+/// assert!(values.remove("cart"));
+/// assert_eq!(values.len(), 1);
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ValueMap {
+    /// The entries in name order, each: name length, value length, name, value. Bytes rather
+    /// than a `String` so that a value is rewritten in place; only `str`s are ever written.
+    bytes: Vec<u8>,
+    len: usize,
+}
+
+/// Where one entry lies in the buffer.
+struct Slot {
+    start: usize,
+    name: Range<usize>,
+    value: Range<usize>,
+}
+
+impl ValueMap {
+    /// An empty map; allocates nothing.
+    pub const fn new() -> Self {
+        ValueMap {
+            bytes: Vec::new(),
+            len: 0,
+        }
+    }
+
+    /// How many names the map holds.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the map holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The value stored under `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        let slot = self.find(name)?;
+        Some(self.text(slot.value))
+    }
+
+    /// Whether the map holds `name`.
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.find(name).is_some()
+    }
+
+    /// Whether the map holds `json` under `name`: [`get`](Self::get) without reading the value
+    /// as a `str`.
+    pub(crate) fn holds(&self, name: &str, json: &str) -> bool {
+        self.find(name)
+            .is_some_and(|slot| &self.bytes[slot.value] == json.as_bytes())
+    }
+
+    /// Stores `json` under `name`; returns whether it replaced a value.
+    ///
+    /// # Panics
+    ///
+    /// If `name` or `json` is 4 GiB or longer.
+    pub fn insert(&mut self, name: impl AsRef<str>, json: impl AsRef<str>) -> bool {
+        let (name, json) = (name.as_ref().as_bytes(), json.as_ref().as_bytes());
+        let json_len = length(json);
+        match self.position(name) {
+            Ok(slot) if slot.value.len() == json.len() => {
+                self.bytes[slot.value].copy_from_slice(json);
+                true
+            }
+            Ok(slot) => {
+                self.bytes[slot.start + 4..slot.start + HEADER].copy_from_slice(&json_len.to_le_bytes());
+                self.bytes.splice(slot.value, json.iter().copied());
+                true
+            }
+            Err(at) => {
+                let header = [length(name).to_le_bytes(), json_len.to_le_bytes()];
+                let entry = header.iter().flatten().chain(name).chain(json).copied();
+                self.bytes.splice(at..at, entry);
+                self.len += 1;
+                false
+            }
+        }
+    }
+
+    /// Removes `name`; returns whether the map held it.
+    pub fn remove(&mut self, name: &str) -> bool {
+        match self.position(name.as_bytes()) {
+            Ok(slot) => {
+                self.bytes.drain(slot.start..slot.value.end);
+                self.len -= 1;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Removes everything; keeps the buffer.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.len = 0;
+    }
+
+    /// Names and values, in name order.
+    pub fn iter(&self) -> ValueMapIter<'_> {
+        ValueMapIter { map: self, at: 0 }
+    }
+
+    /// The names, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> + '_ {
+        self.iter().map(|(name, _)| name)
+    }
+
+    fn find(&self, name: &str) -> Option<Slot> {
+        self.slots()
+            .find(|slot| &self.bytes[slot.name.clone()] == name.as_bytes())
+    }
+
+    fn slots(&self) -> impl Iterator<Item = Slot> + '_ {
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            let slot = self.slot(at)?;
+            at = slot.value.end;
+            Some(slot)
+        })
+    }
+
+    fn slot(&self, start: usize) -> Option<Slot> {
+        let header = self.bytes.get(start..start + HEADER)?;
+        let name_len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let value_len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        let name = start + HEADER..start + HEADER + name_len;
+        let value = name.end..name.end + value_len;
+        Some(Slot { start, name, value })
+    }
+
+    /// The slot holding `name`, or where an entry for it belongs.
+    fn position(&self, name: &[u8]) -> Result<Slot, usize> {
+        for slot in self.slots() {
+            match self.bytes[slot.name.clone()].cmp(name) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => return Ok(slot),
+                std::cmp::Ordering::Greater => return Err(slot.start),
+            }
+        }
+        Err(self.bytes.len())
+    }
+
+    fn text(&self, range: Range<usize>) -> &str {
+        // Only `str`s are ever written, whole, at the offsets the headers give.
+        std::str::from_utf8(&self.bytes[range]).expect("a ValueMap holds whole UTF-8 strings")
+    }
+
+    fn push(&mut self, name: &str, json: &str) {
+        let (name, json) = (name.as_bytes(), json.as_bytes());
+        self.bytes.extend_from_slice(&length(name).to_le_bytes());
+        self.bytes.extend_from_slice(&length(json).to_le_bytes());
+        self.bytes.extend_from_slice(name);
+        self.bytes.extend_from_slice(json);
+        self.len += 1;
+    }
+}
+
+/// The length of a name or value as stored in an entry's header.
+fn length(text: &[u8]) -> u32 {
+    u32::try_from(text.len()).expect("session names and values are shorter than 4 GiB")
+}
+
+/// The entries of a [`ValueMap`], in name order.
+#[derive(Clone)]
+pub struct ValueMapIter<'a> {
+    map: &'a ValueMap,
+    at: usize,
+}
+
+impl<'a> Iterator for ValueMapIter<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let slot = self.map.slot(self.at)?;
+        self.at = slot.value.end;
+        Some((self.map.text(slot.name), self.map.text(slot.value)))
+    }
+}
+
+impl fmt::Debug for ValueMapIter<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.clone()).finish()
+    }
+}
+
+impl<'a> IntoIterator for &'a ValueMap {
+    type Item = (&'a str, &'a str);
+    type IntoIter = ValueMapIter<'a>;
+
+    fn into_iter(self) -> ValueMapIter<'a> {
+        self.iter()
+    }
+}
+
+impl std::ops::Index<&str> for ValueMap {
+    type Output = str;
+
+    /// # Panics
+    ///
+    /// If the map does not hold `name`.
+    fn index(&self, name: &str) -> &str {
+        self.get(name).unwrap_or_else(|| panic!("the map holds no {name:?}"))
+    }
+}
+
+/// Later entries replace earlier ones with the same name.
+impl<N: AsRef<str>, J: AsRef<str>> FromIterator<(N, J)> for ValueMap {
+    fn from_iter<I: IntoIterator<Item = (N, J)>>(entries: I) -> Self {
+        let mut entries: Vec<(N, J)> = entries.into_iter().collect();
+        // Stable: among equal names the last one given comes last, and is the one kept.
+        entries.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+        let mut map = ValueMap::new();
+        let mut entries = entries.iter().peekable();
+        while let Some((name, json)) = entries.next() {
+            if entries.peek().is_some_and(|(next, _)| next.as_ref() == name.as_ref()) {
+                continue;
+            }
+            map.push(name.as_ref(), json.as_ref());
+        }
+        map
+    }
+}
+
+impl<N: AsRef<str>, J: AsRef<str>> Extend<(N, J)> for ValueMap {
+    fn extend<I: IntoIterator<Item = (N, J)>>(&mut self, entries: I) {
+        for (name, json) in entries {
+            self.insert(name, json);
+        }
+    }
+}
+
+impl fmt::Debug for ValueMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+/// A map of strings: `{"user_id": "42"}`.
+impl Serialize for ValueMap {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for ValueMap {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entries;
+
+        impl<'de> Visitor<'de> for Entries {
+            type Value = ValueMap;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of session names to JSON text")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<ValueMap, A::Error> {
+                let mut entries = Vec::with_capacity(access.size_hint().unwrap_or(0).min(1024));
+                while let Some((name, json)) = access.next_entry::<String, String>()? {
+                    if name.len().max(json.len()) > MAX_LEN {
+                        return Err(serde::de::Error::custom(format_args!(
+                            "the session entry {:?} is 4 GiB or longer",
+                            name.get(..64).unwrap_or("(name too long to show)")
+                        )));
+                    }
+                    entries.push((name, json));
+                }
+                Ok(entries.into_iter().collect())
+            }
+        }
+
+        deserializer.deserialize_map(Entries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    /// Every operation, side by side with a `BTreeMap` of `String`s, over names that share
+    /// prefixes, values whose lengths change, and non-ASCII text.
+    #[test]
+    fn behaves_like_an_ordered_map_of_strings() {
+        let names = ["a", "ab", "b", "", "é", "user_id", "counter", "ü"];
+        let values = ["1", "", "\"long value\"", "[1,2,3]", "\"ø\""];
+        let mut map = ValueMap::new();
+        let mut model = BTreeMap::<String, String>::new();
+        // A fixed pseudo-random walk: the test is repeatable.
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..2_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let name = names[(seed % names.len() as u64) as usize];
+            let value = values[((seed >> 8) % values.len() as u64) as usize];
+            if (seed >> 16) % 3 == 0 {
+                assert_eq!(map.remove(name), model.remove(name).is_some(), "remove {name:?}");
+            } else {
+                assert_eq!(
+                    map.insert(name, value),
+                    model.insert(name.to_owned(), value.to_owned()).is_some(),
+                    "insert {name:?}"
+                );
+            }
+            assert_eq!(map.len(), model.len());
+            for name in names {
+                assert_eq!(map.get(name), model.get(name).map(String::as_str), "get {name:?}");
+                assert_eq!(map.contains_key(name), model.contains_key(name));
+            }
+            let entries: Vec<_> = map.iter().collect();
+            let expected: Vec<_> = model.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+            assert_eq!(entries, expected);
+        }
+    }
+
+    #[test]
+    fn collects_sorted_and_the_last_duplicate_wins() {
+        let map: ValueMap = [("b", "1"), ("a", "2"), ("b", "3"), ("c", "4"), ("a", "5")]
+            .into_iter()
+            .collect();
+        assert_eq!(map.iter().collect::<Vec<_>>(), [("a", "5"), ("b", "3"), ("c", "4")]);
+        assert_eq!(map.len(), 3);
+        // One map, however it was built.
+        let mut inserted = ValueMap::new();
+        inserted.extend([("c", "4"), ("a", "5"), ("b", "3")]);
+        assert_eq!(map, inserted);
+    }
+
+    #[test]
+    fn serializes_as_a_json_object_of_strings() {
+        let map: ValueMap = [("user_id", "42"), ("cart", r#"["apple"]"#)].into_iter().collect();
+        let json = serde_json::to_string(&map).unwrap();
+        assert_eq!(json, r#"{"cart":"[\"apple\"]","user_id":"42"}"#);
+        assert_eq!(serde_json::from_str::<ValueMap>(&json).unwrap(), map);
+        // Duplicate names in stored JSON: the last one wins, as with any map.
+        let doubled: ValueMap = serde_json::from_str(r#"{"a":"1","a":"2"}"#).unwrap();
+        assert_eq!(doubled.get("a"), Some("2"));
+        assert!(serde_json::from_str::<ValueMap>(r#"{"a":1}"#).is_err());
+        assert_eq!(format!("{map:?}"), r#"{"cart": "[\"apple\"]", "user_id": "42"}"#);
+    }
+}
