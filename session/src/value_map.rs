@@ -39,7 +39,6 @@ pub struct ValueMap {
     /// The entries in name order, each: name length, value length, name, value. Bytes rather
     /// than a `String` so that a value is rewritten in place; only `str`s are ever written.
     bytes: Vec<u8>,
-    len: usize,
 }
 
 /// Where one entry lies in the buffer.
@@ -52,20 +51,17 @@ struct Slot {
 impl ValueMap {
     /// An empty map; allocates nothing.
     pub const fn new() -> Self {
-        ValueMap {
-            bytes: Vec::new(),
-            len: 0,
-        }
+        ValueMap { bytes: Vec::new() }
     }
 
-    /// How many names the map holds.
+    /// How many names the map holds (counted: the map keeps no count, to keep a record small).
     pub fn len(&self) -> usize {
-        self.len
+        self.slots().count()
     }
 
     /// Whether the map holds nothing.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.bytes.is_empty()
     }
 
     /// The value stored under `name`.
@@ -108,7 +104,6 @@ impl ValueMap {
                 let header = [length(name).to_le_bytes(), json_len.to_le_bytes()];
                 let entry = header.iter().flatten().chain(name).chain(json).copied();
                 self.bytes.splice(at..at, entry);
-                self.len += 1;
                 false
             }
         }
@@ -119,7 +114,6 @@ impl ValueMap {
         match self.position(name.as_bytes()) {
             Ok(slot) => {
                 self.bytes.drain(slot.start..slot.value.end);
-                self.len -= 1;
                 true
             }
             Err(_) => false,
@@ -129,7 +123,6 @@ impl ValueMap {
     /// Removes everything; keeps the buffer.
     pub fn clear(&mut self) {
         self.bytes.clear();
-        self.len = 0;
     }
 
     /// Names and values, in name order.
@@ -188,7 +181,6 @@ impl ValueMap {
         self.bytes.extend_from_slice(&length(json).to_le_bytes());
         self.bytes.extend_from_slice(name);
         self.bytes.extend_from_slice(json);
-        self.len += 1;
     }
 }
 
