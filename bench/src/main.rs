@@ -14,6 +14,8 @@
 //! cargo run --release -p typed-sessions-bench -- --batch 1000
 //! # also: any layer at all, typed-sessions' layer alone, a session taken but untouched
 //! cargo run --release -p typed-sessions-bench -- --breakdown
+//! # one session instead of 1,000: its data stays in the CPU's nearest caches
+//! cargo run --release -p typed-sessions-bench -- --sessions 1
 //! ```
 
 use std::time::{Duration, Instant};
@@ -25,7 +27,12 @@ use axum::routing::get;
 use axum::Router;
 use http_body_util::BodyExt;
 
-const SESSIONS: usize = 1_000;
+/// How many sessions each variant serves round-robin: `--sessions N`, 1,000 by default. With
+/// one, a session's data never leaves the CPU's nearest caches; with many, each request finds it
+/// cold, as a server with many users would.
+fn sessions() -> usize {
+    arg("--sessions", 1_000).max(1)
+}
 
 mod typed {
     use typed_sessions::{MemoryStore, Session, SessionLayer, SessionSchema};
@@ -144,7 +151,7 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
 /// A cookie shaped like the session layers' own (`id=` and a 24-character id), for the bare
 /// router, which ignores it.
 fn bare_cookies() -> Vec<Option<String>> {
-    (0..SESSIONS).map(|i| Some(format!("id={i:0>24}"))).collect()
+    (0..sessions()).map(|i| Some(format!("id={i:0>24}"))).collect()
 }
 
 struct Variant {
@@ -158,8 +165,8 @@ struct Variant {
 
 impl Variant {
     async fn new(name: &'static str, app: Router) -> Self {
-        let mut cookies = Vec::with_capacity(SESSIONS);
-        for _ in 0..SESSIONS {
+        let mut cookies = Vec::with_capacity(sessions());
+        for _ in 0..sessions() {
             let (status, headers) = send(&app, "/start", None).await;
             assert_eq!(status, StatusCode::OK);
             cookies.push(session_cookie(&headers));
@@ -183,7 +190,7 @@ impl Variant {
     async fn serve(&mut self, requests: usize) -> Duration {
         let started = Instant::now();
         for _ in 0..requests {
-            let cookie = self.cookies[self.next_session % SESSIONS].as_deref();
+            let cookie = self.cookies[self.next_session % self.cookies.len()].as_deref();
             self.next_session += 1;
             let (status, _) = send(&self.app, "/", cookie).await;
             debug_assert_eq!(status, StatusCode::OK);
@@ -303,7 +310,8 @@ fn main() {
         } else {
             format!("batches of {batch}")
         };
-        println!("{rounds} rounds x {requests} requests ({batches}) over {SESSIONS} sessions, median ns/request:");
+        let sessions = sessions();
+        println!("{rounds} rounds x {requests} requests ({batches}) over {sessions} sessions, median ns/request:");
         for variant in &variants {
             let median = variant.median();
             println!(
