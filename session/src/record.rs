@@ -17,8 +17,9 @@ use crate::value_map::ValueMap;
 /// `None` to remove.
 ///
 /// A small map ordered by name: a request changes a few keys, so a sorted array (the first
-/// entry kept inline, no allocation) is cheaper to build, search and drop than a tree. Names are `Cow`s because a request's names are the
-/// `&'static str`s of its schema's keys, so building a patch copies no name.
+/// entry kept inline, no allocation) is cheaper to build, search and drop than a tree. Names
+/// are `Cow`s because a request's names are the `&'static str`s of its schema's keys, so
+/// building a patch copies no name.
 ///
 /// ```
 /// use typed_sessions::Patch;

@@ -89,21 +89,18 @@ impl ValueMap {
     /// If `name` or `json` is 4 GiB or longer.
     pub fn insert(&mut self, name: impl AsRef<str>, json: impl AsRef<str>) -> bool {
         let (name, json) = (name.as_ref().as_bytes(), json.as_ref().as_bytes());
-        let json_len = length(json);
         match self.position(name) {
             Ok(slot) if slot.value.len() == json.len() => {
                 self.bytes[slot.value].copy_from_slice(json);
                 true
             }
             Ok(slot) => {
-                self.bytes[slot.start + 4..slot.start + HEADER].copy_from_slice(&json_len.to_le_bytes());
+                self.bytes[slot.start + 4..slot.start + HEADER].copy_from_slice(&length(json).to_le_bytes());
                 self.bytes.splice(slot.value, json.iter().copied());
                 true
             }
             Err(at) => {
-                let header = [length(name).to_le_bytes(), json_len.to_le_bytes()];
-                let entry = header.iter().flatten().chain(name).chain(json).copied();
-                self.bytes.splice(at..at, entry);
+                self.bytes.splice(at..at, entry(name, json));
                 false
             }
         }
@@ -127,7 +124,7 @@ impl ValueMap {
 
     /// Names and values, in name order.
     pub fn iter(&self) -> ValueMapIter<'_> {
-        ValueMapIter { map: self, at: 0 }
+        ValueMapIter { slots: self.slots() }
     }
 
     /// The names, in order.
@@ -140,13 +137,8 @@ impl ValueMap {
             .find(|slot| &self.bytes[slot.name.clone()] == name.as_bytes())
     }
 
-    fn slots(&self) -> impl Iterator<Item = Slot> + '_ {
-        let mut at = 0;
-        std::iter::from_fn(move || {
-            let slot = self.slot(at)?;
-            at = slot.value.end;
-            Some(slot)
-        })
+    fn slots(&self) -> Slots<'_> {
+        Slots { map: self, at: 0 }
     }
 
     fn slot(&self, start: usize) -> Option<Slot> {
@@ -174,14 +166,12 @@ impl ValueMap {
         // Only `str`s are ever written, whole, at the offsets the headers give.
         std::str::from_utf8(&self.bytes[range]).expect("a ValueMap holds whole UTF-8 strings")
     }
+}
 
-    fn push(&mut self, name: &str, json: &str) {
-        let (name, json) = (name.as_bytes(), json.as_bytes());
-        self.bytes.extend_from_slice(&length(name).to_le_bytes());
-        self.bytes.extend_from_slice(&length(json).to_le_bytes());
-        self.bytes.extend_from_slice(name);
-        self.bytes.extend_from_slice(json);
-    }
+/// The bytes of one entry: its header, then `name` and `json`.
+fn entry<'a>(name: &'a [u8], json: &'a [u8]) -> impl Iterator<Item = u8> + 'a {
+    let header = [length(name).to_le_bytes(), length(json).to_le_bytes()];
+    header.into_iter().flatten().chain(name.iter().chain(json).copied())
 }
 
 /// The length of a name or value as stored in an entry's header.
@@ -189,20 +179,36 @@ fn length(text: &[u8]) -> u32 {
     u32::try_from(text.len()).expect("session names and values are shorter than 4 GiB")
 }
 
+/// The slots of a map's entries, in order.
+#[derive(Clone)]
+struct Slots<'a> {
+    map: &'a ValueMap,
+    at: usize,
+}
+
+impl Iterator for Slots<'_> {
+    type Item = Slot;
+
+    fn next(&mut self) -> Option<Slot> {
+        let slot = self.map.slot(self.at)?;
+        self.at = slot.value.end;
+        Some(slot)
+    }
+}
+
 /// The entries of a [`ValueMap`], in name order.
 #[derive(Clone)]
 pub struct ValueMapIter<'a> {
-    map: &'a ValueMap,
-    at: usize,
+    slots: Slots<'a>,
 }
 
 impl<'a> Iterator for ValueMapIter<'a> {
     type Item = (&'a str, &'a str);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let slot = self.map.slot(self.at)?;
-        self.at = slot.value.end;
-        Some((self.map.text(slot.name), self.map.text(slot.value)))
+        let slot = self.slots.next()?;
+        let map = self.slots.map;
+        Some((map.text(slot.name), map.text(slot.value)))
     }
 }
 
@@ -244,7 +250,8 @@ impl<N: AsRef<str>, J: AsRef<str>> FromIterator<(N, J)> for ValueMap {
             if entries.peek().is_some_and(|(next, _)| next.as_ref() == name.as_ref()) {
                 continue;
             }
-            map.push(name.as_ref(), json.as_ref());
+            map.bytes
+                .extend(entry(name.as_ref().as_bytes(), json.as_ref().as_bytes()));
         }
         map
     }
