@@ -12,7 +12,8 @@ use axum::Router;
 use parking_lot::Mutex;
 use serde::Deserialize;
 use typed_sessions::store::{Applied, Created, SessionStore, StoreError, StoreKey};
-use typed_sessions::{Changes, MemoryStore, Record, Session, SessionLayer, SessionSchema, SigningKey};
+use typed_sessions::store::{Changes, Record};
+use typed_sessions::{MemoryStore, Session, SessionLayer, SessionSchema, SigningKey};
 
 #[derive(SessionSchema)]
 struct Values {
@@ -61,7 +62,6 @@ impl CountingStore {
     }
 }
 
-#[typed_sessions::async_trait]
 impl SessionStore for CountingStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
         self.loads.fetch_add(1, Ordering::SeqCst);
@@ -88,7 +88,6 @@ impl SessionStore for CountingStore {
 /// A store that is down.
 struct DownStore;
 
-#[typed_sessions::async_trait]
 impl SessionStore for DownStore {
     async fn load(&self, _: &StoreKey) -> Result<Option<Record>, StoreError> {
         Err(StoreError::unavailable("connection refused"))
@@ -637,7 +636,6 @@ where
 #[tokio::test]
 async fn store_timeout_turns_a_hanging_store_into_a_503() {
     struct HangingStore;
-    #[typed_sessions::async_trait]
     impl SessionStore for HangingStore {
         async fn load(&self, _: &StoreKey) -> Result<Option<Record>, StoreError> {
             std::future::pending().await
@@ -690,7 +688,6 @@ async fn clear_removes_stored_flash_too() {
 #[tokio::test]
 async fn an_undecodable_record_is_no_session_not_a_503_forever() {
     struct CorruptStore;
-    #[typed_sessions::async_trait]
     impl SessionStore for CorruptStore {
         async fn load(&self, _: &StoreKey) -> Result<Option<Record>, StoreError> {
             Err(StoreError::Corrupt("not JSON".into()))

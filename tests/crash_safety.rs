@@ -53,7 +53,7 @@ fn run_and_kill_child(spec: &str) {
 }
 
 /// Every record loads whole; returns how many there are.
-async fn check_records(store: &dyn SessionStore, keys: &[StoreKey]) -> usize {
+async fn check_records(store: &impl SessionStore, keys: &[StoreKey]) -> usize {
     for key in keys {
         let record = match store.load(key).await {
             Ok(Some(record)) => record,
@@ -68,12 +68,12 @@ async fn check_records(store: &dyn SessionStore, keys: &[StoreKey]) -> usize {
 
 /// The store still takes new sessions and changes after the crash.
 /// The value stored under `name` in the record under `key`, which must exist.
-async fn stored_value(store: &dyn SessionStore, key: &StoreKey, name: &str) -> Option<String> {
+async fn stored_value(store: &impl SessionStore, key: &StoreKey, name: &str) -> Option<String> {
     let record = store.load(key).await.unwrap().expect("the record exists");
     record.values.get(name).map(str::to_owned)
 }
 
-async fn check_still_works(store: &dyn SessionStore, keys: &[StoreKey]) {
+async fn check_still_works(store: &impl SessionStore, keys: &[StoreKey]) {
     let key = fresh_key();
     assert_eq!(store.create(&key, &record_with(7)).await.unwrap(), Created::Created);
     assert_eq!(store.apply(&key, &pair(8)).await.unwrap(), Applied::Applied);

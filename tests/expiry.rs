@@ -10,7 +10,8 @@ use axum::routing::get;
 use axum::Router;
 use typed_sessions::clock::ManualClock;
 use typed_sessions::store::{Applied, Created, SessionStore, StoreError, StoreKey};
-use typed_sessions::{Changes, Expiry, MemoryStore, Record, Session, SessionLayer, SessionSchema};
+use typed_sessions::store::{Changes, Record};
+use typed_sessions::{Expiry, MemoryStore, Session, SessionLayer, SessionSchema};
 
 #[path = "common/browser.rs"]
 mod browser;
@@ -31,7 +32,6 @@ struct Store {
     writes: AtomicUsize,
 }
 
-#[typed_sessions::async_trait]
 impl SessionStore for Store {
     async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
         self.inner.load(key).await

@@ -7,8 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use typed_sessions::store::Record;
 use typed_sessions::store::{conformance, Applied, Created, SessionStore, StoreError};
-use typed_sessions::{FileStore, Record, SessionId};
+use typed_sessions::{FileStore, SessionId};
 use typed_sessions_tests::{fresh_key, live_record, millis_from_now, set_value};
 
 fn expired_record() -> Record {

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use typed_sessions::store::{conformance, Applied, SessionStore};
-use typed_sessions::{Changes, MemoryStore, Record, SessionId};
+use typed_sessions::store::{Changes, Record};
+use typed_sessions::{MemoryStore, SessionId};
 
 #[tokio::test]
 async fn passes_the_conformance_suite() {

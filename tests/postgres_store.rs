@@ -4,7 +4,9 @@
 use std::time::{Duration, Instant};
 
 use typed_sessions::store::{conformance, Applied, Created, SessionStore, StoreError};
-use typed_sessions::{to_unix_millis, Changes, PostgresStore, Record, SessionId};
+use typed_sessions::store::{Changes, Record};
+use typed_sessions::{PostgresStore, SessionId};
+use typed_sessions_tests::to_unix_millis;
 use typed_sessions_tests::{free_port, init_tracing, millis_from_now, PostgresServer};
 
 /// The conformance suite, plus a stricter expiry check of this store's own: a `create` over an
@@ -14,7 +16,7 @@ async fn run_conformance(store: &PostgresStore) {
     expired_rows_never_block_or_load(store).await;
 }
 
-fn same_json(a: &typed_sessions::ValueMap, b: &typed_sessions::ValueMap) -> bool {
+fn same_json(a: &typed_sessions::store::ValueMap, b: &typed_sessions::store::ValueMap) -> bool {
     let parse = |json: &str| serde_json::from_str::<serde_json::Value>(json).unwrap();
     a.len() == b.len()
         && a.iter()

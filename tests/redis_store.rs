@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 use typed_sessions::store::{conformance, Applied, Created, SessionStore, StoreError};
-use typed_sessions::{to_unix_millis, Changes, Expiry, Record, RedisStore, SessionId};
+use typed_sessions::store::{Changes, Record};
+use typed_sessions::{Expiry, RedisStore, SessionId};
+use typed_sessions_tests::to_unix_millis;
 use typed_sessions_tests::{free_port, init_tracing, millis_from_now, RedisServer};
 
 /// A plain connection for looking at what the store wrote.

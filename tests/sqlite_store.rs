@@ -7,7 +7,8 @@ use std::time::Duration;
 use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
 use sqlx::Row;
 use typed_sessions::store::{conformance, Created, SessionStore, StoreError};
-use typed_sessions::{to_unix_millis, Expiry, SessionId, SqliteStore};
+use typed_sessions::{Expiry, SessionId, SqliteStore};
+use typed_sessions_tests::to_unix_millis;
 use typed_sessions_tests::{fresh_key, live_record, millis_from_now, set_value};
 
 #[tokio::test]

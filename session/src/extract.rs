@@ -1,9 +1,7 @@
 //! `Session<V, F>` as an axum extractor, and what it answers when it cannot be extracted.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponse, Response};
@@ -11,7 +9,7 @@ use http::request::Parts;
 use http::StatusCode;
 
 use crate::key::SessionSchema;
-use crate::layer::RequestSession;
+use crate::request::RequestSession;
 use crate::session::Session;
 use crate::store::StoreError;
 
@@ -49,49 +47,18 @@ impl IntoResponse for SessionRejection {
     }
 }
 
-/// The request's session, loaded: at once when the store answers at once, else through a
-/// boxed future. Extractors return it instead of being `async fn`s, whose state machines every
-/// request would run (and move around with the handler's future) even when nothing is awaited.
-fn request_session<'a, T: Send + 'a>(
-    parts: &'a Parts,
-    done: impl FnOnce(Arc<RequestSession>) -> T + Send + 'a,
-) -> Extraction<'a, Result<T, SessionRejection>> {
-    let Some(session) = parts.extensions.get::<Arc<RequestSession>>() else {
-        return Extraction::Done(Some(Err(SessionRejection::MissingLayer)));
-    };
-    if session.load_at_once(&parts.headers) {
-        return Extraction::Done(Some(Ok(done(Arc::clone(session)))));
-    }
-    Extraction::Waiting(Box::pin(async move {
-        session
-            .load(&parts.headers)
-            .await
-            .map_err(SessionRejection::StoreUnavailable)?;
-        Ok(done(Arc::clone(session)))
-    }))
-}
-
-/// The future a session extractor returns: ready, or a store to await.
-enum Extraction<'a, T> {
-    /// Taken when polled.
-    Done(Option<T>),
-    Waiting(Pin<Box<dyn Future<Output = T> + Send + 'a>>),
-}
-
-// The value is moved out, never pinned; the boxed future pins itself.
-impl<T> Unpin for Extraction<'_, T> {}
-
-impl<T> Future for Extraction<'_, T> {
-    type Output = T;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        match self.get_mut() {
-            Extraction::Done(done) => {
-                Poll::Ready(done.take().expect("an extraction is polled until it is ready, once"))
-            }
-            Extraction::Waiting(waiting) => waiting.as_mut().poll(cx),
-        }
-    }
+/// The request's session, loaded. One path for every store: a store that answers at once is
+/// never waited for, so this future is ready when first polled.
+async fn loaded_session(parts: &Parts) -> Result<Arc<RequestSession>, SessionRejection> {
+    let session = parts
+        .extensions
+        .get::<Arc<RequestSession>>()
+        .ok_or(SessionRejection::MissingLayer)?;
+    session
+        .load(&parts.headers)
+        .await
+        .map_err(SessionRejection::StoreUnavailable)?;
+    Ok(Arc::clone(session))
 }
 
 impl<S, V, F> FromRequestParts<S> for Session<V, F>
@@ -103,7 +70,7 @@ where
     type Rejection = SessionRejection;
 
     fn from_request_parts(parts: &mut Parts, _state: &S) -> impl Future<Output = Result<Self, Self::Rejection>> + Send {
-        request_session(parts, Session::from_loaded)
+        async move { loaded_session(parts).await.map(Session::from_loaded) }
     }
 }
 
@@ -122,9 +89,10 @@ where
         parts: &mut Parts,
         _state: &S,
     ) -> impl Future<Output = Result<Option<Self>, Self::Rejection>> + Send {
-        request_session(parts, |request| {
+        async move {
+            let request = loaded_session(parts).await?;
             let stored = request.state().loaded_id.is_some();
-            stored.then(|| Session::from_loaded(request))
-        })
+            Ok(stored.then(|| Session::from_loaded(request)))
+        }
     }
 }

@@ -69,27 +69,31 @@
 //! | `file` | `FileStore`: one file per session |
 //! | `redis` | `RedisStore` (redis-rs) |
 //! | `postgres` | `PostgresStore` (sqlx) |
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+// ARCHITECTURE.md walks a request through these modules, in the order it passes them.
 pub mod clock;
 mod config;
 mod cookie;
+mod expiry;
 mod extract;
 mod id;
 mod key;
 mod layer;
 mod record;
+mod request;
+mod save;
 mod session;
+mod state;
 pub mod store;
 mod value_map;
 
-pub use crate::config::{Expiry, BROWSER_SESSION_IDLE};
 pub use crate::cookie::{KeyTooShort, SigningKey};
+pub use crate::expiry::{Expiry, BROWSER_SESSION_IDLE};
 pub use crate::extract::SessionRejection;
 pub use crate::id::SessionId;
 pub use crate::key::{Key, SessionSchema};
-pub use crate::layer::{SessionLayer, SessionService};
-pub use crate::record::{from_unix_millis, to_unix_millis, Changes, Patch, Record};
+pub use crate::layer::{ResponseFuture, SessionLayer, SessionService};
 pub use crate::session::Session;
 #[cfg(feature = "file")]
 pub use crate::store::FileStore;
@@ -100,14 +104,12 @@ pub use crate::store::RedisStore;
 #[cfg(feature = "sqlite")]
 pub use crate::store::SqliteStore;
 pub use crate::store::{MemoryStore, SessionStore};
-pub use crate::value_map::{ValueMap, ValueMapIter};
 /// The `redis` crate this store is built on, for `RedisStore::from_manager`.
 #[cfg(feature = "redis")]
 pub use ::redis;
 /// The `sqlx` crate the SQL stores are built on, for their `from_pool` constructors.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use ::sqlx;
-pub use async_trait::async_trait;
 pub use typed_sessions_derive::SessionSchema;
 
 /// `SameSite` values for [`SessionLayer::with_same_site`].

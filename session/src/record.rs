@@ -5,12 +5,12 @@
 //! values.
 
 use std::borrow::Cow;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
-use crate::config::Expiry;
+use crate::expiry::Expiry;
 use crate::value_map::ValueMap;
 
 /// What a request changed in one map (values, or flash): stored name → `Some(json)` to set,
@@ -22,7 +22,7 @@ use crate::value_map::ValueMap;
 /// building a patch copies no name.
 ///
 /// ```
-/// use typed_sessions::Patch;
+/// use typed_sessions::store::Patch;
 ///
 /// let mut patch = Patch::new();
 /// patch.insert("theme", Some(r#""dark""#.to_owned()));
@@ -96,8 +96,10 @@ impl Patch {
     }
 
     /// The changes, by name.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Option<String>)> + '_ {
-        self.entries.iter().map(|(name, change)| (name.as_ref(), change))
+    pub fn iter(&self) -> PatchIter<'_> {
+        PatchIter {
+            entries: self.entries.iter(),
+        }
     }
 
     /// The names changed, in order.
@@ -106,15 +108,33 @@ impl Patch {
     }
 }
 
+/// The changes of a [`Patch`], in name order.
+#[derive(Clone, Debug)]
+pub struct PatchIter<'a> {
+    entries: std::slice::Iter<'a, (Cow<'static, str>, Option<String>)>,
+}
+
+impl<'a> Iterator for PatchIter<'a> {
+    type Item = (&'a str, &'a Option<String>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (name, change) = self.entries.next()?;
+        Some((name.as_ref(), change))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.entries.size_hint()
+    }
+}
+
+impl ExactSizeIterator for PatchIter<'_> {}
+
 impl<'a> IntoIterator for &'a Patch {
     type Item = (&'a str, &'a Option<String>);
-    type IntoIter = std::iter::Map<
-        std::slice::Iter<'a, (Cow<'static, str>, Option<String>)>,
-        fn(&'a (Cow<'static, str>, Option<String>)) -> (&'a str, &'a Option<String>),
-    >;
+    type IntoIter = PatchIter<'a>;
 
-    fn into_iter(self) -> Self::IntoIter {
-        self.entries.iter().map(|(name, change)| (name.as_ref(), change))
+    fn into_iter(self) -> PatchIter<'a> {
+        self.iter()
     }
 }
 
@@ -229,47 +249,24 @@ impl Changes {
     }
 }
 
-/// Milliseconds since the Unix epoch (negative before it), the form stores keep times in.
-pub fn to_unix_millis(time: SystemTime) -> i64 {
-    match time.duration_since(UNIX_EPOCH) {
-        Ok(after) => i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
-        Err(before) => i64::try_from(before.duration().as_millis())
-            .map(|ms| -ms)
-            .unwrap_or(i64::MIN),
-    }
-}
-
-/// The system clock in [`to_unix_millis`] form, as stores compare expiry times.
-#[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
-pub(crate) fn now_unix_millis() -> i64 {
-    to_unix_millis(SystemTime::now())
-}
-
-/// The inverse of [`to_unix_millis`].
-pub fn from_unix_millis(millis: i64) -> SystemTime {
-    if millis >= 0 {
-        UNIX_EPOCH + Duration::from_millis(millis.unsigned_abs())
-    } else {
-        UNIX_EPOCH - Duration::from_millis(millis.unsigned_abs())
-    }
-}
-
 mod unix_millis_serde {
     use std::time::SystemTime;
 
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub(super) fn serialize<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_i64(super::to_unix_millis(*time))
+        s.serialize_i64(crate::expiry::to_unix_millis(*time))
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
-        i64::deserialize(d).map(super::from_unix_millis)
+        i64::deserialize(d).map(crate::expiry::from_unix_millis)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -290,12 +287,5 @@ mod tests {
         assert!(!record.values.contains_key("b"));
         assert_eq!(record.values.get("c"), Some("3"));
         assert!(record.flash.is_empty());
-    }
-
-    #[test]
-    fn unix_millis_round_trip() {
-        for millis in [0, 1, -1, 1_700_000_000_123, -86_400_000] {
-            assert_eq!(to_unix_millis(from_unix_millis(millis)), millis);
-        }
     }
 }

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::ops::Range;
+use std::sync::Arc;
 
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -18,12 +19,16 @@ pub(crate) const MAX_LEN: usize = u32::MAX as usize;
 /// of it, where a tree of `String`s spreads a two-key session over half a dozen allocations —
 /// and on a server with many sessions, each of them is a cache miss. Lookups scan the entries,
 /// which is as fast as a search for the few keys a session holds; inserting or removing a key
-/// moves the entries after it.
+/// rebuilds the buffer.
+///
+/// The buffer is shared between clones and copied on write, so cloning a map (and a
+/// [`Record`](crate::store::Record)) allocates nothing: a store that keeps records in memory hands
+/// each request a clone, and merges into its own copy in place once no request holds it.
 ///
 /// Iteration (and serialization: a JSON object of strings) is in name order.
 ///
 /// ```
-/// use typed_sessions::ValueMap;
+/// use typed_sessions::store::ValueMap;
 ///
 /// let mut values = ValueMap::new();
 /// values.insert("user_id", "42");
@@ -34,12 +39,21 @@ pub(crate) const MAX_LEN: usize = u32::MAX as usize;
 /// assert!(values.remove("cart"));
 /// assert_eq!(values.len(), 1);
 /// ```
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct ValueMap {
-    /// The entries in name order, each: name length, value length, name, value. Bytes rather
-    /// than a `String` so that a value is rewritten in place; only `str`s are ever written.
-    bytes: Vec<u8>,
+    /// The entries in name order, each: name length, value length, name, value; `None` when
+    /// there are none, so that an empty map allocates nothing. Bytes rather than a `str` so that
+    /// a value of the same length is rewritten in place; only `str`s are ever written.
+    bytes: Option<Arc<[u8]>>,
 }
+
+impl PartialEq for ValueMap {
+    fn eq(&self, other: &Self) -> bool {
+        self.buffer() == other.buffer()
+    }
+}
+
+impl Eq for ValueMap {}
 
 /// Where one entry lies in the buffer.
 struct Slot {
@@ -51,7 +65,26 @@ struct Slot {
 impl ValueMap {
     /// An empty map; allocates nothing.
     pub const fn new() -> Self {
-        ValueMap { bytes: Vec::new() }
+        ValueMap { bytes: None }
+    }
+
+    fn buffer(&self) -> &[u8] {
+        self.bytes.as_deref().unwrap_or_default()
+    }
+
+    /// Replaces the buffer with `bytes`.
+    fn set_buffer(&mut self, bytes: Vec<u8>) {
+        self.bytes = (!bytes.is_empty()).then(|| Arc::from(bytes));
+    }
+
+    /// The buffer with `range` replaced by `with`.
+    fn spliced(&self, range: Range<usize>, with: impl Iterator<Item = u8>) -> Vec<u8> {
+        let buffer = self.buffer();
+        let mut bytes = Vec::with_capacity(buffer.len() + with.size_hint().0);
+        bytes.extend_from_slice(&buffer[..range.start]);
+        bytes.extend(with);
+        bytes.extend_from_slice(&buffer[range.end..]);
+        bytes
     }
 
     /// How many names the map holds (counted: the map keeps no count, to keep a record small).
@@ -61,7 +94,7 @@ impl ValueMap {
 
     /// Whether the map holds nothing.
     pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+        self.bytes.is_none()
     }
 
     /// The value stored under `name`.
@@ -79,7 +112,7 @@ impl ValueMap {
     /// as a `str`.
     pub(crate) fn holds(&self, name: &str, json: &str) -> bool {
         self.find(name)
-            .is_some_and(|slot| &self.bytes[slot.value] == json.as_bytes())
+            .is_some_and(|slot| &self.buffer()[slot.value] == json.as_bytes())
     }
 
     /// Stores `json` under `name`; returns whether it replaced a value.
@@ -90,17 +123,22 @@ impl ValueMap {
     pub fn insert(&mut self, name: impl AsRef<str>, json: impl AsRef<str>) -> bool {
         let (name, json) = (name.as_ref().as_bytes(), json.as_ref().as_bytes());
         match self.position(name) {
-            Ok(slot) if slot.value.len() == json.len() => {
-                self.bytes[slot.value].copy_from_slice(json);
-                true
-            }
             Ok(slot) => {
-                self.bytes[slot.start + 4..slot.start + HEADER].copy_from_slice(&length(json).to_le_bytes());
-                self.bytes.splice(slot.value, json.iter().copied());
+                match &mut self.bytes {
+                    // Copied first only if a clone still shares the buffer.
+                    Some(shared) if slot.value.len() == json.len() => {
+                        Arc::make_mut(shared)[slot.value].copy_from_slice(json);
+                    }
+                    _ => {
+                        let bytes = self.spliced(slot.start..slot.value.end, entry(name, json));
+                        self.set_buffer(bytes);
+                    }
+                }
                 true
             }
             Err(at) => {
-                self.bytes.splice(at..at, entry(name, json));
+                let bytes = self.spliced(at..at, entry(name, json));
+                self.set_buffer(bytes);
                 false
             }
         }
@@ -110,16 +148,17 @@ impl ValueMap {
     pub fn remove(&mut self, name: &str) -> bool {
         match self.position(name.as_bytes()) {
             Ok(slot) => {
-                self.bytes.drain(slot.start..slot.value.end);
+                let bytes = self.spliced(slot.start..slot.value.end, std::iter::empty());
+                self.set_buffer(bytes);
                 true
             }
             Err(_) => false,
         }
     }
 
-    /// Removes everything; keeps the buffer.
+    /// Removes everything.
     pub fn clear(&mut self) {
-        self.bytes.clear();
+        self.bytes = None;
     }
 
     /// Names and values, in name order.
@@ -134,7 +173,7 @@ impl ValueMap {
 
     fn find(&self, name: &str) -> Option<Slot> {
         self.slots()
-            .find(|slot| &self.bytes[slot.name.clone()] == name.as_bytes())
+            .find(|slot| &self.buffer()[slot.name.clone()] == name.as_bytes())
     }
 
     fn slots(&self) -> Slots<'_> {
@@ -142,7 +181,7 @@ impl ValueMap {
     }
 
     fn slot(&self, start: usize) -> Option<Slot> {
-        let header = self.bytes.get(start..start + HEADER)?;
+        let header = self.buffer().get(start..start + HEADER)?;
         let name_len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
         let value_len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
         let name = start + HEADER..start + HEADER + name_len;
@@ -153,18 +192,18 @@ impl ValueMap {
     /// The slot holding `name`, or where an entry for it belongs.
     fn position(&self, name: &[u8]) -> Result<Slot, usize> {
         for slot in self.slots() {
-            match self.bytes[slot.name.clone()].cmp(name) {
+            match self.buffer()[slot.name.clone()].cmp(name) {
                 std::cmp::Ordering::Less => {}
                 std::cmp::Ordering::Equal => return Ok(slot),
                 std::cmp::Ordering::Greater => return Err(slot.start),
             }
         }
-        Err(self.bytes.len())
+        Err(self.buffer().len())
     }
 
     fn text(&self, range: Range<usize>) -> &str {
         // Only `str`s are ever written, whole, at the offsets the headers give.
-        std::str::from_utf8(&self.bytes[range]).expect("a ValueMap holds whole UTF-8 strings")
+        std::str::from_utf8(&self.buffer()[range]).expect("a ValueMap holds whole UTF-8 strings")
     }
 }
 
@@ -244,15 +283,16 @@ impl<N: AsRef<str>, J: AsRef<str>> FromIterator<(N, J)> for ValueMap {
         let mut entries: Vec<(N, J)> = entries.into_iter().collect();
         // Stable: among equal names the last one given comes last, and is the one kept.
         entries.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
-        let mut map = ValueMap::new();
+        let mut bytes = Vec::new();
         let mut entries = entries.iter().peekable();
         while let Some((name, json)) = entries.next() {
             if entries.peek().is_some_and(|(next, _)| next.as_ref() == name.as_ref()) {
                 continue;
             }
-            map.bytes
-                .extend(entry(name.as_ref().as_bytes(), json.as_ref().as_bytes()));
+            bytes.extend(entry(name.as_ref().as_bytes(), json.as_ref().as_bytes()));
         }
+        let mut map = ValueMap::new();
+        map.set_buffer(bytes);
         map
     }
 }

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use typed_sessions::store::{Applied, Created, SessionStore};
-use typed_sessions::{Changes, FileStore, Record, SqliteStore};
+use typed_sessions::store::{Changes, Record};
+use typed_sessions::{FileStore, SqliteStore};
 
 use crate::{fresh_key, millis_from_now};
 
@@ -29,22 +30,20 @@ pub fn pair(n: u64) -> Changes {
     changes
 }
 
-/// The store `spec` names: `sqlite:<file>` or `file:<dir>`.
-pub async fn open(spec: &str) -> Arc<dyn SessionStore> {
+/// Writes sessions to the store `spec` names (`sqlite:<file>` or `file:<dir>`) until killed:
+/// new records, patches that set `a` and `b` together, concurrent patches of one hot session,
+/// deletes.
+pub async fn write_until_killed(spec: &str) {
     if let Some(path) = spec.strip_prefix("sqlite:") {
-        Arc::new(SqliteStore::open(path).await.unwrap())
+        write_to(Arc::new(SqliteStore::open(path).await.unwrap())).await
     } else if let Some(dir) = spec.strip_prefix("file:") {
-        Arc::new(FileStore::open(dir).unwrap())
+        write_to(Arc::new(FileStore::open(dir).unwrap())).await
     } else {
         panic!("store {spec:?}: expected sqlite:<file> or file:<dir>")
     }
 }
 
-/// Writes sessions to the store `spec` names (`sqlite:<file>` or `file:<dir>`) until killed:
-/// new records, patches that set `a` and `b` together, concurrent patches of one hot session,
-/// deletes.
-pub async fn write_until_killed(spec: &str) {
-    let store = open(spec).await;
+async fn write_to<S: SessionStore>(store: Arc<S>) {
     let hot = fresh_key();
     assert_eq!(store.create(&hot, &record_with(0)).await.unwrap(), Created::Created);
     println!("{READY}");

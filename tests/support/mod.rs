@@ -810,21 +810,30 @@ pub fn fresh_key() -> typed_sessions::store::StoreKey {
     typed_sessions::SessionId::random().store_key()
 }
 
+/// Milliseconds since the Unix epoch (negative before it): the form the stores keep times in.
+pub fn to_unix_millis(time: std::time::SystemTime) -> i64 {
+    match time.duration_since(std::time::UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_millis()).expect("a time before the year 292 million"),
+        Err(before) => -i64::try_from(before.duration().as_millis()).expect("a time after the year -292 million"),
+    }
+}
+
 /// Now plus `offset_ms` (negative: in the past), to the millisecond, the precision stores keep.
 pub fn millis_from_now(offset_ms: i64) -> std::time::SystemTime {
-    typed_sessions::from_unix_millis(typed_sessions::to_unix_millis(std::time::SystemTime::now()) + offset_ms)
+    let millis = to_unix_millis(std::time::SystemTime::now()) + offset_ms;
+    std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(millis).expect("a time after 1970"))
 }
 
 /// A record that lives an hour, holding `user_id = 42`.
-pub fn live_record() -> typed_sessions::Record {
-    let mut record = typed_sessions::Record::new(millis_from_now(0), millis_from_now(3_600_000));
+pub fn live_record() -> typed_sessions::store::Record {
+    let mut record = typed_sessions::store::Record::new(millis_from_now(0), millis_from_now(3_600_000));
     record.values.insert("user_id", "42");
     record
 }
 
 /// A change set that sets one value.
-pub fn set_value(name: &str, json: &str) -> typed_sessions::Changes {
-    let mut changes = typed_sessions::Changes::default();
+pub fn set_value(name: &str, json: &str) -> typed_sessions::store::Changes {
+    let mut changes = typed_sessions::store::Changes::default();
     changes.values.insert(name.to_owned(), Some(json.into()));
     changes
 }

@@ -20,9 +20,10 @@ use std::time::{Duration, SystemTime};
 use futures_util::future::join_all;
 
 use super::{Applied, Created, SessionStore, StoreError, StoreKey};
-use crate::config::Expiry;
+use crate::expiry::Expiry;
+use crate::expiry::{from_unix_millis, to_unix_millis};
 use crate::id::SessionId;
-use crate::record::{from_unix_millis, to_unix_millis, Changes, Record};
+use crate::record::{Changes, Record};
 use crate::value_map::ValueMap;
 
 /// Runs every check, in order.
@@ -38,7 +39,7 @@ pub async fn run<S: SessionStore + ?Sized>(store: &S) {
     flash_is_separate_from_values(store).await;
     apply_updates_expiry(store).await;
     odd_values_survive(store).await;
-    apply_now_agrees_with_apply(store).await;
+    loaded_records_are_snapshots(store).await;
 }
 
 fn fresh_key() -> StoreKey {
@@ -58,25 +59,12 @@ fn live_record() -> Record {
     record
 }
 
-/// `load`, checked against [`SessionStore::load_now`] when the store answers at once: the layer
-/// uses whichever the store offers, so the two must agree.
-async fn load<S: SessionStore + ?Sized>(store: &S, key: &StoreKey, check: &str) -> Result<Option<Record>, StoreError> {
-    let now = store.load_now(key, SystemTime::now());
-    let loaded = store.load(key).await;
-    match (&now, &loaded) {
-        (None, _) | (Some(Err(_)), Err(_)) => {}
-        (Some(Ok(now)), Ok(loaded)) => assert_eq!(
-            now.as_deref(),
-            loaded.as_ref(),
-            "{check}: load_now and load answer differently"
-        ),
-        (Some(now), loaded) => panic!("{check}: load_now answered {now:?} but load {loaded:?}"),
-    }
-    loaded
+async fn load<S: SessionStore + ?Sized>(store: &S, key: &StoreKey) -> Result<Option<Record>, StoreError> {
+    store.load(key).await
 }
 
 async fn must_load<S: SessionStore + ?Sized>(store: &S, key: &StoreKey, check: &str) -> Record {
-    match load(store, key, check).await {
+    match load(store, key).await {
         Ok(Some(record)) => record,
         Ok(None) => panic!("{check}: the record is missing after it was written"),
         Err(error) => panic!("{check}: load failed: {error}"),
@@ -91,14 +79,11 @@ async fn must_create<S: SessionStore + ?Sized>(store: &S, key: &StoreKey, record
     }
 }
 
-/// Applies `changes` as the layer does: through [`SessionStore::apply_now`] if the store answers
-/// at once, else `apply`. (`apply_now_agrees_with_apply` checks the two agree.)
 async fn must_apply<S: SessionStore + ?Sized>(store: &S, key: &StoreKey, changes: &Changes, check: &str) -> Applied {
-    let applied = match store.apply_now(key, changes, SystemTime::now()) {
-        Some(answer) => answer,
-        None => store.apply(key, changes).await,
-    };
-    applied.unwrap_or_else(|error| panic!("{check}: apply failed: {error}"))
+    store
+        .apply(key, changes)
+        .await
+        .unwrap_or_else(|error| panic!("{check}: apply failed: {error}"))
 }
 
 fn set(name: &str, json: &str) -> Changes {
@@ -146,7 +131,7 @@ fn assert_same_record(loaded: &Record, expected: &Record, check: &str) {
 
 /// Loading a key that was never written gives `None`, not an error.
 pub async fn load_of_unknown_key_is_none<S: SessionStore + ?Sized>(store: &S) {
-    let loaded = load(store, &fresh_key(), "load of an unknown key").await;
+    let loaded = load(store, &fresh_key()).await;
     assert!(
         matches!(loaded, Ok(None)),
         "load of an unknown key: expected Ok(None), got {loaded:?}"
@@ -237,7 +222,7 @@ pub async fn apply_never_resurrects<S: SessionStore + ?Sized>(store: &S) {
         Applied::Missing,
         "{check}: apply on a deleted record must say Missing"
     );
-    let loaded = load(store, &key, check).await;
+    let loaded = load(store, &key).await;
     assert!(
         matches!(loaded, Ok(None)),
         "{check}: apply brought a deleted record back: {loaded:?}"
@@ -250,7 +235,7 @@ pub async fn apply_never_resurrects<S: SessionStore + ?Sized>(store: &S) {
         "{check}: apply on a key never created must say Missing"
     );
     assert!(
-        matches!(load(store, &never_created, check).await, Ok(None)),
+        matches!(load(store, &never_created).await, Ok(None)),
         "{check}: apply created a record"
     );
 }
@@ -291,7 +276,7 @@ pub async fn expired_records_are_gone<S: SessionStore + ?Sized>(store: &S) {
         .await
         .unwrap_or_else(|error| panic!("{check}: create failed: {error}"));
 
-    let loaded = load(store, &expired_key, check).await;
+    let loaded = load(store, &expired_key).await;
     assert!(
         matches!(loaded, Ok(None)),
         "{check}: load returned an expired record: {loaded:?}"
@@ -310,7 +295,7 @@ pub async fn expired_records_are_gone<S: SessionStore + ?Sized>(store: &S) {
         .unwrap_or_else(|error| panic!("{check}: delete_expired failed: {error}"));
     must_load(store, &live_key, check).await;
     assert!(
-        matches!(load(store, &expired_key, check).await, Ok(None)),
+        matches!(load(store, &expired_key).await, Ok(None)),
         "{check}: expired record visible after delete_expired"
     );
 
@@ -321,25 +306,6 @@ pub async fn expired_records_are_gone<S: SessionStore + ?Sized>(store: &S) {
         "{check}: an expired record blocked create: {recreated:?}"
     );
     assert_same_record(&must_load(store, &expired_key, check).await, &fresh, check);
-
-    // `apply_now` and `load_now` judge expiry at the time the layer gives them, not by a clock
-    // of their own: a live record is expired for a request that runs after its expiry time.
-    let later_key = fresh_key();
-    let record = live_record();
-    must_create(store, &later_key, &record, check).await;
-    let later = record.expires_at + Duration::from_secs(1);
-    if let Some(applied) = store.apply_now(&later_key, &set("user_id", "1"), later) {
-        assert!(
-            matches!(applied, Ok(Applied::Missing)),
-            "{check}: apply_now patched a record expired at the time it was given: {applied:?}"
-        );
-    }
-    if let Some(loaded) = store.load_now(&later_key, later) {
-        assert!(
-            matches!(loaded, Ok(None)),
-            "{check}: load_now returned a record expired at the time it was given: {loaded:?}"
-        );
-    }
 }
 
 /// `delete` removes the record; deleting again, or deleting an unknown key, is not an error.
@@ -353,7 +319,7 @@ pub async fn delete_removes_and_is_idempotent<S: SessionStore + ?Sized>(store: &
             .await
             .unwrap_or_else(|error| panic!("{check}: delete failed: {error}"));
         assert!(
-            matches!(load(store, &key, check).await, Ok(None)),
+            matches!(load(store, &key).await, Ok(None)),
             "{check}: record still there after delete"
         );
     }
@@ -490,43 +456,32 @@ pub async fn odd_values_survive<S: SessionStore + ?Sized>(store: &S) {
     }
 }
 
-/// For a store that merges at once ([`SessionStore::apply_now`]): the same change set applied
-/// through `apply_now` and through `apply` to two equal records leaves them equal, and on a
-/// missing record both say `Missing`. A store without `apply_now` passes trivially.
-pub async fn apply_now_agrees_with_apply<S: SessionStore + ?Sized>(store: &S) {
-    let check = "apply_now agrees with apply";
-    let (by_now, by_await) = (fresh_key(), fresh_key());
+/// A loaded record is a snapshot: writes to the session after the load (this request's own
+/// save, another request's) change what the store holds, never the record already handed out.
+/// Stores that share a record's buffers with the requests that loaded them (as `MemoryStore`
+/// does) must copy on write.
+pub async fn loaded_records_are_snapshots<S: SessionStore + ?Sized>(store: &S) {
+    let check = "loaded records are snapshots";
+    let key = fresh_key();
     let record = live_record();
-    must_create(store, &by_now, &record, check).await;
-    must_create(store, &by_await, &record, check).await;
+    must_create(store, &key, &record, check).await;
+    let snapshot = must_load(store, &key, check).await;
 
-    let mut changes = set("theme", r#""dark""#);
+    let mut changes = set("user_id", "43");
     changes.values.insert("cart", None);
+    changes.values.insert("theme", Some(r#""dark""#.into()));
     changes.flash.insert("notice", None);
-    changes.flash.insert("alert", Some(r#""Saved""#.into()));
     changes.expires_at = Some(millis_from_now(7_200_000));
     changes.expiry = Some(Some(Expiry::BrowserSession));
-    let Some(applied_now) = store.apply_now(&by_now, &changes, SystemTime::now()) else {
-        return;
-    };
-    let applied = store.apply(&by_await, &changes).await;
-    match (applied_now, applied) {
-        (Ok(Applied::Applied), Ok(Applied::Applied)) => {}
-        (now, awaited) => panic!("{check}: on a live record apply_now answered {now:?}, apply {awaited:?}"),
-    }
-    let expected = must_load(store, &by_await, check).await;
-    assert_same_record(&must_load(store, &by_now, check).await, &expected, check);
+    assert_eq!(
+        must_apply(store, &key, &changes, check).await,
+        Applied::Applied,
+        "{check}"
+    );
 
-    let missing = fresh_key();
-    assert!(
-        matches!(
-            store.apply_now(&missing, &changes, SystemTime::now()),
-            Some(Ok(Applied::Missing))
-        ),
-        "{check}: apply_now on a key never created must say Missing"
-    );
-    assert!(
-        matches!(load(store, &missing, check).await, Ok(None)),
-        "{check}: apply_now created a record"
-    );
+    assert_same_record(&snapshot, &record, check);
+    let mut expected = record.clone();
+    expected.apply(&changes);
+    assert_same_record(&must_load(store, &key, check).await, &expected, check);
+    assert_same_record(&snapshot, &record, check);
 }

@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use async_trait::async_trait;
 use fs4::fs_std::FileExt as _;
 
 use super::{Applied, Created, SessionStore, StoreError, StoreKey};
@@ -376,7 +375,6 @@ impl Inner {
     }
 }
 
-#[async_trait]
 impl SessionStore for FileStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
         // No lock: records are replaced by rename, so a reader sees the old file or the new one.

@@ -1,7 +1,5 @@
-use std::sync::Arc;
 use std::time::SystemTime;
 
-use async_trait::async_trait;
 use parking_lot::Mutex;
 
 use super::{Applied, Created, SessionStore, StoreError, StoreKey};
@@ -10,9 +8,9 @@ use crate::record::{Changes, Record};
 
 const SHARDS: usize = 16;
 
-// Records are shared with the requests that loaded them (`load_now`) and copied on write only
-// while such a request still holds one.
-type Shard = Mutex<RandomKeyMap<StoreKey, Arc<Record>>>;
+// A record's values are shared with the requests that loaded them (cloning a `Record` copies no
+// buffer) and copied on write only while such a request still holds them.
+type Shard = Mutex<RandomKeyMap<StoreKey, Record>>;
 
 /// Sessions in this process's memory, lost on restart. The default store for tests and for a
 /// single server that can afford to log everyone out when it restarts.
@@ -65,10 +63,17 @@ impl std::fmt::Debug for MemoryStore {
     }
 }
 
-#[async_trait]
 impl SessionStore for MemoryStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        Ok(self.shared(key, SystemTime::now()).map(Arc::unwrap_or_clone))
+        let now = SystemTime::now();
+        let mut shard = self.shard(key).lock();
+        Ok(match shard.get(key) {
+            Some(record) if record.is_expired_at(now) => {
+                shard.remove(key);
+                None
+            }
+            found => found.cloned(),
+        })
     }
 
     async fn create(&self, key: &StoreKey, record: &Record) -> Result<Created, StoreError> {
@@ -77,12 +82,22 @@ impl SessionStore for MemoryStore {
         if shard.get(key).is_some_and(|live| !live.is_expired_at(now)) {
             return Ok(Created::Collision);
         }
-        shard.insert(*key, Arc::new(record.clone()));
+        shard.insert(*key, record.clone());
         Ok(Created::Created)
     }
 
     async fn apply(&self, key: &StoreKey, changes: &Changes) -> Result<Applied, StoreError> {
-        Ok(self.merge(key, changes, SystemTime::now()))
+        let now = SystemTime::now();
+        let mut shard = self.shard(key).lock();
+        Ok(match shard.get_mut(key) {
+            Some(record) if !record.is_expired_at(now) => {
+                // In place unless a request still holds the values it loaded: that request keeps
+                // its snapshot and the store gets a copy.
+                record.apply(changes);
+                Applied::Applied
+            }
+            _ => Applied::Missing,
+        })
     }
 
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
@@ -100,40 +115,5 @@ impl SessionStore for MemoryStore {
             removed += (before - shard.len()) as u64;
         }
         Ok(removed)
-    }
-
-    fn load_now(&self, key: &StoreKey, now: SystemTime) -> Option<Result<Option<Arc<Record>>, StoreError>> {
-        Some(Ok(self.shared(key, now)))
-    }
-
-    fn apply_now(&self, key: &StoreKey, changes: &Changes, now: SystemTime) -> Option<Result<Applied, StoreError>> {
-        Some(Ok(self.merge(key, changes, now)))
-    }
-}
-
-impl MemoryStore {
-    /// The record under `key` if it is live at `now`, shared; an expired one is removed on the way.
-    fn shared(&self, key: &StoreKey, now: SystemTime) -> Option<Arc<Record>> {
-        let mut shard = self.shard(key).lock();
-        match shard.get(key) {
-            Some(record) if record.is_expired_at(now) => {
-                shard.remove(key);
-                None
-            }
-            found => found.cloned(),
-        }
-    }
-
-    fn merge(&self, key: &StoreKey, changes: &Changes, now: SystemTime) -> Applied {
-        let mut shard = self.shard(key).lock();
-        match shard.get_mut(key) {
-            Some(record) if !record.is_expired_at(now) => {
-                // In place unless a request still holds the record it loaded: that request keeps
-                // its snapshot and the store gets a copy.
-                Arc::make_mut(record).apply(changes);
-                Applied::Applied
-            }
-            _ => Applied::Missing,
-        }
     }
 }

@@ -7,20 +7,15 @@
 //!
 //! # Writing a store
 //!
-//! Implement the five methods with `#[async_trait]` and run the
-//! `conformance` suite (feature `conformance`) against it in a test. A store that keeps records
-//! in this process's memory and never waits can also implement
-//! [`load_now`](SessionStore::load_now) and [`apply_now`](SessionStore::apply_now), which spare
-//! each request a boxed future and a copy of the record:
+//! Implement the five `async fn`s and run the `conformance` suite (feature `conformance`) against
+//! the store in a test. That is all: the session layer drives every store through the same path.
 //!
 //! ```
-//! use typed_sessions::store::{Applied, Created, SessionStore, StoreError, StoreKey};
-//! use typed_sessions::{Changes, Record};
+//! use typed_sessions::store::{Applied, Changes, Created, Record, SessionStore, StoreError, StoreKey};
 //!
 //! /// Forgets everything: a store that is always empty.
 //! struct NullStore;
 //!
-//! #[typed_sessions::async_trait]
 //! impl SessionStore for NullStore {
 //!     async fn load(&self, _key: &StoreKey) -> Result<Option<Record>, StoreError> {
 //!         Ok(None)
@@ -39,14 +34,21 @@
 //!     }
 //! }
 //! ```
+//!
+//! The futures must be `Send`: hold no `!Send` value (a `std::sync::MutexGuard`, an `Rc`) across
+//! an `.await`. A store whose calls finish without waiting (one that keeps records in this
+//! process's memory) costs a request no allocation for its calls.
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::SystemTime;
-
-use async_trait::async_trait;
 
 pub use crate::id::StoreKey;
-use crate::record::{Changes, Record};
+pub use crate::record::{Changes, Patch, PatchIter, Record};
+pub use crate::value_map::{ValueMap, ValueMapIter};
+
+#[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
+pub(crate) mod codec;
+pub(crate) mod erased;
 
 mod memory;
 pub use memory::MemoryStore;
@@ -97,6 +99,7 @@ pub enum Applied {
 
 /// A store could not do what was asked. The request that needed it is answered with 503.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The store could not be reached or did not answer in time.
     #[error("session store unavailable: {0}")]
@@ -142,64 +145,36 @@ impl StoreError {
 /// - `delete` is idempotent.
 /// - `delete_expired` removes expired records and says how many (stores that expire records
 ///   themselves, like Redis, return 0).
-#[async_trait]
+///
+/// Implement the methods as `async fn`s (see the [module docs](self)); the futures they return
+/// must be `Send`.
 pub trait SessionStore: Send + Sync + 'static {
     /// The live record under `key`, if any.
-    async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError>;
+    fn load(&self, key: &StoreKey) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send;
     /// Stores a new record unless a live one has the key.
-    async fn create(&self, key: &StoreKey, record: &Record) -> Result<Created, StoreError>;
+    fn create(&self, key: &StoreKey, record: &Record) -> impl Future<Output = Result<Created, StoreError>> + Send;
     /// Merges `changes` into the live record under `key`.
-    async fn apply(&self, key: &StoreKey, changes: &Changes) -> Result<Applied, StoreError>;
+    fn apply(&self, key: &StoreKey, changes: &Changes) -> impl Future<Output = Result<Applied, StoreError>> + Send;
     /// Removes the record under `key`, if any.
-    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError>;
+    fn delete(&self, key: &StoreKey) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Removes every expired record; returns how many it removed.
-    async fn delete_expired(&self) -> Result<u64, StoreError>;
-
-    /// [`load`](Self::load) answered at once, with the record shared instead of copied: for
-    /// stores that keep records in this process's memory and never wait. The layer calls it
-    /// first and awaits `load` only when it returns `None`, the default.
-    ///
-    /// `now` is the current time by the layer's clock. A store that checks expiry itself judges
-    /// by it instead of reading the system clock again: a clock read costs a request about as
-    /// much as a small allocation, and a store that agrees with the layer's clock also agrees
-    /// with a test clock.
-    ///
-    /// This is what lets an in-memory session cost a request no allocation and no boxed future
-    /// for the read. An implementation must answer exactly as `load` would at `now`; the
-    /// conformance suite compares the two on every load it makes.
-    fn load_now(&self, _key: &StoreKey, _now: SystemTime) -> Option<Result<Option<Arc<Record>>, StoreError>> {
-        None
-    }
-
-    /// [`apply`](Self::apply) done at once, at `now` (as in [`load_now`](Self::load_now)), for
-    /// stores that never wait; `None` (the default) sends the layer to `apply`. Same contract as
-    /// `apply`, checked by the conformance suite.
-    fn apply_now(&self, _key: &StoreKey, _changes: &Changes, _now: SystemTime) -> Option<Result<Applied, StoreError>> {
-        None
-    }
+    fn delete_expired(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
-#[async_trait]
-impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
-    async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        (**self).load(key).await
+impl<S: SessionStore> SessionStore for Arc<S> {
+    fn load(&self, key: &StoreKey) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send {
+        (**self).load(key)
     }
-    async fn create(&self, key: &StoreKey, record: &Record) -> Result<Created, StoreError> {
-        (**self).create(key, record).await
+    fn create(&self, key: &StoreKey, record: &Record) -> impl Future<Output = Result<Created, StoreError>> + Send {
+        (**self).create(key, record)
     }
-    async fn apply(&self, key: &StoreKey, changes: &Changes) -> Result<Applied, StoreError> {
-        (**self).apply(key, changes).await
+    fn apply(&self, key: &StoreKey, changes: &Changes) -> impl Future<Output = Result<Applied, StoreError>> + Send {
+        (**self).apply(key, changes)
     }
-    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
-        (**self).delete(key).await
+    fn delete(&self, key: &StoreKey) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).delete(key)
     }
-    async fn delete_expired(&self) -> Result<u64, StoreError> {
-        (**self).delete_expired().await
-    }
-    fn load_now(&self, key: &StoreKey, now: SystemTime) -> Option<Result<Option<Arc<Record>>, StoreError>> {
-        (**self).load_now(key, now)
-    }
-    fn apply_now(&self, key: &StoreKey, changes: &Changes, now: SystemTime) -> Option<Result<Applied, StoreError>> {
-        (**self).apply_now(key, changes, now)
+    fn delete_expired(&self) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        (**self).delete_expired()
     }
 }

@@ -1,18 +1,15 @@
 //! [`PostgresStore`]: one row per session, merged by one `UPDATE` with JSONB operators.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use serde_json::value::RawValue;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
+use super::codec::{
+    expiry_from_json, from_unix_millis, json_object, now_millis, optional_expiry_json, to_unix_millis, value_map,
+};
 use super::{Applied, Created, SessionStore, StoreError, StoreKey};
-use crate::config::Expiry;
-use crate::record::now_unix_millis as now_millis;
-use crate::record::{from_unix_millis, to_unix_millis, Changes, Patch, Record};
-use crate::value_map::ValueMap;
+use crate::record::{Changes, Patch, Record};
 
 /// The table [`PostgresStore`] uses unless told otherwise.
 const DEFAULT_TABLE: &str = "typed_sessions";
@@ -267,27 +264,6 @@ fn map_error(error: sqlx::Error) -> StoreError {
     StoreError::classify(error, unavailable)
 }
 
-/// A JSON object of the given entries, each value checked to be JSON.
-fn json_object<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<String, StoreError> {
-    let mut object = BTreeMap::new();
-    for (name, json) in entries {
-        let raw: &RawValue = serde_json::from_str(json)
-            .map_err(|error| StoreError::backend(format!("the value under {name:?} is not JSON: {error}")))?;
-        object.insert(name, raw);
-    }
-    serde_json::to_string(&object).map_err(StoreError::backend)
-}
-
-/// A JSON object read back from the database, each value as JSON text.
-fn value_map(json: &str) -> Result<ValueMap, StoreError> {
-    let object: BTreeMap<String, Box<RawValue>> = serde_json::from_str(json)
-        .map_err(|error| StoreError::Corrupt(format!("a session column is not a JSON object: {error}")))?;
-    Ok(object
-        .into_iter()
-        .map(|(name, raw)| (name, raw.get().to_owned()))
-        .collect())
-}
-
 /// A patch as the `UPDATE` takes it: names to remove, and an object of entries to set.
 fn split_patch(patch: &Patch) -> Result<(Vec<String>, String), StoreError> {
     let removed = patch
@@ -303,16 +279,8 @@ fn split_patch(patch: &Patch) -> Result<(Vec<String>, String), StoreError> {
     Ok((removed, set))
 }
 
-fn expiry_json(expiry: &Option<Expiry>) -> Result<Option<String>, StoreError> {
-    expiry
-        .as_ref()
-        .map(|expiry| serde_json::to_string(expiry).map_err(StoreError::backend))
-        .transpose()
-}
-
 type Row = (String, String, i64, i64, Option<String>);
 
-#[async_trait]
 impl SessionStore for PostgresStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
         let row: Option<Row> = sqlx::query_as(&self.sql.load)
@@ -325,17 +293,11 @@ impl SessionStore for PostgresStore {
             return Ok(None);
         };
         let expiry = expiry
-            .map(|json| {
-                serde_json::from_str(&json).map_err(|error| {
-                    StoreError::Corrupt(format!(
-                        "the session's expiry override {json:?} does not decode: {error}"
-                    ))
-                })
-            })
+            .map(|json| expiry_from_json(&json, "the session's `expiry` column"))
             .transpose()?;
         Ok(Some(Record {
-            values: value_map(&values)?,
-            flash: value_map(&flash)?,
+            values: value_map(&values, "the session's `data_values` column")?,
+            flash: value_map(&flash, "the session's `flash` column")?,
             created_at: from_unix_millis(created_at),
             expires_at: from_unix_millis(expires_at),
             expiry,
@@ -349,7 +311,7 @@ impl SessionStore for PostgresStore {
             .bind(json_object(&record.flash)?)
             .bind(to_unix_millis(record.created_at))
             .bind(to_unix_millis(record.expires_at))
-            .bind(expiry_json(&record.expiry)?)
+            .bind(optional_expiry_json(record.expiry.as_ref())?)
             .bind(now_millis())
             .execute(&self.pool)
             .await
@@ -366,7 +328,7 @@ impl SessionStore for PostgresStore {
         let (removed_flash, set_flash) = split_patch(&changes.flash)?;
         let (change_expiry, expiry) = match &changes.expiry {
             None => (false, None),
-            Some(expiry) => (true, expiry_json(expiry)?),
+            Some(expiry) => (true, optional_expiry_json(expiry.as_ref())?),
         };
         let result = sqlx::query(&self.sql.apply)
             .bind(key.to_hex())

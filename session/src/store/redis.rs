@@ -4,14 +4,12 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, ErrorKind, FromRedisValue, RedisError, Script, ScriptInvocation};
 
+use super::codec::{expiry_from_json, expiry_json, from_unix_millis, now_millis, to_unix_millis};
 use super::{Applied, Created, SessionStore, StoreError, StoreKey};
-use crate::config::Expiry;
-use crate::record::now_unix_millis as now_millis;
-use crate::record::{from_unix_millis, to_unix_millis, Changes, Record};
+use crate::record::{Changes, Record};
 
 /// The key prefix [`RedisStore`] uses unless told otherwise.
 const DEFAULT_PREFIX: &str = "session:";
@@ -234,10 +232,6 @@ fn map_error(error: RedisError) -> StoreError {
     StoreError::classify(error, unavailable)
 }
 
-fn expiry_json(expiry: &Expiry) -> Result<String, StoreError> {
-    serde_json::to_string(expiry).map_err(StoreError::backend)
-}
-
 fn field(kind: &str, name: &str) -> String {
     let mut field = String::with_capacity(kind.len() + name.len());
     field.push_str(kind);
@@ -253,7 +247,6 @@ fn parse_millis(fields: &HashMap<String, String>, name: &str) -> Result<i64, Sto
         .map_err(|_| StoreError::Corrupt(format!("the session hash's `{name}` is not a number: {text:?}")))
 }
 
-#[async_trait]
 impl SessionStore for RedisStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
         let mut cmd = redis::cmd("HGETALL");
@@ -279,12 +272,7 @@ impl SessionStore for RedisStore {
             } else if let Some(name) = name.strip_prefix(FLASH_FIELD) {
                 flash.push((name.to_owned(), value));
             } else if name == EXPIRY {
-                let expiry = serde_json::from_str(&value).map_err(|error| {
-                    StoreError::Corrupt(format!(
-                        "the session's expiry override {value:?} does not decode: {error}"
-                    ))
-                })?;
-                record.expiry = Some(expiry);
+                record.expiry = Some(expiry_from_json(&value, "the session hash's `expiry` field")?);
             }
         }
         record.values = values.into_iter().collect();

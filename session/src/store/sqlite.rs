@@ -1,18 +1,15 @@
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use serde_json::value::RawValue;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteRow, SqliteSynchronous};
 use sqlx::Row;
 
+use super::codec::{
+    expiry_from_json, from_unix_millis, json_object, now_millis, optional_expiry_json, to_unix_millis, value_map,
+};
 use super::{Applied, Created, SessionStore, StoreError, StoreKey};
-use crate::config::Expiry;
-use crate::record::now_unix_millis as now_millis;
-use crate::record::{from_unix_millis, to_unix_millis, Changes, Record};
-use crate::value_map::ValueMap;
+use crate::record::{Changes, Record};
 
 /// The table [`SqliteStore::open`] and [`SqliteStore::from_pool`] use.
 const DEFAULT_TABLE: &str = "typed_sessions";
@@ -188,12 +185,11 @@ impl SqliteStore {
         let expires_at: i64 = row.try_get("expires_at").map_err(column)?;
         let expiry: Option<String> = row.try_get("expiry").map_err(column)?;
         let expiry = expiry
-            .map(|json| serde_json::from_str::<Expiry>(&json))
-            .transpose()
-            .map_err(|error| StoreError::Corrupt(format!("the `expiry` column does not decode: {error}")))?;
+            .map(|json| expiry_from_json(&json, "the `expiry` column"))
+            .transpose()?;
         Ok(Record {
-            values: decode_map(&values, "data_values")?,
-            flash: decode_map(&flash, "flash")?,
+            values: value_map(&values, "the `data_values` column")?,
+            flash: value_map(&flash, "the `flash` column")?,
             created_at: from_unix_millis(created_at),
             expires_at: from_unix_millis(expires_at),
             expiry,
@@ -220,34 +216,6 @@ fn validate_table_name(table: &str) -> Result<(), StoreError> {
     }
 }
 
-/// A value map as one JSON object whose members are the values' own JSON (not strings holding it).
-fn encode_map(map: &ValueMap) -> Result<String, StoreError> {
-    let mut raw: BTreeMap<&str, &RawValue> = BTreeMap::new();
-    for (name, json) in map {
-        let value = serde_json::from_str::<&RawValue>(json)
-            .map_err(|error| StoreError::backend(format!("the value of {name:?} is not JSON: {error}")))?;
-        raw.insert(name, value);
-    }
-    serde_json::to_string(&raw).map_err(StoreError::backend)
-}
-
-/// The inverse of [`encode_map`]: each member's JSON text, exactly as stored.
-fn decode_map(json: &str, column: &str) -> Result<ValueMap, StoreError> {
-    let raw: BTreeMap<String, Box<RawValue>> = serde_json::from_str(json)
-        .map_err(|error| StoreError::Corrupt(format!("the `{column}` column is not a JSON object: {error}")))?;
-    Ok(raw
-        .into_iter()
-        .map(|(name, value)| (name, value.get().to_owned()))
-        .collect())
-}
-
-fn encode_expiry(expiry: Option<Expiry>) -> Result<Option<String>, StoreError> {
-    expiry
-        .map(|expiry| serde_json::to_string(&expiry))
-        .transpose()
-        .map_err(StoreError::backend)
-}
-
 /// Connection trouble and lock waits that ran out are [`StoreError::Unavailable`]; data that
 /// does not decode is [`StoreError::Corrupt`]; the rest is [`StoreError::Backend`].
 fn map_error(error: sqlx::Error) -> StoreError {
@@ -272,7 +240,6 @@ fn map_error(error: sqlx::Error) -> StoreError {
     }
 }
 
-#[async_trait]
 impl SessionStore for SqliteStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
         let row = sqlx::query(&self.sql.load)
@@ -285,9 +252,9 @@ impl SessionStore for SqliteStore {
     }
 
     async fn create(&self, key: &StoreKey, record: &Record) -> Result<Created, StoreError> {
-        let values = encode_map(&record.values)?;
-        let flash = encode_map(&record.flash)?;
-        let expiry = encode_expiry(record.expiry)?;
+        let values = json_object(&record.values)?;
+        let flash = json_object(&record.flash)?;
+        let expiry = optional_expiry_json(record.expiry.as_ref())?;
         let _writing = self.write_lock.lock().await;
         let done = sqlx::query(&self.sql.create)
             .bind(key.to_hex())
@@ -316,7 +283,7 @@ impl SessionStore for SqliteStore {
             // An expiry touch: one conditional UPDATE, no need to read the row.
             let expires_at = changes.expires_at.map(to_unix_millis);
             let (set_expiry, expiry) = match changes.expiry {
-                Some(expiry) => (true, encode_expiry(expiry)?),
+                Some(expiry) => (true, optional_expiry_json(expiry.as_ref())?),
                 None => (false, None),
             };
             let done = sqlx::query(&self.sql.touch)
@@ -353,10 +320,10 @@ impl SessionStore for SqliteStore {
         record.apply(changes);
         sqlx::query(&self.sql.update)
             .bind(&hex)
-            .bind(encode_map(&record.values)?)
-            .bind(encode_map(&record.flash)?)
+            .bind(json_object(&record.values)?)
+            .bind(json_object(&record.flash)?)
             .bind(to_unix_millis(record.expires_at))
-            .bind(encode_expiry(record.expiry)?)
+            .bind(optional_expiry_json(record.expiry.as_ref())?)
             .execute(&mut *tx)
             .await
             .map_err(map_error)?;
@@ -408,19 +375,5 @@ mod tests {
         ] {
             assert!(validate_table_name(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn value_maps_keep_each_value_as_json() {
-        let mut map = ValueMap::new();
-        map.insert("n", "1");
-        map.insert("s", r#""x \"y\"""#);
-        map.insert("o", r#"{"a":[1,null]}"#);
-        map.insert("q\"uote", "null");
-        let encoded = encode_map(&map).unwrap();
-        assert_eq!(encoded, r#"{"n":1,"o":{"a":[1,null]},"q\"uote":null,"s":"x \"y\""}"#);
-        assert_eq!(decode_map(&encoded, "data_values").unwrap(), map);
-        assert!(encode_map(&[("bad", "{")].into_iter().collect()).is_err());
-        assert!(matches!(decode_map("[1]", "flash"), Err(StoreError::Corrupt(_))));
     }
 }

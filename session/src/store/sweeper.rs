@@ -89,8 +89,6 @@ impl Drop for Sweeper {
 mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    use async_trait::async_trait;
-
     use super::*;
     use crate::record::{Changes, Record};
     use crate::store::{Applied, Created, StoreError, StoreKey};
@@ -98,7 +96,6 @@ mod tests {
     #[derive(Default)]
     struct Counting(AtomicU64);
 
-    #[async_trait]
     impl SessionStore for Counting {
         async fn load(&self, _: &StoreKey) -> Result<Option<Record>, StoreError> {
             Ok(None)

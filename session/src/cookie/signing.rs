@@ -1,16 +1,12 @@
-//! The session cookie: signing with key rotation, reading it from a request, writing `Set-Cookie`.
+//! The cookie value: a session id signed with HMAC-SHA256, with key rotation.
 
 use std::fmt;
-use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use cookie::Cookie;
 use hmac::{Hmac, Mac};
-use http::header::{HeaderMap, HeaderValue, COOKIE};
 use sha2::Sha256;
 
-use crate::config::CookieSettings;
 use crate::id::{SessionId, ID_LEN};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -19,7 +15,7 @@ type HmacSha256 = Hmac<Sha256>;
 const SIGNATURE_LEN: usize = 43;
 
 /// Longest cookie value worth looking at: an id, a dot and a signature.
-const MAX_VALUE_LEN: usize = ID_LEN + 1 + SIGNATURE_LEN;
+pub(super) const MAX_VALUE_LEN: usize = ID_LEN + 1 + SIGNATURE_LEN;
 
 /// A secret key that signs session cookies (HMAC-SHA256).
 ///
@@ -143,109 +139,6 @@ pub(crate) fn decode_value(
     })
 }
 
-/// The session ids the request's cookies carry that verify.
-///
-/// A request `Cookie` header is only `name=value` pairs separated by `;` (RFC 6265 §4.2.1), and
-/// every request pays for reading it, so it is split here rather than through `cookie`'s full
-/// parser, which also handles attributes and percent-decoding that request cookies never need
-/// (and our values, base64url and `.`, never contain). It costs a tenth as much.
-///
-/// The verified ids come in the order the browser sent them: a stale cookie at a longer path
-/// comes first, so the session layer falls back to the next when the store does not know one.
-/// Lazy: the common request with one cookie verifies one value.
-pub(crate) fn session_ids<'a>(
-    headers: &'a HeaderMap,
-    settings: &'a CookieSettings,
-    keys: &'a [SigningKey],
-) -> impl Iterator<Item = CookieId> + 'a {
-    let name = settings.name.as_bytes();
-    headers
-        .get_all(COOKIE)
-        .into_iter()
-        .flat_map(|header| pairs(header.as_bytes()))
-        .filter_map(move |pair| cookie_pair_id(pair, name, settings, keys))
-}
-
-/// The first of [`session_ids`], as a plain loop: every request pays for this, and the
-/// iterator costs about 230 instructions more per request (`bench/instructions.sh`).
-pub(crate) fn first_session_id(
-    headers: &HeaderMap,
-    settings: &CookieSettings,
-    keys: &[SigningKey],
-) -> Option<CookieId> {
-    let name = settings.name.as_bytes();
-    for header in headers.get_all(COOKIE) {
-        for pair in pairs(header.as_bytes()) {
-            if let Some(id) = cookie_pair_id(pair, name, settings, keys) {
-                return Some(id);
-            }
-        }
-    }
-    None
-}
-
-/// The `name=value` pairs of one `Cookie` header, untrimmed. `memchr` finds the separators a
-/// word at a time rather than a byte at a time.
-fn pairs(header: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut rest = Some(header);
-    std::iter::from_fn(move || {
-        let remaining = rest?;
-        Some(match memchr::memchr(b';', remaining) {
-            Some(at) => {
-                rest = Some(&remaining[at + 1..]);
-                &remaining[..at]
-            }
-            None => {
-                rest = None;
-                remaining
-            }
-        })
-    })
-}
-
-/// The verified id in one `name=value` pair of a `Cookie` header, if it is our cookie.
-fn cookie_pair_id(pair: &[u8], name: &[u8], settings: &CookieSettings, keys: &[SigningKey]) -> Option<CookieId> {
-    let value = pair.trim_ascii().strip_prefix(name)?.strip_prefix(b"=")?.trim_ascii();
-    // A value may be quoted (RFC 6265 `cookie-value`).
-    let value = value
-        .strip_prefix(b"\"")
-        .and_then(|v| v.strip_suffix(b"\""))
-        .unwrap_or(value);
-    decode_value(value, &settings.name, keys)
-}
-
-/// How many of a request's session cookies are tried, at most.
-pub(crate) const MAX_CANDIDATES: usize = 3;
-
-/// `Set-Cookie` that stores `value`, with `max_age` (`None`: a browser-session cookie).
-pub(crate) fn set_cookie(settings: &CookieSettings, value: String, max_age: Option<Duration>) -> Option<HeaderValue> {
-    let mut cookie = base_cookie(settings, value);
-    if let Some(max_age) = max_age {
-        let seconds = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
-        cookie.set_max_age(cookie::time::Duration::seconds(seconds));
-    }
-    HeaderValue::from_str(&cookie.to_string()).ok()
-}
-
-/// `Set-Cookie` that makes the browser drop the session cookie.
-pub(crate) fn removal_cookie(settings: &CookieSettings) -> Option<HeaderValue> {
-    let mut cookie = base_cookie(settings, String::new());
-    cookie.make_removal();
-    HeaderValue::from_str(&cookie.to_string()).ok()
-}
-
-fn base_cookie(settings: &CookieSettings, value: String) -> Cookie<'static> {
-    let mut cookie = Cookie::new(settings.name.clone(), value);
-    cookie.set_http_only(settings.http_only);
-    cookie.set_secure(settings.secure);
-    cookie.set_same_site(settings.same_site);
-    cookie.set_path(settings.path.clone());
-    if let Some(domain) = &settings.domain {
-        cookie.set_domain(domain.clone());
-    }
-    cookie
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,54 +190,5 @@ mod tests {
         for bad in ["", ".", "a.b", &format!("{value}x"), &"x".repeat(10_000), "é.é"] {
             assert_eq!(decode_value(bad, "id", &keys), None, "{bad:?}");
         }
-    }
-
-    fn headers(values: &[&str]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for value in values {
-            map.append(COOKIE, HeaderValue::from_str(value).unwrap());
-        }
-        map
-    }
-
-    #[test]
-    fn finds_the_session_cookie_among_others_and_across_headers() {
-        let settings = CookieSettings::default();
-        let id = SessionId::random();
-        let value = id.as_str();
-        for header in [
-            vec![format!("id={value}")],
-            vec![format!("theme=dark; id={value}; lang=en")],
-            vec!["theme=dark".to_owned(), format!("id=\"{value}\"")],
-            vec![format!("id=garbage; id={value}")],
-            vec![format!("  id={value}  ;")],
-        ] {
-            let refs: Vec<&str> = header.iter().map(String::as_str).collect();
-            let found = session_ids(&headers(&refs), &settings, &[]).next();
-            assert_eq!(found.map(|c| c.id), Some(id.clone()), "{header:?}");
-        }
-        for header in [
-            "xid=".to_owned() + value,
-            "ID=".to_owned() + value,
-            format!("id{value}"),
-            String::new(),
-        ] {
-            assert_eq!(
-                session_ids(&headers(&[&header]), &settings, &[]).next(),
-                None,
-                "{header:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn set_cookie_has_secure_defaults() {
-        let header = set_cookie(&CookieSettings::default(), "abc".into(), Some(Duration::from_secs(60))).unwrap();
-        let text = header.to_str().unwrap();
-        for part in ["id=abc", "HttpOnly", "SameSite=Lax", "Secure", "Path=/", "Max-Age=60"] {
-            assert!(text.contains(part), "{text} lacks {part}");
-        }
-        let removal = removal_cookie(&CookieSettings::default()).unwrap();
-        assert!(removal.to_str().unwrap().contains("Max-Age=0"));
     }
 }

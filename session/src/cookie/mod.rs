@@ -1,0 +1,314 @@
+//! The session cookie at both ends of a request: reading and verifying it from the `Cookie`
+//! header, and writing `Set-Cookie` and `Vary: Cookie` on the response.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use cookie::{Cookie, SameSite};
+use http::header::{HeaderMap, HeaderValue, COOKIE, VARY};
+
+mod signing;
+
+pub(crate) use signing::{encode_value, CookieId};
+pub use signing::{KeyTooShort, SigningKey};
+
+/// How many of a request's session cookies are tried, at most.
+pub(crate) const MAX_CANDIDATES: usize = 3;
+
+/// The session cookie's name and attributes.
+#[derive(Clone, Debug)]
+pub(crate) struct CookieSettings {
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) secure: bool,
+    pub(crate) http_only: bool,
+    pub(crate) same_site: SameSite,
+    pub(crate) domain: Option<Cow<'static, str>>,
+    pub(crate) path: Cow<'static, str>,
+}
+
+impl Default for CookieSettings {
+    fn default() -> Self {
+        CookieSettings {
+            name: Cow::Borrowed("id"),
+            secure: true,
+            http_only: true,
+            same_site: SameSite::Lax,
+            domain: None,
+            path: Cow::Borrowed("/"),
+        }
+    }
+}
+
+impl CookieSettings {
+    /// Checks the settings a browser would reject or silently drop the cookie for.
+    ///
+    /// # Panics
+    ///
+    /// With a message that names the fix: a configuration mistake, caught when the app is built.
+    pub(crate) fn check(&self) {
+        if self.name.starts_with("__Host-") {
+            assert!(
+                self.secure && self.path == "/" && self.domain.is_none(),
+                "SessionLayer: a `__Host-` cookie needs `with_secure(true)`, path `/` and no domain; \
+                 remove the prefix or those settings"
+            );
+        }
+        if self.name.starts_with("__Secure-") {
+            assert!(
+                self.secure,
+                "SessionLayer: a `__Secure-` cookie needs `with_secure(true)`"
+            );
+        }
+        assert!(
+            self.same_site != SameSite::None || self.secure,
+            "SessionLayer: browsers drop a `SameSite=None` cookie that is not `Secure`; \
+             add `with_secure(true)` or choose `SameSite::Lax`"
+        );
+        assert!(
+            !self.name.is_empty()
+                && self
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)),
+            "SessionLayer: {:?} is not a valid cookie name",
+            self.name
+        );
+    }
+
+    /// The session ids the request's cookies carry that verify under `keys`, in the order the
+    /// browser sent them (a stale cookie at a longer path comes first, so a caller falls back to
+    /// the next when the store does not know one). Lazy: the common request with one session
+    /// cookie verifies one value.
+    pub(crate) fn session_ids<'a>(&'a self, headers: &'a HeaderMap, keys: &'a [SigningKey]) -> SessionIds<'a> {
+        SessionIds {
+            headers: headers.get_all(COOKIE).into_iter(),
+            pairs: &[],
+            settings: self,
+            keys,
+        }
+    }
+
+    /// `Set-Cookie` that stores `value`, with `max_age` (`None`: a browser-session cookie).
+    pub(crate) fn set_cookie(&self, value: String, max_age: Option<Duration>) -> Option<HeaderValue> {
+        let mut cookie = self.cookie(value);
+        if let Some(max_age) = max_age {
+            let seconds = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+            cookie.set_max_age(cookie::time::Duration::seconds(seconds));
+        }
+        HeaderValue::from_str(&cookie.to_string()).ok()
+    }
+
+    /// `Set-Cookie` that makes the browser drop the session cookie.
+    pub(crate) fn removal_cookie(&self) -> Option<HeaderValue> {
+        let mut cookie = self.cookie(String::new());
+        cookie.make_removal();
+        HeaderValue::from_str(&cookie.to_string()).ok()
+    }
+
+    fn cookie(&self, value: String) -> Cookie<'static> {
+        let mut cookie = Cookie::new(self.name.clone(), value);
+        cookie.set_http_only(self.http_only);
+        cookie.set_secure(self.secure);
+        cookie.set_same_site(self.same_site);
+        cookie.set_path(self.path.clone());
+        if let Some(domain) = &self.domain {
+            cookie.set_domain(domain.clone());
+        }
+        cookie
+    }
+}
+
+/// The verified session ids in a request's `Cookie` headers: see [`CookieSettings::session_ids`].
+///
+/// A request `Cookie` header is only `name=value` pairs separated by `;` (RFC 6265 §4.2.1), and
+/// every request that takes its session reads it, so it is split here rather than through
+/// `cookie`'s full parser, which also handles attributes and percent-decoding that request
+/// cookies never need (and our values, base64url and `.`, never contain).
+pub(crate) struct SessionIds<'a> {
+    headers: http::header::ValueIter<'a, HeaderValue>,
+    /// What is left of the header being read.
+    pairs: &'a [u8],
+    settings: &'a CookieSettings,
+    keys: &'a [SigningKey],
+}
+
+impl Iterator for SessionIds<'_> {
+    type Item = CookieId;
+
+    fn next(&mut self) -> Option<CookieId> {
+        loop {
+            if self.pairs.is_empty() {
+                self.pairs = self.headers.next()?.as_bytes();
+                continue;
+            }
+            // `memchr` finds the separator a word at a time rather than a byte at a time.
+            let pair = match memchr::memchr(b';', self.pairs) {
+                Some(at) => {
+                    let pair = &self.pairs[..at];
+                    self.pairs = &self.pairs[at + 1..];
+                    pair
+                }
+                None => std::mem::take(&mut self.pairs),
+            };
+            if let Some(id) = self.verified_id(pair) {
+                return Some(id);
+            }
+        }
+    }
+}
+
+impl SessionIds<'_> {
+    /// The verified id in one `name=value` pair, if it is our cookie.
+    fn verified_id(&self, pair: &[u8]) -> Option<CookieId> {
+        let name = self.settings.name.as_bytes();
+        let value = pair.trim_ascii().strip_prefix(name)?.strip_prefix(b"=")?.trim_ascii();
+        // A value may be quoted (RFC 6265 `cookie-value`).
+        let value = value
+            .strip_prefix(b"\"")
+            .and_then(|v| v.strip_suffix(b"\""))
+            .unwrap_or(value);
+        signing::decode_value(value, &self.settings.name, self.keys)
+    }
+}
+
+/// Adds `Cookie` to the response's `Vary`, so that a shared cache never serves one user's
+/// session response to another: merged into the `Vary` the handler set (one header listing
+/// both), left alone when it already names `Cookie` or is `*`.
+pub(crate) fn vary_on_cookie(headers: &mut HeaderMap) {
+    let mut existing = headers.get_all(VARY).iter().peekable();
+    if existing.peek().is_none() {
+        headers.insert(VARY, HeaderValue::from_static("Cookie"));
+        return;
+    }
+    let mut merged = Vec::new();
+    for value in existing {
+        let value = value.as_bytes();
+        let covers_cookie = value
+            .split(|&b| b == b',')
+            .map(<[u8]>::trim_ascii)
+            .any(|field| field == b"*" || field.eq_ignore_ascii_case(b"cookie"));
+        if covers_cookie {
+            return;
+        }
+        if !value.trim_ascii().is_empty() {
+            if !merged.is_empty() {
+                merged.extend_from_slice(b", ");
+            }
+            merged.extend_from_slice(value.trim_ascii());
+        }
+    }
+    if !merged.is_empty() {
+        merged.extend_from_slice(b", ");
+    }
+    merged.extend_from_slice(b"Cookie");
+    // Made of the handler's own header values and ASCII: valid whenever they were.
+    if let Ok(value) = HeaderValue::from_bytes(&merged) {
+        headers.insert(VARY, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::SessionId;
+
+    fn headers(name: http::HeaderName, values: &[&str]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for value in values {
+            map.append(name.clone(), HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn finds_the_session_cookie_among_others_and_across_headers() {
+        let settings = CookieSettings::default();
+        let id = SessionId::random();
+        let value = id.as_str();
+        for header in [
+            vec![format!("id={value}")],
+            vec![format!("theme=dark; id={value}; lang=en")],
+            vec!["theme=dark".to_owned(), format!("id=\"{value}\"")],
+            vec![format!("id=garbage; id={value}")],
+            vec![format!("  id={value}  ;")],
+            vec![String::new(), format!(";;id={value}")],
+        ] {
+            let refs: Vec<&str> = header.iter().map(String::as_str).collect();
+            let found = settings.session_ids(&headers(COOKIE, &refs), &[]).next();
+            assert_eq!(found.map(|c| c.id), Some(id.clone()), "{header:?}");
+        }
+        for header in [
+            "xid=".to_owned() + value,
+            "ID=".to_owned() + value,
+            format!("id{value}"),
+            String::new(),
+        ] {
+            assert_eq!(
+                settings.session_ids(&headers(COOKIE, &[&header]), &[]).next(),
+                None,
+                "{header:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_verified_id_comes_in_order() {
+        let settings = CookieSettings::default();
+        let keys = [SigningKey::from_bytes(&[3; 32]).unwrap()];
+        let ids: Vec<SessionId> = (0..3).map(|_| SessionId::random()).collect();
+        let signed: Vec<String> = ids.iter().map(|id| encode_value(id, "id", &keys)).collect();
+        let header = format!("id={}; id=forged; a=b; id={}", signed[0], signed[1]);
+        let second = format!("id={}", signed[2]);
+        let found: Vec<SessionId> = settings
+            .session_ids(&headers(COOKIE, &[&header, &second]), &keys)
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(found, ids);
+    }
+
+    #[test]
+    fn set_cookie_has_secure_defaults() {
+        let settings = CookieSettings::default();
+        let header = settings
+            .set_cookie("abc".into(), Some(Duration::from_secs(60)))
+            .unwrap();
+        let text = header.to_str().unwrap();
+        for part in ["id=abc", "HttpOnly", "SameSite=Lax", "Secure", "Path=/", "Max-Age=60"] {
+            assert!(text.contains(part), "{text} lacks {part}");
+        }
+        let removal = settings.removal_cookie().unwrap();
+        assert!(removal.to_str().unwrap().contains("Max-Age=0"));
+    }
+
+    #[test]
+    fn vary_gains_cookie_once_and_keeps_what_the_handler_set() {
+        let vary = |values: &[&str]| {
+            let mut map = headers(VARY, values);
+            vary_on_cookie(&mut map);
+            map.get_all(VARY)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(vary(&[]), ["Cookie"]);
+        assert_eq!(vary(&["Accept-Encoding"]), ["Accept-Encoding, Cookie"]);
+        assert_eq!(
+            vary(&["Accept-Encoding", "Origin"]),
+            ["Accept-Encoding, Origin, Cookie"]
+        );
+        assert_eq!(vary(&["accept, COOKIE"]), ["accept, COOKIE"]);
+        assert_eq!(vary(&["*"]), ["*"]);
+        assert_eq!(vary(&["Cookie"]), ["Cookie"]);
+    }
+
+    #[test]
+    #[should_panic(expected = "SameSite=None")]
+    fn same_site_none_needs_secure() {
+        let settings = CookieSettings {
+            same_site: SameSite::None,
+            secure: false,
+            ..CookieSettings::default()
+        };
+        settings.check();
+    }
+}

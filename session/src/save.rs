@@ -1,0 +1,278 @@
+//! After the handler: what the request's changes take ([`plan`]), and doing it ([`save`]) —
+//! the store writes, then the `Set-Cookie` to send.
+
+use std::time::Duration;
+
+use http::HeaderValue;
+
+use crate::config::Config;
+use crate::cookie::encode_value;
+use crate::expiry::{ExpiryRules, Renewed};
+use crate::id::{SessionId, StoreKey};
+use crate::record::{Changes, Record};
+use crate::request::load_record;
+use crate::state::State;
+use crate::store::erased::with_timeout;
+use crate::store::{Applied, Created, StoreError};
+
+/// How many random ids `create` tries before giving up. With 144-bit ids a single collision is
+/// already a sign of a broken store or random source.
+const CREATE_ATTEMPTS: usize = 4;
+
+/// The store writes and cookie that end a request.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    write: Option<Write>,
+    /// Deleted after the write succeeded.
+    delete: Option<SessionId>,
+    cookie: CookiePlan,
+}
+
+#[derive(Debug)]
+enum Write {
+    /// A new session's first record, under a random id.
+    Create { record: Record },
+    /// A stored session's changes, merged into its record under `key`; `id` names it in the cookie.
+    Apply {
+        key: StoreKey,
+        changes: Changes,
+        id: SessionId,
+    },
+    /// `regenerate_id`: the stored record, if it still exists, with `changes` applied, under `to`.
+    Move {
+        from: StoreKey,
+        to: SessionId,
+        changes: Changes,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CookiePlan {
+    Keep,
+    Set { max_age: Option<Duration> },
+    Remove,
+}
+
+impl Plan {
+    /// Nothing to write, no cookie to send: what most requests (read, unchanged, not due for a
+    /// touch) end with.
+    pub(crate) fn is_nothing(&self) -> bool {
+        self.write.is_none() && self.delete.is_none() && self.cookie == CookiePlan::Keep
+    }
+
+    /// A session that ends without a successor: its record is deleted if it had one, and then
+    /// its cookie goes too (a session that was never stored has no cookie of ours to remove).
+    fn ending(delete: Option<SessionId>) -> Self {
+        let cookie = if delete.is_some() {
+            CookiePlan::Remove
+        } else {
+            CookiePlan::Keep
+        };
+        Plan {
+            write: None,
+            delete,
+            cookie,
+        }
+    }
+}
+
+/// What saving the request's session takes. Called once, after the handler: moves this
+/// request's changes out of `state`, and lets go of the loaded record, so that a store holding
+/// it in memory merges the changes in place instead of copying it.
+pub(crate) fn plan(state: &mut State, rules: &ExpiryRules) -> Plan {
+    let plan = plan_changes(state, rules);
+    state.stored = None;
+    plan
+}
+
+fn plan_changes(state: &mut State, rules: &ExpiryRules) -> Plan {
+    let delete = state.delete_id.take();
+    if state.destroyed {
+        return Plan::ending(delete);
+    }
+    let (Some(loaded), Some(key)) = (&state.loaded_id, state.loaded_key) else {
+        return create_plan(state, rules, delete);
+    };
+    if state.new_id.is_some() {
+        return move_plan(state, rules, key, delete);
+    }
+    let (expires_at, cookie) = renewal(state, rules);
+    let changes = Changes {
+        values: std::mem::take(&mut state.pending),
+        flash: state.flash_patch(),
+        expires_at,
+        expiry: state.pending_expiry,
+    };
+    if changes.is_empty() {
+        return Plan {
+            write: None,
+            delete,
+            cookie: CookiePlan::Keep,
+        };
+    }
+    Plan {
+        write: Some(Write::Apply {
+            key,
+            changes,
+            id: loaded.clone(),
+        }),
+        delete,
+        cookie,
+    }
+}
+
+/// The renewal of a stored session saved at the request's time: its new expiry time, if it is
+/// to be rewritten, and the cookie to send. A changed expiry, or a cookie signed by a retired
+/// key, renews at once.
+fn renewal(state: &State, rules: &ExpiryRules) -> (Option<std::time::SystemTime>, CookiePlan) {
+    let forced = state.pending_expiry.is_some() || state.resign_cookie;
+    let stored_expires_at = state.stored_expires_at.unwrap_or(state.created_at);
+    let expiry = rules.effective(state.expiry_override());
+    match rules.due_renewal(expiry, state.created_at, stored_expires_at, forced, state.now) {
+        None => (None, CookiePlan::Keep),
+        Some(Renewed { expires_at, max_age }) => {
+            let cookie = match max_age {
+                Some(max_age) => CookiePlan::Set { max_age: Some(max_age) },
+                // A browser-session cookie replaces a persistent one ("forget me"), and a cookie
+                // signed by a retired key is re-signed.
+                None if forced => CookiePlan::Set { max_age: None },
+                None => CookiePlan::Keep,
+            };
+            (Some(expires_at), cookie)
+        }
+    }
+}
+
+// The rarer plans are kept out of line: the common one (a loaded session merging its changes)
+// then runs through less code.
+
+/// Not stored yet (a new visitor, or after `invalidate`): nothing came in, so the record is this
+/// request's values and flash. Stored only if it holds something.
+#[cold]
+#[inline(never)]
+fn create_plan(state: &mut State, rules: &ExpiryRules, delete: Option<SessionId>) -> Plan {
+    let renewed = rules.renewed(rules.effective(state.expiry_override()), state.created_at, state.now);
+    let record = Record {
+        values: state.current_values(),
+        flash: state.take_outgoing_flash(),
+        created_at: state.created_at,
+        expires_at: renewed.expires_at,
+        expiry: state.expiry_override(),
+    };
+    if record.values.is_empty() && record.flash.is_empty() {
+        return Plan::ending(delete);
+    }
+    Plan {
+        write: Some(Write::Create { record }),
+        delete,
+        cookie: CookiePlan::Set {
+            max_age: renewed.max_age,
+        },
+    }
+}
+
+/// `regenerate_id`: the record moves to the new id with this request's changes applied on top
+/// of what is stored then, so a concurrent write is kept and a concurrent logout is not undone.
+#[cold]
+#[inline(never)]
+fn move_plan(state: &mut State, rules: &ExpiryRules, from: StoreKey, delete: Option<SessionId>) -> Plan {
+    let renewed = rules.renewed(rules.effective(state.expiry_override()), state.created_at, state.now);
+    Plan {
+        write: Some(Write::Move {
+            from,
+            to: state.new_id.clone().expect("a move has a new id"),
+            changes: Changes {
+                values: std::mem::take(&mut state.pending),
+                flash: state.flash_patch(),
+                expires_at: Some(renewed.expires_at),
+                expiry: state.pending_expiry,
+            },
+        }),
+        delete,
+        cookie: CookiePlan::Set {
+            max_age: renewed.max_age,
+        },
+    }
+}
+
+/// Does what `plan` says; returns the `Set-Cookie` to send, if any, or why the save failed.
+pub(crate) async fn save(config: &Config, plan: Plan) -> Result<Option<HeaderValue>, StoreError> {
+    let mut cookie = plan.cookie;
+    let mut cookie_id = None;
+    match plan.write {
+        None => {}
+        Some(Write::Create { record }) => cookie_id = Some(create(config, None, &record).await?),
+        Some(Write::Move { from, to, changes }) => match load_record(config, &from).await? {
+            Some(mut record) => {
+                record.apply(&changes);
+                cookie_id = Some(create(config, Some(to), &record).await?);
+            }
+            None => {
+                tracing::debug!("the session ended while the request ran; its new id was dropped");
+                cookie = CookiePlan::Keep;
+            }
+        },
+        Some(Write::Apply { key, changes, id }) => {
+            let applied = with_timeout(config.store_timeout, config.store.apply(&key, &changes)).await?;
+            (cookie, cookie_id) = after_apply(applied, cookie, &id);
+        }
+    }
+    if let Some(old) = plan.delete {
+        config.key_cache.forget(&old);
+        with_timeout(config.store_timeout, config.store.delete(&old.store_key())).await?;
+    }
+    Ok(cookie_header(config, cookie, cookie_id))
+}
+
+/// Stores `record` under `first` (`regenerate_id`'s new id) or a random id, retrying with random
+/// ids on collision; returns the id it was stored under.
+async fn create(config: &Config, first: Option<SessionId>, record: &Record) -> Result<SessionId, StoreError> {
+    let mut candidate = first.unwrap_or_else(SessionId::random);
+    for _ in 0..CREATE_ATTEMPTS {
+        let key = candidate.store_key();
+        match with_timeout(config.store_timeout, config.store.create(&key, record)).await? {
+            Created::Created => {
+                config.key_cache.remember(&candidate, key);
+                return Ok(candidate);
+            }
+            Created::Collision => {
+                tracing::warn!("session id collision; retrying with a new id");
+                candidate = SessionId::random();
+            }
+        }
+    }
+    Err(StoreError::backend(format!(
+        "{CREATE_ATTEMPTS} fresh session ids in a row collided"
+    )))
+}
+
+/// The cookie to send, and the id it names, after `apply` to the session `id` answered `applied`.
+fn after_apply(applied: Applied, cookie: CookiePlan, id: &SessionId) -> (CookiePlan, Option<SessionId>) {
+    match applied {
+        // The id is copied only when a cookie is sent: once per touch window, not per request.
+        Applied::Applied if cookie == CookiePlan::Keep => (cookie, None),
+        Applied::Applied => (cookie, Some(id.clone())),
+        Applied::Missing => ended_meanwhile(),
+    }
+}
+
+/// Destroyed (or expired) while this request ran: its changes must not bring it back. No cookie
+/// either: removing `id` could remove a newer session's cookie (logged in again in another tab),
+/// and a stale id is never adopted anyway.
+#[cold]
+#[inline(never)]
+fn ended_meanwhile() -> (CookiePlan, Option<SessionId>) {
+    tracing::debug!("the session ended while the request ran; its changes were dropped");
+    (CookiePlan::Keep, None)
+}
+
+fn cookie_header(config: &Config, cookie: CookiePlan, id: Option<SessionId>) -> Option<HeaderValue> {
+    match (cookie, id) {
+        (CookiePlan::Set { max_age }, Some(id)) => {
+            let value = encode_value(&id, &config.cookie.name, &config.signing_keys);
+            config.cookie.set_cookie(value, max_age)
+        }
+        (CookiePlan::Remove, _) => config.cookie.removal_cookie(),
+        _ => None,
+    }
+}

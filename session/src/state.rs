@@ -1,0 +1,328 @@
+//! A session as one request sees and changes it: the record it loaded and this request's
+//! changes on top, before they are planned into store writes ([`save`](crate::save)).
+
+use std::collections::BTreeSet;
+use std::time::SystemTime;
+
+use crate::expiry::Expiry;
+use crate::id::{SessionId, StoreKey};
+use crate::record::{Patch, Record};
+use crate::value_map::ValueMap;
+
+static EMPTY: ValueMap = ValueMap::new();
+
+#[cold]
+#[inline(never)]
+fn warn_destroyed(what: &str) {
+    tracing::warn!("{what} on a destroyed session is ignored");
+}
+
+/// What a request did with flash, besides reading what arrived.
+#[derive(Debug, Default)]
+struct FlashChanges {
+    /// For the next request.
+    outgoing: ValueMap,
+    /// For this request only (`flash_now`).
+    now: ValueMap,
+    /// Incoming flash to carry over (`keep_flash`).
+    kept: BTreeSet<String>,
+}
+
+/// A session as one request sees and changes it.
+#[derive(Debug)]
+pub(crate) struct State {
+    /// The stored session this request loaded, if any.
+    pub(crate) loaded_id: Option<SessionId>,
+    /// Its store key, hashed once per request.
+    pub(crate) loaded_key: Option<StoreKey>,
+    /// The cookie was signed by a retired key: send a freshly signed one.
+    pub(crate) resign_cookie: bool,
+    /// The record as loaded (values and incoming flash; its buffers shared with the store that
+    /// produced it); `None` for a session not stored yet, and once the save is planned or the
+    /// session destroyed.
+    pub(crate) stored: Option<Record>,
+    /// This request's changes to values.
+    pub(crate) pending: Patch,
+    /// Flash this request set, showed or kept; `None` until it does (most requests never do).
+    flash: Option<Box<FlashChanges>>,
+    pub(crate) reflash: bool,
+    /// `clear` dropped the incoming flash: hidden from this request, removed from the store on save.
+    pub(crate) flash_cleared: bool,
+    pub(crate) created_at: SystemTime,
+    /// Expiry time of the loaded record.
+    pub(crate) stored_expires_at: Option<SystemTime>,
+    pub(crate) stored_expiry: Option<Expiry>,
+    pub(crate) pending_expiry: Option<Option<Expiry>>,
+    /// The id the session moves to on save (`regenerate_id`).
+    pub(crate) new_id: Option<SessionId>,
+    pub(crate) delete_id: Option<SessionId>,
+    pub(crate) destroyed: bool,
+    /// The request's time, read once, when it loaded the session: the load judges expiry by
+    /// it and the save renews from it, as if the request took no time. (A clock read costs
+    /// more than most of a request's session work.)
+    pub(crate) now: SystemTime,
+}
+
+impl State {
+    /// A new visitor's session: nothing stored yet.
+    pub(crate) fn fresh(now: SystemTime) -> Self {
+        State {
+            loaded_id: None,
+            loaded_key: None,
+            resign_cookie: false,
+            stored: None,
+            pending: Patch::new(),
+            flash: None,
+            reflash: false,
+            flash_cleared: false,
+            created_at: now,
+            stored_expires_at: None,
+            stored_expiry: None,
+            pending_expiry: None,
+            new_id: None,
+            delete_id: None,
+            destroyed: false,
+            now,
+        }
+    }
+
+    /// A stored session.
+    pub(crate) fn loaded(id: SessionId, key: StoreKey, record: Record, resign_cookie: bool, now: SystemTime) -> Self {
+        State {
+            resign_cookie,
+            loaded_id: Some(id),
+            loaded_key: Some(key),
+            stored_expires_at: Some(record.expires_at),
+            stored_expiry: record.expiry,
+            created_at: record.created_at,
+            stored: Some(record),
+            ..State::fresh(now)
+        }
+    }
+
+    /// Values as loaded.
+    fn base(&self) -> &ValueMap {
+        self.stored.as_ref().map_or(&EMPTY, |record| &record.values)
+    }
+
+    /// The flash that arrived with this request.
+    pub(crate) fn incoming_flash(&self) -> &ValueMap {
+        match self.stored.as_ref() {
+            Some(record) if !self.flash_cleared => &record.flash,
+            _ => &EMPTY,
+        }
+    }
+
+    fn flash_mut(&mut self) -> &mut FlashChanges {
+        self.flash.get_or_insert_with(Box::default)
+    }
+
+    /// Flash set for the next request.
+    pub(crate) fn flash_outgoing(&self) -> &ValueMap {
+        self.flash.as_deref().map_or(&EMPTY, |flash| &flash.outgoing)
+    }
+
+    /// Flash shown to this request only.
+    pub(crate) fn flash_now(&self) -> &ValueMap {
+        self.flash.as_deref().map_or(&EMPTY, |flash| &flash.now)
+    }
+
+    fn flash_kept(&self, name: &str) -> bool {
+        self.flash.as_deref().is_some_and(|flash| flash.kept.contains(name))
+    }
+
+    pub(crate) fn current_id(&self) -> Option<&SessionId> {
+        self.new_id.as_ref().or(self.loaded_id.as_ref())
+    }
+
+    pub(crate) fn value_json(&self, name: &str) -> Option<&str> {
+        match self.pending.get(name) {
+            Some(change) => change.as_deref(),
+            None => self.base().get(name),
+        }
+    }
+
+    pub(crate) fn writable(&self, what: &str) -> bool {
+        if self.destroyed {
+            warn_destroyed(what);
+        }
+        !self.destroyed
+    }
+
+    pub(crate) fn set_value(&mut self, name: &'static str, json: String) {
+        if !self.writable("set") {
+            return;
+        }
+        if self.base().holds(name, &json) {
+            // Back to the stored value: nothing to write for this key.
+            self.pending.remove(name);
+        } else {
+            self.pending.insert(name, Some(json));
+        }
+    }
+
+    pub(crate) fn unset_value(&mut self, name: &'static str) {
+        if !self.writable("unset") {
+            return;
+        }
+        if self.base().contains_key(name) {
+            self.pending.insert(name, None);
+        } else {
+            self.pending.remove(name);
+        }
+    }
+
+    pub(crate) fn flash(&mut self, name: &str, json: String) {
+        if self.writable("flash") {
+            self.flash_mut().outgoing.insert(name, json);
+        }
+    }
+
+    pub(crate) fn regenerate_id(&mut self, delete_old: bool) {
+        if !self.writable("regenerate_id") {
+            return;
+        }
+        // A session that is not stored yet gets a fresh id when it is first saved anyway.
+        if let Some(loaded) = &self.loaded_id {
+            self.new_id = Some(SessionId::random());
+            if delete_old {
+                self.delete_id = Some(loaded.clone());
+            }
+        }
+    }
+
+    pub(crate) fn destroy(&mut self) {
+        self.destroyed = true;
+        // After `invalidate` the stored record to delete is already in `delete_id`.
+        self.delete_id = self.loaded_id.clone().or(self.delete_id.take());
+        self.new_id = None;
+        self.stored = None;
+        self.pending.clear();
+        self.flash = None;
+    }
+
+    pub(crate) fn invalidate(&mut self) {
+        if !self.writable("invalidate") {
+            return;
+        }
+        let old = self.loaded_id.take();
+        *self = State {
+            delete_id: old.or(self.delete_id.take()),
+            ..State::fresh(self.now)
+        };
+    }
+
+    pub(crate) fn clear(&mut self) {
+        if !self.writable("clear") {
+            return;
+        }
+        self.pending = self.base().keys().map(|name| (name.to_owned(), None)).collect();
+        self.flash = None;
+        self.reflash = false;
+        // The stored flash must be removed on save, not just hidden from this request.
+        self.flash_cleared = true;
+    }
+
+    pub(crate) fn set_expiry(&mut self, expiry: Option<Expiry>) {
+        if !self.writable("set_expiry") {
+            return;
+        }
+        self.pending_expiry = (expiry != self.stored_expiry).then_some(expiry);
+    }
+
+    pub(crate) fn expiry_override(&self) -> Option<Expiry> {
+        self.pending_expiry.unwrap_or(self.stored_expiry)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        let removed = self
+            .pending
+            .iter()
+            .filter(|(name, change)| change.is_none() && self.base().contains_key(name))
+            .count();
+        let added = self
+            .pending
+            .iter()
+            .filter(|(name, change)| change.is_some() && !self.base().contains_key(name))
+            .count();
+        self.base().len() + added - removed
+    }
+
+    pub(crate) fn is_dirty(&self) -> bool {
+        !self.pending.is_empty()
+            || !self.flash_outgoing().is_empty()
+            || self.pending_expiry.is_some()
+            || self.new_id.is_some()
+            || self.delete_id.is_some()
+            || self.destroyed
+    }
+
+    /// Values after this request's changes.
+    pub(crate) fn current_values(&self) -> ValueMap {
+        let mut values = self.base().clone();
+        for (name, change) in &self.pending {
+            match change {
+                Some(json) => values.insert(name, json),
+                None => values.remove(name),
+            };
+        }
+        values
+    }
+
+    pub(crate) fn flash_patch(&self) -> Patch {
+        // Incoming flash ages out unless kept; after `clear` all of it goes.
+        let stored_flash = self.stored.as_ref().map_or(&EMPTY, |record| &record.flash);
+        if stored_flash.is_empty() && self.flash_outgoing().is_empty() {
+            return Patch::new();
+        }
+        self.aged_flash_patch(stored_flash)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn aged_flash_patch(&self, stored_flash: &ValueMap) -> Patch {
+        let mut patch: Patch = stored_flash
+            .keys()
+            .filter(|name| self.flash_cleared || (!self.reflash && !self.flash_kept(name)))
+            .map(|name| (name.to_owned(), None))
+            .collect();
+        patch.extend(
+            self.flash_outgoing()
+                .iter()
+                .map(|(name, json)| (name.to_owned(), Some(json.to_owned()))),
+        );
+        patch
+    }
+
+    pub(crate) fn snapshot(&self) -> Record {
+        Record {
+            values: self.current_values(),
+            flash: self.incoming_flash().clone(),
+            created_at: self.created_at,
+            expires_at: self.stored_expires_at.unwrap_or(self.created_at),
+            expiry: self.expiry_override(),
+        }
+    }
+
+    /// Shows `json` under `name` to this request only.
+    pub(crate) fn flash_now_insert(&mut self, name: &str, json: String) {
+        if self.writable("flash_now") {
+            self.flash_mut().now.insert(name, json);
+        }
+    }
+
+    /// Carries the incoming flash under `name` over to the next request.
+    pub(crate) fn keep_flash(&mut self, name: &str) {
+        self.flash_mut().kept.insert(name.to_owned());
+    }
+
+    /// Carries all incoming flash over to the next request.
+    pub(crate) fn reflash(&mut self) {
+        self.reflash = true;
+    }
+
+    /// The flash set for the next request, taken out of the state.
+    pub(crate) fn take_outgoing_flash(&mut self) -> ValueMap {
+        self.flash.take().map(|flash| flash.outgoing).unwrap_or_default()
+    }
+}
