@@ -1,4 +1,5 @@
-//! What the layer applies to every request: the store, the cookie, expiry, the clock.
+//! What the layer applies to every request: the store, the cookie, expiry, the clock; and
+//! reading a record by the layer's rules.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,9 +7,11 @@ use std::time::Duration;
 use crate::clock::{Clock, SystemClock};
 use crate::cookie::{CookieSettings, SigningKey};
 use crate::expiry::ExpiryRules;
+use crate::id::StoreKey;
 use crate::id::StoreKeyCache;
-use crate::store::erased::ErasedStore;
-use crate::store::SessionStore;
+use crate::record::Record;
+use crate::store::erased::{ErasedStore, Timed};
+use crate::store::{SessionStore, StoreError};
 
 /// Everything the layer knows, shared by all requests.
 #[derive(Clone)]
@@ -33,6 +36,21 @@ impl Config {
             store_timeout: Some(Duration::from_secs(5)),
             clock: Arc::new(SystemClock),
             key_cache: Arc::new(StoreKeyCache::new()),
+        }
+    }
+}
+
+impl Config {
+    /// The record under `key`, as the store has it now. An undecodable record counts as none, so
+    /// that one corrupt record does not answer 503 to its owner forever (the next write starts a
+    /// new session).
+    pub(crate) async fn load_record(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
+        match Timed::new(self.store.load(key), self.store_timeout).await {
+            Err(StoreError::Corrupt(reason)) => {
+                tracing::warn!(%reason, "the stored session does not decode; starting a new one");
+                Ok(None)
+            }
+            other => other,
         }
     }
 }

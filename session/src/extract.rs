@@ -1,6 +1,5 @@
 //! `Session<V, F>` as an axum extractor, and what it answers when it cannot be extracted.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
@@ -69,8 +68,8 @@ where
 {
     type Rejection = SessionRejection;
 
-    fn from_request_parts(parts: &mut Parts, _state: &S) -> impl Future<Output = Result<Self, Self::Rejection>> + Send {
-        async move { loaded_session(parts).await.map(Session::from_loaded) }
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        loaded_session(parts).await.map(Session::from_loaded)
     }
 }
 
@@ -85,14 +84,9 @@ where
 {
     type Rejection = SessionRejection;
 
-    fn from_request_parts(
-        parts: &mut Parts,
-        _state: &S,
-    ) -> impl Future<Output = Result<Option<Self>, Self::Rejection>> + Send {
-        async move {
-            let request = loaded_session(parts).await?;
-            let stored = request.state().loaded_id.is_some();
-            Ok(stored.then(|| Session::from_loaded(request)))
-        }
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Option<Self>, Self::Rejection> {
+        let request = loaded_session(parts).await?;
+        let stored = request.state().loaded_id.is_some();
+        Ok(stored.then(|| Session::from_loaded(request)))
     }
 }

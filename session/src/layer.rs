@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::cookie::{vary_on_cookie, SigningKey};
 use crate::expiry::Expiry;
 use crate::request::RequestSession;
-use crate::save::{plan, save, Plan};
+use crate::save::save;
 use crate::store::{SessionStore, StoreError};
 
 /// Adds sessions to every request of the service it wraps.
@@ -228,7 +228,7 @@ where
 
 /// Bytes the save may take inside the response future before it is boxed: enough for a store
 /// that answers at once, so that its requests allocate nothing for the save.
-const INLINE_SAVE: usize = 512;
+const INLINE_SAVE: usize = 272;
 
 /// The save in progress: the `Set-Cookie` to send, or why the save failed.
 type SaveFuture = StackFuture<'static, Result<Option<HeaderValue>, StoreError>, INLINE_SAVE>;
@@ -278,7 +278,7 @@ where
                     let mut response = ready!(future.poll(cx))?;
                     // A request that never extracted the session has nothing to save, and its
                     // response does not depend on the session.
-                    let Some(plan) = planned(session) else {
+                    let Some(plan) = session.plan_save() else {
                         return Poll::Ready(Ok(response));
                     };
                     if plan.is_nothing() {
@@ -286,7 +286,7 @@ where
                         return Poll::Ready(Ok(response));
                     }
                     ResponseState::Saving {
-                        save: start_save(Arc::clone(session), plan),
+                        save: start_save(Arc::clone(session)),
                         response: Some(response),
                     }
                 }
@@ -304,15 +304,12 @@ where
     }
 }
 
-/// The plan that saves the request's session; `None` if no handler loaded it.
-fn planned(session: &RequestSession) -> Option<Plan> {
-    let mut state = session.loaded_state()?;
-    Some(plan(&mut state, &session.config.expiry))
-}
-
-/// The save of `plan`, stored in the response future when it fits.
-fn start_save(session: Arc<RequestSession>, plan: Plan) -> SaveFuture {
-    StackFuture::from_or_box(async move { save(&session.config, plan).await })
+/// The save that `session` planned, stored in the response future when it fits.
+fn start_save(session: Arc<RequestSession>) -> SaveFuture {
+    StackFuture::from_or_box(async move {
+        let plan = session.planned().expect("a save starts once its plan is made");
+        save(&session.config, plan).await
+    })
 }
 
 /// Puts the save's cookie and `Vary: Cookie` on the response — or answers 503 if the save
@@ -337,4 +334,43 @@ fn unavailable<B: Default>(error: &StoreError) -> Response<B> {
     let mut unavailable = Response::new(B::default());
     *unavailable.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     unavailable
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::erased::StoreFuture;
+    use crate::MemoryStore;
+
+    /// A store that answers at once costs a request no allocation for its calls or its save:
+    /// each is kept inline, in the future that awaits it.
+    #[test]
+    fn memory_store_calls_and_the_save_fit_inline() {
+        let store = MemoryStore::new();
+        let key = crate::SessionId::random().store_key();
+        let record = crate::store::Record::new(std::time::SystemTime::now(), std::time::SystemTime::now());
+        let changes = crate::store::Changes::default();
+        assert!(StoreFuture::<Option<crate::store::Record>>::has_space_for_val(
+            &SessionStore::load(&store, &key)
+        ));
+        assert!(StoreFuture::<crate::store::Created>::has_space_for_val(
+            &SessionStore::create(&store, &key, &record)
+        ));
+        assert!(StoreFuture::<crate::store::Applied>::has_space_for_val(
+            &SessionStore::apply(&store, &key, &changes)
+        ));
+        assert!(StoreFuture::<()>::has_space_for_val(&SessionStore::delete(
+            &store, &key
+        )));
+
+        let session = Arc::new(RequestSession::new(Arc::new(Config::new(store))));
+        let save = async move {
+            let plan = session.planned().expect("planned");
+            save(&session.config, plan).await
+        };
+        assert!(
+            SaveFuture::has_space_for_val(&save),
+            "{} bytes",
+            std::mem::size_of_val(&save)
+        );
+    }
 }

@@ -8,11 +8,9 @@ use http::HeaderMap;
 use parking_lot::lock_api::{MappedMutexGuard, MutexGuard};
 
 use crate::config::Config;
-use crate::cookie::{CookieId, MAX_CANDIDATES};
-use crate::id::StoreKey;
-use crate::record::Record;
+use crate::cookie::MAX_CANDIDATES;
+use crate::save::Plan;
 use crate::state::State;
-use crate::store::erased::with_timeout;
 use crate::store::StoreError;
 
 /// The session of one request, before and after it is loaded. Lives in the request's extensions.
@@ -23,6 +21,9 @@ pub(crate) struct RequestSession {
     loaded: AtomicBool,
     /// `None` until a handler extracts the session.
     state: StateLock,
+    /// What the save does, once planned: here rather than in the save's future, which borrows it
+    /// while the store works, so that the future stays small enough to be kept inline.
+    plan: spin::Once<Plan>,
 }
 
 /// The lock on a request's session state: a spin lock, whose unlock is a plain store where a
@@ -40,6 +41,7 @@ impl RequestSession {
             config,
             loaded: AtomicBool::new(false),
             state: StateLock::new(None),
+            plan: spin::Once::new(),
         }
     }
 
@@ -84,56 +86,42 @@ impl RequestSession {
             .take(MAX_CANDIDATES)
         {
             let (key, cached) = config.key_cache.key(&candidate.id);
-            let record = load_record(config, &key).await?;
-            if let Some(state) = adopt(config, candidate, key, cached, record, now) {
-                self.install(state);
-                return Ok(());
+            let record = config.load_record(&key).await?;
+            // An id the store does not know (or whose session has expired) is never adopted.
+            let Some(record) = record.filter(|r| config.expiry.is_live(r.created_at, r.expires_at, now)) else {
+                continue;
+            };
+            if !cached {
+                config.key_cache.remember(&candidate.id, key);
             }
+            self.install(|| State::loaded(candidate.id, key, record, candidate.signed_by_old_key, now));
+            return Ok(());
         }
-        self.install(State::fresh(now));
+        self.install(|| State::fresh(now));
         Ok(())
     }
 
-    fn install(&self, state: State) {
+    /// Plans the save of a loaded session (see [`save::plan`](crate::save::plan)); `None` if no
+    /// handler loaded it. The plan is kept here, for [`planned`](Self::planned).
+    pub(crate) fn plan_save(&self) -> Option<&Plan> {
+        let mut state = self.loaded_state()?;
+        Some(
+            self.plan
+                .call_once(|| crate::save::plan(&mut state, &self.config.expiry)),
+        )
+    }
+
+    /// The plan [`plan_save`](Self::plan_save) made.
+    pub(crate) fn planned(&self) -> Option<&Plan> {
+        self.plan.get()
+    }
+
+    /// Puts the loaded session in place (built there, not moved: it is the largest part of a
+    /// request's session).
+    fn install(&self, state: impl FnOnce() -> State) {
         // Extractors run one after another, so a second load in one request is not expected;
         // should two race, the first to finish wins and both see its session.
-        self.state.lock().get_or_insert(state);
+        self.state.lock().get_or_insert_with(state);
         self.loaded.store(true, Ordering::Release);
     }
-}
-
-/// The record under `key`, as the store has it now. An undecodable record counts as none, so
-/// that one corrupt record does not answer 503 to its owner forever (the next write starts a
-/// new session).
-pub(crate) async fn load_record(config: &Config, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-    match with_timeout(config.store_timeout, config.store.load(key)).await {
-        Err(StoreError::Corrupt(reason)) => {
-            tracing::warn!(%reason, "the stored session does not decode; starting a new one");
-            Ok(None)
-        }
-        other => other,
-    }
-}
-
-/// The session state for `record`, loaded for `candidate`, if it is live at `now`. An id the
-/// store does not know (or that has expired) is never adopted.
-fn adopt(
-    config: &Config,
-    candidate: CookieId,
-    key: StoreKey,
-    cached: bool,
-    record: Option<Record>,
-    now: std::time::SystemTime,
-) -> Option<State> {
-    let record = record.filter(|r| config.expiry.is_live(r.created_at, r.expires_at, now))?;
-    if !cached {
-        config.key_cache.remember(&candidate.id, key);
-    }
-    Some(State::loaded(
-        candidate.id,
-        key,
-        record,
-        candidate.signed_by_old_key,
-        now,
-    ))
 }

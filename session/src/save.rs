@@ -10,9 +10,8 @@ use crate::cookie::encode_value;
 use crate::expiry::{ExpiryRules, Renewed};
 use crate::id::{SessionId, StoreKey};
 use crate::record::{Changes, Record};
-use crate::request::load_record;
 use crate::state::State;
-use crate::store::erased::with_timeout;
+use crate::store::erased::Timed;
 use crate::store::{Applied, Created, StoreError};
 
 /// How many random ids `create` tries before giving up. With 144-bit ids a single collision is
@@ -196,41 +195,57 @@ fn move_plan(state: &mut State, rules: &ExpiryRules, from: StoreKey, delete: Opt
 }
 
 /// Does what `plan` says; returns the `Set-Cookie` to send, if any, or why the save failed.
-pub(crate) async fn save(config: &Config, plan: Plan) -> Result<Option<HeaderValue>, StoreError> {
+pub(crate) async fn save(config: &Config, plan: &Plan) -> Result<Option<HeaderValue>, StoreError> {
     let mut cookie = plan.cookie;
     let mut cookie_id = None;
-    match plan.write {
+    match &plan.write {
         None => {}
-        Some(Write::Create { record }) => cookie_id = Some(create(config, None, &record).await?),
-        Some(Write::Move { from, to, changes }) => match load_record(config, &from).await? {
-            Some(mut record) => {
-                record.apply(&changes);
-                cookie_id = Some(create(config, Some(to), &record).await?);
-            }
-            None => {
+        // Boxed: the rare writes take the most room, and the save's future is kept small enough
+        // to live inline in the response future.
+        Some(Write::Create { record }) => {
+            cookie_id = Some(Box::pin(create(config, SessionId::random(), record)).await?);
+        }
+        Some(Write::Move { from, to, changes }) => {
+            cookie_id = Box::pin(relocate(config, from, to, changes)).await?;
+            if cookie_id.is_none() {
                 tracing::debug!("the session ended while the request ran; its new id was dropped");
                 cookie = CookiePlan::Keep;
             }
-        },
+        }
         Some(Write::Apply { key, changes, id }) => {
-            let applied = with_timeout(config.store_timeout, config.store.apply(&key, &changes)).await?;
-            (cookie, cookie_id) = after_apply(applied, cookie, &id);
+            let applied = Timed::new(config.store.apply(key, changes), config.store_timeout).await?;
+            (cookie, cookie_id) = after_apply(applied, cookie, id);
         }
     }
-    if let Some(old) = plan.delete {
-        config.key_cache.forget(&old);
-        with_timeout(config.store_timeout, config.store.delete(&old.store_key())).await?;
+    if let Some(old) = &plan.delete {
+        config.key_cache.forget(old);
+        let key = old.store_key();
+        Timed::new(config.store.delete(&key), config.store_timeout).await?;
     }
     Ok(cookie_header(config, cookie, cookie_id))
 }
 
-/// Stores `record` under `first` (`regenerate_id`'s new id) or a random id, retrying with random
-/// ids on collision; returns the id it was stored under.
-async fn create(config: &Config, first: Option<SessionId>, record: &Record) -> Result<SessionId, StoreError> {
-    let mut candidate = first.unwrap_or_else(SessionId::random);
+/// `regenerate_id`'s write: the record under `from` as stored now, with `changes` applied,
+/// created under `to`; `None` if the session ended meanwhile.
+async fn relocate(
+    config: &Config,
+    from: &StoreKey,
+    to: &SessionId,
+    changes: &Changes,
+) -> Result<Option<SessionId>, StoreError> {
+    let Some(mut record) = config.load_record(from).await? else {
+        return Ok(None);
+    };
+    record.apply(changes);
+    create(config, to.clone(), &record).await.map(Some)
+}
+
+/// Stores `record` under `candidate` (`regenerate_id`'s new id, or a random one), retrying with
+/// random ids on collision; returns the id it was stored under.
+async fn create(config: &Config, mut candidate: SessionId, record: &Record) -> Result<SessionId, StoreError> {
     for _ in 0..CREATE_ATTEMPTS {
         let key = candidate.store_key();
-        match with_timeout(config.store_timeout, config.store.create(&key, record)).await? {
+        match Timed::new(config.store.create(&key, record), config.store_timeout).await? {
             Created::Created => {
                 config.key_cache.remember(&candidate, key);
                 return Ok(candidate);

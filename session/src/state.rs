@@ -1,5 +1,5 @@
 //! A session as one request sees and changes it: the record it loaded and this request's
-//! changes on top, before they are planned into store writes ([`save`](crate::save)).
+//! changes on top, before they are planned into store writes (by the `save` step).
 
 use std::collections::BTreeSet;
 use std::time::SystemTime;

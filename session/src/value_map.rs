@@ -22,7 +22,7 @@ pub(crate) const MAX_LEN: usize = u32::MAX as usize;
 /// rebuilds the buffer.
 ///
 /// The buffer is shared between clones and copied on write, so cloning a map (and a
-/// [`Record`](crate::store::Record)) allocates nothing: a store that keeps records in memory hands
+/// `Record`) allocates nothing: a store that keeps records in memory hands
 /// each request a clone, and merges into its own copy in place once no request holds it.
 ///
 /// Iteration (and serialization: a JSON object of strings) is in name order.

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use cookie::{Cookie, SameSite};
-use http::header::{HeaderMap, HeaderValue, COOKIE, VARY};
+use http::header::{Entry, HeaderMap, HeaderValue, OccupiedEntry, COOKIE, VARY};
 
 mod signing;
 
@@ -175,14 +175,21 @@ impl SessionIds<'_> {
 /// session response to another: merged into the `Vary` the handler set (one header listing
 /// both), left alone when it already names `Cookie` or is `*`.
 pub(crate) fn vary_on_cookie(headers: &mut HeaderMap) {
-    let mut existing = headers.get_all(VARY).iter().peekable();
-    if existing.peek().is_none() {
-        headers.insert(VARY, HeaderValue::from_static("Cookie"));
-        return;
+    match headers.entry(VARY) {
+        Entry::Vacant(vacant) => {
+            vacant.insert(HeaderValue::from_static("Cookie"));
+        }
+        Entry::Occupied(occupied) => merge_vary(occupied),
     }
+}
+
+/// `Cookie` added to the `Vary` values a handler set, unless they already cover it.
+#[cold]
+#[inline(never)]
+fn merge_vary(mut vary: OccupiedEntry<'_, HeaderValue>) {
     let mut merged = Vec::new();
-    for value in existing {
-        let value = value.as_bytes();
+    for value in vary.iter() {
+        let value = value.as_bytes().trim_ascii();
         let covers_cookie = value
             .split(|&b| b == b',')
             .map(<[u8]>::trim_ascii)
@@ -190,20 +197,15 @@ pub(crate) fn vary_on_cookie(headers: &mut HeaderMap) {
         if covers_cookie {
             return;
         }
-        if !value.trim_ascii().is_empty() {
-            if !merged.is_empty() {
-                merged.extend_from_slice(b", ");
-            }
-            merged.extend_from_slice(value.trim_ascii());
+        if !value.is_empty() {
+            merged.extend_from_slice(value);
+            merged.extend_from_slice(b", ");
         }
-    }
-    if !merged.is_empty() {
-        merged.extend_from_slice(b", ");
     }
     merged.extend_from_slice(b"Cookie");
     // Made of the handler's own header values and ASCII: valid whenever they were.
     if let Ok(value) = HeaderValue::from_bytes(&merged) {
-        headers.insert(VARY, value);
+        vary.insert(value);
     }
 }
 

@@ -8,17 +8,20 @@
 //! (a network store's future, boxed once per call as an `async_trait` would).
 
 use std::future::Future;
-use std::task::Poll;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use pin_project_lite::pin_project;
 use stackfuture::StackFuture;
+use tokio::time::Sleep;
 
 use super::{Applied, Created, SessionStore, StoreError, StoreKey};
 use crate::record::{Changes, Record};
 
 /// Bytes a store call's future may take before it is boxed: room for an in-memory store's
 /// futures and a wrapper or two around them (tests' counting and yielding stores).
-const INLINE_FUTURE: usize = 128;
+const INLINE_FUTURE: usize = 96;
 
 /// A store call in progress.
 pub(crate) type StoreFuture<'a, T> = StackFuture<'a, Result<T, StoreError>, INLINE_FUTURE>;
@@ -49,30 +52,44 @@ impl<S: SessionStore> ErasedStore for S {
     }
 }
 
-/// Awaits a store call for at most `limit` (`None`: as long as it takes); a call that outlasts
-/// it is [`StoreError::Unavailable`].
-///
-/// The call is polled once before any timer is armed: a store that answers at once (in memory)
-/// costs no timer, and one that must be waited for arms a single one.
-pub(crate) async fn with_timeout<T>(limit: Option<Duration>, call: StoreFuture<'_, T>) -> Result<T, StoreError> {
-    let mut call = std::pin::pin!(call);
-    if let Poll::Ready(result) = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await {
-        return result;
+pin_project! {
+    /// A store call that may take at most `limit` (`None`: as long as it takes); one that outlasts
+    /// it is [`StoreError::Unavailable`].
+    ///
+    /// The timer is armed only once the call has had to wait: a store that answers at once (in
+    /// memory) costs no timer. It is boxed, because it is the largest part of a call's state and only
+    /// calls that wait need one (their stores allocate more than that per call anyway).
+    pub(crate) struct Timed<'a, T> {
+        #[pin]
+        call: StoreFuture<'a, T>,
+        limit: Option<Duration>,
+        timer: Option<Pin<Box<Sleep>>>,
     }
-    let Some(limit) = limit else {
-        return call.await;
-    };
-    // Boxed: a timer is the largest part of a store call's state, and only waited-for calls
-    // need one (their stores allocate more than this per call anyway).
-    let mut timer = Box::pin(tokio::time::sleep(limit));
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(result) = call.as_mut().poll(cx) {
+}
+
+impl<'a, T> Timed<'a, T> {
+    pub(crate) fn new(call: StoreFuture<'a, T>, limit: Option<Duration>) -> Self {
+        Timed {
+            call,
+            limit,
+            timer: None,
+        }
+    }
+}
+
+impl<T> Future for Timed<'_, T> {
+    type Output = Result<T, StoreError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(result) = this.call.poll(cx) {
             return Poll::Ready(result);
         }
-        timer
-            .as_mut()
-            .poll(cx)
-            .map(|()| Err(StoreError::unavailable(format!("no answer within {limit:?}"))))
-    })
-    .await
+        let Some(limit) = *this.limit else {
+            return Poll::Pending;
+        };
+        let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        ready!(timer.as_mut().poll(cx));
+        Poll::Ready(Err(StoreError::unavailable(format!("no answer within {limit:?}"))))
+    }
 }
