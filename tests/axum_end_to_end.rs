@@ -1,7 +1,7 @@
 //! The session handle's semantics, driven through a real axum `Router` with `oneshot`, cookies
 //! carried between requests like a browser does.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,11 +9,9 @@ use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use parking_lot::Mutex;
 use serde::Deserialize;
-use typed_sessions::store::{Applied, Created, SessionStore, StoreError, StoreKey};
-use typed_sessions::store::{Changes, Record};
-use typed_sessions::{MemoryStore, Session, SessionLayer, SessionSchema, SigningKey};
+use typed_sessions::{Session, SessionLayer, SessionSchema, SigningKey};
+use typed_sessions_tests::{Failure, TestStore};
 
 #[derive(SessionSchema)]
 struct Values {
@@ -44,67 +42,6 @@ type AppSession = Session<Values, Flash>;
 #[path = "common/browser.rs"]
 mod browser;
 use browser::{send, Browser, Reply};
-
-/// Counts calls and remembers the last patch, around a `MemoryStore`.
-#[derive(Default)]
-struct CountingStore {
-    inner: MemoryStore,
-    loads: AtomicUsize,
-    creates: AtomicUsize,
-    applies: AtomicUsize,
-    deletes: AtomicUsize,
-    last_changes: Mutex<Option<Changes>>,
-}
-
-impl CountingStore {
-    fn counts(&self) -> [usize; 4] {
-        [&self.loads, &self.creates, &self.applies, &self.deletes].map(|n| n.load(Ordering::SeqCst))
-    }
-}
-
-impl SessionStore for CountingStore {
-    async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        self.loads.fetch_add(1, Ordering::SeqCst);
-        self.inner.load(key).await
-    }
-    async fn create(&self, key: &StoreKey, record: &Record) -> Result<Created, StoreError> {
-        self.creates.fetch_add(1, Ordering::SeqCst);
-        self.inner.create(key, record).await
-    }
-    async fn apply(&self, key: &StoreKey, changes: &Changes) -> Result<Applied, StoreError> {
-        self.applies.fetch_add(1, Ordering::SeqCst);
-        *self.last_changes.lock() = Some(changes.clone());
-        self.inner.apply(key, changes).await
-    }
-    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
-        self.deletes.fetch_add(1, Ordering::SeqCst);
-        self.inner.delete(key).await
-    }
-    async fn delete_expired(&self) -> Result<u64, StoreError> {
-        self.inner.delete_expired().await
-    }
-}
-
-/// A store that is down.
-struct DownStore;
-
-impl SessionStore for DownStore {
-    async fn load(&self, _: &StoreKey) -> Result<Option<Record>, StoreError> {
-        Err(StoreError::unavailable("connection refused"))
-    }
-    async fn create(&self, _: &StoreKey, _: &Record) -> Result<Created, StoreError> {
-        Err(StoreError::unavailable("connection refused"))
-    }
-    async fn apply(&self, _: &StoreKey, _: &Changes) -> Result<Applied, StoreError> {
-        Err(StoreError::unavailable("connection refused"))
-    }
-    async fn delete(&self, _: &StoreKey) -> Result<(), StoreError> {
-        Err(StoreError::unavailable("connection refused"))
-    }
-    async fn delete_expired(&self) -> Result<u64, StoreError> {
-        Err(StoreError::unavailable("connection refused"))
-    }
-}
 
 #[derive(Deserialize)]
 struct Param {
@@ -208,6 +145,9 @@ fn routes() -> Router {
             }),
         )
         .route("/clear-only", get(|mut s: AppSession| async move { s.clear() }))
+        .route("/vary-own", get(|s: AppSession| async move {
+            ([(axum::http::header::VARY, "Accept-Encoding")], format!("{:?}", s.get(Values::USER_ID)))
+        }))
         .route("/maybe", get(|s: Option<AppSession>| async move {
             match s {
                 Some(s) => format!("some {:?}", s.get(Values::USER_ID)),
@@ -216,13 +156,12 @@ fn routes() -> Router {
         }))
 }
 
-fn app_on(store: Arc<CountingStore>) -> Router {
+fn app_on(store: Arc<TestStore>) -> Router {
     routes().layer(SessionLayer::new(store))
 }
 
-#[tokio::test]
 async fn new_visitor_that_writes_nothing_gets_no_cookie_and_no_record() {
-    let store = Arc::new(CountingStore::default());
+    let store = Arc::new(TestStore::default());
     let mut browser = Browser::new(app_on(store.clone()));
     let reply = browser.get("/whoami").await;
     assert_eq!(reply.body, "None None");
@@ -235,9 +174,8 @@ async fn new_visitor_that_writes_nothing_gets_no_cookie_and_no_record() {
     assert!(store.inner.is_empty());
 }
 
-#[tokio::test]
 async fn values_survive_between_requests_with_secure_cookie_defaults() {
-    let store = Arc::new(CountingStore::default());
+    let store = Arc::new(TestStore::default());
     let mut browser = Browser::new(app_on(store.clone()));
     let login = browser.get("/login").await;
     let cookie = login.session_cookie().expect("login sets the session cookie");
@@ -251,9 +189,8 @@ async fn values_survive_between_requests_with_secure_cookie_defaults() {
     assert_eq!(store.inner.len(), 1);
 }
 
-#[tokio::test]
 async fn a_route_that_does_not_extract_the_session_never_touches_the_store() {
-    let store = Arc::new(CountingStore::default());
+    let store = Arc::new(TestStore::default());
     let mut browser = Browser::new(app_on(store.clone()));
     browser.get("/login").await;
     let before = store.counts();
@@ -263,9 +200,8 @@ async fn a_route_that_does_not_extract_the_session_never_touches_the_store() {
     assert_eq!(store.counts(), before);
 }
 
-#[tokio::test]
 async fn store_is_read_once_per_request_and_schemas_share_the_session() {
-    let store = Arc::new(CountingStore::default());
+    let store = Arc::new(TestStore::default());
     let mut browser = Browser::new(app_on(store.clone()));
     browser.get("/login").await;
     let loads = store.loads.load(Ordering::SeqCst);
@@ -280,9 +216,8 @@ async fn store_is_read_once_per_request_and_schemas_share_the_session() {
     );
 }
 
-#[tokio::test]
 async fn only_changed_keys_are_written_and_unchanged_requests_write_nothing() {
-    let store = Arc::new(CountingStore::default());
+    let store = Arc::new(TestStore::default());
     let mut browser = Browser::new(app_on(store.clone()));
     browser.get("/login").await;
     assert_eq!(browser.get("/count").await.body, "1");
@@ -309,7 +244,6 @@ async fn only_changed_keys_are_written_and_unchanged_requests_write_nothing() {
     assert_eq!(browser.get("/count").await.body, "2");
 }
 
-#[tokio::test]
 async fn flash_is_seen_by_the_next_request_only() {
     let mut browser = Browser::new(app_on(Default::default()));
     browser.get("/flash?v=saved").await;
@@ -317,7 +251,6 @@ async fn flash_is_seen_by_the_next_request_only() {
     assert_eq!(browser.get("/show-flash").await.body, "None None");
 }
 
-#[tokio::test]
 async fn requests_that_do_not_extract_the_session_do_not_age_flash() {
     let mut browser = Browser::new(app_on(Default::default()));
     browser.get("/flash").await;
@@ -326,7 +259,6 @@ async fn requests_that_do_not_extract_the_session_do_not_age_flash() {
     assert_eq!(browser.get("/show-flash").await.body, r#"Some("hello") None"#);
 }
 
-#[tokio::test]
 async fn reading_flash_twice_in_one_request_does_not_consume_it_and_flash_is_no_value() {
     let mut browser = Browser::new(app_on(Default::default()));
     browser.get("/flash").await;
@@ -343,9 +275,8 @@ async fn reading_flash_twice_in_one_request_does_not_consume_it_and_flash_is_no_
     );
 }
 
-#[tokio::test]
 async fn flash_now_is_visible_in_this_request_and_never_stored() {
-    let store = Arc::new(CountingStore::default());
+    let store = Arc::new(TestStore::default());
     let mut browser = Browser::new(app_on(store.clone()));
     assert_eq!(browser.get("/flash-now").await.body, r#"Some("right now")"#);
     assert!(store.inner.is_empty(), "flash_now alone must not create a session");
@@ -354,7 +285,6 @@ async fn flash_now_is_visible_in_this_request_and_never_stored() {
     assert_eq!(browser.get("/show-flash").await.body, "None None");
 }
 
-#[tokio::test]
 async fn keep_flash_carries_one_key_and_reflash_carries_all() {
     let mut browser = Browser::new(app_on(Default::default()));
     browser.get("/flash-both").await;
@@ -369,7 +299,6 @@ async fn keep_flash_carries_one_key_and_reflash_carries_all() {
     assert_eq!(browser.get("/show-flash").await.body, "None None");
 }
 
-#[tokio::test]
 async fn new_flash_replaces_incoming_flash_of_the_same_key() {
     let mut browser = Browser::new(app_on(Default::default()));
     browser.get("/flash?v=first").await;
@@ -377,9 +306,8 @@ async fn new_flash_replaces_incoming_flash_of_the_same_key() {
     assert_eq!(browser.get("/show-flash").await.body, r#"Some("second") None"#);
 }
 
-#[tokio::test]
 async fn regenerate_id_with_delete_old_kills_the_old_cookie() {
-    let store = Arc::new(CountingStore::default());
+    let store = Arc::new(TestStore::default());
     let mut browser = Browser::new(app_on(store.clone()));
     browser.get("/login").await;
     let old_cookie = browser.cookie.clone().unwrap();
@@ -400,9 +328,8 @@ async fn regenerate_id_with_delete_old_kills_the_old_cookie() {
     assert_eq!(store.inner.len(), 1);
 }
 
-#[tokio::test]
 async fn regenerate_id_without_delete_leaves_the_old_record() {
-    let store = Arc::new(CountingStore::default());
+    let store = Arc::new(TestStore::default());
     let mut browser = Browser::new(app_on(store.clone()));
     browser.get("/login").await;
     let old_cookie = browser.cookie.clone().unwrap();
@@ -416,9 +343,8 @@ async fn regenerate_id_without_delete_leaves_the_old_record() {
     assert_eq!(store.inner.len(), 2);
 }
 
-#[tokio::test]
 async fn destroy_deletes_the_record_expires_the_cookie_and_ignores_later_writes() {
-    let store = Arc::new(CountingStore::default());
+    let store = Arc::new(TestStore::default());
     let mut browser = Browser::new(app_on(store.clone()));
     browser.get("/login").await;
     let old_cookie = browser.cookie.clone().unwrap();
@@ -431,9 +357,8 @@ async fn destroy_deletes_the_record_expires_the_cookie_and_ignores_later_writes(
     assert_eq!(send(&app, "/whoami", Some(&old_cookie)).await.body, "None None");
 }
 
-#[tokio::test]
 async fn invalidate_clears_everything_and_moves_to_a_new_id() {
-    let store = Arc::new(CountingStore::default());
+    let store = Arc::new(TestStore::default());
     let mut browser = Browser::new(app_on(store.clone()));
     browser.get("/login").await;
     browser.get("/flash").await;
@@ -448,7 +373,6 @@ async fn invalidate_clears_everything_and_moves_to_a_new_id() {
     assert_eq!(store.inner.len(), 1);
 }
 
-#[tokio::test]
 async fn take_unset_clear_and_update() {
     let mut browser = Browser::new(app_on(Default::default()));
     browser.get("/login").await;
@@ -464,7 +388,6 @@ async fn take_unset_clear_and_update() {
     assert_eq!(browser.get("/show-flash").await.body, "None None");
 }
 
-#[tokio::test]
 async fn optional_extractor_is_none_without_a_stored_session() {
     let mut browser = Browser::new(app_on(Default::default()));
     assert_eq!(browser.get("/maybe").await.body, "none");
@@ -472,10 +395,9 @@ async fn optional_extractor_is_none_without_a_stored_session() {
     assert_eq!(browser.get("/maybe").await.body, "some Some(42)");
 }
 
-#[tokio::test]
 async fn bad_cookies_mean_no_session_and_are_never_adopted() {
     let key = SigningKey::from_bytes(&[9; 32]).unwrap();
-    let store = Arc::new(CountingStore::default());
+    let store = Arc::new(TestStore::default());
     let app = routes().layer(SessionLayer::new(store.clone()).with_signing_keys([key.clone()]));
     let mut browser = Browser::new(app.clone());
     browser.get("/login").await;
@@ -507,9 +429,8 @@ async fn bad_cookies_mean_no_session_and_are_never_adopted() {
     assert_eq!(send(&app, "/whoami", Some(&good)).await.body, r#"Some(42) Some("ada")"#);
 }
 
-#[tokio::test]
 async fn an_unknown_id_is_never_adopted() {
-    let store = Arc::new(CountingStore::default());
+    let store = Arc::new(TestStore::default());
     let app = app_on(store.clone());
     let planted = "id=AttackerChoseThisId0000";
     let reply = send(&app, "/login", Some(planted)).await;
@@ -518,11 +439,10 @@ async fn an_unknown_id_is_never_adopted() {
     assert_eq!(send(&app, "/whoami", Some(planted)).await.body, "None None");
 }
 
-#[tokio::test]
 async fn signing_key_rotation_keeps_old_cookies_working() {
     let old_key = SigningKey::from_bytes(&[1; 32]).unwrap();
     let new_key = SigningKey::from_bytes(&[2; 32]).unwrap();
-    let store = Arc::new(CountingStore::default());
+    let store = Arc::new(TestStore::default());
     let before = routes().layer(SessionLayer::new(store.clone()).with_signing_keys([old_key.clone()]));
     let mut browser = Browser::new(before);
     browser.get("/login").await;
@@ -545,16 +465,14 @@ async fn signing_key_rotation_keeps_old_cookies_working() {
     );
 }
 
-#[tokio::test]
 async fn missing_layer_is_a_500_that_names_the_fix() {
     let reply = send(&routes(), "/whoami", None).await;
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(reply.body.contains("SessionLayer"), "{}", reply.body);
 }
 
-#[tokio::test]
 async fn store_down_is_a_503_and_routes_without_sessions_still_work() {
-    let app = routes().layer(SessionLayer::new(DownStore));
+    let app = routes().layer(SessionLayer::new(TestStore::failing(Failure::Down)));
     assert_eq!(
         send(&app, "/whoami", Some("id=AAAAAAAAAAAAAAAAAAAAAAAA")).await.status,
         StatusCode::SERVICE_UNAVAILABLE
@@ -572,9 +490,8 @@ async fn store_down_is_a_503_and_routes_without_sessions_still_work() {
     );
 }
 
-#[tokio::test]
 async fn concurrent_requests_writing_different_keys_both_keep_their_writes() {
-    let store = Arc::new(CountingStore::default());
+    let store = Arc::new(TestStore::default());
     let gate = Arc::new(tokio::sync::Barrier::new(2));
     let app = {
         let (g1, g2) = (gate.clone(), gate.clone());
@@ -606,7 +523,6 @@ async fn concurrent_requests_writing_different_keys_both_keep_their_writes() {
     assert_eq!(browser.get("/count").await.body, "2");
 }
 
-#[tokio::test]
 async fn handlers_run_concurrently_across_sessions_without_mixing_them() {
     let app = app_on(Default::default());
     let browsers: Vec<_> = (0..20).map(|_| Browser::new(app.clone())).collect();
@@ -633,27 +549,9 @@ where
     out
 }
 
-#[tokio::test]
 async fn store_timeout_turns_a_hanging_store_into_a_503() {
-    struct HangingStore;
-    impl SessionStore for HangingStore {
-        async fn load(&self, _: &StoreKey) -> Result<Option<Record>, StoreError> {
-            std::future::pending().await
-        }
-        async fn create(&self, _: &StoreKey, _: &Record) -> Result<Created, StoreError> {
-            std::future::pending().await
-        }
-        async fn apply(&self, _: &StoreKey, _: &Changes) -> Result<Applied, StoreError> {
-            std::future::pending().await
-        }
-        async fn delete(&self, _: &StoreKey) -> Result<(), StoreError> {
-            std::future::pending().await
-        }
-        async fn delete_expired(&self) -> Result<u64, StoreError> {
-            std::future::pending().await
-        }
-    }
-    let app = routes().layer(SessionLayer::new(HangingStore).with_store_timeout(Duration::from_millis(50)));
+    let app = routes()
+        .layer(SessionLayer::new(TestStore::failing(Failure::Hanging)).with_store_timeout(Duration::from_millis(50)));
     let reply = tokio::time::timeout(
         Duration::from_secs(5),
         send(&app, "/whoami", Some("id=AAAAAAAAAAAAAAAAAAAAAAAA")),
@@ -663,9 +561,8 @@ async fn store_timeout_turns_a_hanging_store_into_a_503() {
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
 }
 
-#[tokio::test]
 async fn destroy_after_invalidate_still_deletes_the_old_record() {
-    let store = Arc::new(CountingStore::default());
+    let store = Arc::new(TestStore::default());
     let mut browser = Browser::new(app_on(store.clone()));
     browser.get("/login").await;
     let old_cookie = browser.cookie.clone().unwrap();
@@ -675,7 +572,6 @@ async fn destroy_after_invalidate_still_deletes_the_old_record() {
     assert_eq!(send(&app, "/whoami", Some(&old_cookie)).await.body, "None None");
 }
 
-#[tokio::test]
 async fn clear_removes_stored_flash_too() {
     let mut browser = Browser::new(app_on(Default::default()));
     browser.get("/login").await;
@@ -685,27 +581,8 @@ async fn clear_removes_stored_flash_too() {
     assert_eq!(browser.get("/whoami").await.body, "None None");
 }
 
-#[tokio::test]
 async fn an_undecodable_record_is_no_session_not_a_503_forever() {
-    struct CorruptStore;
-    impl SessionStore for CorruptStore {
-        async fn load(&self, _: &StoreKey) -> Result<Option<Record>, StoreError> {
-            Err(StoreError::Corrupt("not JSON".into()))
-        }
-        async fn create(&self, _: &StoreKey, _: &Record) -> Result<Created, StoreError> {
-            Ok(Created::Created)
-        }
-        async fn apply(&self, _: &StoreKey, _: &Changes) -> Result<Applied, StoreError> {
-            Ok(Applied::Missing)
-        }
-        async fn delete(&self, _: &StoreKey) -> Result<(), StoreError> {
-            Ok(())
-        }
-        async fn delete_expired(&self) -> Result<u64, StoreError> {
-            Ok(0)
-        }
-    }
-    let app = routes().layer(SessionLayer::new(CorruptStore));
+    let app = routes().layer(SessionLayer::new(TestStore::failing(Failure::Corrupt)));
     let reply = send(&app, "/whoami", Some("id=AAAAAAAAAAAAAAAAAAAAAAAA")).await;
     assert_eq!((reply.status, reply.body.as_str()), (StatusCode::OK, "None None"));
     let reply = send(&app, "/login", Some("id=AAAAAAAAAAAAAAAAAAAAAAAA")).await;
@@ -741,7 +618,7 @@ impl Gate {
 }
 
 /// The test routes plus `/held`, which holds at `gate` and then runs `then` on the session.
-fn app_with_held_route(store: Arc<CountingStore>, gate: &Gate, then: fn(&mut AppSession)) -> Router {
+fn app_with_held_route(store: Arc<TestStore>, gate: &Gate, then: fn(&mut AppSession)) -> Router {
     let gate = gate.clone();
     Router::new()
         .route(
@@ -761,9 +638,8 @@ async fn logged_in(app: &Router) -> String {
     browser.cookie.unwrap()
 }
 
-#[tokio::test]
 async fn a_slow_request_never_undoes_a_logout() {
-    let (store, gate) = (Arc::new(CountingStore::default()), Gate::default());
+    let (store, gate) = (Arc::new(TestStore::default()), Gate::default());
     let app = app_with_held_route(store.clone(), &gate, |s| s.set(Values::USER_ID, 99));
     let cookie = logged_in(&app).await;
     let slow = gate.around(&app, &cookie, "/held", "/destroy").await;
@@ -774,9 +650,8 @@ async fn a_slow_request_never_undoes_a_logout() {
     assert_eq!(send(&app, "/whoami", Some(&cookie)).await.body, "None None");
 }
 
-#[tokio::test]
 async fn regenerate_id_never_brings_back_a_session_destroyed_meanwhile() {
-    let (store, gate) = (Arc::new(CountingStore::default()), Gate::default());
+    let (store, gate) = (Arc::new(TestStore::default()), Gate::default());
     let app = app_with_held_route(store.clone(), &gate, |s| {
         s.regenerate_id(true);
         s.set(Values::VISITS, 5);
@@ -795,9 +670,8 @@ async fn regenerate_id_never_brings_back_a_session_destroyed_meanwhile() {
     );
 }
 
-#[tokio::test]
 async fn regenerate_id_keeps_what_a_concurrent_request_wrote() {
-    let (store, gate) = (Arc::new(CountingStore::default()), Gate::default());
+    let (store, gate) = (Arc::new(TestStore::default()), Gate::default());
     let app = app_with_held_route(store.clone(), &gate, |s| s.regenerate_id(true));
     let cookie = logged_in(&app).await;
     // `/other` sets Other::THEME while `/held` holds the session it loaded before.
@@ -811,9 +685,8 @@ async fn regenerate_id_keeps_what_a_concurrent_request_wrote() {
     assert_eq!(store.inner.len(), 1, "the old record was not deleted");
 }
 
-#[tokio::test]
 async fn host_prefixed_cookie_names_work_with_their_required_settings() {
-    let app = routes().layer(SessionLayer::new(MemoryStore::new()).with_cookie_name("__Host-id"));
+    let app = routes().layer(SessionLayer::new(TestStore::default()).with_cookie_name("__Host-id"));
     let reply = send(&app, "/login", None).await;
     let set_cookie = reply.set_cookie.first().expect("a session cookie");
     assert!(set_cookie.starts_with("__Host-id="), "{set_cookie}");
@@ -826,7 +699,7 @@ fn host_prefix_with_a_domain_is_refused_when_the_app_is_built() {
     // `with_state` turns handlers into services, as `axum::serve` does at start-up.
     let _: Router = routes()
         .layer(
-            SessionLayer::new(MemoryStore::new())
+            SessionLayer::new(TestStore::default())
                 .with_cookie_name("__Host-id")
                 .with_domain("example.com"),
         )
@@ -838,7 +711,7 @@ fn host_prefix_with_a_domain_is_refused_when_the_app_is_built() {
 fn secure_prefix_without_secure_is_refused_when_the_app_is_built() {
     let _: Router = routes()
         .layer(
-            SessionLayer::new(MemoryStore::new())
+            SessionLayer::new(TestStore::default())
                 .with_cookie_name("__Secure-id")
                 .with_secure(false),
         )
@@ -849,14 +722,13 @@ fn secure_prefix_without_secure_is_refused_when_the_app_is_built() {
 #[should_panic(expected = "is not a valid cookie name")]
 fn an_invalid_cookie_name_is_refused_when_the_app_is_built() {
     let _: Router = routes()
-        .layer(SessionLayer::new(MemoryStore::new()).with_cookie_name("my session"))
+        .layer(SessionLayer::new(TestStore::default()).with_cookie_name("my session"))
         .with_state(());
 }
 
-#[tokio::test]
 async fn a_stale_session_cookie_sent_first_does_not_hide_the_live_one() {
     let key = SigningKey::from_bytes(&[5; 32]).unwrap();
-    let store = Arc::new(CountingStore::default());
+    let store = Arc::new(TestStore::default());
     let app = routes().layer(SessionLayer::new(store.clone()).with_signing_keys([key]));
     let mut browser = Browser::new(app.clone());
     browser.get("/login").await;
@@ -867,3 +739,71 @@ async fn a_stale_session_cookie_sent_first_does_not_hide_the_live_one() {
     let both = format!("{stale}; {live}");
     assert_eq!(send(&app, "/whoami", Some(&both)).await.body, r#"Some(42) Some("ada")"#);
 }
+
+/// A shared cache must not hand one user's session page or cookie to another: every response of
+/// a request that took the session varies on `Cookie`, merged with the handler's own `Vary`.
+async fn session_responses_vary_on_cookie_and_others_do_not() {
+    let store = Arc::new(TestStore::default());
+    let mut browser = Browser::new(app_on(store.clone()));
+    let visitor = browser.get("/whoami").await;
+    assert_eq!(visitor.vary, ["Cookie"], "a visitor's page depends on having no cookie");
+    let login = browser.get("/login").await;
+    assert!(!login.set_cookie.is_empty());
+    assert_eq!(login.vary, ["Cookie"]);
+    assert_eq!(browser.get("/read-only").await.vary, ["Cookie"]);
+    let own = browser.get("/vary-own").await;
+    assert_eq!(own.body, "Some(42)");
+    assert_eq!(
+        own.vary,
+        ["Accept-Encoding, Cookie"],
+        "the handler's Vary is kept, Cookie added once"
+    );
+    let logout = browser.get("/destroy").await;
+    assert!(
+        logout.cookie_header().is_some_and(|c| c == "id="),
+        "{:?}",
+        logout.set_cookie
+    );
+    assert_eq!(logout.vary, ["Cookie"]);
+    assert!(
+        browser.get("/no-session").await.vary.is_empty(),
+        "a route that never takes the session is left alone"
+    );
+}
+
+typed_sessions_tests::on_both_paths!(
+    session_responses_vary_on_cookie_and_others_do_not,
+    new_visitor_that_writes_nothing_gets_no_cookie_and_no_record,
+    values_survive_between_requests_with_secure_cookie_defaults,
+    a_route_that_does_not_extract_the_session_never_touches_the_store,
+    store_is_read_once_per_request_and_schemas_share_the_session,
+    only_changed_keys_are_written_and_unchanged_requests_write_nothing,
+    flash_is_seen_by_the_next_request_only,
+    requests_that_do_not_extract_the_session_do_not_age_flash,
+    reading_flash_twice_in_one_request_does_not_consume_it_and_flash_is_no_value,
+    flash_now_is_visible_in_this_request_and_never_stored,
+    keep_flash_carries_one_key_and_reflash_carries_all,
+    new_flash_replaces_incoming_flash_of_the_same_key,
+    regenerate_id_with_delete_old_kills_the_old_cookie,
+    regenerate_id_without_delete_leaves_the_old_record,
+    destroy_deletes_the_record_expires_the_cookie_and_ignores_later_writes,
+    invalidate_clears_everything_and_moves_to_a_new_id,
+    take_unset_clear_and_update,
+    optional_extractor_is_none_without_a_stored_session,
+    bad_cookies_mean_no_session_and_are_never_adopted,
+    an_unknown_id_is_never_adopted,
+    signing_key_rotation_keeps_old_cookies_working,
+    missing_layer_is_a_500_that_names_the_fix,
+    store_down_is_a_503_and_routes_without_sessions_still_work,
+    concurrent_requests_writing_different_keys_both_keep_their_writes,
+    handlers_run_concurrently_across_sessions_without_mixing_them,
+    store_timeout_turns_a_hanging_store_into_a_503,
+    destroy_after_invalidate_still_deletes_the_old_record,
+    clear_removes_stored_flash_too,
+    an_undecodable_record_is_no_session_not_a_503_forever,
+    a_slow_request_never_undoes_a_logout,
+    regenerate_id_never_brings_back_a_session_destroyed_meanwhile,
+    regenerate_id_keeps_what_a_concurrent_request_wrote,
+    host_prefixed_cookie_names_work_with_their_required_settings,
+    a_stale_session_cookie_sent_first_does_not_hide_the_live_one,
+);

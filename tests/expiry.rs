@@ -2,16 +2,14 @@
 //! per-session overrides ("remember me") and the rule that an unchanged request rewrites the
 //! expiry only once enough of the idle window has passed. Time is a `ManualClock`: no sleeping.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::routing::get;
 use axum::Router;
 use typed_sessions::clock::ManualClock;
-use typed_sessions::store::{Applied, Created, SessionStore, StoreError, StoreKey};
-use typed_sessions::store::{Changes, Record};
-use typed_sessions::{Expiry, MemoryStore, Session, SessionLayer, SessionSchema};
+use typed_sessions::{Expiry, Session, SessionLayer, SessionSchema};
+use typed_sessions_tests::TestStore;
 
 #[path = "common/browser.rs"]
 mod browser;
@@ -24,33 +22,6 @@ struct Values {
 
 const MINUTE: Duration = Duration::from_secs(60);
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// A `MemoryStore` that counts writes.
-#[derive(Default)]
-struct Store {
-    inner: MemoryStore,
-    writes: AtomicUsize,
-}
-
-impl SessionStore for Store {
-    async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        self.inner.load(key).await
-    }
-    async fn create(&self, key: &StoreKey, record: &Record) -> Result<Created, StoreError> {
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        self.inner.create(key, record).await
-    }
-    async fn apply(&self, key: &StoreKey, changes: &Changes) -> Result<Applied, StoreError> {
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        self.inner.apply(key, changes).await
-    }
-    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
-        self.inner.delete(key).await
-    }
-    async fn delete_expired(&self) -> Result<u64, StoreError> {
-        self.inner.delete_expired().await
-    }
-}
 
 /// `/login` stores a user, `/user` shows it: the routes every test here uses.
 fn login_and_user() -> Router {
@@ -68,13 +39,13 @@ fn login_and_user() -> Router {
 struct Fixture {
     browser: Browser,
     clock: ManualClock,
-    store: Arc<Store>,
+    store: Arc<TestStore>,
 }
 
 impl Fixture {
     fn new(configure: impl FnOnce(SessionLayer) -> SessionLayer) -> Self {
         let clock = ManualClock::new(SystemTime::now());
-        let store = Arc::new(Store::default());
+        let store = Arc::new(TestStore::default());
         let layer = configure(SessionLayer::new(Arc::clone(&store)).with_clock(clock.clone()));
         let app = login_and_user()
             .route(
@@ -105,11 +76,10 @@ impl Fixture {
     }
 
     fn writes(&self) -> usize {
-        self.store.writes.load(Ordering::SeqCst)
+        self.store.writes()
     }
 }
 
-#[tokio::test]
 async fn idle_timeout_sets_max_age_and_ends_an_idle_session() {
     let mut f = Fixture::new(|layer| layer.with_expiry(Expiry::Idle(30 * MINUTE)));
     let login = f.browser.get("/login").await;
@@ -127,7 +97,6 @@ async fn idle_timeout_sets_max_age_and_ends_an_idle_session() {
     assert_eq!(f.browser.get("/user").await.body, "", "30 idle minutes end it");
 }
 
-#[tokio::test]
 async fn an_unchanged_request_touches_only_after_half_the_window() {
     let mut f = Fixture::new(|layer| layer.with_expiry(Expiry::Idle(60 * MINUTE)));
     f.browser.get("/login").await;
@@ -158,7 +127,6 @@ async fn an_unchanged_request_touches_only_after_half_the_window() {
     );
 }
 
-#[tokio::test]
 async fn touch_fraction_is_configurable() {
     let mut f = Fixture::new(|layer| layer.with_expiry(Expiry::Idle(60 * MINUTE)).with_touch_after(0.0));
     f.browser.get("/login").await;
@@ -174,7 +142,6 @@ async fn touch_fraction_is_configurable() {
     }
 }
 
-#[tokio::test]
 async fn max_lifetime_caps_the_session_whatever_its_activity() {
     let mut f = Fixture::new(|layer| {
         layer
@@ -200,7 +167,6 @@ async fn max_lifetime_caps_the_session_whatever_its_activity() {
     );
 }
 
-#[tokio::test]
 async fn browser_session_cookies_have_no_max_age() {
     let mut f = Fixture::new(|layer| layer.with_expiry(Expiry::BrowserSession));
     let login = f.browser.get("/login").await;
@@ -215,7 +181,6 @@ async fn browser_session_cookies_have_no_max_age() {
     );
 }
 
-#[tokio::test]
 async fn remember_me_is_persisted_with_the_session_and_sets_max_age() {
     let mut f = Fixture::new(|layer| layer.with_expiry(Expiry::Idle(30 * MINUTE)));
     f.browser.get("/login").await;
@@ -246,7 +211,6 @@ async fn remember_me_is_persisted_with_the_session_and_sets_max_age() {
     );
 }
 
-#[tokio::test]
 async fn an_expired_record_is_not_served_even_if_the_store_still_has_it() {
     let mut f = Fixture::new(|layer| layer.with_expiry(Expiry::Idle(MINUTE)));
     f.browser.get("/login").await;
@@ -255,7 +219,6 @@ async fn an_expired_record_is_not_served_even_if_the_store_still_has_it() {
     assert_eq!(f.browser.get("/user").await.body, "");
 }
 
-#[tokio::test]
 async fn switching_to_a_browser_session_replaces_the_persistent_cookie() {
     let mut f = Fixture::new(|layer| layer.with_expiry(Expiry::Idle(30 * MINUTE)));
     f.browser.get("/login").await;
@@ -273,7 +236,6 @@ async fn switching_to_a_browser_session_replaces_the_persistent_cookie() {
     );
 }
 
-#[tokio::test]
 async fn an_idle_timeout_of_duration_max_means_never_and_does_not_panic() {
     let mut f = Fixture::new(|layer| {
         layer
@@ -291,7 +253,6 @@ async fn an_idle_timeout_of_duration_max_means_never_and_does_not_panic() {
 /// renewed by it, even if its expiry passes while the handler runs (a slow handler, here one
 /// that moves the clock), and what the request wrote is kept. The memory store judges expiry by
 /// the time the layer gives it, so this is the path where the request's time decides.
-#[tokio::test]
 async fn a_request_that_arrives_in_time_renews_its_session_even_if_the_handler_outlasts_it() {
     let clock = ManualClock::new(SystemTime::now());
     let in_handler = clock.clone();
@@ -304,7 +265,7 @@ async fn a_request_that_arrives_in_time_renews_its_session_even_if_the_handler_o
             }),
         )
         .layer(
-            SessionLayer::new(MemoryStore::new())
+            SessionLayer::new(TestStore::default())
                 .with_clock(clock.clone())
                 .with_expiry(Expiry::Idle(30 * MINUTE)),
         );
@@ -324,3 +285,16 @@ async fn a_request_that_arrives_in_time_renews_its_session_even_if_the_handler_o
     clock.advance(26 * MINUTE); // 30 minutes after the slow request arrived: ended
     assert_eq!(browser.get("/user").await.body, "");
 }
+
+typed_sessions_tests::on_both_paths!(
+    idle_timeout_sets_max_age_and_ends_an_idle_session,
+    an_unchanged_request_touches_only_after_half_the_window,
+    touch_fraction_is_configurable,
+    max_lifetime_caps_the_session_whatever_its_activity,
+    browser_session_cookies_have_no_max_age,
+    remember_me_is_persisted_with_the_session_and_sets_max_age,
+    an_expired_record_is_not_served_even_if_the_store_still_has_it,
+    switching_to_a_browser_session_replaces_the_persistent_cookie,
+    an_idle_timeout_of_duration_max_means_never_and_does_not_panic,
+    a_request_that_arrives_in_time_renews_its_session_even_if_the_handler_outlasts_it,
+);

@@ -14,6 +14,8 @@ pub struct Reply {
     pub status: StatusCode,
     pub body: String,
     pub set_cookie: Vec<String>,
+    /// The `Vary` header values.
+    pub vary: Vec<String>,
 }
 
 impl Reply {
@@ -76,10 +78,17 @@ pub async fn send_method(app: &Router, method: &str, path: &str, cookie: Option<
         .iter()
         .map(|v| v.to_str().unwrap().to_owned())
         .collect();
+    let vary = response
+        .headers()
+        .get_all(header::VARY)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
     let body = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
     Reply {
         status,
         body,
         set_cookie,
+        vary,
     }
 }

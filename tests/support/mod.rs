@@ -21,6 +21,7 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -28,6 +29,8 @@ use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+use typed_sessions::store::{Applied, Changes, Created, Record, SessionStore, StoreError, StoreKey};
+use typed_sessions::MemoryStore;
 
 /// Whether tests must fail instead of skipping when a server binary is missing
 /// (`REQUIRE_SERVERS=1`, set by `.ci/run`).
@@ -885,4 +888,169 @@ pub async fn concurrent_applies_from_two_instances_all_survive<S>(
     }
     assert_eq!(loaded.values.get("a"), loaded.values.get("b"));
     assert_eq!(loaded.values.get("user_id"), Some("42"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// An instrumented store, for the layer's tests
+
+/// How a [`TestStore`] answers: at once, as `MemoryStore` does, or only after yielding to the
+/// runtime on every call, as a store across a network does. The layer has one path for both;
+/// the end-to-end suites run every test both ways ([`on_both_paths!`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answers {
+    /// Every call is ready when first polled.
+    AtOnce,
+    /// Every call yields to the runtime once before it answers.
+    Awaited,
+}
+
+/// What a [`TestStore`] does instead of answering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Every call fails as an unreachable store's does.
+    Down,
+    /// No call ever answers.
+    Hanging,
+    /// `load` finds a record it cannot decode; writes do nothing.
+    Corrupt,
+}
+
+std::thread_local! {
+    static ANSWERS: std::cell::Cell<Answers> = const { std::cell::Cell::new(Answers::AtOnce) };
+}
+
+/// Runs the async test `body` on a current-thread runtime (as `#[tokio::test]` does), with every
+/// [`TestStore`] it makes answering as `answers` says.
+pub fn run_with(answers: Answers, body: impl Future<Output = ()>) {
+    ANSWERS.with(|cell| cell.set(answers));
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(body);
+}
+
+/// Declares each of the listed `async fn` tests twice, in modules `at_once` and `awaited`: once
+/// with [`TestStore`]s that answer at once, once with stores that must be awaited.
+#[macro_export]
+macro_rules! on_both_paths {
+    ($($test:ident),* $(,)?) => {
+        mod at_once {
+            $(#[test] fn $test() { $crate::run_with($crate::Answers::AtOnce, super::$test()) })*
+        }
+        mod awaited {
+            $(#[test] fn $test() { $crate::run_with($crate::Answers::Awaited, super::$test()) })*
+        }
+    };
+}
+
+/// A `MemoryStore` that counts its calls and keeps the last patch it was given; it answers at
+/// once or after yielding (see [`Answers`]; `default()` takes the mode of the running
+/// [`run_with`]), or [fails](Failure).
+pub struct TestStore {
+    /// Where the records are.
+    pub inner: MemoryStore,
+    answers: Answers,
+    failure: Option<Failure>,
+    /// Calls of `load` so far.
+    pub loads: AtomicUsize,
+    /// Calls of `create` so far.
+    pub creates: AtomicUsize,
+    /// Calls of `apply` so far.
+    pub applies: AtomicUsize,
+    /// Calls of `delete` so far.
+    pub deletes: AtomicUsize,
+    /// The patch of the last `apply`.
+    pub last_changes: parking_lot::Mutex<Option<Changes>>,
+}
+
+impl Default for TestStore {
+    fn default() -> Self {
+        TestStore {
+            inner: MemoryStore::new(),
+            answers: ANSWERS.with(std::cell::Cell::get),
+            failure: None,
+            loads: AtomicUsize::new(0),
+            creates: AtomicUsize::new(0),
+            applies: AtomicUsize::new(0),
+            deletes: AtomicUsize::new(0),
+            last_changes: parking_lot::Mutex::new(None),
+        }
+    }
+}
+
+impl TestStore {
+    /// A store that fails every call as `failure` says.
+    pub fn failing(failure: Failure) -> Self {
+        TestStore {
+            failure: Some(failure),
+            ..TestStore::default()
+        }
+    }
+
+    /// Calls so far: loads, creates, applies, deletes.
+    pub fn counts(&self) -> [usize; 4] {
+        [&self.loads, &self.creates, &self.applies, &self.deletes].map(|n| n.load(Ordering::SeqCst))
+    }
+
+    /// Creates and applies so far.
+    pub fn writes(&self) -> usize {
+        self.creates.load(Ordering::SeqCst) + self.applies.load(Ordering::SeqCst)
+    }
+
+    /// Counts the call, then waits or fails as the store is set to; `Ok(Some(answer))` is the
+    /// answer a corrupt store gives instead of the inner store's.
+    async fn call<T>(
+        &self,
+        counter: &AtomicUsize,
+        corrupt: impl FnOnce() -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        counter.fetch_add(1, Ordering::SeqCst);
+        if self.answers == Answers::Awaited {
+            tokio::task::yield_now().await;
+        }
+        match self.failure {
+            None => Ok(None),
+            Some(Failure::Down) => Err(StoreError::unavailable("connection refused")),
+            Some(Failure::Hanging) => std::future::pending().await,
+            Some(Failure::Corrupt) => corrupt().map(Some),
+        }
+    }
+}
+
+impl SessionStore for TestStore {
+    async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
+        match self
+            .call(&self.loads, || Err(StoreError::Corrupt("not JSON".into())))
+            .await?
+        {
+            Some(answer) => Ok(answer),
+            None => self.inner.load(key).await,
+        }
+    }
+    async fn create(&self, key: &StoreKey, record: &Record) -> Result<Created, StoreError> {
+        match self.call(&self.creates, || Ok(Created::Created)).await? {
+            Some(answer) => Ok(answer),
+            None => self.inner.create(key, record).await,
+        }
+    }
+    async fn apply(&self, key: &StoreKey, changes: &Changes) -> Result<Applied, StoreError> {
+        *self.last_changes.lock() = Some(changes.clone());
+        match self.call(&self.applies, || Ok(Applied::Missing)).await? {
+            Some(answer) => Ok(answer),
+            None => self.inner.apply(key, changes).await,
+        }
+    }
+    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+        match self.call(&self.deletes, || Ok(())).await? {
+            Some(answer) => Ok(answer),
+            None => self.inner.delete(key).await,
+        }
+    }
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        match self.call(&AtomicUsize::new(0), || Ok(0)).await? {
+            Some(answer) => Ok(answer),
+            None => self.inner.delete_expired().await,
+        }
+    }
 }
