@@ -278,10 +278,10 @@ where
                     let mut response = ready!(future.poll(cx))?;
                     // A request that never extracted the session has nothing to save, and its
                     // response does not depend on the session.
-                    let Some(plan) = session.plan_save() else {
+                    if !session.is_loaded() {
                         return Poll::Ready(Ok(response));
-                    };
-                    if plan.is_nothing() {
+                    }
+                    if session.plan_save().is_none() {
                         vary_on_cookie(response.headers_mut());
                         return Poll::Ready(Ok(response));
                     }

@@ -101,14 +101,15 @@ impl RequestSession {
         Ok(())
     }
 
-    /// Plans the save of a loaded session (see [`save::plan`](crate::save::plan)); `None` if no
-    /// handler loaded it. The plan is kept here, for [`planned`](Self::planned).
+    /// Plans the save of a loaded session (see [`save::plan`](crate::save::plan)); `None` if
+    /// there is nothing to save, or no handler loaded the session. The plan is kept here, for
+    /// [`planned`](Self::planned).
     pub(crate) fn plan_save(&self) -> Option<&Plan> {
         let mut state = self.loaded_state()?;
-        Some(
-            self.plan
-                .call_once(|| crate::save::plan(&mut state, &self.config.expiry)),
-        )
+        // Planned in its place: a plan is one of the largest values a request makes.
+        self.plan
+            .try_call_once(|| crate::save::plan(&mut state, &self.config.expiry).ok_or(()))
+            .ok()
     }
 
     /// The plan [`plan_save`](Self::plan_save) made.

@@ -53,12 +53,6 @@ enum CookiePlan {
 }
 
 impl Plan {
-    /// Nothing to write, no cookie to send: what most requests (read, unchanged, not due for a
-    /// touch) end with.
-    pub(crate) fn is_nothing(&self) -> bool {
-        self.write.is_none() && self.delete.is_none() && self.cookie == CookiePlan::Keep
-    }
-
     /// A session that ends without a successor: its record is deleted if it had one, and then
     /// its cookie goes too (a session that was never stored has no cookie of ours to remove).
     fn ending(delete: Option<SessionId>) -> Self {
@@ -75,41 +69,44 @@ impl Plan {
     }
 }
 
-/// What saving the request's session takes. Called once, after the handler: moves this
-/// request's changes out of `state`, and lets go of the loaded record, so that a store holding
-/// it in memory merges the changes in place instead of copying it.
-pub(crate) fn plan(state: &mut State, rules: &ExpiryRules) -> Plan {
+/// What saving the request's session takes; `None` when there is nothing to write and no
+/// cookie to send, as for most requests (read, unchanged, not due for a touch). Called once,
+/// after the handler: moves this request's changes out of `state`, and lets go of the loaded
+/// record, so that a store holding it in memory merges the changes in place instead of copying
+/// it.
+pub(crate) fn plan(state: &mut State, rules: &ExpiryRules) -> Option<Plan> {
     let plan = plan_changes(state, rules);
     state.stored = None;
-    plan
+    plan.filter(|plan| plan.write.is_some() || plan.delete.is_some() || plan.cookie != CookiePlan::Keep)
 }
 
-fn plan_changes(state: &mut State, rules: &ExpiryRules) -> Plan {
+fn plan_changes(state: &mut State, rules: &ExpiryRules) -> Option<Plan> {
     let delete = state.delete_id.take();
     if state.destroyed {
-        return Plan::ending(delete);
+        return Some(Plan::ending(delete));
     }
     let (Some(loaded), Some(key)) = (&state.loaded_id, state.loaded_key) else {
-        return create_plan(state, rules, delete);
+        return Some(create_plan(state, rules, delete));
     };
     if state.new_id.is_some() {
-        return move_plan(state, rules, key, delete);
+        return Some(move_plan(state, rules, key, delete));
     }
     let (expires_at, cookie) = renewal(state, rules);
-    let changes = Changes {
-        values: std::mem::take(&mut state.pending),
-        flash: state.flash_patch(),
-        expires_at,
-        expiry: state.pending_expiry,
-    };
-    if changes.is_empty() {
-        return Plan {
+    let flash = state.flash_patch();
+    if state.pending.is_empty() && flash.is_empty() && expires_at.is_none() && state.pending_expiry.is_none() {
+        return delete.is_some().then_some(Plan {
             write: None,
             delete,
             cookie: CookiePlan::Keep,
-        };
+        });
     }
-    Plan {
+    let changes = Changes {
+        values: std::mem::take(&mut state.pending),
+        flash,
+        expires_at,
+        expiry: state.pending_expiry,
+    };
+    Some(Plan {
         write: Some(Write::Apply {
             key,
             changes,
@@ -117,7 +114,7 @@ fn plan_changes(state: &mut State, rules: &ExpiryRules) -> Plan {
         }),
         delete,
         cookie,
-    }
+    })
 }
 
 /// The renewal of a stored session saved at the request's time: its new expiry time, if it is

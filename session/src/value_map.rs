@@ -4,6 +4,8 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -73,14 +75,15 @@ impl ValueMap {
     }
 
     /// Replaces the buffer with `bytes`.
-    fn set_buffer(&mut self, bytes: Vec<u8>) {
+    fn set_buffer(&mut self, bytes: &[u8]) {
         self.bytes = (!bytes.is_empty()).then(|| Arc::from(bytes));
     }
 
-    /// The buffer with `range` replaced by `with`.
-    fn spliced(&self, range: Range<usize>, with: impl Iterator<Item = u8>) -> Vec<u8> {
+    /// The buffer with `range` replaced by `with`: put together on the stack when it is small,
+    /// so that the new buffer costs one allocation.
+    fn spliced(&self, range: Range<usize>, with: impl Iterator<Item = u8>) -> SmallVec<[u8; 256]> {
         let buffer = self.buffer();
-        let mut bytes = Vec::with_capacity(buffer.len() + with.size_hint().0);
+        let mut bytes = SmallVec::with_capacity(buffer.len() + with.size_hint().0);
         bytes.extend_from_slice(&buffer[..range.start]);
         bytes.extend(with);
         bytes.extend_from_slice(&buffer[range.end..]);
@@ -131,14 +134,14 @@ impl ValueMap {
                     }
                     _ => {
                         let bytes = self.spliced(slot.start..slot.value.end, entry(name, json));
-                        self.set_buffer(bytes);
+                        self.set_buffer(&bytes);
                     }
                 }
                 true
             }
             Err(at) => {
                 let bytes = self.spliced(at..at, entry(name, json));
-                self.set_buffer(bytes);
+                self.set_buffer(&bytes);
                 false
             }
         }
@@ -149,7 +152,7 @@ impl ValueMap {
         match self.position(name.as_bytes()) {
             Ok(slot) => {
                 let bytes = self.spliced(slot.start..slot.value.end, std::iter::empty());
-                self.set_buffer(bytes);
+                self.set_buffer(&bytes);
                 true
             }
             Err(_) => false,
@@ -292,7 +295,7 @@ impl<N: AsRef<str>, J: AsRef<str>> FromIterator<(N, J)> for ValueMap {
             bytes.extend(entry(name.as_ref().as_bytes(), json.as_ref().as_bytes()));
         }
         let mut map = ValueMap::new();
-        map.set_buffer(bytes);
+        map.set_buffer(&bytes);
         map
     }
 }
@@ -388,6 +391,31 @@ mod tests {
             let expected: Vec<_> = model.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
             assert_eq!(entries, expected);
         }
+    }
+
+    #[test]
+    fn clones_share_the_buffer_until_one_changes_and_a_map_alone_rewrites_in_place() {
+        let mut map: ValueMap = [("a", "1"), ("b", "2")].into_iter().collect();
+        let snapshot = map.clone();
+        assert!(Arc::ptr_eq(
+            map.bytes.as_ref().unwrap(),
+            snapshot.bytes.as_ref().unwrap()
+        ));
+        map.insert("a", "3");
+        let buffer = Arc::as_ptr(map.bytes.as_ref().unwrap());
+        map.insert("a", "4");
+        assert_eq!(
+            Arc::as_ptr(map.bytes.as_ref().unwrap()),
+            buffer,
+            "a same-length value is rewritten in place"
+        );
+        map.insert("c", "5");
+        map.remove("b");
+        assert_eq!(snapshot.iter().collect::<Vec<_>>(), [("a", "1"), ("b", "2")]);
+        assert_eq!(map.iter().collect::<Vec<_>>(), [("a", "4"), ("c", "5")]);
+        map.remove("a");
+        map.remove("c");
+        assert!(map.is_empty() && map.bytes.is_none());
     }
 
     #[test]
