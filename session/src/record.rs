@@ -289,3 +289,94 @@ mod tests {
         assert!(record.flash.is_empty());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Names that collide often, so that patches overwrite and remove what earlier ones wrote.
+    fn name() -> impl Strategy<Value = String> {
+        prop_oneof!["[a-c]", "[a-c]{2}", "user_id", "é"]
+    }
+
+    /// JSON texts of several shapes and lengths.
+    fn json() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            ".{0,20}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+            prop::collection::vec(any::<u8>(), 0..5).prop_map(|v| serde_json::to_string(&v).unwrap()),
+            Just("null".to_owned()),
+        ]
+    }
+
+    fn patch() -> impl Strategy<Value = Vec<(String, Option<String>)>> {
+        prop::collection::vec((name(), prop::option::of(json())), 0..6)
+    }
+
+    fn value_map() -> impl Strategy<Value = ValueMap> {
+        prop::collection::vec((name(), json()), 0..6).prop_map(|entries| entries.into_iter().collect())
+    }
+
+    fn time() -> impl Strategy<Value = SystemTime> {
+        (-1_000_000_000_000i64..100_000_000_000_000).prop_map(crate::expiry::from_unix_millis)
+    }
+
+    fn expiry() -> impl Strategy<Value = Option<Expiry>> {
+        prop_oneof![
+            Just(None),
+            Just(Some(Expiry::BrowserSession)),
+            (0u64..1 << 40).prop_map(|ms| Some(Expiry::Idle(Duration::from_millis(ms)))),
+        ]
+    }
+
+    proptest! {
+        /// Applying patches one after another leaves the values a `BTreeMap` would hold, and a
+        /// patch itself behaves as a map in which the last change of a name wins.
+        #[test]
+        fn patches_merge_like_a_map(patches in prop::collection::vec(patch(), 0..6)) {
+            let now = SystemTime::UNIX_EPOCH;
+            let mut record = Record::new(now, now);
+            let mut model = BTreeMap::<String, String>::new();
+            for changes in patches {
+                let patch: Patch = changes.iter().cloned().collect();
+                let mut last = BTreeMap::new();
+                for (name, change) in &changes {
+                    last.insert(name.as_str(), change.as_deref());
+                }
+                prop_assert_eq!(patch.len(), last.len());
+                for (name, change) in &patch {
+                    prop_assert_eq!(last.get(name).copied(), Some(change.as_deref()));
+                    match change {
+                        Some(json) => model.insert(name.to_owned(), json.clone()),
+                        None => model.remove(name),
+                    };
+                }
+                record.apply(&Changes { values: patch, ..Changes::default() });
+                let values: Vec<(&str, &str)> = record.values.iter().collect();
+                let expected: Vec<(&str, &str)> = model.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+                prop_assert_eq!(values, expected);
+            }
+        }
+
+        /// A record survives its JSON form (the file store's format, and what `Session::data`
+        /// shows) unchanged, to the millisecond.
+        #[test]
+        fn records_round_trip_through_json(
+            values in value_map(),
+            flash in value_map(),
+            created_at in time(),
+            expires_at in time(),
+            expiry in expiry(),
+        ) {
+            let record = Record { values, flash, created_at, expires_at, expiry };
+            let json = serde_json::to_string(&record).unwrap();
+            let back: Record = serde_json::from_str(&json).unwrap();
+            prop_assert_eq!(back, record);
+        }
+    }
+}

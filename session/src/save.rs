@@ -288,3 +288,105 @@ fn cookie_header(config: &Config, cookie: CookiePlan, id: Option<SessionId>) -> 
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::time::{Duration, SystemTime};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// What a handler does with flash.
+    #[derive(Clone, Debug)]
+    enum Op {
+        Flash(&'static str, u8),
+        FlashNow(&'static str, u8),
+        Keep(&'static str),
+        Reflash,
+        Clear,
+        Read(&'static str),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let name = prop::sample::select(vec!["notice", "alert", "error"]);
+        prop_oneof![
+            (name.clone(), any::<u8>()).prop_map(|(n, v)| Op::Flash(n, v)),
+            (name.clone(), any::<u8>()).prop_map(|(n, v)| Op::FlashNow(n, v)),
+            name.clone().prop_map(Op::Keep),
+            Just(Op::Reflash),
+            Just(Op::Clear),
+            name.prop_map(Op::Read),
+        ]
+    }
+
+    proptest! {
+        /// Over any sequence of requests, each request sees the flash the one before it set (or
+        /// carried), `flash_now` only in itself, and what reaches the store after it is what a
+        /// plain model of the rules says: incoming flash goes unless kept or reflashed, `clear`
+        /// drops all of it, new flash replaces old under the same name.
+        #[test]
+        fn flash_ages_as_the_model_says(requests in prop::collection::vec(prop::collection::vec(op(), 0..6), 1..8)) {
+            let rules = ExpiryRules::default();
+            let now = SystemTime::now();
+            let id = SessionId::random();
+            let key = id.store_key();
+            let mut record = Record::new(now, now + Duration::from_secs(3600));
+            record.values.insert("user", "1");
+            let mut model = BTreeMap::<&str, String>::new();
+            for ops in requests {
+                let mut state = State::loaded(id.clone(), key, record.clone(), false, now);
+                let (mut outgoing, mut shown_now) = (BTreeMap::new(), BTreeMap::new());
+                let (mut kept, mut reflash, mut cleared) = (BTreeSet::new(), false, false);
+                for op in ops {
+                    match op {
+                        Op::Flash(name, v) => {
+                            state.flash(name, v.to_string());
+                            outgoing.insert(name, v.to_string());
+                        }
+                        Op::FlashNow(name, v) => {
+                            state.flash_now_insert(name, v.to_string());
+                            shown_now.insert(name, v.to_string());
+                        }
+                        Op::Keep(name) => {
+                            state.keep_flash(name);
+                            kept.insert(name);
+                        }
+                        Op::Reflash => {
+                            state.reflash();
+                            reflash = true;
+                        }
+                        Op::Clear => {
+                            state.clear();
+                            (outgoing, shown_now, kept, reflash, cleared) =
+                                (BTreeMap::new(), BTreeMap::new(), BTreeSet::new(), false, true);
+                        }
+                        Op::Read(name) => {
+                            let seen = state.flash_now().get(name).or_else(|| state.incoming_flash().get(name));
+                            let expected = shown_now.get(name).or(if cleared { None } else { model.get(name) });
+                            prop_assert_eq!(seen, expected.map(String::as_str), "read {}", name);
+                        }
+                    }
+                }
+                if cleared {
+                    model.clear();
+                } else if !reflash {
+                    model.retain(|name, _| kept.contains(name));
+                }
+                model.extend(outgoing);
+                match plan(&mut state, &rules) {
+                    None => {}
+                    Some(Plan { write: Some(Write::Apply { changes, .. }), delete: None, .. }) => record.apply(&changes),
+                    Some(other) => prop_assert!(false, "a loaded session planned {:?}", other),
+                }
+                let stored: BTreeMap<&str, String> = record.flash.iter().map(|(n, v)| (n, v.to_owned())).collect();
+                let expected: BTreeMap<&str, String> = model.iter().map(|(n, v)| (*n, v.clone())).collect();
+                prop_assert_eq!(stored, expected);
+                if cleared {
+                    prop_assert!(record.values.is_empty(), "clear keeps no values");
+                }
+            }
+        }
+    }
+}

@@ -314,3 +314,84 @@ mod tests {
         settings.check();
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::id::SessionId;
+
+    fn session_id() -> impl Strategy<Value = SessionId> {
+        "[A-Za-z0-9_-]{24}".prop_map(|text| SessionId::parse(&text).expect("24 base64url characters"))
+    }
+
+    fn keys() -> impl Strategy<Value = Vec<SigningKey>> {
+        prop::collection::vec(prop::array::uniform32(any::<u8>()), 1..4)
+            .prop_map(|secrets| secrets.iter().map(|s| SigningKey::from_bytes(s).unwrap()).collect())
+    }
+
+    /// One `name=value` pair of a hostile `Cookie` header: our name or another, any value a
+    /// header can carry, ids with forged or truncated signatures.
+    fn noise() -> impl Strategy<Value = String> {
+        let name = prop_oneof!["id", "ID", "xid", "id ", "[a-z]{0,5}"];
+        let value = prop_oneof![
+            "[ -~]{0,60}".prop_map(|v| v.replace(';', "")),
+            (session_id(), "[A-Za-z0-9_-]{43}").prop_map(|(id, tag)| format!("{}.{tag}", id.as_str())),
+            session_id().prop_map(|id| id.as_str().to_owned()),
+            session_id().prop_map(|id| format!("\"{}.", id.as_str())),
+        ];
+        (name, value).prop_map(|(name, value)| format!("{name}={value}"))
+    }
+
+    proptest! {
+        /// Whatever a client sends, reading it never panics, and the only ids found are those a
+        /// key of ours signed, in the order they were sent.
+        #[test]
+        fn only_signed_ids_are_found_in_any_cookie_header(
+            keys in keys(),
+            noise in prop::collection::vec(noise(), 0..12),
+            genuine in prop::collection::vec((session_id(), any::<prop::sample::Index>()), 0..3),
+            raw in prop::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let settings = CookieSettings::default();
+            let mut pairs = noise;
+            let mut signed = Vec::new();
+            for (id, at) in genuine {
+                let value = encode_value(&id, "id", &keys);
+                pairs.insert(at.index(pairs.len() + 1), format!("id={value}"));
+                signed.push((value, id));
+            }
+            // The genuine values, in the order they ended up in the header.
+            let expected: Vec<SessionId> = pairs
+                .iter()
+                .filter_map(|pair| signed.iter().find(|(value, _)| pair == &format!("id={value}")))
+                .map(|(_, id)| id.clone())
+                .collect();
+            let mut headers = HeaderMap::new();
+            headers.append(COOKIE, HeaderValue::from_str(&pairs.join("; ")).unwrap());
+            if let Ok(raw) = HeaderValue::from_bytes(&raw) {
+                headers.append(COOKIE, raw);
+            }
+            let found: Vec<SessionId> = settings.session_ids(&headers, &keys).map(|c| c.id).collect();
+            prop_assert_eq!(found, expected);
+        }
+
+        /// A value signed by any key of the ring verifies, says whether a retired key signed it,
+        /// and stops verifying once that key is dropped or under another cookie name.
+        #[test]
+        fn signed_values_round_trip_through_the_key_ring(id in session_id(), keys in keys(), signer in any::<prop::sample::Index>()) {
+            let signer = signer.index(keys.len());
+            let value = encode_value(&id, "id", &keys[signer..]);
+            let verified = signing::decode_value(&value, "id", &keys).expect("a key of the ring signed it");
+            prop_assert_eq!(&verified.id, &id);
+            prop_assert_eq!(verified.signed_by_old_key, signer > 0);
+            prop_assert!(signing::decode_value(&value, "other", &keys).is_none());
+            let without_signer: Vec<SigningKey> =
+                keys.iter().enumerate().filter(|(i, _)| *i != signer).map(|(_, k)| k.clone()).collect();
+            // Two random 32-byte secrets are equal only by a miracle: dropping the signer drops
+            // every key that can verify the value.
+            prop_assert!(signing::decode_value(&value, "id", &without_signer).is_none());
+        }
+    }
+}
