@@ -58,6 +58,7 @@
 //! - **New visitors** get no record and no cookie until something is written.
 //! - **Ids** are 144 random bits; stores only see their SHA-256 ([`store::StoreKey`]); unknown
 //!   ids are never adopted; cookies can be HMAC-signed with key rotation.
+//! - **Caches**: every response of a request that extracted the session has `Vary: Cookie`.
 //!
 //! # Cargo features
 //!

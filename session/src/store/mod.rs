@@ -35,6 +35,10 @@
 //! }
 //! ```
 //!
+//! The stores of this crate are made alike: `open(path)` or `connect(url)` gives a ready store
+//! (its table created if missing); `from_pool(pool)`, `from_pool_with_table(pool, table)` and
+//! `RedisStore::from_manager(manager)` build one on a client the app already has.
+//!
 //! The futures must be `Send`: hold no `!Send` value (a `std::sync::MutexGuard`, an `Rc`) across
 //! an `.await`. A store whose calls finish without waiting (one that keeps records in this
 //! process's memory) costs a request no allocation for its calls.

@@ -183,7 +183,14 @@ impl PostgresStore {
 
     /// A store on an existing pool; creates the table `typed_sessions` if it is missing.
     pub async fn from_pool(pool: PgPool) -> Result<Self, StoreError> {
-        let store = Self::new(pool);
+        Self::from_pool_with_table(pool, DEFAULT_TABLE).await
+    }
+
+    /// A store on an existing pool, in the table `table` (see
+    /// [`with_table_name`](Self::with_table_name)); creates it if it is missing. Named as
+    /// `SqliteStore::from_pool_with_table` is.
+    pub async fn from_pool_with_table(pool: PgPool, table: &str) -> Result<Self, StoreError> {
+        let store = Self::new(pool).with_table_name(table)?;
         store.migrate().await?;
         Ok(store)
     }
