@@ -2,7 +2,7 @@
 //! reading a record by the layer's rules.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::clock::{Clock, SystemClock};
 use crate::cookie::{CookieSettings, SigningKey};
@@ -44,8 +44,9 @@ impl Config {
     /// The record under `key`, as the store has it now. An undecodable record counts as none, so
     /// that one corrupt record does not answer 503 to its owner forever (the next write starts a
     /// new session).
-    pub(crate) async fn load_record(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        match Timed::new(self.store.load(key), self.store_timeout).await {
+    /// `now` is the request's time.
+    pub(crate) async fn load_record(&self, key: &StoreKey, now: SystemTime) -> Result<Option<Record>, StoreError> {
+        match Timed::new(self.store.load(key), self.store_timeout, now).await {
             Err(StoreError::Corrupt(reason)) => {
                 tracing::warn!(%reason, "the stored session does not decode; starting a new one");
                 Ok(None)

@@ -86,7 +86,7 @@ impl RequestSession {
             .take(MAX_CANDIDATES)
         {
             let (key, cached) = config.key_cache.key(&candidate.id);
-            let record = config.load_record(&key).await?;
+            let record = config.load_record(&key, now).await?;
             // An id the store does not know (or whose session has expired) is never adopted.
             let Some(record) = record.filter(|r| config.expiry.is_live(r.created_at, r.expires_at, now)) else {
                 continue;

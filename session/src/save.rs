@@ -1,7 +1,7 @@
 //! After the handler: what the request's changes take ([`plan`]), and doing it ([`save`]) —
 //! the store writes, then the `Set-Cookie` to send.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::HeaderValue;
 
@@ -21,6 +21,8 @@ const CREATE_ATTEMPTS: usize = 4;
 /// The store writes and cookie that end a request.
 #[derive(Debug)]
 pub(crate) struct Plan {
+    /// The request's time: the store calls are made at it.
+    now: SystemTime,
     write: Option<Write>,
     /// Deleted after the write succeeded.
     delete: Option<SessionId>,
@@ -55,13 +57,14 @@ enum CookiePlan {
 impl Plan {
     /// A session that ends without a successor: its record is deleted if it had one, and then
     /// its cookie goes too (a session that was never stored has no cookie of ours to remove).
-    fn ending(delete: Option<SessionId>) -> Self {
+    fn ending(now: SystemTime, delete: Option<SessionId>) -> Self {
         let cookie = if delete.is_some() {
             CookiePlan::Remove
         } else {
             CookiePlan::Keep
         };
         Plan {
+            now,
             write: None,
             delete,
             cookie,
@@ -83,7 +86,7 @@ pub(crate) fn plan(state: &mut State, rules: &ExpiryRules) -> Option<Plan> {
 fn plan_changes(state: &mut State, rules: &ExpiryRules) -> Option<Plan> {
     let delete = state.delete_id.take();
     if state.destroyed {
-        return Some(Plan::ending(delete));
+        return Some(Plan::ending(state.now, delete));
     }
     let (Some(loaded), Some(key)) = (&state.loaded_id, state.loaded_key) else {
         return Some(create_plan(state, rules, delete));
@@ -95,6 +98,7 @@ fn plan_changes(state: &mut State, rules: &ExpiryRules) -> Option<Plan> {
     let flash = state.flash_patch();
     if state.pending.is_empty() && flash.is_empty() && expires_at.is_none() && state.pending_expiry.is_none() {
         return delete.is_some().then_some(Plan {
+            now: state.now,
             write: None,
             delete,
             cookie: CookiePlan::Keep,
@@ -107,6 +111,7 @@ fn plan_changes(state: &mut State, rules: &ExpiryRules) -> Option<Plan> {
         expiry: state.pending_expiry,
     };
     Some(Plan {
+        now: state.now,
         write: Some(Write::Apply {
             key,
             changes,
@@ -120,7 +125,7 @@ fn plan_changes(state: &mut State, rules: &ExpiryRules) -> Option<Plan> {
 /// The renewal of a stored session saved at the request's time: its new expiry time, if it is
 /// to be rewritten, and the cookie to send. A changed expiry, or a cookie signed by a retired
 /// key, renews at once.
-fn renewal(state: &State, rules: &ExpiryRules) -> (Option<std::time::SystemTime>, CookiePlan) {
+fn renewal(state: &State, rules: &ExpiryRules) -> (Option<SystemTime>, CookiePlan) {
     let forced = state.pending_expiry.is_some() || state.resign_cookie;
     let stored_expires_at = state.stored_expires_at.unwrap_or(state.created_at);
     let expiry = rules.effective(state.expiry_override());
@@ -156,9 +161,10 @@ fn create_plan(state: &mut State, rules: &ExpiryRules, delete: Option<SessionId>
         expiry: state.expiry_override(),
     };
     if record.values.is_empty() && record.flash.is_empty() {
-        return Plan::ending(delete);
+        return Plan::ending(state.now, delete);
     }
     Plan {
+        now: state.now,
         write: Some(Write::Create { record }),
         delete,
         cookie: CookiePlan::Set {
@@ -174,6 +180,7 @@ fn create_plan(state: &mut State, rules: &ExpiryRules, delete: Option<SessionId>
 fn move_plan(state: &mut State, rules: &ExpiryRules, from: StoreKey, delete: Option<SessionId>) -> Plan {
     let renewed = rules.renewed(rules.effective(state.expiry_override()), state.created_at, state.now);
     Plan {
+        now: state.now,
         write: Some(Write::Move {
             from,
             to: state.new_id.clone().expect("a move has a new id"),
@@ -200,24 +207,24 @@ pub(crate) async fn save(config: &Config, plan: &Plan) -> Result<Option<HeaderVa
         // Boxed: the rare writes take the most room, and the save's future is kept small enough
         // to live inline in the response future.
         Some(Write::Create { record }) => {
-            cookie_id = Some(Box::pin(create(config, SessionId::random(), record)).await?);
+            cookie_id = Some(Box::pin(create(config, SessionId::random(), record, plan.now)).await?);
         }
         Some(Write::Move { from, to, changes }) => {
-            cookie_id = Box::pin(relocate(config, from, to, changes)).await?;
+            cookie_id = Box::pin(relocate(config, from, to, changes, plan.now)).await?;
             if cookie_id.is_none() {
                 tracing::debug!("the session ended while the request ran; its new id was dropped");
                 cookie = CookiePlan::Keep;
             }
         }
         Some(Write::Apply { key, changes, id }) => {
-            let applied = Timed::new(config.store.apply(key, changes), config.store_timeout).await?;
+            let applied = Timed::new(config.store.apply(key, changes), config.store_timeout, plan.now).await?;
             (cookie, cookie_id) = after_apply(applied, cookie, id);
         }
     }
     if let Some(old) = &plan.delete {
         config.key_cache.forget(old);
         let key = old.store_key();
-        Timed::new(config.store.delete(&key), config.store_timeout).await?;
+        Timed::new(config.store.delete(&key), config.store_timeout, plan.now).await?;
     }
     Ok(cookie_header(config, cookie, cookie_id))
 }
@@ -229,20 +236,26 @@ async fn relocate(
     from: &StoreKey,
     to: &SessionId,
     changes: &Changes,
+    now: SystemTime,
 ) -> Result<Option<SessionId>, StoreError> {
-    let Some(mut record) = config.load_record(from).await? else {
+    let Some(mut record) = config.load_record(from, now).await? else {
         return Ok(None);
     };
     record.apply(changes);
-    create(config, to.clone(), &record).await.map(Some)
+    create(config, to.clone(), &record, now).await.map(Some)
 }
 
 /// Stores `record` under `candidate` (`regenerate_id`'s new id, or a random one), retrying with
 /// random ids on collision; returns the id it was stored under.
-async fn create(config: &Config, mut candidate: SessionId, record: &Record) -> Result<SessionId, StoreError> {
+async fn create(
+    config: &Config,
+    mut candidate: SessionId,
+    record: &Record,
+    now: SystemTime,
+) -> Result<SessionId, StoreError> {
     for _ in 0..CREATE_ATTEMPTS {
         let key = candidate.store_key();
-        match Timed::new(config.store.create(&key, record), config.store_timeout).await? {
+        match Timed::new(config.store.create(&key, record), config.store_timeout, now).await? {
             Created::Created => {
                 config.key_cache.remember(&candidate, key);
                 return Ok(candidate);

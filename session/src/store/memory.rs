@@ -1,7 +1,6 @@
-use std::time::SystemTime;
-
 use parking_lot::Mutex;
 
+use super::erased::request_time;
 use super::{Applied, Created, SessionStore, StoreError, StoreKey};
 use crate::id::RandomKeyMap;
 use crate::record::{Changes, Record};
@@ -65,7 +64,7 @@ impl std::fmt::Debug for MemoryStore {
 
 impl SessionStore for MemoryStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        let now = SystemTime::now();
+        let now = request_time();
         let mut shard = self.shard(key).lock();
         Ok(match shard.get(key) {
             Some(record) if record.is_expired_at(now) => {
@@ -77,7 +76,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn create(&self, key: &StoreKey, record: &Record) -> Result<Created, StoreError> {
-        let now = SystemTime::now();
+        let now = request_time();
         let mut shard = self.shard(key).lock();
         if shard.get(key).is_some_and(|live| !live.is_expired_at(now)) {
             return Ok(Created::Collision);
@@ -87,7 +86,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn apply(&self, key: &StoreKey, changes: &Changes) -> Result<Applied, StoreError> {
-        let now = SystemTime::now();
+        let now = request_time();
         let mut shard = self.shard(key).lock();
         Ok(match shard.get_mut(key) {
             Some(record) if !record.is_expired_at(now) => {
@@ -106,7 +105,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn delete_expired(&self) -> Result<u64, StoreError> {
-        let now = SystemTime::now();
+        let now = request_time();
         let mut removed = 0u64;
         for shard in &self.shards {
             let mut shard = shard.lock();
