@@ -306,10 +306,7 @@ where
 
 /// The save that `session` planned, stored in the response future when it fits.
 fn start_save(session: Arc<RequestSession>) -> SaveFuture {
-    let save = async move {
-        let plan = session.planned().expect("a save starts once its plan is made");
-        save(&session.config, plan).await
-    };
+    let save = planned_save(session);
     // Boxing would still work, but cost every save an allocation: keep `INLINE_SAVE` up to date.
     debug_assert!(
         SaveFuture::has_space_for_val(&save),
@@ -317,6 +314,14 @@ fn start_save(session: Arc<RequestSession>) -> SaveFuture {
         std::mem::size_of_val(&save)
     );
     StackFuture::from_or_box(save)
+}
+
+/// Carries out the plan `session` made.
+fn planned_save(session: Arc<RequestSession>) -> impl Future<Output = Result<Option<HeaderValue>, StoreError>> + Send {
+    async move {
+        let plan = session.planned().expect("a save starts once its plan is made");
+        save(&session.config, plan).await
+    }
 }
 
 /// Puts the save's cookie and `Vary: Cookie` on the response — or answers 503 if the save
@@ -370,10 +375,7 @@ mod tests {
         )));
 
         let session = Arc::new(RequestSession::new(Arc::new(Config::new(store))));
-        let save = async move {
-            let plan = session.planned().expect("planned");
-            save(&session.config, plan).await
-        };
+        let save = planned_save(session);
         assert!(
             SaveFuture::has_space_for_val(&save),
             "{} bytes",

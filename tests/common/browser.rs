@@ -72,18 +72,17 @@ pub async fn send_method(app: &Router, method: &str, path: &str, cookie: Option<
     }
     let response = app.clone().oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
     let status = response.status();
-    let set_cookie = response
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect();
-    let vary = response
-        .headers()
-        .get_all(header::VARY)
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect();
+    let (set_cookie, vary) = {
+        let values = |name| {
+            response
+                .headers()
+                .get_all(name)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect()
+        };
+        (values(header::SET_COOKIE), values(header::VARY))
+    };
     let body = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
     Reply {
         status,
