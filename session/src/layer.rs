@@ -317,11 +317,9 @@ fn start_save(session: Arc<RequestSession>) -> SaveFuture {
 }
 
 /// Carries out the plan `session` made.
-fn planned_save(session: Arc<RequestSession>) -> impl Future<Output = Result<Option<HeaderValue>, StoreError>> + Send {
-    async move {
-        let plan = session.planned().expect("a save starts once its plan is made");
-        save(&session.config, plan).await
-    }
+async fn planned_save(session: Arc<RequestSession>) -> Result<Option<HeaderValue>, StoreError> {
+    let plan = session.planned().expect("a save starts once its plan is made");
+    save(&session.config, plan).await
 }
 
 /// Puts the save's cookie and `Vary: Cookie` on the response — or answers 503 if the save
