@@ -228,7 +228,7 @@ where
 
 /// Bytes the save may take inside the response future before it is boxed: enough for a store
 /// that answers at once, so that its requests allocate nothing for the save.
-const INLINE_SAVE: usize = 248;
+const INLINE_SAVE: usize = 256;
 
 /// The save in progress: the `Set-Cookie` to send, or why the save failed.
 type SaveFuture = StackFuture<'static, Result<Option<HeaderValue>, StoreError>, INLINE_SAVE>;
