@@ -808,10 +808,7 @@ async fn read_response(connection: &mut BufReader<TcpStream>) -> io::Result<Http
     Ok(response)
 }
 
-/// A random store key, as a fresh session would have.
-pub fn fresh_key() -> typed_sessions::store::StoreKey {
-    typed_sessions::SessionId::random().store_key()
-}
+pub use typed_sessions::store::conformance::{fresh_key, millis_from_now, set_value};
 
 /// Milliseconds since the Unix epoch (negative before it): the form the stores keep times in.
 pub fn to_unix_millis(time: std::time::SystemTime) -> i64 {
@@ -821,24 +818,11 @@ pub fn to_unix_millis(time: std::time::SystemTime) -> i64 {
     }
 }
 
-/// Now plus `offset_ms` (negative: in the past), to the millisecond, the precision stores keep.
-pub fn millis_from_now(offset_ms: i64) -> std::time::SystemTime {
-    let millis = to_unix_millis(std::time::SystemTime::now()) + offset_ms;
-    std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(millis).expect("a time after 1970"))
-}
-
 /// A record that lives an hour, holding `user_id = 42`.
 pub fn live_record() -> typed_sessions::store::Record {
     let mut record = typed_sessions::store::Record::new(millis_from_now(0), millis_from_now(3_600_000));
     record.values.insert("user_id", "42");
     record
-}
-
-/// A change set that sets one value.
-pub fn set_value(name: &str, json: &str) -> typed_sessions::store::Changes {
-    let mut changes = typed_sessions::store::Changes::default();
-    changes.values.insert(name.to_owned(), Some(json.into()));
-    changes
 }
 
 /// Tasks on a multi-thread runtime apply patches to one session, alternating between two store

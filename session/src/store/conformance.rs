@@ -42,12 +42,14 @@ pub async fn run<S: SessionStore + ?Sized>(store: &S) {
     loaded_records_are_snapshots(store).await;
 }
 
-fn fresh_key() -> StoreKey {
+/// A random store key, as a new session would have: for a store's own tests.
+pub fn fresh_key() -> StoreKey {
     SessionId::random().store_key()
 }
 
-/// A time stores can keep exactly: whole milliseconds.
-fn millis_from_now(offset_ms: i64) -> SystemTime {
+/// Now plus `offset_ms` (negative: in the past), in whole milliseconds, the precision stores
+/// keep times in: for a store's own tests.
+pub fn millis_from_now(offset_ms: i64) -> SystemTime {
     from_unix_millis(to_unix_millis(SystemTime::now()) + offset_ms)
 }
 
@@ -86,7 +88,8 @@ async fn must_apply<S: SessionStore + ?Sized>(store: &S, key: &StoreKey, changes
         .unwrap_or_else(|error| panic!("{check}: apply failed: {error}"))
 }
 
-fn set(name: &str, json: &str) -> Changes {
+/// A change set that sets one value: for a store's own tests.
+pub fn set_value(name: &str, json: &str) -> Changes {
     let mut changes = Changes::default();
     changes.values.insert(name.to_owned(), Some(json.into()));
     changes
@@ -144,7 +147,7 @@ pub async fn apply_merges_key_by_key<S: SessionStore + ?Sized>(store: &S) {
     let key = fresh_key();
     must_create(store, &key, &live_record(), check).await;
 
-    let mut changes = set("theme", r#""dark""#);
+    let mut changes = set_value("theme", r#""dark""#);
     changes.values.insert("cart", None);
     assert_eq!(
         must_apply(store, &key, &changes, check).await,
@@ -181,7 +184,9 @@ pub async fn concurrent_changes_to_different_keys_all_survive<S: SessionStore + 
     must_create(store, &key, &live_record(), check).await;
 
     let writers = 16;
-    let change_sets: Vec<Changes> = (0..writers).map(|i| set(&format!("key{i}"), &i.to_string())).collect();
+    let change_sets: Vec<Changes> = (0..writers)
+        .map(|i| set_value(&format!("key{i}"), &i.to_string()))
+        .collect();
     let results = join_all(change_sets.iter().map(|changes| store.apply(&key, changes))).await;
     for result in results {
         match result {
@@ -215,7 +220,7 @@ pub async fn apply_never_resurrects<S: SessionStore + ?Sized>(store: &S) {
         .await
         .unwrap_or_else(|error| panic!("{check}: delete failed: {error}"));
 
-    let mut changes = set("user_id", "7");
+    let mut changes = set_value("user_id", "7");
     changes.expires_at = Some(millis_from_now(3_600_000));
     assert_eq!(
         must_apply(store, &key, &changes, check).await,
@@ -282,7 +287,7 @@ pub async fn expired_records_are_gone<S: SessionStore + ?Sized>(store: &S) {
         "{check}: load returned an expired record: {loaded:?}"
     );
     assert_eq!(
-        must_apply(store, &expired_key, &set("user_id", "1"), check).await,
+        must_apply(store, &expired_key, &set_value("user_id", "1"), check).await,
         Applied::Missing,
         "{check}: apply patched an expired record"
     );
@@ -467,7 +472,7 @@ pub async fn loaded_records_are_snapshots<S: SessionStore + ?Sized>(store: &S) {
     must_create(store, &key, &record, check).await;
     let snapshot = must_load(store, &key, check).await;
 
-    let mut changes = set("user_id", "43");
+    let mut changes = set_value("user_id", "43");
     changes.values.insert("cart", None);
     changes.values.insert("theme", Some(r#""dark""#.into()));
     changes.flash.insert("notice", None);
