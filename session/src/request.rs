@@ -73,7 +73,8 @@ impl RequestSession {
     ///
     /// The cookie is read here rather than when the request arrives: a request whose handler
     /// takes no session never reads it. A store that answers at once is not waited for (see
-    /// [`with_timeout`]), so for an in-memory store this future is ready when first polled.
+    /// `Timed` in `store::erased`), so for an in-memory store this future is ready when first
+    /// polled.
     pub(crate) async fn load(&self, headers: &HeaderMap) -> Result<(), StoreError> {
         if self.is_loaded() {
             return Ok(());

@@ -1,4 +1,4 @@
-//! The session handle a handler works with, and the per-request state behind it.
+//! The session handle a handler works with: typed reads and writes on the request's `State`.
 
 use std::fmt;
 use std::marker::PhantomData;

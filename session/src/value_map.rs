@@ -25,7 +25,8 @@ pub(crate) const MAX_LEN: usize = u32::MAX as usize;
 ///
 /// The buffer is shared between clones and copied on write, so cloning a map (and a
 /// `Record`) allocates nothing: a store that keeps records in memory hands
-/// each request a clone, and merges into its own copy in place once no request holds it.
+/// each request a clone, and rewrites a value of the same length in place once no request holds
+/// the buffer (any other change builds a new buffer, in one allocation).
 ///
 /// Iteration (and serialization: a JSON object of strings) is in name order.
 ///

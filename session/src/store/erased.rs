@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use pin_project_lite::pin_project;
 use stackfuture::StackFuture;
+use tokio::task::Unconstrained;
 use tokio::time::Sleep;
 
 use super::{Applied, Created, SessionStore, StoreError, StoreKey};
@@ -64,7 +65,7 @@ pin_project! {
         #[pin]
         call: StoreFuture<'a, T>,
         limit: Option<Duration>,
-        timer: Option<Pin<Box<Sleep>>>,
+        timer: Option<Pin<Box<Unconstrained<Sleep>>>>,
         // The request's time, which this crate's stores judge expiry by (see `request_time`).
         now: SystemTime,
     }
@@ -97,7 +98,11 @@ impl<T> Future for Timed<'_, T> {
         let Some(limit) = *this.limit else {
             return Poll::Pending;
         };
-        let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        // Outside tokio's cooperative budget, as `tokio::time::timeout` polls its timer: a call
+        // that spends the task's budget on every poll must still time out.
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::task::unconstrained(tokio::time::sleep(limit))));
         ready!(timer.as_mut().poll(cx));
         Poll::Ready(Err(StoreError::unavailable(format!("no answer within {limit:?}"))))
     }
@@ -114,7 +119,9 @@ std::thread_local! {
 /// the request, and a clock read costs as much as the rest of an in-memory store call (about
 /// 50 ns on a virtual machine without a fast clock). It also makes the store agree with a test
 /// clock ([`ManualClock`](crate::clock::ManualClock)). Not public: other stores read their own
-/// clock, or the database's.
+/// clock, or the database's. Work a store hands to another task or thread reads the system
+/// clock, and a `MemoryStore` polled inside another store's call (a user's tiered store) takes
+/// that call's request time.
 pub(crate) fn request_time() -> SystemTime {
     REQUEST_TIME.with(Cell::get).unwrap_or_else(SystemTime::now)
 }

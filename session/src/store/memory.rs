@@ -90,8 +90,8 @@ impl SessionStore for MemoryStore {
         let mut shard = self.shard(key).lock();
         Ok(match shard.get_mut(key) {
             Some(record) if !record.is_expired_at(now) => {
-                // In place unless a request still holds the values it loaded: that request keeps
-                // its snapshot and the store gets a copy.
+                // A value of the same length is rewritten in place unless a request still holds
+                // the values it loaded: that request keeps its snapshot and the store gets a copy.
                 record.apply(changes);
                 Applied::Applied
             }
