@@ -220,7 +220,7 @@ where
         ResponseFuture {
             state: ResponseState::Handler {
                 future: self.inner.call(request),
-                session,
+                session: Some(session),
             },
         }
     }
@@ -247,7 +247,8 @@ pin_project! {
         Handler {
             #[pin]
             future: F,
-            session: Arc<RequestSession>,
+            // Taken by the save, which owns it from then on.
+            session: Option<Arc<RequestSession>>,
         },
         Saving {
             #[pin]
@@ -278,15 +279,16 @@ where
                     let mut response = ready!(future.poll(cx))?;
                     // A request that never extracted the session has nothing to save, and its
                     // response does not depend on the session.
-                    if !session.is_loaded() {
+                    let Some(loaded) = session.as_ref().filter(|session| session.is_loaded()) else {
                         return Poll::Ready(Ok(response));
-                    }
-                    if session.plan_save().is_none() {
+                    };
+                    if loaded.plan_save().is_none() {
                         vary_on_cookie(response.headers_mut());
                         return Poll::Ready(Ok(response));
                     }
+                    let session = session.take().expect("the session is taken once, by the save");
                     ResponseState::Saving {
-                        save: start_save(Arc::clone(session)),
+                        save: start_save(session),
                         response: Some(response),
                     }
                 }
