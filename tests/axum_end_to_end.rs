@@ -642,7 +642,16 @@ async fn a_slow_request_never_undoes_a_logout() {
     let (store, gate) = (Arc::new(TestStore::default()), Gate::default());
     let app = app_with_held_route(store.clone(), &gate, |s| s.set(Values::USER_ID, 99));
     let cookie = logged_in(&app).await;
+    let [_, _, applies, deletes] = store.counts();
     let slow = gate.around(&app, &cookie, "/held", "/destroy").await;
+    // The race happened: the logout deleted the record, then the slow request's patch reached
+    // the store, which refused it.
+    assert_eq!(store.counts()[3], deletes + 1);
+    assert_eq!(
+        store.counts()[2],
+        applies + 1,
+        "the slow request's patch never reached the store"
+    );
     assert_eq!(slow.status, StatusCode::OK);
     // No Set-Cookie at all: removing `id` could remove a newer session's cookie.
     assert!(slow.session_cookie().is_none(), "{:?}", slow.set_cookie);
@@ -657,7 +666,13 @@ async fn regenerate_id_never_brings_back_a_session_destroyed_meanwhile() {
         s.set(Values::VISITS, 5);
     });
     let cookie = logged_in(&app).await;
+    let [loads, creates, _, _] = store.counts();
     let slow = gate.around(&app, &cookie, "/held", "/destroy").await;
+    // The race happened: the slow request loaded the session, the logout deleted it, and the
+    // slow request's save read it again (three loads: held, logout, the move's re-read) and
+    // created nothing.
+    assert_eq!(store.counts()[0], loads + 3, "the move never re-read the record");
+    assert_eq!(store.counts()[1], creates);
     assert_eq!(slow.status, StatusCode::OK);
     assert!(
         slow.session_cookie().is_none(),
