@@ -10,7 +10,7 @@ use crate::expiry::ExpiryRules;
 use crate::id::StoreKey;
 use crate::id::StoreKeyCache;
 use crate::record::Record;
-use crate::store::erased::{ErasedStore, Timed};
+use crate::store::erased::{ErasedStore, StoreFuture, Timed};
 use crate::store::{SessionStore, StoreError};
 
 /// Everything the layer knows, shared by all requests.
@@ -38,15 +38,17 @@ impl Config {
             key_cache: Arc::new(StoreKeyCache::new()),
         }
     }
-}
 
-impl Config {
-    /// The record under `key`, as the store has it now. An undecodable record counts as none, so
-    /// that one corrupt record does not answer 503 to its owner forever (the next write starts a
-    /// new session).
-    /// `now` is the request's time.
+    /// A store call made for a request whose time is `now`, bounded by the store timeout.
+    pub(crate) fn timed<'a, T>(&self, call: StoreFuture<'a, T>, now: SystemTime) -> Timed<'a, T> {
+        Timed::new(call, self.store_timeout, now)
+    }
+
+    /// The record under `key`, as the store has it now (`now` is the request's time). An
+    /// undecodable record counts as none, so that one corrupt record does not answer 503 to its
+    /// owner forever (the next write starts a new session).
     pub(crate) async fn load_record(&self, key: &StoreKey, now: SystemTime) -> Result<Option<Record>, StoreError> {
-        match Timed::new(self.store.load(key), self.store_timeout, now).await {
+        match self.timed(self.store.load(key), now).await {
             Err(StoreError::Corrupt(reason)) => {
                 tracing::warn!(%reason, "the stored session does not decode; starting a new one");
                 Ok(None)

@@ -11,7 +11,6 @@ use crate::expiry::{ExpiryRules, Renewed};
 use crate::id::{SessionId, StoreKey};
 use crate::record::{Changes, Record};
 use crate::state::State;
-use crate::store::erased::Timed;
 use crate::store::{Applied, Created, StoreError};
 
 /// How many random ids `create` tries before giving up. With 144-bit ids a single collision is
@@ -55,6 +54,11 @@ enum CookiePlan {
 }
 
 impl Plan {
+    /// Whether the plan writes, deletes or sends anything.
+    fn does_something(&self) -> bool {
+        self.write.is_some() || self.delete.is_some() || self.cookie != CookiePlan::Keep
+    }
+
     /// A session that ends without a successor: its record is deleted if it had one, and then
     /// its cookie goes too (a session that was never stored has no cookie of ours to remove).
     fn ending(now: SystemTime, delete: Option<SessionId>) -> Self {
@@ -80,7 +84,7 @@ impl Plan {
 pub(crate) fn plan(state: &mut State, rules: &ExpiryRules) -> Option<Plan> {
     let plan = plan_changes(state, rules);
     state.stored = None;
-    plan.filter(|plan| plan.write.is_some() || plan.delete.is_some() || plan.cookie != CookiePlan::Keep)
+    plan.filter(Plan::does_something)
 }
 
 fn plan_changes(state: &mut State, rules: &ExpiryRules) -> Option<Plan> {
@@ -97,7 +101,8 @@ fn plan_changes(state: &mut State, rules: &ExpiryRules) -> Option<Plan> {
     let (expires_at, cookie) = renewal(state, rules);
     let flash = state.flash_patch();
     if state.pending.is_empty() && flash.is_empty() && expires_at.is_none() && state.pending_expiry.is_none() {
-        return delete.is_some().then_some(Plan {
+        // Read, not changed, not due for a touch: no change set to build.
+        return Some(Plan {
             now: state.now,
             write: None,
             delete,
@@ -217,14 +222,14 @@ pub(crate) async fn save(config: &Config, plan: &Plan) -> Result<Option<HeaderVa
             }
         }
         Some(Write::Apply { key, changes, id }) => {
-            let applied = Timed::new(config.store.apply(key, changes), config.store_timeout, plan.now).await?;
+            let applied = config.timed(config.store.apply(key, changes), plan.now).await?;
             (cookie, cookie_id) = after_apply(applied, cookie, id);
         }
     }
     if let Some(old) = &plan.delete {
         config.key_cache.forget(old);
         let key = old.store_key();
-        Timed::new(config.store.delete(&key), config.store_timeout, plan.now).await?;
+        config.timed(config.store.delete(&key), plan.now).await?;
     }
     Ok(cookie_header(config, cookie, cookie_id))
 }
@@ -255,7 +260,7 @@ async fn create(
 ) -> Result<SessionId, StoreError> {
     for _ in 0..CREATE_ATTEMPTS {
         let key = candidate.store_key();
-        match Timed::new(config.store.create(&key, record), config.store_timeout, now).await? {
+        match config.timed(config.store.create(&key, record), now).await? {
             Created::Created => {
                 config.key_cache.remember(&candidate, key);
                 return Ok(candidate);

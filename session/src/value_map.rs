@@ -374,7 +374,7 @@ mod tests {
             seed ^= seed << 17;
             let name = names[(seed % names.len() as u64) as usize];
             let value = values[((seed >> 8) % values.len() as u64) as usize];
-            if (seed >> 16) % 3 == 0 {
+            if (seed >> 16).is_multiple_of(3) {
                 assert_eq!(map.remove(name), model.remove(name).is_some(), "remove {name:?}");
             } else {
                 assert_eq!(

@@ -21,8 +21,8 @@ use tokio::time::Sleep;
 use super::{Applied, Created, SessionStore, StoreError, StoreKey};
 use crate::record::{Changes, Record};
 
-/// Bytes a store call's future may take before it is boxed: room for an in-memory store's
-/// futures and a wrapper or two around them (tests' counting and yielding stores).
+/// Bytes a store call's future may take before it is boxed: room for `MemoryStore`'s futures
+/// (a test checks they fit); larger ones, network stores' and the tests' wrappers, are boxed.
 const INLINE_FUTURE: usize = 64;
 
 /// A store call in progress.
