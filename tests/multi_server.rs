@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
 use typed_sessions::{PostgresStore, RedisStore, Session, SessionLayer, SessionSchema, SessionStore, SigningKey};
-use typed_sessions_tests::{init_tracing, serve, HttpClient, PostgresServer, RedisServer, TestServer};
+use typed_sessions_tests::{init_tracing, serve, HttpClient, PostgresServer, RedisCluster, RedisServer, TestServer};
 
 #[derive(SessionSchema)]
 struct Values {
@@ -135,6 +135,16 @@ async fn three_instances_share_sessions_through_redis() {
     };
     let url = redis.url();
     round_robin(|| async { RedisStore::connect(&url).await.unwrap() }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_share_sessions_through_a_redis_cluster() {
+    init_tracing();
+    let Some(cluster) = RedisCluster::start().await else {
+        return;
+    };
+    let urls = cluster.urls();
+    round_robin(|| async { RedisStore::connect_cluster(&urls).await.unwrap() }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

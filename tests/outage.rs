@@ -1,6 +1,7 @@
 //! The store goes away mid-test: requests that need the session get a 503 quickly (no hang, no
 //! panic), requests that do not touch the session still get a 200, and once the store is back
-//! sessions work again without rebuilding the app.
+//! sessions work again without rebuilding the app. On Redis, PostgreSQL, and a Redis Cluster:
+//! all of it down, or one master failing over to its replica.
 
 use std::time::{Duration, Instant};
 
@@ -8,7 +9,9 @@ use axum::routing::get;
 use axum::Router;
 use typed_sessions::store::{SessionStore, StoreError};
 use typed_sessions::{PostgresStore, RedisStore, Session, SessionId, SessionLayer, SessionSchema};
-use typed_sessions_tests::{init_tracing, serve, HttpClient, HttpResponse, PostgresServer, RedisServer, TestServer};
+use typed_sessions_tests::{
+    init_tracing, serve, HttpClient, HttpResponse, PostgresServer, RedisCluster, RedisServer, TestServer,
+};
 
 #[derive(SessionSchema)]
 struct Values {
@@ -143,4 +146,87 @@ async fn postgres_outage_is_a_503_and_sessions_survive_the_restart() {
     // The data survived the restart: the old cookie's session carries on where it was.
     assert_eq!(first_success(&mut client, &server).await, "3");
     assert_eq!(timed_get(&mut client, &server, "/count").await.body, "4");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_outage_is_a_503_and_sessions_return_with_the_cluster() {
+    init_tracing();
+    let Some(mut cluster) = RedisCluster::start().await else {
+        return;
+    };
+    let store = RedisStore::connect_cluster(cluster.urls()).await.unwrap();
+    let server = serve(app(store.clone())).await;
+    let mut client = HttpClient::new();
+    assert_eq!(timed_get(&mut client, &server, "/count").await.body, "1");
+    assert_eq!(timed_get(&mut client, &server, "/count").await.body, "2");
+
+    cluster.stop().await;
+    down_answers(&mut client, &server).await;
+    store_fails_fast(&store).await;
+
+    cluster.restart().await;
+    // Like the single server, the nodes kept nothing on disk: a new session starts.
+    assert_eq!(first_success(&mut client, &server).await, "1");
+    assert_eq!(timed_get(&mut client, &server, "/count").await.body, "2");
+}
+
+/// Sessions spread over the cluster's three masters; enough that one master surely holds some
+/// (each lands on a given master with probability 1/3).
+const CLUSTER_SESSIONS: usize = 30;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_redis_cluster_master_is_a_503_until_its_replica_takes_over() {
+    init_tracing();
+    let Some(mut cluster) = RedisCluster::start().await else {
+        return;
+    };
+    let store = RedisStore::connect_cluster(cluster.urls()).await.unwrap();
+    let server = serve(app(store)).await;
+    let mut clients: Vec<HttpClient> = (0..CLUSTER_SESSIONS).map(|_| HttpClient::new()).collect();
+    for client in &mut clients {
+        assert_eq!(timed_get(client, &server, "/count").await.body, "1");
+        assert_eq!(timed_get(client, &server, "/count").await.body, "2");
+    }
+    // Replication is asynchronous: give the replicas a moment to receive the last writes, which
+    // a real failover could lose (see `RedisStore`'s documentation).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let masters = cluster.masters().await;
+    assert_eq!(masters.len(), 3, "a new cluster has three masters");
+    cluster.kill(masters[0]).await;
+    // Until a replica takes over, the sessions on the killed master get a 503 (within the
+    // bound), the others carry on.
+    let mut counts = vec![2u64; CLUSTER_SESSIONS];
+    let mut unavailable = 0;
+    for (client, count) in clients.iter_mut().zip(&mut counts) {
+        let response = timed_get(client, &server, "/count").await;
+        match response.status {
+            200 => {
+                *count += 1;
+                assert_eq!(response.body, count.to_string());
+            }
+            503 => unavailable += 1,
+            other => panic!("a request during the failover answered {other}: {}", response.body),
+        }
+    }
+    assert!(unavailable > 0, "no request noticed the failed master");
+    assert!(
+        unavailable < CLUSTER_SESSIONS,
+        "the other masters' sessions must keep working"
+    );
+
+    // The replica is promoted (three masters again); then, without restarting the app, every
+    // session works again and carries on from its count.
+    let started = Instant::now();
+    while cluster.masters().await.len() < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no replica took over the killed master"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cluster.wait_until_healthy().await;
+    for (client, count) in clients.iter_mut().zip(&counts) {
+        assert_eq!(first_success(client, &server).await, (count + 1).to_string());
+    }
 }

@@ -9,7 +9,7 @@ use typed_sessions::store::{conformance, Applied, Created, SessionStore, StoreEr
 use typed_sessions::store::{Changes, Record};
 use typed_sessions::{Expiry, RedisStore, SessionId};
 use typed_sessions_tests::to_unix_millis;
-use typed_sessions_tests::{free_port, init_tracing, millis_from_now, RedisServer};
+use typed_sessions_tests::{free_port, init_tracing, millis_from_now, RedisCluster, RedisServer};
 
 /// A plain connection for looking at what the store wrote.
 async fn plain(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
@@ -27,6 +27,17 @@ async fn passes_the_conformance_suite() {
         return;
     };
     let store = RedisStore::connect(&redis.url()).await.unwrap();
+    conformance::run(&store).await;
+    conformance::run(&store.with_prefix("other-app:")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_the_conformance_suite_on_a_cluster() {
+    init_tracing();
+    let Some(cluster) = RedisCluster::start().await else {
+        return;
+    };
+    let store = RedisStore::connect_cluster(cluster.urls()).await.unwrap();
     conformance::run(&store).await;
     conformance::run(&store.with_prefix("other-app:")).await;
 }

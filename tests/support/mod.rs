@@ -3,7 +3,8 @@
 //! - [`RedisServer`] and [`PostgresServer`] start a throwaway `redis-server` or PostgreSQL
 //!   cluster on a free loopback port, wait until it answers, can be [stopped](RedisServer::stop)
 //!   and [restarted](RedisServer::restart) on the same port (outage tests), and are stopped when
-//!   dropped. When the server is not installed their `start` prints `skipped: ...` and returns
+//!   dropped. [`RedisCluster`] starts six such Redis nodes and joins them into a cluster of three
+//!   masters with a replica each. When the server is not installed their `start` prints `skipped: ...` and returns
 //!   `None` — unless `REQUIRE_SERVERS=1` is set (CI), where it panics instead. Every test that
 //!   uses a server starts it through these helpers.
 //! - [`serve`] runs an axum `Router` on a real `TcpListener` on `127.0.0.1:0`.
@@ -150,6 +151,8 @@ pub struct RedisServer {
     dir: TempDir,
     child: Option<Child>,
     starts: u32,
+    /// A node of a Redis Cluster (see [`RedisCluster`]) rather than a server of its own.
+    cluster_node: bool,
 }
 
 impl RedisServer {
@@ -157,6 +160,10 @@ impl RedisServer {
     /// installed. Panics if it is installed but does not start, or if it is missing and
     /// `REQUIRE_SERVERS=1`.
     pub async fn start() -> Option<Self> {
+        Self::start_as(false).await
+    }
+
+    async fn start_as(cluster_node: bool) -> Option<Self> {
         let Some(binary) = which("redis-server") else {
             return missing("redis-server not installed");
         };
@@ -170,10 +177,11 @@ impl RedisServer {
             dir,
             child: None,
             starts: 0,
+            cluster_node,
         };
         // The port is free when picked but could be taken before the server binds it: retry.
         for _ in 0..5 {
-            server.port = free_port();
+            server.port = if cluster_node { free_cluster_port() } else { free_port() };
             if server.launch().await {
                 return Some(server);
             }
@@ -209,6 +217,21 @@ impl RedisServer {
             .arg(self.dir.path())
             .arg("--logfile")
             .arg(self.log_path())
+            .args(if self.cluster_node {
+                // Its cluster state lives in its directory, so a restarted node rejoins. A node
+                // is judged failed after one second without answers: failovers in tests take
+                // seconds, not the default fifteen.
+                &[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "1000",
+                ][..]
+            } else {
+                &[][..]
+            })
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -275,6 +298,163 @@ impl std::fmt::Debug for RedisServer {
             .field("port", &self.port)
             .finish_non_exhaustive()
     }
+}
+
+/// A loopback port for a Redis Cluster node: free, and so is the port 10,000 above it (the
+/// node's cluster bus), which must also be a valid port.
+fn free_cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port <= u16::MAX - 10_000 && StdTcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A Redis Cluster of its own: three masters and a replica of each, six `redis-server`s on
+/// loopback ports (see [`RedisServer`]), joined by `redis-cli --cluster create`.
+///
+/// ```no_run
+/// # async fn demo() {
+/// use typed_sessions_tests::RedisCluster;
+///
+/// let Some(mut cluster) = RedisCluster::start().await else { return }; // not installed: skipped
+/// let urls = cluster.urls();
+/// let master = cluster.masters().await[0];
+/// cluster.kill(master).await;          // a replica takes over
+/// cluster.wait_until_healthy().await;
+/// # }
+/// ```
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts the six nodes and creates the cluster, or returns `None` (after printing
+    /// `skipped: ..`) if `redis-server` or `redis-cli` is not installed. Panics if they are
+    /// installed but the cluster does not form, or if one is missing and `REQUIRE_SERVERS=1`.
+    pub async fn start() -> Option<Self> {
+        let Some(cli) = which("redis-cli") else {
+            return missing("redis-cli not installed");
+        };
+        let mut nodes = Vec::new();
+        for _ in 0..6 {
+            nodes.push(RedisServer::start_as(true).await?);
+        }
+        let mut cluster = RedisCluster { nodes };
+        let addresses: Vec<String> = cluster
+            .nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port()))
+            .collect();
+        let output = Command::new(cli)
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("running redis-cli failed");
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        cluster.wait_until_healthy().await;
+        Some(cluster)
+    }
+
+    /// `redis://127.0.0.1:<port>` of every node.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// The nodes (by index) that are masters now, in index order.
+    pub async fn masters(&mut self) -> Vec<usize> {
+        let mut masters = Vec::new();
+        for index in 0..self.nodes.len() {
+            if !self.nodes[index].is_running() {
+                continue;
+            }
+            let role: Vec<redis::Value> = node_command(&self.nodes[index], redis::cmd("ROLE"))
+                .await
+                .expect("ROLE failed");
+            if matches!(role.first(), Some(redis::Value::BulkString(kind)) if kind == b"master") {
+                masters.push(index);
+            }
+        }
+        masters
+    }
+
+    /// Kills node `index` (`SIGKILL`, as in a crash).
+    pub async fn kill(&mut self, index: usize) {
+        self.nodes[index].stop().await;
+    }
+
+    /// Kills every node: the whole cluster is down.
+    pub async fn stop(&mut self) {
+        for node in &mut self.nodes {
+            node.stop().await;
+        }
+    }
+
+    /// Starts every node again on its port, with its cluster state but no data (they keep
+    /// nothing on disk), and waits until the cluster is healthy.
+    pub async fn restart(&mut self) {
+        for node in &mut self.nodes {
+            node.restart().await;
+        }
+        self.wait_until_healthy().await;
+    }
+
+    /// Waits (up to 30 s, else panics) until every running node says the cluster is `ok` — all
+    /// slots served by reachable masters — and every running replica is in sync with its master.
+    pub async fn wait_until_healthy(&mut self) {
+        let started = Instant::now();
+        loop {
+            let mut healthy = true;
+            for node in &mut self.nodes {
+                if !node.is_running() {
+                    continue;
+                }
+                let info: String = node_command(node, redis::cmd("CLUSTER").arg("INFO").clone())
+                    .await
+                    .unwrap_or_default();
+                let replication: String = node_command(node, redis::cmd("INFO").arg("replication").clone())
+                    .await
+                    .unwrap_or_default();
+                let replica_down = replication.contains("role:slave") && !replication.contains("master_link_status:up");
+                healthy &= info.contains("cluster_state:ok") && !replica_down;
+            }
+            if healthy {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the Redis Cluster did not become healthy; logs:\n{}",
+                self.nodes
+                    .iter()
+                    .map(RedisServer::log)
+                    .collect::<Vec<_>>()
+                    .join("\n---\n")
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ports: Vec<u16> = self.nodes.iter().map(RedisServer::port).collect();
+        f.debug_struct("RedisCluster").field("ports", &ports).finish()
+    }
+}
+
+/// `cmd` sent to one node directly (not through a cluster client).
+async fn node_command<T: redis::FromRedisValue>(node: &RedisServer, cmd: redis::Cmd) -> redis::RedisResult<T> {
+    let client = redis::Client::open(node.url())?;
+    let mut connection = client.get_multiplexed_async_connection().await?;
+    cmd.query_async(&mut connection).await
 }
 
 /// Whether a Redis server on `port` answers `PING`.

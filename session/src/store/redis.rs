@@ -1,11 +1,14 @@
-//! [`RedisStore`]: one Redis hash per session, merged by Lua scripts in one round trip.
+//! [`RedisStore`]: one Redis hash per session, merged by Lua scripts in one round trip, on one
+//! Redis server or a Redis Cluster.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, ErrorKind, FromRedisValue, RedisError, Script, ScriptInvocation};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, ErrorKind, FromRedisValue, RedisError, Script, ScriptInvocation, ServerErrorKind};
 
 use super::codec::{expiry_from_json, expiry_json, from_unix_millis, now_millis, to_unix_millis};
 use super::{Applied, Created, SessionStore, StoreError, StoreKey};
@@ -107,7 +110,22 @@ return 1
 /// | `expiry` | the per-session expiry override, as JSON (absent when there is none) |
 ///
 /// and a Redis expiry (`PEXPIREAT`) at `expires_at`, so `delete_expired` has nothing to do.
-/// Every operation touches one key, so the store works on Redis Cluster too.
+///
+/// # Redis Cluster
+///
+/// [`connect_cluster`](Self::connect_cluster) connects to a cluster instead of one server.
+/// Every command and script of the store touches the one key of one session, so all of a
+/// session's data is in one hash slot, on one master, and each call is one round trip to it.
+///
+/// Redis replicates to replicas asynchronously: when a master fails and a replica takes over,
+/// the writes the master acknowledged but had not yet sent to that replica are lost. For
+/// sessions that means a change made in the last moment before the failover (a login, a logout,
+/// a value set) may be undone, and a session created then may be gone (its user is logged out);
+/// Redis' `WAIT` would narrow that window at the cost of a round trip per write, and does not
+/// close it. During the failover itself (about the cluster's `cluster-node-timeout` plus a
+/// second), calls for the failed master's sessions fail or time out, so those requests get a
+/// 503; the cluster client finds the new master by itself and sessions work again without
+/// restarting the app.
 ///
 /// # Round trips
 ///
@@ -126,8 +144,16 @@ return 1
 /// behaves as that manager was configured.
 #[derive(Clone)]
 pub struct RedisStore {
-    manager: ConnectionManager,
+    connection: Connection,
     prefix: String,
+}
+
+/// One server or a cluster. Both are handles to one multiplexed connection (per node): cloning
+/// one for a call is cheap.
+#[derive(Clone)]
+enum Connection {
+    Server(ConnectionManager),
+    Cluster(ClusterConnection),
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -164,15 +190,65 @@ impl RedisStore {
     /// back-off, so an outage costs each request at most those timeouts, never a queue.
     pub fn default_manager_config() -> ConnectionManagerConfig {
         ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(1))
-            .set_response_timeout(Duration::from_secs(2))
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
             .set_number_of_retries(0)
     }
 
     /// A store on an existing connection manager (an app that already talks to Redis).
     pub fn from_manager(manager: ConnectionManager) -> Self {
+        Self::on(Connection::Server(manager))
+    }
+
+    /// Connects to the Redis Cluster that `nodes` belong to (`redis://host:port` URLs of one or
+    /// more of its nodes; the client learns the rest from them) with the
+    /// [default cluster settings](Self::default_cluster_client).
+    ///
+    /// Fails with [`StoreError::Unavailable`] if no node can be reached, and with
+    /// [`StoreError::Backend`] if a URL is invalid.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), typed_sessions::store::StoreError> {
+    /// use typed_sessions::{RedisStore, SessionLayer};
+    ///
+    /// let store = RedisStore::connect_cluster(["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"]).await?;
+    /// let layer = SessionLayer::new(store);
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_cluster<N: AsRef<str>>(nodes: impl IntoIterator<Item = N>) -> Result<Self, StoreError> {
+        let nodes: Vec<String> = nodes.into_iter().map(|node| node.as_ref().to_owned()).collect();
+        let client = Self::default_cluster_client(nodes).build().map_err(map_error)?;
+        Self::connect_cluster_with(&client).await
+    }
+
+    /// Connects to a Redis Cluster through `client`, built with the settings you choose.
+    pub async fn connect_cluster_with(client: &ClusterClient) -> Result<Self, StoreError> {
+        let connection = client.get_async_connection().await.map_err(map_error)?;
+        tracing::debug!("connected to the Redis Cluster");
+        Ok(Self::from_cluster(connection))
+    }
+
+    /// The settings [`connect_cluster`](Self::connect_cluster) uses for the cluster at `nodes`:
+    /// as [`connect`](Self::connect)'s, connecting times out after 1 s and a command after 2 s;
+    /// a command that fails because its node is down or the slot moved is retried twice, after
+    /// the client has refreshed its map of the cluster.
+    pub fn default_cluster_client(nodes: Vec<String>) -> ClusterClientBuilder {
+        ClusterClientBuilder::new(nodes)
+            .connection_timeout(Duration::from_secs(1))
+            .response_timeout(Duration::from_secs(2))
+            .retries(2)
+            .min_retry_wait(50)
+            .max_retry_wait(500)
+    }
+
+    /// A store on an existing cluster connection (an app that already talks to its cluster).
+    pub fn from_cluster(connection: ClusterConnection) -> Self {
+        Self::on(Connection::Cluster(connection))
+    }
+
+    fn on(connection: Connection) -> Self {
         RedisStore {
-            manager,
+            connection,
             prefix: DEFAULT_PREFIX.to_owned(),
         }
     }
@@ -200,34 +276,53 @@ impl RedisStore {
     /// Runs a command; retried once if the connection was refused, which means the command was
     /// never sent and the manager has just started a new connection attempt (Redis came back).
     async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
-        let mut connection = self.manager.clone();
-        match cmd.query_async(&mut connection).await {
-            Err(error) if error.is_connection_refusal() => cmd.query_async(&mut connection).await,
-            result => result,
+        match self.connection.clone() {
+            Connection::Server(mut manager) => query_on(&mut manager, cmd).await,
+            Connection::Cluster(mut cluster) => query_on(&mut cluster, cmd).await,
         }
-        .map_err(map_error)
     }
 
     /// Runs a script (`EVALSHA`, loading it first if Redis does not know it); retried as `query`.
     async fn invoke<T: FromRedisValue>(&self, invocation: &ScriptInvocation<'_>) -> Result<T, StoreError> {
-        let mut connection = self.manager.clone();
-        match invocation.invoke_async(&mut connection).await {
-            Err(error) if error.is_connection_refusal() => invocation.invoke_async(&mut connection).await,
-            result => result,
+        match self.connection.clone() {
+            Connection::Server(mut manager) => invoke_on(&mut manager, invocation).await,
+            Connection::Cluster(mut cluster) => invoke_on(&mut cluster, invocation).await,
         }
-        .map_err(map_error)
     }
+}
+
+/// [`RedisStore::query`] on one kind of connection.
+async fn query_on<T: FromRedisValue>(connection: &mut impl ConnectionLike, cmd: &Cmd) -> Result<T, StoreError> {
+    match cmd.query_async(connection).await {
+        Err(error) if error.is_connection_refusal() => cmd.query_async(connection).await,
+        result => result,
+    }
+    .map_err(map_error)
+}
+
+/// [`RedisStore::invoke`] on one kind of connection.
+async fn invoke_on<T: FromRedisValue>(
+    connection: &mut impl ConnectionLike,
+    invocation: &ScriptInvocation<'_>,
+) -> Result<T, StoreError> {
+    match invocation.invoke_async(connection).await {
+        Err(error) if error.is_connection_refusal() => invocation.invoke_async(connection).await,
+        result => result,
+    }
+    .map_err(map_error)
 }
 
 fn map_error(error: RedisError) -> StoreError {
     let unavailable = error.is_io_error()
         || matches!(
             error.kind(),
-            ErrorKind::BusyLoadingError
-                | ErrorKind::TryAgain
-                | ErrorKind::ClusterDown
-                | ErrorKind::MasterDown
-                | ErrorKind::ReadOnly
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::ClusterDown
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ReadOnly
+            ) | ErrorKind::ClusterConnectionNotFound
         );
     StoreError::classify(error, unavailable)
 }
