@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""End-to-end benchmark: typed-sessions vs tower-sessions 0.14 vs bare axum, over real TCP.
+
+Each measurement starts the server binary (`bench/src/bin/e2e.rs`, `axum::serve` on a loopback
+port) for one variant, store and workload, lets it create its sessions, and drives it with
+`wrk` (Debian package `wrk`) sending those sessions' cookies round-robin (`bench/e2e.lua`).
+Redis and PostgreSQL are started by this script on loopback ports, in a temporary directory,
+and stopped at the end; SQLite gets a fresh file per measurement. Rounds alternate the order
+of the variants; ratios are the median of per-round ratios, so a drifting machine moves both
+sides of each ratio alike.
+
+    bench/e2e.py                                 # 3 rounds of 5 s, every store, both workloads
+    bench/e2e.py --rounds 5 --duration 10 --stores postgres,redis --workloads read-write
+
+Workloads: `read-write` reads one key (a counter) and writes it back plus one; `read-only`
+reads it. Output: requests/s and p50/p99 latency per variant (medians over rounds), and
+typed-sessions' requests/s over tower-sessions'.
+"""
+
+import argparse
+import glob
+import os
+import pwd
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SERVER = os.path.join(ROOT, "target", "release", "e2e")
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port, process, limit=60.0):
+    started = time.time()
+    while time.time() - started < limit:
+        if process.poll() is not None:
+            raise SystemExit(f"the process for port {port} exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listened on port {port} within {limit} s")
+
+
+class Servers:
+    """Redis and PostgreSQL of their own, on loopback ports, in one temporary directory."""
+
+    def __init__(self, stores):
+        self.dir = tempfile.mkdtemp(prefix="typed-sessions-e2e-")
+        self.processes = []
+        self.urls = {}
+        if "redis" in stores:
+            port = free_port()
+            self.processes.append(subprocess.Popen(
+                ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--dir", self.dir],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            wait_for_port(port, self.processes[-1])
+            self.urls["redis"] = f"redis://127.0.0.1:{port}"
+        if "postgres" in stores:
+            self.urls["postgres"] = self.start_postgres()
+
+    def start_postgres(self):
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+        bin_dir = os.environ.get("PG_BIN_DIR") or (bins[-1] if bins else None)
+        if not bin_dir:
+            raise SystemExit("PostgreSQL is not installed (initdb, postgres)")
+        data = os.path.join(self.dir, "pg")
+        demote = None
+        if os.getuid() == 0:
+            # PostgreSQL refuses to run as root: run it as the `postgres` user.
+            user = pwd.getpwnam("postgres")
+            os.chown(self.dir, user.pw_uid, user.pw_gid)
+
+            def demote():
+                os.setgid(user.pw_gid)
+                os.setuid(user.pw_uid)
+        subprocess.run([os.path.join(bin_dir, "initdb"), "-D", data, "--username=postgres",
+                        "--auth=trust", "--no-sync"], check=True, stdout=subprocess.DEVNULL,
+                       preexec_fn=demote)
+        port = free_port()
+        # fsync off, as in the tests: what is measured is the CPU each request costs the app and
+        # the database, not this machine's disk.
+        self.processes.append(subprocess.Popen(
+            [os.path.join(bin_dir, "postgres"), "-D", data, "-p", str(port), "-k", self.dir,
+             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=demote))
+        wait_for_port(port, self.processes[-1])
+        time.sleep(0.5)  # listening comes just before accepting logins
+        return f"postgres://postgres@127.0.0.1:{port}/postgres"
+
+    def stop(self):
+        for process in self.processes:
+            process.terminate()
+            process.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def parse_duration(text):
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
+    return float(number) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
+
+
+def measure(args, servers, variant, store, workload):
+    """One server, one wrk run: (requests/s, p50 ms, p99 ms)."""
+    port = free_port()
+    work = tempfile.mkdtemp(prefix="typed-sessions-e2e-run-")
+    cookies = os.path.join(work, "cookies.txt")
+    url = servers.urls.get(store, os.path.join(work, "sessions.db"))
+    server = subprocess.Popen(
+        [SERVER, "--variant", variant, "--store", store, "--url", url, "--workload", workload,
+         "--port", str(port), "--sessions", str(args.sessions), "--cookies", cookies],
+        stdout=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, server)
+        out = subprocess.run(
+            ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", f"{args.duration}s",
+             "--latency", "-s", os.path.join(ROOT, "bench", "e2e.lua"), f"http://127.0.0.1:{port}/"],
+            check=True, capture_output=True, text=True, env={**os.environ, "COOKIES": cookies},
+        ).stdout
+    finally:
+        server.terminate()
+        server.wait()
+        shutil.rmtree(work, ignore_errors=True)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors or "Socket errors" in out:
+        raise SystemExit(f"{variant} on {store} ({workload}) answered errors:\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    return rps, parse_duration(latency["50"]), parse_duration(latency["99"])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=5, help="seconds of load per measurement")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument("--sessions", type=int, default=1000)
+    parser.add_argument("--stores", default="memory,sqlite,redis,postgres")
+    parser.add_argument("--workloads", default="read-write,read-only")
+    parser.add_argument("--no-build", action="store_true")
+    args = parser.parse_args()
+    stores = args.stores.split(",")
+    workloads = args.workloads.split(",")
+    for tool in ("wrk",) + (("redis-server",) if "redis" in stores else ()):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} is not installed (Debian: apt-get install {tool.split('-')[0]})")
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--release", "-j2", "-p", "typed-sessions-bench",
+                        "--features", "e2e", "--bin", "e2e"], check=True, cwd=ROOT)
+
+    servers = Servers(stores)
+    results = {}
+    try:
+        for round_number in range(args.rounds):
+            for store in stores:
+                for workload in workloads:
+                    variants = ["typed", "tower"] + (["bare"] if store == stores[0] else [])
+                    if round_number % 2:
+                        variants.reverse()
+                    for variant in variants:
+                        result = measure(args, servers, variant, store, workload)
+                        results.setdefault((store, workload, variant), []).append(result)
+                        print(f"round {round_number + 1} {store:8} {workload:10} {variant:5} "
+                              f"{result[0]:9.0f} req/s  p50 {result[1]:.2f} ms  p99 {result[2]:.2f} ms",
+                              file=sys.stderr, flush=True)
+    finally:
+        servers.stop()
+
+    print(f"\n{args.rounds} rounds of {args.duration} s, {args.connections} connections, "
+          f"{args.sessions} sessions; medians over rounds\n")
+    print("| store | workload | bare axum req/s | tower-sessions req/s (p50 / p99 ms) "
+          "| typed-sessions req/s (p50 / p99 ms) | typed / tower |")
+    print("|---|---|---|---|---|---|")
+    for store in stores:
+        for workload in workloads:
+            def median(variant, index):
+                return statistics.median(r[index] for r in results[(store, workload, variant)])
+            ratios = [t[0] / w[0] for t, w in zip(results[(store, workload, "typed")],
+                                                   results[(store, workload, "tower")])]
+            bare = results.get((stores[0], workload, "bare"))
+            bare_text = f"{statistics.median(r[0] for r in bare):.0f}" if bare else "-"
+            print(f"| {store} | {workload} | {bare_text} "
+                  f"| {median('tower', 0):.0f} ({median('tower', 1):.2f} / {median('tower', 2):.2f}) "
+                  f"| {median('typed', 0):.0f} ({median('typed', 1):.2f} / {median('typed', 2):.2f}) "
+                  f"| {statistics.median(ratios):.2f}× |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,234 @@
+//! The end-to-end benchmark's server: one variant — bare axum, typed-sessions, or tower-sessions
+//! 0.14 — on one store, served by `axum::serve` on a loopback port. `bench/e2e.py` starts it
+//! once per measurement and drives it with `wrk`; see BENCHMARKS.md.
+//!
+//! ```sh
+//! cargo run --release -p typed-sessions-bench --features e2e --bin e2e -- \
+//!     --variant typed --store redis --url redis://127.0.0.1:6379 --workload read-write \
+//!     --port 3000 --sessions 1000 --cookies /tmp/cookies.txt
+//! ```
+//!
+//! Before it listens it creates `--sessions` sessions (user id and counter set) through its own
+//! router and writes their `Cookie` header values to `--cookies`, one per line, for `wrk` to send
+//! round-robin. The bare variant writes cookies of the same shape, which it ignores.
+
+use std::path::PathBuf;
+
+use ::tower::ServiceExt;
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Request};
+use axum::routing::{get, MethodRouter};
+use axum::Router;
+use http_body_util::BodyExt;
+
+/// What one server runs, from its command line.
+struct Args {
+    variant: String,
+    store: String,
+    /// Redis or PostgreSQL URL; the SQLite file's path.
+    url: String,
+    read_only: bool,
+    port: u16,
+    sessions: usize,
+    cookies: PathBuf,
+}
+
+impl Args {
+    fn parse() -> Self {
+        let args: Vec<String> = std::env::args().collect();
+        let value = |name: &str| -> Option<String> {
+            args.iter()
+                .position(|arg| arg == name)
+                .and_then(|at| args.get(at + 1))
+                .cloned()
+        };
+        let required = |name: &str| value(name).unwrap_or_else(|| panic!("{name} is required"));
+        let workload = value("--workload").unwrap_or_else(|| "read-write".to_owned());
+        assert!(
+            workload == "read-write" || workload == "read-only",
+            "--workload is read-write or read-only, not {workload}"
+        );
+        Args {
+            variant: required("--variant"),
+            store: value("--store").unwrap_or_else(|| "memory".to_owned()),
+            url: value("--url").unwrap_or_default(),
+            read_only: workload == "read-only",
+            port: required("--port").parse().expect("--port is a number"),
+            sessions: value("--sessions").map_or(1_000, |n| n.parse().expect("--sessions is a number")),
+            cookies: required("--cookies").into(),
+        }
+    }
+}
+
+/// The handler's work minus the session, as in the in-process benchmark.
+async fn bare_work() -> String {
+    (std::hint::black_box("7").parse::<u64>().unwrap_or(0) + 1).to_string()
+}
+
+fn router(handler: MethodRouter, start: MethodRouter) -> Router {
+    Router::new().route("/", handler).route("/start", start)
+}
+
+mod typed {
+    use typed_sessions::{MemoryStore, PostgresStore, RedisStore, Session, SessionLayer, SessionSchema, SqliteStore};
+
+    use super::Args;
+
+    #[derive(SessionSchema)]
+    struct Values {
+        user_id: u64,
+        counter: u64,
+    }
+
+    async fn read_write(mut session: Session<Values>) -> String {
+        let counter = session.get(Values::COUNTER).unwrap_or(0);
+        session.set(Values::COUNTER, counter + 1);
+        counter.to_string()
+    }
+
+    async fn read_only(session: Session<Values>) -> String {
+        session.get(Values::COUNTER).unwrap_or(0).to_string()
+    }
+
+    async fn start(mut session: Session<Values>) -> &'static str {
+        session.set(Values::USER_ID, 7);
+        session.set(Values::COUNTER, 0);
+        "started"
+    }
+
+    pub(crate) async fn app(args: &Args) -> axum::Router {
+        let layer = match args.store.as_str() {
+            "memory" => SessionLayer::new(MemoryStore::new()),
+            "sqlite" => SessionLayer::new(SqliteStore::open(&args.url).await.expect("opening SQLite")),
+            "postgres" => SessionLayer::new(
+                PostgresStore::connect(&args.url)
+                    .await
+                    .expect("connecting to PostgreSQL"),
+            ),
+            "redis" => SessionLayer::new(RedisStore::connect(&args.url).await.expect("connecting to Redis")),
+            other => panic!("unknown store {other}"),
+        };
+        let handler = if args.read_only {
+            axum::routing::get(read_only)
+        } else {
+            axum::routing::get(read_write)
+        };
+        super::router(handler, axum::routing::get(start)).layer(layer.with_secure(false))
+    }
+}
+
+mod tower_app {
+    use tower_sessions_014::{Expiry, MemoryStore, Session, SessionManagerLayer, SessionStore};
+    use tower_sessions_redis_store::fred::prelude::{ClientLike, Config, Pool};
+    use tower_sessions_redis_store::RedisStore;
+    use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
+    use typed_sessions::sqlx;
+
+    use super::Args;
+
+    async fn read_write(session: Session) -> String {
+        let counter: u64 = session.get("counter").await.ok().flatten().unwrap_or(0);
+        let _ = session.insert("counter", counter + 1).await;
+        counter.to_string()
+    }
+
+    async fn read_only(session: Session) -> String {
+        let counter: u64 = session.get("counter").await.ok().flatten().unwrap_or(0);
+        counter.to_string()
+    }
+
+    async fn start(session: Session) -> &'static str {
+        let _ = session.insert("user_id", 7u64).await;
+        let _ = session.insert("counter", 0u64).await;
+        "started"
+    }
+
+    fn with_layer<S: SessionStore + Clone>(store: S, only_read: bool) -> axum::Router {
+        let handler = if only_read {
+            axum::routing::get(read_only)
+        } else {
+            axum::routing::get(read_write)
+        };
+        // Two weeks of inactivity, as typed-sessions' default.
+        let layer = SessionManagerLayer::new(store)
+            .with_secure(false)
+            .with_expiry(Expiry::OnInactivity(tower_sessions_014::cookie::time::Duration::days(
+                14,
+            )));
+        super::router(handler, axum::routing::get(start)).layer(layer)
+    }
+
+    pub(crate) async fn app(args: &Args) -> axum::Router {
+        match args.store.as_str() {
+            "memory" => with_layer(MemoryStore::default(), args.read_only),
+            "sqlite" => {
+                let url = format!("sqlite:{}?mode=rwc", args.url);
+                let pool = sqlx::SqlitePool::connect(&url).await.expect("opening SQLite");
+                let store = SqliteStore::new(pool);
+                store.migrate().await.expect("creating tower-sessions' table");
+                with_layer(store, args.read_only)
+            }
+            "postgres" => {
+                let pool = sqlx::PgPool::connect(&args.url)
+                    .await
+                    .expect("connecting to PostgreSQL");
+                let store = PostgresStore::new(pool);
+                store.migrate().await.expect("creating tower-sessions' table");
+                with_layer(store, args.read_only)
+            }
+            "redis" => {
+                // As tower-sessions-redis-store's own example sets it up.
+                let config = Config::from_url(&args.url).expect("a Redis URL");
+                let pool = Pool::new(config, None, None, None, 6).expect("a fred pool");
+                let _ = pool.connect();
+                pool.wait_for_connect().await.expect("connecting to Redis");
+                with_layer(RedisStore::new(pool), args.read_only)
+            }
+            other => panic!("unknown store {other}"),
+        }
+    }
+}
+
+/// Creates `count` sessions through `app`'s `/start` and returns their `Cookie` values.
+async fn create_sessions(app: &Router, count: usize) -> Vec<String> {
+    let mut cookies = Vec::with_capacity(count);
+    for _ in 0..count {
+        let request = Request::get("/start").body(Body::empty()).unwrap();
+        let (parts, body) = app.clone().oneshot(request).await.unwrap().into_parts();
+        let _ = body.collect().await.unwrap();
+        assert!(parts.status.is_success(), "/start answered {}", parts.status);
+        cookies.push(session_cookie(&parts.headers).expect("/start set no cookie"));
+    }
+    cookies
+}
+
+/// The `name=value` part of a response's `Set-Cookie`.
+fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::SET_COOKIE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .map(str::to_owned)
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let app = match args.variant.as_str() {
+        "bare" => router(get(bare_work), get(|| async { "started" })),
+        "typed" => typed::app(&args).await,
+        "tower" => tower_app::app(&args).await,
+        other => panic!("--variant is bare, typed or tower, not {other}"),
+    }
+    .with_state(());
+    let cookies = if args.variant == "bare" {
+        (0..args.sessions).map(|i| format!("id={i:0>24}")).collect()
+    } else {
+        create_sessions(&app, args.sessions).await
+    };
+    std::fs::write(&args.cookies, cookies.join("\n") + "\n").expect("writing the cookie file");
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+        .await
+        .expect("binding the port");
+    axum::serve(listener, app).await.expect("serving");
+}
