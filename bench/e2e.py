@@ -60,6 +60,8 @@ class Servers:
         self.dir = tempfile.mkdtemp(prefix="typed-sessions-e2e-")
         self.processes = []
         self.urls = {}
+        # The database server's process, for its CPU time per request.
+        self.pids = {}
         if "redis" in stores:
             port = free_port()
             self.processes.append(subprocess.Popen(
@@ -68,6 +70,7 @@ class Servers:
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             wait_for_port(port, self.processes[-1])
             self.urls["redis"] = f"redis://127.0.0.1:{port}"
+            self.pids["redis"] = self.processes[-1].pid
         if "postgres" in stores:
             self.urls["postgres"] = self.start_postgres()
 
@@ -97,6 +100,7 @@ class Servers:
              "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=demote))
         wait_for_port(port, self.processes[-1])
+        self.pids["postgres"] = self.processes[-1].pid
         time.sleep(0.5)  # listening comes just before accepting logins
         return f"postgres://postgres@127.0.0.1:{port}/postgres"
 
@@ -107,13 +111,35 @@ class Servers:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid, with_children=False):
+    """CPU time (user + system) used so far by `pid`, and by its live children if asked (a
+    PostgreSQL server's backends)."""
+    pids = [pid]
+    if with_children:
+        pids += [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
+                                                 text=True).stdout.split()]
+    total = 0
+    for one in pids:
+        try:
+            with open(f"/proc/{one}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total / TICKS
+
+
 def parse_duration(text):
     number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
     return float(number) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
 
 
 def measure(args, servers, variant, store, workload):
-    """One server, one wrk run: (requests/s, p50 ms, p99 ms)."""
+    """One server, one wrk run: (requests/s, p50 ms, p99 ms, app CPU µs per request, database
+    CPU µs per request)."""
     port = free_port()
     work = tempfile.mkdtemp(prefix="typed-sessions-e2e-run-")
     cookies = os.path.join(work, "cookies.txt")
@@ -122,13 +148,18 @@ def measure(args, servers, variant, store, workload):
         [SERVER, "--variant", variant, "--store", store, "--url", url, "--workload", workload,
          "--port", str(port), "--sessions", str(args.sessions), "--cookies", cookies],
         stdout=subprocess.DEVNULL)
+    database = servers.pids.get(store)
     try:
         wait_for_port(port, server)
+        app_cpu = cpu_seconds(server.pid)
+        database_cpu = cpu_seconds(database, with_children=True) if database else 0.0
         out = subprocess.run(
             ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", f"{args.duration}s",
              "--latency", "-s", os.path.join(ROOT, "bench", "e2e.lua"), f"http://127.0.0.1:{port}/"],
             check=True, capture_output=True, text=True, env={**os.environ, "COOKIES": cookies},
         ).stdout
+        app_cpu = cpu_seconds(server.pid) - app_cpu
+        database_cpu = (cpu_seconds(database, with_children=True) - database_cpu) if database else 0.0
     finally:
         server.terminate()
         server.wait()
@@ -138,7 +169,9 @@ def measure(args, servers, variant, store, workload):
         raise SystemExit(f"{variant} on {store} ({workload}) answered errors:\n{out}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
-    return rps, parse_duration(latency["50"]), parse_duration(latency["99"])
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    return (rps, parse_duration(latency["50"]), parse_duration(latency["99"]),
+            1e6 * app_cpu / requests, 1e6 * database_cpu / requests)
 
 
 def main():
@@ -174,15 +207,16 @@ def main():
                         result = measure(args, servers, variant, store, workload)
                         results.setdefault((store, workload, variant), []).append(result)
                         print(f"round {round_number + 1} {store:8} {workload:10} {variant:5} "
-                              f"{result[0]:9.0f} req/s  p50 {result[1]:.2f} ms  p99 {result[2]:.2f} ms",
+                              f"{result[0]:9.0f} req/s  p50 {result[1]:.2f} ms  p99 {result[2]:.2f} ms  "
+                              f"CPU/request: app {result[3]:.1f} µs, database {result[4]:.1f} µs",
                               file=sys.stderr, flush=True)
     finally:
         servers.stop()
 
     print(f"\n{args.rounds} rounds of {args.duration} s, {args.connections} connections, "
           f"{args.sessions} sessions; medians over rounds\n")
-    print("| store | workload | bare axum req/s | tower-sessions req/s (p50 / p99 ms) "
-          "| typed-sessions req/s (p50 / p99 ms) | typed / tower |")
+    print("| store | workload | bare axum req/s | tower-sessions req/s (p50 / p99 ms; app + db CPU µs/req) "
+          "| typed-sessions req/s (p50 / p99 ms; app + db CPU µs/req) | typed / tower |")
     print("|---|---|---|---|---|---|")
     for store in stores:
         for workload in workloads:
@@ -192,9 +226,10 @@ def main():
                                                    results[(store, workload, "tower")])]
             bare = results.get((stores[0], workload, "bare"))
             bare_text = f"{statistics.median(r[0] for r in bare):.0f}" if bare else "-"
-            print(f"| {store} | {workload} | {bare_text} "
-                  f"| {median('tower', 0):.0f} ({median('tower', 1):.2f} / {median('tower', 2):.2f}) "
-                  f"| {median('typed', 0):.0f} ({median('typed', 1):.2f} / {median('typed', 2):.2f}) "
+            def cells(variant):
+                return (f"{median(variant, 0):.0f} ({median(variant, 1):.2f} / {median(variant, 2):.2f}; "
+                        f"{median(variant, 3):.0f} + {median(variant, 4):.0f})")
+            print(f"| {store} | {workload} | {bare_text} | {cells('tower')} | {cells('typed')} "
                   f"| {statistics.median(ratios):.2f}× |")
 
 

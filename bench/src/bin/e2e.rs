@@ -180,7 +180,7 @@ mod tower_app {
                 // As tower-sessions-redis-store's own example sets it up.
                 let config = Config::from_url(&args.url).expect("a Redis URL");
                 let pool = Pool::new(config, None, None, None, 6).expect("a fred pool");
-                let _ = pool.connect();
+                let _connection_task = pool.connect();
                 pool.wait_for_connect().await.expect("connecting to Redis");
                 with_layer(RedisStore::new(pool), args.read_only)
             }
