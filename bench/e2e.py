@@ -146,7 +146,8 @@ def measure(args, servers, variant, store, workload):
     url = servers.urls.get(store, os.path.join(work, "sessions.db"))
     server = subprocess.Popen(
         [SERVER, "--variant", variant, "--store", store, "--url", url, "--workload", workload,
-         "--port", str(port), "--sessions", str(args.sessions), "--cookies", cookies],
+         "--port", str(port), "--sessions", str(args.sessions), "--cookies", cookies]
+        + (["--keys", str(args.keys)] if args.keys else []),
         stdout=subprocess.DEVNULL)
     database = servers.pids.get(store)
     try:
@@ -189,10 +190,15 @@ def main():
     parser.add_argument("--sessions", type=int, default=1000)
     parser.add_argument("--stores", default="memory,sqlite,redis,postgres")
     parser.add_argument("--workloads", default="read-write,read-only")
+    parser.add_argument("--keys", type=int, default=0,
+                        help="sessions of N 100-byte keys, of which each request reads one "
+                             "(the read-only workload)")
     parser.add_argument("--no-build", action="store_true")
     args = parser.parse_args()
     stores = args.stores.split(",")
     workloads = args.workloads.split(",")
+    if args.keys:
+        workloads = ["read-only"]
     for tool in ("wrk",) + (("redis-server",) if "redis" in stores else ()):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is not installed (Debian: apt-get install {tool.split('-')[0]})")
@@ -219,8 +225,9 @@ def main():
     finally:
         servers.stop()
 
+    keys = f", sessions of {args.keys} keys of 100 bytes, one read" if args.keys else ""
     print(f"\n{args.rounds} rounds of {args.duration} s, {args.connections} connections, "
-          f"{args.sessions} sessions; medians over rounds\n")
+          f"{args.sessions} sessions{keys}; medians over rounds\n")
     print("| store | workload | bare axum req/s | tower-sessions req/s (p50 / p99 ms; app + db CPU µs/req) "
           "| typed-sessions req/s (p50 / p99 ms; app + db CPU µs/req) | typed / tower |")
     print("|---|---|---|---|---|---|")

@@ -16,6 +16,8 @@
 //! cargo run --release -p typed-sessions-bench -- --breakdown
 //! # one session instead of 1,000: its data stays in the CPU's nearest caches
 //! cargo run --release -p typed-sessions-bench -- --sessions 1
+//! # one variant, for callgrind; `typed-read` / `tower-read` read one key of `--keys N`
+//! cargo run --release -p typed-sessions-bench -- --only typed-read --keys 100 --requests 2000
 //! ```
 
 use std::time::{Duration, Instant};
@@ -74,6 +76,57 @@ mod typed {
 
     fn with_layer(handler: axum::routing::MethodRouter) -> axum::Router {
         super::router(handler, axum::routing::get(start)).layer(SessionLayer::new(MemoryStore::new()))
+    }
+}
+
+/// Sessions of many keys (`--keys N`, 1 to 100, each a 100-byte JSON string), of which a
+/// request reads one: what reading a key costs as a session grows.
+mod wide {
+    use typed_sessions::{MemoryStore, Session, SessionLayer};
+
+    include!(concat!(env!("OUT_DIR"), "/wide.rs"));
+
+    /// A value whose JSON is 100 bytes.
+    pub(crate) fn padding() -> String {
+        "x".repeat(98)
+    }
+
+    pub(crate) fn keys() -> usize {
+        super::arg("--keys", 1).clamp(1, WIDE_KEYS.len())
+    }
+
+    async fn read_typed(session: Session<Wide>) -> String {
+        session.get(WIDE_KEYS[0]).map_or(0, |value| value.len()).to_string()
+    }
+
+    async fn start_typed(mut session: Session<Wide>) -> &'static str {
+        for key in &WIDE_KEYS[..keys()] {
+            session.set(*key, padding());
+        }
+        "started"
+    }
+
+    pub(crate) fn typed_app() -> axum::Router {
+        super::router(axum::routing::get(read_typed), axum::routing::get(start_typed))
+            .layer(SessionLayer::new(MemoryStore::new()))
+    }
+
+    async fn read_tower(session: tower_sessions::Session) -> String {
+        let value: Option<String> = session.get("k0").await.ok().flatten();
+        value.map_or(0, |value| value.len()).to_string()
+    }
+
+    async fn start_tower(session: tower_sessions::Session) -> &'static str {
+        for i in 0..keys() {
+            let _ = session.insert(&format!("k{i}"), padding()).await;
+        }
+        "started"
+    }
+
+    pub(crate) fn tower_app() -> axum::Router {
+        super::router(axum::routing::get(read_tower), axum::routing::get(start_tower)).layer(
+            tower_sessions::SessionManagerLayer::new(tower_sessions::MemoryStore::default()),
+        )
     }
 }
 
@@ -268,9 +321,11 @@ fn main() {
                 "any-layer" => Variant::with_cookies("only", ready(any_layer()), bare_cookies()),
                 "typed-layer-only" => Variant::new("only", ready(typed::app_layer_only())).await,
                 "typed-untouched" => Variant::new("only", ready(typed::app_untouched())).await,
+                "typed-read" => Variant::new("only", ready(wide::typed_app())).await,
+                "tower-read" => Variant::new("only", ready(wide::tower_app())).await,
                 other => panic!(
-                    "--only takes bare, bare-cookie, tower, typed, any-layer, typed-layer-only or \
-                     typed-untouched, not {other}"
+                    "--only takes bare, bare-cookie, tower, typed, any-layer, typed-layer-only, \
+                     typed-untouched, typed-read or tower-read, not {other}"
                 ),
             };
             variant.serve(requests).await;

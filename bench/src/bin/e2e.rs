@@ -31,6 +31,8 @@ struct Args {
     port: u16,
     sessions: usize,
     cookies: PathBuf,
+    /// With `--keys N`: sessions of N 100-byte keys, of which the read-only workload reads one.
+    keys: Option<usize>,
 }
 
 impl Args {
@@ -56,6 +58,7 @@ impl Args {
             port: required("--port").parse().expect("--port is a number"),
             sessions: value("--sessions").map_or(1_000, |n| n.parse().expect("--sessions is a number")),
             cookies: required("--cookies").into(),
+            keys: value("--keys").map(|n| n.parse().expect("--keys is a number")),
         }
     }
 }
@@ -69,9 +72,20 @@ fn router(handler: MethodRouter, start: MethodRouter) -> Router {
     Router::new().route("/", handler).route("/start", start)
 }
 
+/// Sessions of many keys (`--keys N`), built by `build.rs`.
+mod wide {
+    include!(concat!(env!("OUT_DIR"), "/wide.rs"));
+
+    /// A value whose JSON is 100 bytes.
+    pub(crate) fn padding() -> String {
+        "x".repeat(98)
+    }
+}
+
 mod typed {
     use typed_sessions::{MemoryStore, PostgresStore, RedisStore, Session, SessionLayer, SessionSchema, SqliteStore};
 
+    use super::wide::{padding, Wide, WIDE_KEYS};
     use super::Args;
 
     #[derive(SessionSchema)]
@@ -96,6 +110,10 @@ mod typed {
         "started"
     }
 
+    async fn read_one_of_many(session: Session<Wide>) -> String {
+        session.get(WIDE_KEYS[0]).map_or(0, |value| value.len()).to_string()
+    }
+
     pub(crate) async fn app(args: &Args) -> axum::Router {
         let layer = match args.store.as_str() {
             "memory" => SessionLayer::new(MemoryStore::new()),
@@ -108,12 +126,23 @@ mod typed {
             "redis" => SessionLayer::new(RedisStore::connect(&args.url).await.expect("connecting to Redis")),
             other => panic!("unknown store {other}"),
         };
+        let layer = layer.with_secure(false);
+        if let Some(keys) = args.keys {
+            let keys = keys.clamp(1, WIDE_KEYS.len());
+            let start = move |mut session: Session<Wide>| async move {
+                for key in &WIDE_KEYS[..keys] {
+                    session.set(*key, padding());
+                }
+                "started"
+            };
+            return super::router(axum::routing::get(read_one_of_many), axum::routing::get(start)).layer(layer);
+        }
         let handler = if args.read_only {
             axum::routing::get(read_only)
         } else {
             axum::routing::get(read_write)
         };
-        super::router(handler, axum::routing::get(start)).layer(layer.with_secure(false))
+        super::router(handler, axum::routing::get(start)).layer(layer)
     }
 }
 
@@ -124,6 +153,7 @@ mod tower_app {
     use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
     use typed_sessions::sqlx;
 
+    use super::wide::padding;
     use super::Args;
 
     async fn read_write(session: Session) -> String {
@@ -143,11 +173,24 @@ mod tower_app {
         "started"
     }
 
-    fn with_layer<S: SessionStore + Clone>(store: S, only_read: bool) -> axum::Router {
-        let handler = if only_read {
-            axum::routing::get(read_only)
-        } else {
-            axum::routing::get(read_write)
+    async fn read_one_of_many(session: Session) -> String {
+        let value: Option<String> = session.get("k0").await.ok().flatten();
+        value.map_or(0, |value| value.len()).to_string()
+    }
+
+    fn with_layer<S: SessionStore + Clone>(store: S, args: &Args) -> axum::Router {
+        let (handler, start) = match args.keys {
+            Some(keys) => {
+                let start = move |session: Session| async move {
+                    for i in 0..keys.clamp(1, 100) {
+                        let _ = session.insert(&format!("k{i}"), padding()).await;
+                    }
+                    "started"
+                };
+                (axum::routing::get(read_one_of_many), axum::routing::get(start))
+            }
+            None if args.read_only => (axum::routing::get(read_only), axum::routing::get(start)),
+            None => (axum::routing::get(read_write), axum::routing::get(start)),
         };
         // Two weeks of inactivity, as typed-sessions' default.
         let layer = SessionManagerLayer::new(store)
@@ -155,18 +198,18 @@ mod tower_app {
             .with_expiry(Expiry::OnInactivity(tower_sessions_014::cookie::time::Duration::days(
                 14,
             )));
-        super::router(handler, axum::routing::get(start)).layer(layer)
+        super::router(handler, start).layer(layer)
     }
 
     pub(crate) async fn app(args: &Args) -> axum::Router {
         match args.store.as_str() {
-            "memory" => with_layer(MemoryStore::default(), args.read_only),
+            "memory" => with_layer(MemoryStore::default(), args),
             "sqlite" => {
                 let url = format!("sqlite:{}?mode=rwc", args.url);
                 let pool = sqlx::SqlitePool::connect(&url).await.expect("opening SQLite");
                 let store = SqliteStore::new(pool);
                 store.migrate().await.expect("creating tower-sessions' table");
-                with_layer(store, args.read_only)
+                with_layer(store, args)
             }
             "postgres" => {
                 let pool = sqlx::PgPool::connect(&args.url)
@@ -174,7 +217,7 @@ mod tower_app {
                     .expect("connecting to PostgreSQL");
                 let store = PostgresStore::new(pool);
                 store.migrate().await.expect("creating tower-sessions' table");
-                with_layer(store, args.read_only)
+                with_layer(store, args)
             }
             "redis" => {
                 // As tower-sessions-redis-store's own example sets it up.
@@ -182,7 +225,7 @@ mod tower_app {
                 let pool = Pool::new(config, None, None, None, 6).expect("a fred pool");
                 let _connection_task = pool.connect();
                 pool.wait_for_connect().await.expect("connecting to Redis");
-                with_layer(RedisStore::new(pool), args.read_only)
+                with_layer(RedisStore::new(pool), args)
             }
             other => panic!("unknown store {other}"),
         }
