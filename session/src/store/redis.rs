@@ -1,7 +1,7 @@
 //! [`RedisStore`]: one Redis hash per session, merged by Lua scripts in one round trip, on one
 //! Redis server or a Redis Cluster.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -12,15 +12,16 @@ use redis::{Cmd, ErrorKind, FromRedisValue, RedisError, Script, ScriptInvocation
 
 use super::codec::{expiry_from_json, expiry_json, from_unix_millis, now_millis, to_unix_millis};
 use super::{Applied, Created, SessionStore, StoreError, StoreKey};
-use crate::record::{Changes, Record};
+use crate::record::{Changes, Patch, Record};
+use crate::value_map::ValueMap;
 
 /// The key prefix [`RedisStore`] uses unless told otherwise.
 const DEFAULT_PREFIX: &str = "session:";
 
-/// Hash field prefixes: values and flash of the same name never share a field.
-const VALUE_FIELD: &str = "v:";
-const FLASH_FIELD: &str = "f:";
-/// Meta fields. They contain no `:`, so they cannot collide with a value or flash field.
+/// The hash's fields: the values and the flash, each one JSON object (see [`RedisStore`]'s
+/// layout), and the record's times and expiry override.
+const VALUES: &str = "values";
+const FLASH: &str = "flash";
 const CREATED_AT: &str = "created_at";
 const EXPIRES_AT: &str = "expires_at";
 const EXPIRY: &str = "expiry";
@@ -56,8 +57,11 @@ return 1
 ///
 /// `KEYS[1]` the session's key; `ARGV[1]` now (Unix ms); `ARGV[2]` new expires_at (Unix ms) or
 /// `''` to keep it; `ARGV[3]` the expiry override: `''` keep, `'-'` remove, else its JSON;
-/// `ARGV[4]` how many field/value pairs to set, `n`; `ARGV[5..5+2n]` those pairs; the rest:
-/// fields to delete.
+/// `ARGV[4]` and `ARGV[5]` the patches of the values and the flash: `''` for none, else a JSON
+/// object of name → the new value's JSON text as a string, or `false` to remove it.
+///
+/// The stored objects hold each value's JSON as a string, so `cjson` only ever decodes and
+/// re-encodes strings: a number in a value never passes through Lua's doubles.
 static APPLY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -65,13 +69,27 @@ local expires = redis.call('HGET', KEYS[1], 'expires_at')
 if not expires or tonumber(expires) <= tonumber(ARGV[1]) then
   return 0
 end
-local last_set = 4 + 2 * tonumber(ARGV[4])
-for i = 5, last_set, 200 do
-  redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 199, last_set)))
+local function merge(field, patch)
+  if patch == '' then
+    return
+  end
+  local stored = redis.call('HGET', KEYS[1], field)
+  local map = stored and cjson.decode(stored) or {}
+  for name, value in pairs(cjson.decode(patch)) do
+    if value == false then
+      map[name] = nil
+    else
+      map[name] = value
+    end
+  end
+  if next(map) == nil then
+    redis.call('HDEL', KEYS[1], field)
+  else
+    redis.call('HSET', KEYS[1], field, cjson.encode(map))
+  end
 end
-for i = last_set + 1, #ARGV, 200 do
-  redis.call('HDEL', KEYS[1], unpack(ARGV, i, math.min(i + 199, #ARGV)))
-end
+merge('values', ARGV[4])
+merge('flash', ARGV[5])
 if ARGV[3] == '-' then
   redis.call('HDEL', KEYS[1], 'expiry')
 elseif ARGV[3] ~= '' then
@@ -104,10 +122,16 @@ return 1
 ///
 /// | field | holds |
 /// |---|---|
-/// | `v:<name>` | the value stored under `name`, as JSON |
-/// | `f:<name>` | the flash stored under `name`, as JSON |
+/// | `values` | a JSON object: each stored name → its value's JSON, as a string (absent when empty) |
+/// | `flash` | the same for the flash |
 /// | `created_at`, `expires_at` | Unix milliseconds |
 /// | `expiry` | the per-session expiry override, as JSON (absent when there is none) |
+///
+/// The values are one field, not one field each: loading a session is then one bulk string to
+/// parse whatever its size (a reply of one field per value costs the client an allocation and a
+/// parse per field, which made a session of 100 keys several times slower to load). A value's
+/// JSON is kept as a string inside the object so that the merge script, which decodes and
+/// re-encodes the object with Lua's `cjson`, never turns a number into a double.
 ///
 /// and a Redis expiry (`PEXPIREAT`) at `expires_at`, so `delete_expired` has nothing to do.
 ///
@@ -130,7 +154,8 @@ return 1
 /// # Round trips
 ///
 /// `load` is one `HGETALL`; `create` and `apply` are one `EVALSHA` each: Lua scripts that check
-/// the record is live and write it (`HSET`, `HDEL`, `PEXPIREAT`) atomically. Two requests of one
+/// the record is live and write it (`HSET`, `HDEL`, `PEXPIREAT`) atomically, `apply` merging the
+/// changed names into the stored objects. Two requests of one
 /// session that change different keys both keep their changes; a change to a session that was
 /// deleted meanwhile writes nothing. (After Redis restarts, the first call of each script also
 /// reloads it: `NOSCRIPT`, `SCRIPT LOAD`, `EVALSHA`.)
@@ -327,11 +352,25 @@ fn map_error(error: RedisError) -> StoreError {
     StoreError::classify(error, unavailable)
 }
 
-fn field(kind: &str, name: &str) -> String {
-    let mut field = String::with_capacity(kind.len() + name.len());
-    field.push_str(kind);
-    field.push_str(name);
-    field
+/// A JSON object of `name` → the value's JSON text as a JSON string, or `false` for a name to
+/// remove: the form the hash's `values` and `flash` fields, and `apply`'s patches, take.
+fn string_object<'a>(entries: impl Iterator<Item = (&'a str, Option<&'a str>)>) -> Result<String, StoreError> {
+    let object: serde_json::Map<String, serde_json::Value> = entries
+        .map(|(name, json)| {
+            let value = json.map_or(serde_json::Value::Bool(false), |json| {
+                serde_json::Value::String(json.to_owned())
+            });
+            (name.to_owned(), value)
+        })
+        .collect();
+    serde_json::to_string(&object).map_err(|error| StoreError::Corrupt(error.to_string()))
+}
+
+/// The `ValueMap` a stored `values` or `flash` field holds (see [`string_object`]).
+fn value_map(text: &str, what: &str) -> Result<ValueMap, StoreError> {
+    let entries: BTreeMap<String, String> = serde_json::from_str(text)
+        .map_err(|error| StoreError::Corrupt(format!("{what} is not an object of strings: {error}")))?;
+    Ok(entries.into_iter().collect())
 }
 
 fn parse_millis(fields: &HashMap<String, String>, name: &str) -> Result<i64, StoreError> {
@@ -358,20 +397,14 @@ impl SessionStore for RedisStore {
             from_unix_millis(parse_millis(&fields, CREATED_AT)?),
             from_unix_millis(expires_at),
         );
-        // Collected first: a `ValueMap` is built in one go, where inserting keys one by one
-        // would move the entries after each.
-        let (mut values, mut flash) = (Vec::new(), Vec::new());
-        for (name, value) in fields {
-            if let Some(name) = name.strip_prefix(VALUE_FIELD) {
-                values.push((name.to_owned(), value));
-            } else if let Some(name) = name.strip_prefix(FLASH_FIELD) {
-                flash.push((name.to_owned(), value));
-            } else if name == EXPIRY {
-                record.expiry = Some(expiry_from_json(&value, "the session hash's `expiry` field")?);
+        for (name, value) in &fields {
+            match name.as_str() {
+                VALUES => record.values = value_map(value, "the session hash's `values` field")?,
+                FLASH => record.flash = value_map(value, "the session hash's `flash` field")?,
+                EXPIRY => record.expiry = Some(expiry_from_json(value, "the session hash's `expiry` field")?),
+                _ => {}
             }
         }
-        record.values = values.into_iter().collect();
-        record.flash = flash.into_iter().collect();
         Ok(Some(record))
     }
 
@@ -388,11 +421,12 @@ impl SessionStore for RedisStore {
         if let Some(expiry) = &record.expiry {
             invocation.arg(EXPIRY).arg(expiry_json(expiry)?);
         }
-        for (name, json) in &record.values {
-            invocation.arg(field(VALUE_FIELD, name)).arg(json);
-        }
-        for (name, json) in &record.flash {
-            invocation.arg(field(FLASH_FIELD, name)).arg(json);
+        for (field, map) in [(VALUES, &record.values), (FLASH, &record.flash)] {
+            if !map.is_empty() {
+                invocation
+                    .arg(field)
+                    .arg(string_object(map.iter().map(|(name, json)| (name, Some(json))))?);
+            }
         }
         let created: i64 = self.invoke(&invocation).await?;
         Ok(if created == 1 {
@@ -403,16 +437,12 @@ impl SessionStore for RedisStore {
     }
 
     async fn apply(&self, key: &StoreKey, changes: &Changes) -> Result<Applied, StoreError> {
-        let mut set = Vec::new();
-        let mut unset = Vec::new();
-        for (kind, patch) in [(VALUE_FIELD, &changes.values), (FLASH_FIELD, &changes.flash)] {
-            for (name, change) in patch {
-                match change {
-                    Some(json) => set.push((field(kind, name), json)),
-                    None => unset.push(field(kind, name)),
-                }
+        let patch = |patch: &Patch| -> Result<String, StoreError> {
+            if patch.is_empty() {
+                return Ok(String::new());
             }
-        }
+            string_object(patch.iter().map(|(name, change)| (name, change.as_deref())))
+        };
         let expiry = match &changes.expiry {
             None => String::new(),
             Some(None) => "-".to_owned(),
@@ -429,13 +459,8 @@ impl SessionStore for RedisStore {
             .arg(now_millis())
             .arg(expires_at)
             .arg(expiry)
-            .arg(set.len());
-        for (field, json) in &set {
-            invocation.arg(field).arg(*json);
-        }
-        for field in &unset {
-            invocation.arg(field);
-        }
+            .arg(patch(&changes.values)?)
+            .arg(patch(&changes.flash)?);
         let applied: i64 = self.invoke(&invocation).await?;
         Ok(if applied == 1 {
             Applied::Applied
