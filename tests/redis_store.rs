@@ -54,7 +54,7 @@ async fn values_come_back_exactly_through_the_merge() {
     let store = RedisStore::connect(&redis.url()).await.unwrap();
     let key = SessionId::random().store_key();
     let mut record = Record::new(millis_from_now(0), millis_from_now(60_000));
-    record.values.insert("before", &u128::MAX.to_string());
+    record.values.insert("before", u128::MAX.to_string());
     assert_eq!(store.create(&key, &record).await.unwrap(), Created::Created);
     let exact = [
         ("big", u128::MAX.to_string()),
