@@ -7,6 +7,7 @@ use std::fmt::Write;
 const KEYS: usize = 100;
 
 fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
     let mut fields = String::new();
     let mut keys = String::new();
     for i in 0..KEYS {

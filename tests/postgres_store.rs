@@ -208,6 +208,13 @@ async fn applies_that_keep_the_expiry_are_hot_updates() {
         return;
     };
     let store = PostgresStore::connect(&postgres.url()).await.unwrap();
+    // Pages keep room for new row versions: with every page full, updates could not stay HOT.
+    let options: Option<Vec<String>> =
+        sqlx::query_scalar("SELECT reloptions FROM pg_class WHERE relname = 'typed_sessions'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(options, Some(vec!["fillfactor=70".to_owned()]));
     let key = SessionId::random().store_key();
     let record = Record::new(millis_from_now(0), millis_from_now(60_000));
     assert_eq!(store.create(&key, &record).await.unwrap(), Created::Created);

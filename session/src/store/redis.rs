@@ -8,7 +8,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, ErrorKind, FromRedisValue, RedisError, Script, ScriptInvocation, ServerErrorKind};
+use redis::{Cmd, ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind};
 
 use super::codec::{expiry_from_json, expiry_json, from_unix_millis, now_millis, to_unix_millis};
 use super::{Applied, Created, SessionStore, StoreError, StoreKey};
@@ -33,9 +33,9 @@ const EXPIRY: &str = "expiry";
 ///
 /// "Live" is decided by the stored `expires_at` against the caller's clock, like every other
 /// store, so a record Redis has not evicted yet but that the application considers expired never
-/// blocks a new one (it is deleted first). `unpack` is chunked: Lua's stack takes only a few thousand values at once.
-static CREATE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+/// blocks a new one (it is deleted first).
+static CREATE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
         r"
 local expires = redis.call('HGET', KEYS[1], 'expires_at')
 if expires then
@@ -44,9 +44,7 @@ if expires then
   end
   redis.call('DEL', KEYS[1])
 end
-for i = 3, #ARGV, 200 do
-  redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 199, #ARGV)))
-end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 redis.call('PEXPIREAT', KEYS[1], ARGV[2])
 return 1
 ",
@@ -61,17 +59,19 @@ return 1
 /// object of name → the new value's JSON text as a string, or `false` to remove it.
 ///
 /// The stored objects hold each value's JSON as a string, so `cjson` only ever decodes and
-/// re-encodes strings: a number in a value never passes through Lua's doubles.
-static APPLY: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+/// re-encodes strings: a number in a value never passes through Lua's doubles. Everything is
+/// decoded before anything is written: a script that fails half-way keeps its writes, so a
+/// corrupt field must stop it before the first.
+static APPLY: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
         r"
 local expires = redis.call('HGET', KEYS[1], 'expires_at')
 if not expires or tonumber(expires) <= tonumber(ARGV[1]) then
   return 0
 end
-local function merge(field, patch)
+local function merged(field, patch)
   if patch == '' then
-    return
+    return nil
   end
   local stored = redis.call('HGET', KEYS[1], field)
   local map = stored and cjson.decode(stored) or {}
@@ -82,14 +82,21 @@ local function merge(field, patch)
       map[name] = value
     end
   end
-  if next(map) == nil then
+  return map
+end
+local function store(field, map)
+  if map == nil then
+    return
+  elseif next(map) == nil then
     redis.call('HDEL', KEYS[1], field)
   else
     redis.call('HSET', KEYS[1], field, cjson.encode(map))
   end
 end
-merge('values', ARGV[4])
-merge('flash', ARGV[5])
+local values = merged('values', ARGV[4])
+local flash = merged('flash', ARGV[5])
+store('values', values)
+store('flash', flash)
 if ARGV[3] == '-' then
   redis.call('HDEL', KEYS[1], 'expiry')
 elseif ARGV[3] ~= '' then
@@ -103,6 +110,36 @@ return 1
 ",
     )
 });
+
+/// A Lua script: its source, and its hash for `EVALSHA`.
+struct Lua {
+    source: &'static str,
+    script: Script,
+}
+
+impl Lua {
+    fn new(source: &'static str) -> Self {
+        Lua {
+            source,
+            script: Script::new(source),
+        }
+    }
+
+    /// The script run on `key` with `args`: by its hash, or (`eval`) by its source.
+    fn call(&self, key: &str, args: &[String], eval: bool) -> Cmd {
+        let mut cmd = if eval {
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(self.source);
+            cmd
+        } else {
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(self.script.get_hash());
+            cmd
+        };
+        cmd.arg(1).arg(key).arg(args);
+        cmd
+    }
+}
 
 /// Sessions in Redis: one hash per session, expired by Redis itself (`PEXPIREAT`).
 ///
@@ -158,7 +195,7 @@ return 1
 /// changed names into the stored objects. Two requests of one
 /// session that change different keys both keep their changes; a change to a session that was
 /// deleted meanwhile writes nothing. (After Redis restarts, the first call of each script also
-/// reloads it: `NOSCRIPT`, `SCRIPT LOAD`, `EVALSHA`.)
+/// sends it: `NOSCRIPT`, then `EVAL` with the script's source.)
 ///
 /// # Outages
 ///
@@ -307,11 +344,13 @@ impl RedisStore {
         }
     }
 
-    /// Runs a script (`EVALSHA`, loading it first if Redis does not know it); retried as `query`.
-    async fn invoke<T: FromRedisValue>(&self, invocation: &ScriptInvocation<'_>) -> Result<T, StoreError> {
+    /// Runs `script` on the session `key` with `args` (`EVALSHA`; `EVAL` if Redis does not know
+    /// the script); retried as `query`.
+    async fn invoke<T: FromRedisValue>(&self, script: &Lua, key: &StoreKey, args: &[String]) -> Result<T, StoreError> {
+        let key = self.redis_key(key);
         match self.connection.clone() {
-            Connection::Server(mut manager) => invoke_on(&mut manager, invocation).await,
-            Connection::Cluster(mut cluster) => invoke_on(&mut cluster, invocation).await,
+            Connection::Server(mut manager) => invoke_on(&mut manager, script, &key, args).await,
+            Connection::Cluster(mut cluster) => invoke_on(&mut cluster, script, &key, args).await,
         }
     }
 }
@@ -328,13 +367,33 @@ async fn query_on<T: FromRedisValue>(connection: &mut impl ConnectionLike, cmd: 
 /// [`RedisStore::invoke`] on one kind of connection.
 async fn invoke_on<T: FromRedisValue>(
     connection: &mut impl ConnectionLike,
-    invocation: &ScriptInvocation<'_>,
+    script: &Lua,
+    key: &str,
+    args: &[String],
 ) -> Result<T, StoreError> {
-    match invocation.invoke_async(connection).await {
-        Err(error) if error.is_connection_refusal() => invocation.invoke_async(connection).await,
+    match run_script(connection, script, key, args).await {
+        Err(error) if error.is_connection_refusal() => run_script(connection, script, key, args).await,
         result => result,
     }
     .map_err(map_error)
+}
+
+/// `EVALSHA`, then `EVAL` if the node answers `NOSCRIPT` (it restarted, or it is a replica that
+/// has just taken over): `EVAL` runs the script and caches it on the node that holds the key.
+/// (redis-rs' own fallback sends `SCRIPT LOAD`, which on a cluster goes to every node and fails
+/// while any of them is down.)
+async fn run_script<T: FromRedisValue>(
+    connection: &mut impl ConnectionLike,
+    script: &Lua,
+    key: &str,
+    args: &[String],
+) -> redis::RedisResult<T> {
+    match script.call(key, args, false).query_async(connection).await {
+        Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+            script.call(key, args, true).query_async(connection).await
+        }
+        result => result,
+    }
 }
 
 fn map_error(error: RedisError) -> StoreError {
@@ -402,6 +461,13 @@ impl SessionStore for RedisStore {
                 VALUES => record.values = value_map(value, "the session hash's `values` field")?,
                 FLASH => record.flash = value_map(value, "the session hash's `flash` field")?,
                 EXPIRY => record.expiry = Some(expiry_from_json(value, "the session hash's `expiry` field")?),
+                // One field per value was the layout of development builds before 0.1.0: such a
+                // session is not read as one without values (it starts over instead).
+                old if old.starts_with("v:") || old.starts_with("f:") => {
+                    return Err(StoreError::Corrupt(format!(
+                        "the session hash has a field `{old}` of an older layout"
+                    )));
+                }
                 _ => {}
             }
         }
@@ -409,26 +475,27 @@ impl SessionStore for RedisStore {
     }
 
     async fn create(&self, key: &StoreKey, record: &Record) -> Result<Created, StoreError> {
-        let mut invocation = CREATE.prepare_invoke();
-        invocation
-            .key(self.redis_key(key))
-            .arg(now_millis())
-            .arg(to_unix_millis(record.expires_at))
-            .arg(CREATED_AT)
-            .arg(to_unix_millis(record.created_at))
-            .arg(EXPIRES_AT)
-            .arg(to_unix_millis(record.expires_at));
+        let expires_at = to_unix_millis(record.expires_at).to_string();
+        let mut args = vec![
+            now_millis().to_string(),
+            expires_at.clone(),
+            CREATED_AT.to_owned(),
+            to_unix_millis(record.created_at).to_string(),
+            EXPIRES_AT.to_owned(),
+            expires_at,
+        ];
         if let Some(expiry) = &record.expiry {
-            invocation.arg(EXPIRY).arg(expiry_json(expiry)?);
+            args.extend([EXPIRY.to_owned(), expiry_json(expiry)?]);
         }
         for (field, map) in [(VALUES, &record.values), (FLASH, &record.flash)] {
             if !map.is_empty() {
-                invocation
-                    .arg(field)
-                    .arg(string_object(map.iter().map(|(name, json)| (name, Some(json))))?);
+                args.extend([
+                    field.to_owned(),
+                    string_object(map.iter().map(|(name, json)| (name, Some(json))))?,
+                ]);
             }
         }
-        let created: i64 = self.invoke(&invocation).await?;
+        let created: i64 = self.invoke(&CREATE, key, &args).await?;
         Ok(if created == 1 {
             Created::Created
         } else {
@@ -453,15 +520,14 @@ impl SessionStore for RedisStore {
             .map(|at| to_unix_millis(at).to_string())
             .unwrap_or_default();
 
-        let mut invocation = APPLY.prepare_invoke();
-        invocation
-            .key(self.redis_key(key))
-            .arg(now_millis())
-            .arg(expires_at)
-            .arg(expiry)
-            .arg(patch(&changes.values)?)
-            .arg(patch(&changes.flash)?);
-        let applied: i64 = self.invoke(&invocation).await?;
+        let args = [
+            now_millis().to_string(),
+            expires_at,
+            expiry,
+            patch(&changes.values)?,
+            patch(&changes.flash)?,
+        ];
+        let applied: i64 = self.invoke(&APPLY, key, &args).await?;
         Ok(if applied == 1 {
             Applied::Applied
         } else {
