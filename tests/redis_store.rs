@@ -20,15 +20,19 @@ async fn plain(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
+/// The conformance suite under the default prefix and another one.
+async fn run_conformance(store: RedisStore) {
+    conformance::run(&store).await;
+    conformance::run(&store.with_prefix("other-app:")).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passes_the_conformance_suite() {
     init_tracing();
     let Some(redis) = RedisServer::start().await else {
         return;
     };
-    let store = RedisStore::connect(&redis.url()).await.unwrap();
-    conformance::run(&store).await;
-    conformance::run(&store.with_prefix("other-app:")).await;
+    run_conformance(RedisStore::connect(&redis.url()).await.unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -37,9 +41,7 @@ async fn passes_the_conformance_suite_on_a_cluster() {
     let Some(cluster) = RedisCluster::start().await else {
         return;
     };
-    let store = RedisStore::connect_cluster(cluster.urls()).await.unwrap();
-    conformance::run(&store).await;
-    conformance::run(&store.with_prefix("other-app:")).await;
+    run_conformance(RedisStore::connect_cluster(cluster.urls()).await.unwrap()).await;
 }
 
 /// The merge script decodes and re-encodes the stored values with Lua's `cjson`: values are kept

@@ -164,13 +164,13 @@ impl Lua {
 /// | `created_at`, `expires_at` | Unix milliseconds |
 /// | `expiry` | the per-session expiry override, as JSON (absent when there is none) |
 ///
+/// and a Redis expiry (`PEXPIREAT`) at `expires_at`, so `delete_expired` has nothing to do.
+///
 /// The values are one field, not one field each: loading a session is then one bulk string to
 /// parse whatever its size (a reply of one field per value costs the client an allocation and a
 /// parse per field, which made a session of 100 keys several times slower to load). A value's
 /// JSON is kept as a string inside the object so that the merge script, which decodes and
 /// re-encodes the object with Lua's `cjson`, never turns a number into a double.
-///
-/// and a Redis expiry (`PEXPIREAT`) at `expires_at`, so `delete_expired` has nothing to do.
 ///
 /// # Redis Cluster
 ///
@@ -338,61 +338,65 @@ impl RedisStore {
     /// Runs a command; retried once if the connection was refused, which means the command was
     /// never sent and the manager has just started a new connection attempt (Redis came back).
     async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
-        match self.connection.clone() {
-            Connection::Server(mut manager) => query_on(&mut manager, cmd).await,
-            Connection::Cluster(mut cluster) => query_on(&mut cluster, cmd).await,
-        }
+        self.send(&Request::Command(cmd)).await
     }
 
     /// Runs `script` on the session `key` with `args` (`EVALSHA`; `EVAL` if Redis does not know
     /// the script); retried as `query`.
     async fn invoke<T: FromRedisValue>(&self, script: &Lua, key: &StoreKey, args: &[String]) -> Result<T, StoreError> {
         let key = self.redis_key(key);
+        self.send(&Request::Script {
+            script,
+            key: &key,
+            args,
+        })
+        .await
+    }
+
+    async fn send<T: FromRedisValue>(&self, request: &Request<'_>) -> Result<T, StoreError> {
         match self.connection.clone() {
-            Connection::Server(mut manager) => invoke_on(&mut manager, script, &key, args).await,
-            Connection::Cluster(mut cluster) => invoke_on(&mut cluster, script, &key, args).await,
+            Connection::Server(mut manager) => request.send_retrying(&mut manager).await,
+            Connection::Cluster(mut cluster) => request.send_retrying(&mut cluster).await,
         }
     }
 }
 
-/// [`RedisStore::query`] on one kind of connection.
-async fn query_on<T: FromRedisValue>(connection: &mut impl ConnectionLike, cmd: &Cmd) -> Result<T, StoreError> {
-    match cmd.query_async(connection).await {
-        Err(error) if error.is_connection_refusal() => cmd.query_async(connection).await,
-        result => result,
-    }
-    .map_err(map_error)
+/// What the store sends Redis: a command, or a script on one session's key.
+enum Request<'a> {
+    Command(&'a Cmd),
+    Script {
+        script: &'a Lua,
+        key: &'a str,
+        args: &'a [String],
+    },
 }
 
-/// [`RedisStore::invoke`] on one kind of connection.
-async fn invoke_on<T: FromRedisValue>(
-    connection: &mut impl ConnectionLike,
-    script: &Lua,
-    key: &str,
-    args: &[String],
-) -> Result<T, StoreError> {
-    match run_script(connection, script, key, args).await {
-        Err(error) if error.is_connection_refusal() => run_script(connection, script, key, args).await,
-        result => result,
-    }
-    .map_err(map_error)
-}
-
-/// `EVALSHA`, then `EVAL` if the node answers `NOSCRIPT` (it restarted, or it is a replica that
-/// has just taken over): `EVAL` runs the script and caches it on the node that holds the key.
-/// (redis-rs' own fallback sends `SCRIPT LOAD`, which on a cluster goes to every node and fails
-/// while any of them is down.)
-async fn run_script<T: FromRedisValue>(
-    connection: &mut impl ConnectionLike,
-    script: &Lua,
-    key: &str,
-    args: &[String],
-) -> redis::RedisResult<T> {
-    match script.call(key, args, false).query_async(connection).await {
-        Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-            script.call(key, args, true).query_async(connection).await
+impl Request<'_> {
+    /// Sends the request, a second time if the connection was refused (see `RedisStore::query`).
+    async fn send_retrying<T: FromRedisValue>(&self, connection: &mut impl ConnectionLike) -> Result<T, StoreError> {
+        match self.send(connection).await {
+            Err(error) if error.is_connection_refusal() => self.send(connection).await,
+            result => result,
         }
-        result => result,
+        .map_err(map_error)
+    }
+
+    /// A script goes as `EVALSHA`, then as `EVAL` if the node answers `NOSCRIPT` (it restarted, or
+    /// it is a replica that has just taken over): `EVAL` runs the script and caches it on the node
+    /// that holds the key. (redis-rs' own fallback sends `SCRIPT LOAD`, which on a cluster goes to
+    /// every node and fails while any of them is down.)
+    async fn send<T: FromRedisValue>(&self, connection: &mut impl ConnectionLike) -> redis::RedisResult<T> {
+        match *self {
+            Request::Command(cmd) => cmd.query_async(connection).await,
+            Request::Script { script, key, args } => {
+                match script.call(key, args, false).query_async(connection).await {
+                    Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                        script.call(key, args, true).query_async(connection).await
+                    }
+                    result => result,
+                }
+            }
+        }
     }
 }
 
@@ -414,19 +418,22 @@ fn map_error(error: RedisError) -> StoreError {
 /// A JSON object of `name` → the value's JSON text as a JSON string, or `false` for a name to
 /// remove: the form the hash's `values` and `flash` fields, and `apply`'s patches, take.
 fn string_object<'a>(entries: impl Iterator<Item = (&'a str, Option<&'a str>)>) -> Result<String, StoreError> {
-    let object: serde_json::Map<String, serde_json::Value> = entries
-        .map(|(name, json)| {
-            let value = json.map_or(serde_json::Value::Bool(false), |json| {
-                serde_json::Value::String(json.to_owned())
-            });
-            (name.to_owned(), value)
-        })
-        .collect();
-    serde_json::to_string(&object).map_err(|error| StoreError::Corrupt(error.to_string()))
+    /// A value's JSON as a JSON string, or `false`.
+    #[derive(serde::Serialize)]
+    #[serde(untagged)]
+    enum Entry<'a> {
+        Json(&'a str),
+        Removed(bool),
+    }
+    let entries = entries.map(|(name, json)| (name, json.map_or(Entry::Removed(false), Entry::Json)));
+    let mut object = Vec::new();
+    serde::Serializer::collect_map(&mut serde_json::Serializer::new(&mut object), entries)
+        .map_err(|error| StoreError::Corrupt(error.to_string()))?;
+    String::from_utf8(object).map_err(|error| StoreError::Corrupt(error.to_string()))
 }
 
 /// The `ValueMap` a stored `values` or `flash` field holds (see [`string_object`]).
-fn value_map(text: &str, what: &str) -> Result<ValueMap, StoreError> {
+fn from_string_object(text: &str, what: &str) -> Result<ValueMap, StoreError> {
     let entries: BTreeMap<String, String> = serde_json::from_str(text)
         .map_err(|error| StoreError::Corrupt(format!("{what} is not an object of strings: {error}")))?;
     Ok(entries.into_iter().collect())
@@ -458,8 +465,8 @@ impl SessionStore for RedisStore {
         );
         for (name, value) in &fields {
             match name.as_str() {
-                VALUES => record.values = value_map(value, "the session hash's `values` field")?,
-                FLASH => record.flash = value_map(value, "the session hash's `flash` field")?,
+                VALUES => record.values = from_string_object(value, "the session hash's `values` field")?,
+                FLASH => record.flash = from_string_object(value, "the session hash's `flash` field")?,
                 EXPIRY => record.expiry = Some(expiry_from_json(value, "the session hash's `expiry` field")?),
                 // One field per value was the layout of development builds before 0.1.0: such a
                 // session is not read as one without values (it starts over instead).
