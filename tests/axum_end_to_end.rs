@@ -5,159 +5,28 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use serde::Deserialize;
-use typed_sessions::{Session, SessionLayer, SessionSchema, SigningKey};
+use typed_sessions::{Session, SessionLayer, SigningKey};
 use typed_sessions_tests::{Failure, TestStore};
-
-#[derive(SessionSchema)]
-struct Values {
-    user_id: u64,
-    name: String,
-    visits: u32,
-    #[session(rename = "cartItems")]
-    cart: Vec<String>,
-}
-
-#[derive(SessionSchema)]
-struct Flash {
-    notice: String,
-    alert: String,
-}
-
-/// A second schema over the same session, as a separate module of an app would declare it.
-#[derive(SessionSchema)]
-struct Other {
-    /// Same stored name as `Values::name`, another type: reading it must not panic.
-    #[session(rename = "name")]
-    name_as_number: u64,
-    theme: String,
-}
-
-type AppSession = Session<Values, Flash>;
 
 #[path = "common/browser.rs"]
 mod browser;
 use browser::{send, Browser, Reply};
 
-#[derive(Deserialize)]
-struct Param {
-    v: Option<String>,
-}
-
-/// Routes that each exercise one operation; the body reports what the handler saw.
-fn routes() -> Router {
-    Router::new()
-        .route("/login", get(|mut s: AppSession| async move {
-            s.set(Values::USER_ID, 42);
-            s.set(Values::NAME, "ada".to_owned());
-            "ok"
-        }))
-        .route("/whoami", get(|s: AppSession| async move {
-            format!("{:?} {:?}", s.get(Values::USER_ID), s.get(Values::NAME))
-        }))
-        .route("/read-only", get(|s: AppSession| async move { format!("{}", s.len()) }))
-        .route("/no-session", get(|| async { "no session here" }))
-        .route("/count", get(|mut s: AppSession| async move {
-            s.update(Values::VISITS, |v| {
-                *v += 1;
-                *v
-            })
-            .to_string()
-        }))
-        .route("/flash", get(|mut s: AppSession, Query(p): Query<Param>| async move {
-            s.flash(Flash::NOTICE, p.v.unwrap_or_else(|| "hello".into()));
-            "flashed"
-        }))
-        .route("/flash-both", get(|mut s: AppSession| async move {
-            s.flash(Flash::NOTICE, "n".into());
-            s.flash(Flash::ALERT, "a".into());
-            "flashed"
-        }))
-        .route("/show-flash", get(|s: AppSession| async move {
-            format!("{:?} {:?}", s.get_flash(Flash::NOTICE), s.get_flash(Flash::ALERT))
-        }))
-        .route("/keep-notice", get(|mut s: AppSession| async move {
-            s.keep_flash(Flash::NOTICE);
-            format!("{:?} {:?}", s.get_flash(Flash::NOTICE), s.get_flash(Flash::ALERT))
-        }))
-        .route("/reflash", get(|mut s: AppSession| async move {
-            s.reflash();
-            format!("{:?} {:?}", s.get_flash(Flash::NOTICE), s.get_flash(Flash::ALERT))
-        }))
-        .route("/flash-now", get(|mut s: AppSession| async move {
-            s.flash_now(Flash::ALERT, "right now".into());
-            format!("{:?}", s.get_flash(Flash::ALERT))
-        }))
-        .route("/regenerate", get(|mut s: AppSession, Query(p): Query<Param>| async move {
-            let delete_old = p.v.as_deref() == Some("delete");
-            let old = s.id();
-            s.regenerate_id(delete_old);
-            assert_ne!(s.id(), old);
-            assert_eq!(s.delete_id().is_some(), delete_old);
-            "regenerated"
-        }))
-        .route("/destroy", get(|mut s: AppSession| async move {
-            s.destroy();
-            s.set(Values::USER_ID, 7); // ignored: the session is over
-            format!("{} {:?}", s.is_destroyed(), s.get(Values::USER_ID))
-        }))
-        .route("/invalidate", get(|mut s: AppSession| async move {
-            let old = s.id();
-            s.invalidate();
-            assert_eq!(s.delete_id(), old);
-            assert_eq!(s.id(), None, "an invalidated session has no id until it is stored again");
-            s.set(Values::VISITS, 1);
-            format!("{}", s.len())
-        }))
-        .route("/take", get(|mut s: AppSession| async move {
-            format!("{:?} {:?}", s.take(Values::NAME), s.has(Values::NAME))
-        }))
-        .route("/unset", get(|mut s: AppSession| async move {
-            s.unset(Values::USER_ID);
-            format!("{} {}", s.has(Values::USER_ID), s.len())
-        }))
-        .route("/clear", get(|mut s: AppSession| async move {
-            s.clear();
-            format!("{} {} {:?}", s.is_empty(), s.len(), s.get_flash(Flash::NOTICE))
-        }))
-        .route("/set-same", get(|mut s: AppSession| async move {
-            s.set(Values::USER_ID, 42);
-            format!("{}", s.is_dirty())
-        }))
-        .route("/cart", get(|mut s: AppSession| async move {
-            s.update(Values::CART, |cart| cart.push("apple".into()));
-            s.data().values.get("cartItems").unwrap_or_default().to_owned()
-        }))
-        .route("/other", get(|mut s: Session<Other>, v: AppSession| async move {
-            s.set(Other::THEME, "dark".into());
-            format!("{:?} {:?}", s.get(Other::NAME_AS_NUMBER), v.get(Values::NAME))
-        }))
-        .route("/theme", get(|s: Session<Other>| async move { format!("{:?}", s.get(Other::THEME)) }))
-        .route(
-            "/invalidate-then-destroy",
-            get(|mut s: AppSession| async move {
-                s.invalidate();
-                s.destroy();
-            }),
-        )
-        .route("/clear-only", get(|mut s: AppSession| async move { s.clear() }))
-        .route("/vary-own", get(|s: AppSession| async move {
-            ([(axum::http::header::VARY, "Accept-Encoding")], format!("{:?}", s.get(Values::USER_ID)))
-        }))
-        .route("/maybe", get(|s: Option<AppSession>| async move {
-            match s {
-                Some(s) => format!("some {:?}", s.get(Values::USER_ID)),
-                None => "none".to_owned(),
-            }
-        }))
-}
+#[path = "common/routes.rs"]
+mod routes;
+use routes::{routes, AppSession, Other, Values};
 
 fn app_on(store: Arc<TestStore>) -> Router {
     routes().layer(SessionLayer::new(store))
+}
+
+/// The routes over new sessions, kept as the running test says (a store, or the cookie): for the
+/// tests that look at nothing but responses, which run over client-side sessions too.
+fn app() -> Router {
+    routes().layer(typed_sessions_tests::fresh_layer().0)
 }
 
 async fn new_visitor_that_writes_nothing_gets_no_cookie_and_no_record() {
@@ -245,14 +114,14 @@ async fn only_changed_keys_are_written_and_unchanged_requests_write_nothing() {
 }
 
 async fn flash_is_seen_by_the_next_request_only() {
-    let mut browser = Browser::new(app_on(Default::default()));
+    let mut browser = Browser::new(app());
     browser.get("/flash?v=saved").await;
     assert_eq!(browser.get("/show-flash").await.body, r#"Some("saved") None"#);
     assert_eq!(browser.get("/show-flash").await.body, "None None");
 }
 
 async fn requests_that_do_not_extract_the_session_do_not_age_flash() {
-    let mut browser = Browser::new(app_on(Default::default()));
+    let mut browser = Browser::new(app());
     browser.get("/flash").await;
     browser.get("/no-session").await;
     browser.get("/no-session").await;
@@ -260,7 +129,7 @@ async fn requests_that_do_not_extract_the_session_do_not_age_flash() {
 }
 
 async fn reading_flash_twice_in_one_request_does_not_consume_it_and_flash_is_no_value() {
-    let mut browser = Browser::new(app_on(Default::default()));
+    let mut browser = Browser::new(app());
     browser.get("/flash").await;
     // `/keep-notice` reads twice (via format) and `/read-only` counts values only.
     assert_eq!(
@@ -286,7 +155,7 @@ async fn flash_now_is_visible_in_this_request_and_never_stored() {
 }
 
 async fn keep_flash_carries_one_key_and_reflash_carries_all() {
-    let mut browser = Browser::new(app_on(Default::default()));
+    let mut browser = Browser::new(app());
     browser.get("/flash-both").await;
     assert_eq!(browser.get("/keep-notice").await.body, r#"Some("n") Some("a")"#);
     assert_eq!(browser.get("/show-flash").await.body, r#"Some("n") None"#);
@@ -300,7 +169,7 @@ async fn keep_flash_carries_one_key_and_reflash_carries_all() {
 }
 
 async fn new_flash_replaces_incoming_flash_of_the_same_key() {
-    let mut browser = Browser::new(app_on(Default::default()));
+    let mut browser = Browser::new(app());
     browser.get("/flash?v=first").await;
     browser.get("/flash?v=second").await;
     assert_eq!(browser.get("/show-flash").await.body, r#"Some("second") None"#);
@@ -374,7 +243,7 @@ async fn invalidate_clears_everything_and_moves_to_a_new_id() {
 }
 
 async fn take_unset_clear_and_update() {
-    let mut browser = Browser::new(app_on(Default::default()));
+    let mut browser = Browser::new(app());
     browser.get("/login").await;
     assert_eq!(browser.get("/take").await.body, r#"Some("ada") false"#);
     assert_eq!(browser.get("/take").await.body, "None false");
@@ -389,7 +258,7 @@ async fn take_unset_clear_and_update() {
 }
 
 async fn optional_extractor_is_none_without_a_stored_session() {
-    let mut browser = Browser::new(app_on(Default::default()));
+    let mut browser = Browser::new(app());
     assert_eq!(browser.get("/maybe").await.body, "none");
     browser.get("/login").await;
     assert_eq!(browser.get("/maybe").await.body, "some Some(42)");
@@ -573,7 +442,7 @@ async fn destroy_after_invalidate_still_deletes_the_old_record() {
 }
 
 async fn clear_removes_stored_flash_too() {
-    let mut browser = Browser::new(app_on(Default::default()));
+    let mut browser = Browser::new(app());
     browser.get("/login").await;
     browser.get("/flash").await;
     browser.get("/clear-only").await;
@@ -701,7 +570,7 @@ async fn regenerate_id_keeps_what_a_concurrent_request_wrote() {
 }
 
 async fn host_prefixed_cookie_names_work_with_their_required_settings() {
-    let app = routes().layer(SessionLayer::new(TestStore::default()).with_cookie_name("__Host-id"));
+    let app = routes().layer(typed_sessions_tests::fresh_layer().0.with_cookie_name("__Host-id"));
     let reply = send(&app, "/login", None).await;
     let set_cookie = reply.set_cookie.first().expect("a session cookie");
     assert!(set_cookie.starts_with("__Host-id="), "{set_cookie}");
@@ -758,8 +627,7 @@ async fn a_stale_session_cookie_sent_first_does_not_hide_the_live_one() {
 /// A shared cache must not hand one user's session page or cookie to another: every response of
 /// a request that took the session varies on `Cookie`, merged with the handler's own `Vary`.
 async fn session_responses_vary_on_cookie_and_others_do_not() {
-    let store = Arc::new(TestStore::default());
-    let mut browser = Browser::new(app_on(store.clone()));
+    let mut browser = Browser::new(app());
     let visitor = browser.get("/whoami").await;
     assert_eq!(visitor.vary, ["Cookie"], "a visitor's page depends on having no cookie");
     let login = browser.get("/login").await;
@@ -821,4 +689,16 @@ typed_sessions_tests::on_both_paths!(
     regenerate_id_keeps_what_a_concurrent_request_wrote,
     host_prefixed_cookie_names_work_with_their_required_settings,
     a_stale_session_cookie_sent_first_does_not_hide_the_live_one,
+);
+
+typed_sessions_tests::on_client_side!(
+    session_responses_vary_on_cookie_and_others_do_not,
+    flash_is_seen_by_the_next_request_only,
+    requests_that_do_not_extract_the_session_do_not_age_flash,
+    reading_flash_twice_in_one_request_does_not_consume_it_and_flash_is_no_value,
+    keep_flash_carries_one_key_and_reflash_carries_all,
+    new_flash_replaces_incoming_flash_of_the_same_key,
+    take_unset_clear_and_update,
+    optional_extractor_is_none_without_a_stored_session,
+    host_prefixed_cookie_names_work_with_their_required_settings,
 );

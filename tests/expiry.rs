@@ -39,14 +39,15 @@ fn login_and_user() -> Router {
 struct Fixture {
     browser: Browser,
     clock: ManualClock,
-    store: Arc<TestStore>,
+    /// `None` for client-side sessions, kept in the cookie.
+    store: Option<Arc<TestStore>>,
 }
 
 impl Fixture {
     fn new(configure: impl FnOnce(SessionLayer) -> SessionLayer) -> Self {
         let clock = ManualClock::new(SystemTime::now());
-        let store = Arc::new(TestStore::default());
-        let layer = configure(SessionLayer::new(Arc::clone(&store)).with_clock(clock.clone()));
+        let (layer, store) = typed_sessions_tests::fresh_layer();
+        let layer = configure(layer.with_clock(clock.clone()));
         let app = login_and_user()
             .route(
                 "/remember-me",
@@ -75,8 +76,13 @@ impl Fixture {
         }
     }
 
+    /// Writes of the session so far: to the store, or, for a session kept in the cookie, cookies
+    /// sent (each is the whole session written again).
     fn writes(&self) -> usize {
-        self.store.writes()
+        match &self.store {
+            Some(store) => store.writes(),
+            None => self.browser.cookies_received,
+        }
     }
 }
 
@@ -211,11 +217,16 @@ async fn remember_me_is_persisted_with_the_session_and_sets_max_age() {
     );
 }
 
+/// Client-side, the same test is a browser that replays its cookie past the cookie's expiry: the
+/// expiry inside the cookie decides, not what the browser kept.
 async fn an_expired_record_is_not_served_even_if_the_store_still_has_it() {
     let mut f = Fixture::new(|layer| layer.with_expiry(Expiry::Idle(MINUTE)));
     f.browser.get("/login").await;
     f.clock.advance(2 * MINUTE);
-    assert_eq!(f.store.inner.len(), 1, "the store has not swept it");
+    if let Some(store) = &f.store {
+        assert_eq!(store.inner.len(), 1, "the store has not swept it");
+    }
+    assert!(f.browser.cookie.is_some(), "the browser still sends its cookie");
     assert_eq!(f.browser.get("/user").await.body, "");
 }
 
@@ -265,7 +276,8 @@ async fn a_request_that_arrives_in_time_renews_its_session_even_if_the_handler_o
             }),
         )
         .layer(
-            SessionLayer::new(TestStore::default())
+            typed_sessions_tests::fresh_layer()
+                .0
                 .with_clock(clock.clone())
                 .with_expiry(Expiry::Idle(30 * MINUTE)),
         );
@@ -287,6 +299,19 @@ async fn a_request_that_arrives_in_time_renews_its_session_even_if_the_handler_o
 }
 
 typed_sessions_tests::on_both_paths!(
+    idle_timeout_sets_max_age_and_ends_an_idle_session,
+    an_unchanged_request_touches_only_after_half_the_window,
+    touch_fraction_is_configurable,
+    max_lifetime_caps_the_session_whatever_its_activity,
+    browser_session_cookies_have_no_max_age,
+    remember_me_is_persisted_with_the_session_and_sets_max_age,
+    an_expired_record_is_not_served_even_if_the_store_still_has_it,
+    switching_to_a_browser_session_replaces_the_persistent_cookie,
+    an_idle_timeout_of_duration_max_means_never_and_does_not_panic,
+    a_request_that_arrives_in_time_renews_its_session_even_if_the_handler_outlasts_it,
+);
+
+typed_sessions_tests::on_client_side!(
     idle_timeout_sets_max_age_and_ends_an_idle_session,
     an_unchanged_request_touches_only_after_half_the_window,
     touch_fraction_is_configurable,

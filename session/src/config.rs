@@ -1,10 +1,12 @@
-//! What the layer applies to every request: the store, the cookie, expiry, the clock; and
+//! What the layer applies to every request: where sessions are kept, the cookie, expiry, the clock; and
 //! reading a record by the layer's rules.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::clock::{Clock, SystemClock};
+#[cfg(feature = "client-side")]
+use crate::cookie::EncryptionKey;
 use crate::cookie::{CookieSettings, SigningKey};
 use crate::expiry::ExpiryRules;
 use crate::id::StoreKey;
@@ -13,11 +15,71 @@ use crate::record::Record;
 use crate::store::erased::{ErasedStore, StoreFuture, Timed};
 use crate::store::{SessionStore, StoreError};
 
+/// Where the layer keeps sessions.
+#[derive(Clone)]
+pub(crate) enum Storage {
+    /// In a store, behind the interface whose calls the request path awaits; the cookie
+    /// carries the session id.
+    Store(Arc<dyn ErasedStore>),
+    /// In the cookie itself, sealed with the first of these keys (client-side sessions).
+    #[cfg(feature = "client-side")]
+    Cookie(Arc<[EncryptionKey]>),
+}
+
+impl Storage {
+    /// The store of server-side sessions. For client-side sessions, whose load and save never
+    /// reach a store, one that has nothing and refuses every write.
+    pub(crate) fn store(&self) -> &dyn ErasedStore {
+        match self {
+            Storage::Store(store) => &**store,
+            #[cfg(feature = "client-side")]
+            Storage::Cookie(_) => &NoStore,
+        }
+    }
+}
+
+/// The store a client-side layer answers [`Storage::store`] with. Its load and save seal and
+/// open cookies instead and never call it; were that to change, a request would fail with this
+/// error rather than lose a session silently.
+#[cfg(feature = "client-side")]
+struct NoStore;
+
+#[cfg(feature = "client-side")]
+impl NoStore {
+    fn refuse<T>() -> Result<T, StoreError> {
+        Err(StoreError::backend(
+            "client-side sessions are kept in the cookie, not in a store",
+        ))
+    }
+}
+
+#[cfg(feature = "client-side")]
+impl SessionStore for NoStore {
+    async fn load(&self, _key: &StoreKey) -> Result<Option<Record>, StoreError> {
+        Self::refuse()
+    }
+    async fn create(&self, _key: &StoreKey, _record: &Record) -> Result<crate::store::Created, StoreError> {
+        Self::refuse()
+    }
+    async fn apply(
+        &self,
+        _key: &StoreKey,
+        _changes: &crate::store::Changes,
+    ) -> Result<crate::store::Applied, StoreError> {
+        Self::refuse()
+    }
+    async fn delete(&self, _key: &StoreKey) -> Result<(), StoreError> {
+        Self::refuse()
+    }
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+}
+
 /// Everything the layer knows, shared by all requests.
 #[derive(Clone)]
 pub(crate) struct Config {
-    /// The store, behind the interface whose calls the request path awaits.
-    pub(crate) store: Arc<dyn ErasedStore>,
+    pub(crate) storage: Storage,
     pub(crate) cookie: CookieSettings,
     pub(crate) signing_keys: Vec<SigningKey>,
     pub(crate) expiry: ExpiryRules,
@@ -28,8 +90,12 @@ pub(crate) struct Config {
 
 impl Config {
     pub(crate) fn new(store: impl SessionStore) -> Self {
+        Config::with_storage(Storage::Store(Arc::new(store)))
+    }
+
+    pub(crate) fn with_storage(storage: Storage) -> Self {
         Config {
-            store: Arc::new(store),
+            storage,
             cookie: CookieSettings::default(),
             signing_keys: Vec::new(),
             expiry: ExpiryRules::default(),
@@ -48,7 +114,7 @@ impl Config {
     /// undecodable record counts as none, so that one corrupt record does not answer 503 to its
     /// owner forever (the next write starts a new session).
     pub(crate) async fn load_record(&self, key: &StoreKey, now: SystemTime) -> Result<Option<Record>, StoreError> {
-        match self.timed(self.store.load(key), now).await {
+        match self.timed(self.storage.store().load(key), now).await {
             Err(StoreError::Corrupt(reason)) => {
                 tracing::warn!(%reason, "the stored session does not decode; starting a new one");
                 Ok(None)

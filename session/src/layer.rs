@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use cookie::SameSite;
 use http::header::SET_COOKIE;
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use stackfuture::StackFuture;
 use tower_layer::Layer;
@@ -18,11 +18,13 @@ use tower_service::Service;
 
 use crate::clock::Clock;
 use crate::config::Config;
+#[cfg(feature = "client-side")]
+use crate::config::Storage;
 use crate::cookie::{vary_on_cookie, SigningKey};
 use crate::expiry::Expiry;
 use crate::request::RequestSession;
-use crate::save::save;
-use crate::store::{SessionStore, StoreError};
+use crate::save::{save, SaveError};
+use crate::store::SessionStore;
 
 /// Adds sessions to every request of the service it wraps.
 ///
@@ -69,8 +71,58 @@ impl SessionLayer {
     /// warning is logged: add [`with_signing_keys`](Self::with_signing_keys)); two weeks of idle
     /// expiry; no lifetime cap; store calls time out after 5 seconds.
     pub fn new(store: impl SessionStore) -> Self {
+        SessionLayer::with_config(Config::new(store))
+    }
+
+    /// A layer keeping each session in its cookie, encrypted: no store, nothing to run or clean
+    /// up (cargo feature `client-side`). The first key encrypts; all of them decrypt, and a
+    /// cookie sealed by an older key is re-encrypted with the first on its next response.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use axum::{routing::get, Router};
+    /// use typed_sessions::{EncryptionKey, Expiry, SessionLayer};
+    ///
+    /// # let (secret, old_secret) = ([1u8; 32], [2u8; 32]);
+    /// let layer = SessionLayer::client_side([
+    ///     EncryptionKey::from_bytes(&secret)?,
+    ///     EncryptionKey::from_bytes(&old_secret)?,
+    /// ])
+    /// .with_expiry(Expiry::Idle(Duration::from_secs(3600)))
+    /// .with_max_lifetime(Duration::from_secs(12 * 3600));
+    /// let app: Router = Router::new().route("/", get(|| async { "hello" })).layer(layer);
+    /// # Ok::<(), typed_sessions::KeyTooShort>(())
+    /// ```
+    ///
+    /// The same [`Session`](crate::Session) handle works, with two differences from a store,
+    /// both because the browser holds the only copy of the session:
+    ///
+    /// - **Concurrent requests**: each response carries the whole session, so of two requests
+    ///   that change it at the same time, the one answered last wins (a store merges them key by
+    ///   key).
+    /// - **Ending a session**: [`destroy`](crate::Session::destroy) and
+    ///   [`regenerate_id`](crate::Session::regenerate_id) replace the browser's cookie, but a
+    ///   copy of the old cookie stays valid until its own expiry. Keep lifetimes short
+    ///   ([`with_expiry`](Self::with_expiry), [`with_max_lifetime`](Self::with_max_lifetime)),
+    ///   and keep in a store what must end at once.
+    ///
+    /// A session whose `Set-Cookie` would pass 4,096 bytes
+    /// ([`with_max_cookie_size`](Self::with_max_cookie_size)) is answered with a 500 and an
+    /// error log naming the size, rather than a cookie the browser would drop. Cookies are not
+    /// compressed: a compressed length would tell an observer about the content.
+    ///
+    /// # Panics
+    ///
+    /// When the layer is applied, if `keys` is empty.
+    #[cfg(feature = "client-side")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "client-side")))]
+    pub fn client_side(keys: impl IntoIterator<Item = crate::cookie::EncryptionKey>) -> Self {
+        SessionLayer::with_config(Config::with_storage(Storage::Cookie(keys.into_iter().collect())))
+    }
+
+    fn with_config(config: Config) -> Self {
         SessionLayer {
-            config: Arc::new(Config::new(store)),
+            config: Arc::new(config),
             warned_unsigned: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -153,6 +205,17 @@ impl SessionLayer {
         self
     }
 
+    /// The largest `Set-Cookie` header a client-side session may send, in bytes (default 4,096,
+    /// what every browser keeps). A session that would need more is answered with a 500 and an
+    /// error log, and the browser keeps its previous cookie. Cookie values longer than this are
+    /// not even decrypted.
+    #[cfg(feature = "client-side")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "client-side")))]
+    pub fn with_max_cookie_size(mut self, bytes: usize) -> Self {
+        self.config_mut().cookie.max_size = bytes;
+        self
+    }
+
     /// Where the layer reads the time from (default: the system clock). For tests:
     /// [`ManualClock`](crate::clock::ManualClock).
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
@@ -162,6 +225,19 @@ impl SessionLayer {
 
     fn check(&self) {
         self.config.cookie.check();
+        #[cfg(feature = "client-side")]
+        if let Storage::Cookie(keys) = &self.config.storage {
+            assert!(
+                !keys.is_empty(),
+                "SessionLayer::client_side needs at least one EncryptionKey"
+            );
+            assert!(
+                self.config.signing_keys.is_empty(),
+                "SessionLayer::client_side encrypts its cookies: remove `with_signing_keys`, \
+                 which signs the session ids of server-side sessions"
+            );
+            return;
+        }
         if self.config.signing_keys.is_empty() && !self.warned_unsigned.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 "SessionLayer has no signing keys: session cookies carry bare ids. \
@@ -231,7 +307,7 @@ where
 const INLINE_SAVE: usize = 256;
 
 /// The save in progress: the `Set-Cookie` to send, or why the save failed.
-type SaveFuture = StackFuture<'static, Result<Option<HeaderValue>, StoreError>, INLINE_SAVE>;
+type SaveFuture = StackFuture<'static, Result<Option<HeaderValue>, SaveError>, INLINE_SAVE>;
 
 pin_project! {
     /// The response future of [`SessionService`]: the handler's, then the save.
@@ -319,7 +395,7 @@ fn start_save(session: Arc<RequestSession>) -> SaveFuture {
 }
 
 /// Carries out the plan `session` made.
-async fn planned_save(session: Arc<RequestSession>) -> Result<Option<HeaderValue>, StoreError> {
+async fn planned_save(session: Arc<RequestSession>) -> Result<Option<HeaderValue>, SaveError> {
     let plan = session.planned().expect("a save starts once its plan is made");
     save(&session.config, plan).await
 }
@@ -327,25 +403,26 @@ async fn planned_save(session: Arc<RequestSession>) -> Result<Option<HeaderValue
 /// Puts the save's cookie and `Vary: Cookie` on the response — or answers 503 if the save
 /// failed. The response is changed where it is rather than moved through: it is larger than
 /// all the rest.
-fn finish<B: Default>(saved: Result<Option<HeaderValue>, StoreError>, response: &mut Response<B>) {
+fn finish<B: Default>(saved: Result<Option<HeaderValue>, SaveError>, response: &mut Response<B>) {
     match saved {
         Ok(set_cookie) => {
             if let Some(set_cookie) = set_cookie {
                 response.headers_mut().append(SET_COOKIE, set_cookie);
             }
         }
-        Err(error) => *response = unavailable(&error),
+        Err(error) => *response = not_saved(&error),
     }
     vary_on_cookie(response.headers_mut());
 }
 
 #[cold]
 #[inline(never)]
-fn unavailable<B: Default>(error: &StoreError) -> Response<B> {
-    tracing::error!(%error, "the session could not be saved; answering 503 instead of the handler's response");
-    let mut unavailable = Response::new(B::default());
-    *unavailable.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-    unavailable
+fn not_saved<B: Default>(error: &SaveError) -> Response<B> {
+    let status = error.status();
+    tracing::error!(%error, "the session could not be saved; answering {status} instead of the handler's response");
+    let mut failed = Response::new(B::default());
+    *failed.status_mut() = status;
+    failed
 }
 #[cfg(test)]
 mod tests {

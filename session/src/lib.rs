@@ -65,6 +65,7 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | *(always)* | [`MemoryStore`], the layer, the extractor, the derive |
+//! | `client-side` | [`SessionLayer::client_side`]: the whole session in an encrypted cookie, no store |
 //! | `conformance` | `store::conformance`: the store conformance suite |
 //! | `sqlite` | `SqliteStore` (sqlx) |
 //! | `file` | `FileStore`: one file per session |
@@ -89,6 +90,9 @@ mod state;
 pub mod store;
 mod value_map;
 
+#[cfg(feature = "client-side")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client-side")))]
+pub use crate::cookie::EncryptionKey;
 pub use crate::cookie::{KeyTooShort, SigningKey};
 pub use crate::expiry::{Expiry, BROWSER_SESSION_IDLE};
 pub use crate::extract::SessionRejection;

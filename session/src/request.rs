@@ -3,12 +3,18 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+#[cfg(feature = "client-side")]
+use std::time::SystemTime;
 
 use http::HeaderMap;
 use parking_lot::lock_api::{MappedMutexGuard, MutexGuard};
 
 use crate::config::Config;
+#[cfg(feature = "client-side")]
+use crate::config::Storage;
 use crate::cookie::MAX_CANDIDATES;
+#[cfg(feature = "client-side")]
+use crate::cookie::{EncryptionKey, Opened};
 use crate::save::Plan;
 use crate::state::State;
 use crate::store::StoreError;
@@ -81,6 +87,11 @@ impl RequestSession {
         }
         let config = &*self.config;
         let now = config.clock.now();
+        #[cfg(feature = "client-side")]
+        if let Storage::Cookie(keys) = &config.storage {
+            self.open_sealed(keys, headers, now);
+            return Ok(());
+        }
         for candidate in config
             .cookie
             .session_ids(headers, &config.signing_keys)
@@ -102,11 +113,42 @@ impl RequestSession {
         Ok(())
     }
 
+    /// The load of a client-side session: the first sealed cookie that opens and is live by the
+    /// layer's rules (its expiry travels inside it, so a cookie replayed past it is no session).
+    #[cfg(feature = "client-side")]
+    fn open_sealed(&self, keys: &[EncryptionKey], headers: &HeaderMap, now: SystemTime) {
+        let config = &*self.config;
+        let live = config
+            .cookie
+            .sealed_sessions(headers, keys)
+            .take(MAX_CANDIDATES)
+            .find(|opened| {
+                config
+                    .expiry
+                    .is_live(opened.record.created_at, opened.record.expires_at, now)
+            });
+        match live {
+            Some(Opened { id, record, by_old_key }) => {
+                let key = id.store_key();
+                self.install(|| State::loaded(id, key, record, by_old_key, now));
+            }
+            None => self.install(|| State::fresh(now)),
+        }
+    }
+
     /// Plans the save of a loaded session (see [`save::plan`](crate::save::plan)); `None` if
     /// there is nothing to save, or no handler loaded the session. The plan is kept here, for
     /// [`planned`](Self::planned).
     pub(crate) fn plan_save(&self) -> Option<&Plan> {
         let mut state = self.loaded_state()?;
+        // A sealed cookie carries the whole session, so its save needs the loaded record too.
+        #[cfg(feature = "client-side")]
+        if let Storage::Cookie(_) = self.config.storage {
+            return self
+                .plan
+                .try_call_once(|| crate::save::plan_rewrite(&mut state, &self.config.expiry).ok_or(()))
+                .ok();
+        }
         // Planned in its place: a plan is one of the largest values a request makes.
         self.plan
             .try_call_once(|| crate::save::plan(&mut state, &self.config.expiry).ok_or(()))

@@ -3,10 +3,14 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::HeaderValue;
+use http::{HeaderValue, StatusCode};
 
 use crate::config::Config;
+#[cfg(feature = "client-side")]
+use crate::config::Storage;
 use crate::cookie::encode_value;
+#[cfg(feature = "client-side")]
+use crate::cookie::{seal, EncryptionKey};
 use crate::expiry::{ExpiryRules, Renewed};
 use crate::id::{SessionId, StoreKey};
 use crate::record::{Changes, Record};
@@ -26,6 +30,10 @@ pub(crate) struct Plan {
     /// Deleted after the write succeeded.
     delete: Option<SessionId>,
     cookie: CookiePlan,
+    /// The record as loaded, for a save that rewrites all of it (client-side sessions); `None`
+    /// for a store, which merges the changes into what it has.
+    #[cfg(feature = "client-side")]
+    base: Option<Box<Record>>,
 }
 
 #[derive(Debug)]
@@ -72,6 +80,8 @@ impl Plan {
             write: None,
             delete,
             cookie,
+            #[cfg(feature = "client-side")]
+            base: None,
         }
     }
 }
@@ -83,8 +93,20 @@ impl Plan {
 /// it.
 pub(crate) fn plan(state: &mut State, rules: &ExpiryRules) -> Option<Plan> {
     let plan = plan_changes(state, rules);
+    // Dropped before the store works, so that a store holding the same values can change them
+    // in place rather than copy them.
     state.stored = None;
     plan.filter(Plan::does_something)
+}
+
+/// [`plan`] for a save that rewrites the whole session (client-side sessions): the plan keeps
+/// the record as loaded, which the changes are merged into.
+#[cfg(feature = "client-side")]
+pub(crate) fn plan_rewrite(state: &mut State, rules: &ExpiryRules) -> Option<Plan> {
+    let base = state.stored.clone();
+    let mut plan = plan(state, rules)?;
+    plan.base = base.map(Box::new);
+    Some(plan)
 }
 
 fn plan_changes(state: &mut State, rules: &ExpiryRules) -> Option<Plan> {
@@ -107,6 +129,8 @@ fn plan_changes(state: &mut State, rules: &ExpiryRules) -> Option<Plan> {
             write: None,
             delete,
             cookie: CookiePlan::Keep,
+            #[cfg(feature = "client-side")]
+            base: None,
         });
     }
     let changes = Changes {
@@ -124,6 +148,8 @@ fn plan_changes(state: &mut State, rules: &ExpiryRules) -> Option<Plan> {
         }),
         delete,
         cookie,
+        #[cfg(feature = "client-side")]
+        base: None,
     })
 }
 
@@ -175,6 +201,8 @@ fn create_plan(state: &mut State, rules: &ExpiryRules, delete: Option<SessionId>
         cookie: CookiePlan::Set {
             max_age: renewed.max_age,
         },
+        #[cfg(feature = "client-side")]
+        base: None,
     }
 }
 
@@ -200,11 +228,17 @@ fn move_plan(state: &mut State, rules: &ExpiryRules, from: StoreKey, delete: Opt
         cookie: CookiePlan::Set {
             max_age: renewed.max_age,
         },
+        #[cfg(feature = "client-side")]
+        base: None,
     }
 }
 
 /// Does what `plan` says; returns the `Set-Cookie` to send, if any, or why the save failed.
-pub(crate) async fn save(config: &Config, plan: &Plan) -> Result<Option<HeaderValue>, StoreError> {
+pub(crate) async fn save(config: &Config, plan: &Plan) -> Result<Option<HeaderValue>, SaveError> {
+    #[cfg(feature = "client-side")]
+    if let Storage::Cookie(keys) = &config.storage {
+        return seal_session(config, keys, plan);
+    }
     let mut cookie = plan.cookie;
     let mut cookie_id = None;
     match &plan.write {
@@ -222,14 +256,16 @@ pub(crate) async fn save(config: &Config, plan: &Plan) -> Result<Option<HeaderVa
             }
         }
         Some(Write::Apply { key, changes, id }) => {
-            let applied = config.timed(config.store.apply(key, changes), plan.now).await?;
+            let applied = config
+                .timed(config.storage.store().apply(key, changes), plan.now)
+                .await?;
             (cookie, cookie_id) = after_apply(applied, cookie, id);
         }
     }
     if let Some(old) = &plan.delete {
         config.key_cache.forget(old);
         let key = old.store_key();
-        config.timed(config.store.delete(&key), plan.now).await?;
+        config.timed(config.storage.store().delete(&key), plan.now).await?;
     }
     Ok(cookie_header(config, cookie, cookie_id))
 }
@@ -260,7 +296,7 @@ async fn create(
 ) -> Result<SessionId, StoreError> {
     for _ in 0..CREATE_ATTEMPTS {
         let key = candidate.store_key();
-        match config.timed(config.store.create(&key, record), now).await? {
+        match config.timed(config.storage.store().create(&key, record), now).await? {
             Created::Created => {
                 config.key_cache.remember(&candidate, key);
                 return Ok(candidate);
@@ -294,6 +330,84 @@ fn after_apply(applied: Applied, cookie: CookiePlan, id: &SessionId) -> (CookieP
 fn ended_meanwhile() -> (CookiePlan, Option<SessionId>) {
     tracing::debug!("the session ended while the request ran; its changes were dropped");
     (CookiePlan::Keep, None)
+}
+
+/// The save of a client-side session: the whole session after this request's changes, sealed
+/// into the cookie. Every such save sends the cookie again, so it also renews the idle window.
+#[cfg(feature = "client-side")]
+fn seal_session(config: &Config, keys: &[EncryptionKey], plan: &Plan) -> Result<Option<HeaderValue>, SaveError> {
+    let (id, mut record) = match &plan.write {
+        None if plan.cookie == CookiePlan::Remove => return Ok(config.cookie.removal_cookie()),
+        None => return Ok(None),
+        Some(Write::Create { record }) => (SessionId::random(), record.clone()),
+        Some(Write::Apply { changes, id, .. }) => (id.clone(), plan.base_with(changes)),
+        Some(Write::Move { to, changes, .. }) => (to.clone(), plan.base_with(changes)),
+    };
+    let renewed = config
+        .expiry
+        .renewed(config.expiry.effective(record.expiry), record.created_at, plan.now);
+    record.expires_at = renewed.expires_at;
+    let value = seal(keys, &config.cookie.name, &id, &record).ok_or(SaveError::Unsealable)?;
+    let Some(header) = config.cookie.set_cookie(value, renewed.max_age) else {
+        return Err(SaveError::Unsealable);
+    };
+    let limit = config.cookie.max_size;
+    if header.len() > limit {
+        return Err(SaveError::CookieTooLarge {
+            size: header.len(),
+            limit,
+        });
+    }
+    Ok(Some(header))
+}
+
+#[cfg(feature = "client-side")]
+impl Plan {
+    /// The loaded record with `changes` merged in, as a store would merge them.
+    fn base_with(&self, changes: &Changes) -> Record {
+        // A plan that applies changes was made from a loaded record, which a client-side plan
+        // keeps; an empty record in its place would only lose the unchanged values.
+        let mut record = self
+            .base
+            .as_deref()
+            .cloned()
+            .unwrap_or_else(|| Record::new(self.now, self.now));
+        record.apply(changes);
+        record
+    }
+}
+
+/// Why a session could not be saved; the layer answers with [`status`](Self::status) instead of
+/// the handler's response.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SaveError {
+    /// The store failed or did not answer in time.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A client-side session too large for a cookie: sending it, the browser would drop it.
+    #[cfg(feature = "client-side")]
+    #[error(
+        "the client-side session cookie would be {size} bytes, over the limit of {limit}: keep less \
+         in the session (or raise `SessionLayer::with_max_cookie_size` if every browser and proxy \
+         of the app accepts it); the browser keeps its previous cookie"
+    )]
+    CookieTooLarge { size: usize, limit: usize },
+    /// A client-side session that could not be sealed into a cookie header.
+    #[cfg(feature = "client-side")]
+    #[error("the client-side session could not be sealed into a cookie")]
+    Unsealable,
+}
+
+impl SaveError {
+    /// The status answered instead of the handler's response: a store that is down is a 503
+    /// (try again later), a session that cannot be sent is the app's error, a 500.
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            SaveError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            #[cfg(feature = "client-side")]
+            SaveError::CookieTooLarge { .. } | SaveError::Unsealable => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
 }
 
 fn cookie_header(config: &Config, cookie: CookiePlan, id: Option<SessionId>) -> Option<HeaderValue> {

@@ -42,16 +42,23 @@ impl Reply {
 pub struct Browser {
     pub app: Router,
     pub cookie: Option<String>,
+    /// How many responses so far set (or removed) the session cookie.
+    pub cookies_received: usize,
 }
 
 impl Browser {
     pub fn new(app: Router) -> Self {
-        Browser { app, cookie: None }
+        Browser {
+            app,
+            cookie: None,
+            cookies_received: 0,
+        }
     }
 
     pub async fn get(&mut self, path: &str) -> Reply {
         let reply = send(&self.app, path, self.cookie.as_deref()).await;
         if let Some(c) = reply.session_cookie() {
+            self.cookies_received += 1;
             let removed = c.max_age() == Some(cookie::time::Duration::ZERO);
             self.cookie = (!removed).then(|| format!("id={}", c.value()));
         }

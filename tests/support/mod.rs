@@ -1081,17 +1081,62 @@ pub enum Failure {
 
 std::thread_local! {
     static ANSWERS: std::cell::Cell<Answers> = const { std::cell::Cell::new(Answers::AtOnce) };
+    static IN_COOKIE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Runs the async test `body` on a current-thread runtime (as `#[tokio::test]` does), with every
 /// [`TestStore`] it makes answering as `answers` says.
 pub fn run_with(answers: Answers, body: impl Future<Output = ()>) {
     ANSWERS.with(|cell| cell.set(answers));
+    IN_COOKIE.with(|cell| cell.set(false));
+    block_on(body);
+}
+
+/// Runs the async test `body` as [`run_with`] does, with every [`fresh_layer`] it makes keeping
+/// sessions in the cookie (client-side sessions).
+pub fn run_client_side(body: impl Future<Output = ()>) {
+    ANSWERS.with(|cell| cell.set(Answers::AtOnce));
+    IN_COOKIE.with(|cell| cell.set(true));
+    block_on(body);
+}
+
+/// The key the client-side layers of the tests encrypt with.
+pub fn test_encryption_key() -> typed_sessions::EncryptionKey {
+    typed_sessions::EncryptionKey::from_bytes(&[7; 32]).expect("32 bytes is long enough")
+}
+
+/// A layer over new sessions, kept as the running test says: in a new [`TestStore`] (returned
+/// too, for the test to look into), or, under [`run_client_side`], in the cookie itself (no store).
+pub fn fresh_layer() -> (typed_sessions::SessionLayer, Option<std::sync::Arc<TestStore>>) {
+    if IN_COOKIE.with(std::cell::Cell::get) {
+        (typed_sessions::SessionLayer::client_side([test_encryption_key()]), None)
+    } else {
+        let store = std::sync::Arc::new(TestStore::default());
+        (
+            typed_sessions::SessionLayer::new(std::sync::Arc::clone(&store)),
+            Some(store),
+        )
+    }
+}
+
+fn block_on(body: impl Future<Output = ()>) {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime")
         .block_on(body);
+}
+
+/// Declares each of the listed `async fn` tests once more, in module `client_side`, where every
+/// [`fresh_layer`] keeps sessions in the cookie: for the tests whose behaviour is the same with
+/// client-side sessions.
+#[macro_export]
+macro_rules! on_client_side {
+    ($($test:ident),* $(,)?) => {
+        mod client_side {
+            $(#[test] fn $test() { $crate::run_client_side(super::$test()) })*
+        }
+    };
 }
 
 /// Declares each of the listed `async fn` tests twice, in modules `at_once` and `awaited`: once

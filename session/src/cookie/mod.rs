@@ -7,10 +7,21 @@ use std::time::Duration;
 use cookie::{Cookie, SameSite};
 use http::header::{Entry, HeaderMap, HeaderValue, OccupiedEntry, COOKIE, VARY};
 
+#[cfg(feature = "client-side")]
+mod sealed;
 mod signing;
 
+#[cfg(feature = "client-side")]
+pub use sealed::EncryptionKey;
+#[cfg(feature = "client-side")]
+pub(crate) use sealed::{seal, Opened};
 pub(crate) use signing::{encode_value, CookieId};
 pub use signing::{KeyTooShort, SigningKey};
+
+/// The largest `Set-Cookie` sent by default, in bytes: what every browser keeps (RFC 6265 §6.1
+/// asks for at least 4,096 bytes per cookie, name, value and attributes together).
+#[cfg(feature = "client-side")]
+pub(crate) const DEFAULT_MAX_SIZE: usize = 4096;
 
 /// How many of a request's session cookies are tried, at most.
 pub(crate) const MAX_CANDIDATES: usize = 3;
@@ -24,6 +35,9 @@ pub(crate) struct CookieSettings {
     pub(crate) same_site: SameSite,
     pub(crate) domain: Option<Cow<'static, str>>,
     pub(crate) path: Cow<'static, str>,
+    /// The largest `Set-Cookie` a client-side session may send, in bytes.
+    #[cfg(feature = "client-side")]
+    pub(crate) max_size: usize,
 }
 
 impl Default for CookieSettings {
@@ -35,6 +49,8 @@ impl Default for CookieSettings {
             same_site: SameSite::Lax,
             domain: None,
             path: Cow::Borrowed("/"),
+            #[cfg(feature = "client-side")]
+            max_size: DEFAULT_MAX_SIZE,
         }
     }
 }
@@ -79,12 +95,35 @@ impl CookieSettings {
     /// browser sent them (a stale cookie at a longer path comes first, so a caller falls back to
     /// the next when the store does not know one). Lazy: the common request with one session
     /// cookie verifies one value.
-    pub(crate) fn session_ids<'a>(&'a self, headers: &'a HeaderMap, keys: &'a [SigningKey]) -> SessionIds<'a> {
-        SessionIds {
+    pub(crate) fn session_ids<'a>(
+        &'a self,
+        headers: &'a HeaderMap,
+        keys: &'a [SigningKey],
+    ) -> impl Iterator<Item = CookieId> + 'a {
+        self.values(headers)
+            .filter_map(move |value| signing::decode_value(value, &self.name, keys))
+    }
+
+    /// The sessions the request's sealed cookies carry that open under `keys` (client-side
+    /// sessions), in the order the browser sent them. A value longer than the largest cookie
+    /// this layer sends is not even decoded.
+    #[cfg(feature = "client-side")]
+    pub(crate) fn sealed_sessions<'a>(
+        &'a self,
+        headers: &'a HeaderMap,
+        keys: &'a [EncryptionKey],
+    ) -> impl Iterator<Item = Opened> + 'a {
+        self.values(headers)
+            .filter(|value| value.len() <= self.max_size)
+            .filter_map(move |value| sealed::open(value, &self.name, keys))
+    }
+
+    /// The values of the request's cookies of our name, in the order the browser sent them.
+    fn values<'a>(&'a self, headers: &'a HeaderMap) -> CookieValues<'a> {
+        CookieValues {
             headers: headers.get_all(COOKIE).into_iter(),
             pairs: &[],
-            settings: self,
-            keys,
+            name: self.name.as_bytes(),
         }
     }
 
@@ -118,24 +157,23 @@ impl CookieSettings {
     }
 }
 
-/// The verified session ids in a request's `Cookie` headers: see [`CookieSettings::session_ids`].
+/// The values of a request's cookies of one name: see [`CookieSettings::values`].
 ///
 /// A request `Cookie` header is only `name=value` pairs separated by `;` (RFC 6265 §4.2.1), and
 /// every request that takes its session reads it, so it is split here rather than through
 /// `cookie`'s full parser, which also handles attributes and percent-decoding that request
 /// cookies never need (and our values, base64url and `.`, never contain).
-pub(crate) struct SessionIds<'a> {
+struct CookieValues<'a> {
     headers: http::header::ValueIter<'a, HeaderValue>,
     /// What is left of the header being read.
     pairs: &'a [u8],
-    settings: &'a CookieSettings,
-    keys: &'a [SigningKey],
+    name: &'a [u8],
 }
 
-impl Iterator for SessionIds<'_> {
-    type Item = CookieId;
+impl<'a> Iterator for CookieValues<'a> {
+    type Item = &'a [u8];
 
-    fn next(&mut self) -> Option<CookieId> {
+    fn next(&mut self) -> Option<&'a [u8]> {
         loop {
             if self.pairs.is_empty() {
                 self.pairs = self.headers.next()?.as_bytes();
@@ -150,24 +188,22 @@ impl Iterator for SessionIds<'_> {
                 }
                 None => std::mem::take(&mut self.pairs),
             };
-            if let Some(id) = self.verified_id(pair) {
-                return Some(id);
-            }
+            let Some(value) = pair
+                .trim_ascii()
+                .strip_prefix(self.name)
+                .and_then(|rest| rest.strip_prefix(b"="))
+            else {
+                continue;
+            };
+            let value = value.trim_ascii();
+            // A value may be quoted (RFC 6265 `cookie-value`).
+            return Some(
+                value
+                    .strip_prefix(b"\"")
+                    .and_then(|v| v.strip_suffix(b"\""))
+                    .unwrap_or(value),
+            );
         }
-    }
-}
-
-impl SessionIds<'_> {
-    /// The verified id in one `name=value` pair, if it is our cookie.
-    fn verified_id(&self, pair: &[u8]) -> Option<CookieId> {
-        let name = self.settings.name.as_bytes();
-        let value = pair.trim_ascii().strip_prefix(name)?.strip_prefix(b"=")?.trim_ascii();
-        // A value may be quoted (RFC 6265 `cookie-value`).
-        let value = value
-            .strip_prefix(b"\"")
-            .and_then(|v| v.strip_suffix(b"\""))
-            .unwrap_or(value);
-        signing::decode_value(value, &self.settings.name, self.keys)
     }
 }
 
