@@ -10,7 +10,7 @@ count() {
   valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" --only "$1" --requests "$2" 2>&1 \
     | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
 }
-variants="bare bare-cookie tower typed"
+variants="bare bare-cookie tower typed typed-client-side"
 # `--breakdown`: also any layer at all, typed-sessions' layer alone, and a session taken but untouched.
 if [[ "${1:-}" == "--breakdown" ]]; then
   variants="$variants any-layer typed-layer-only typed-untouched"
@@ -35,3 +35,4 @@ report() {
 report bare-cookie "overhead over bare axum (same request)"
 report bare "overhead over bare axum without the Cookie header"
 echo "(target: ratio <= 25%)"
+echo "client-side sessions (no store; opened and sealed on every request): $(( per_request[typed-client-side] - per_request[bare-cookie] )) instructions/request over bare axum"

@@ -74,6 +74,13 @@ mod typed {
         with_layer(axum::routing::get(untouched))
     }
 
+    /// The same handler on client-side sessions: the session opened from and sealed into the
+    /// cookie on every request (each request here writes).
+    pub(crate) fn app_client_side() -> axum::Router {
+        let key = typed_sessions::EncryptionKey::from_bytes(&[7; 32]).expect("32 bytes is long enough");
+        super::router(axum::routing::get(handler), axum::routing::get(start)).layer(SessionLayer::client_side([key]))
+    }
+
     fn with_layer(handler: axum::routing::MethodRouter) -> axum::Router {
         super::router(handler, axum::routing::get(start)).layer(SessionLayer::new(MemoryStore::new()))
     }
@@ -321,11 +328,12 @@ fn main() {
                 "any-layer" => Variant::with_cookies("only", ready(any_layer()), bare_cookies()),
                 "typed-layer-only" => Variant::new("only", ready(typed::app_layer_only())).await,
                 "typed-untouched" => Variant::new("only", ready(typed::app_untouched())).await,
+                "typed-client-side" => Variant::new("only", ready(typed::app_client_side())).await,
                 "typed-read" => Variant::new("only", ready(wide::typed_app())).await,
                 "tower-read" => Variant::new("only", ready(wide::tower_app())).await,
                 other => panic!(
                     "--only takes bare, bare-cookie, tower, typed, any-layer, typed-layer-only, \
-                     typed-untouched, typed-read or tower-read, not {other}"
+                     typed-untouched, typed-client-side, typed-read or tower-read, not {other}"
                 ),
             };
             variant.serve(requests).await;
@@ -338,6 +346,7 @@ fn main() {
             Variant::new("tower-sessions 0.15", ready(tower_sessions_app::app())).await,
             Variant::new("typed-sessions", ready(typed::app())).await,
             Variant::new("bare axum, no Cookie", ready(bare())).await,
+            Variant::new("typed, client-side", ready(typed::app_client_side())).await,
         ];
         if breakdown {
             variants.extend([

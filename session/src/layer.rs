@@ -115,7 +115,6 @@ impl SessionLayer {
     ///
     /// When the layer is applied, if `keys` is empty.
     #[cfg(feature = "client-side")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "client-side")))]
     pub fn client_side(keys: impl IntoIterator<Item = crate::cookie::EncryptionKey>) -> Self {
         SessionLayer::with_config(Config::with_storage(Storage::Cookie(keys.into_iter().collect())))
     }
@@ -210,7 +209,6 @@ impl SessionLayer {
     /// error log, and the browser keeps its previous cookie. Cookie values longer than this are
     /// not even decrypted.
     #[cfg(feature = "client-side")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "client-side")))]
     pub fn with_max_cookie_size(mut self, bytes: usize) -> Self {
         self.config_mut().cookie.max_size = bytes;
         self

@@ -91,7 +91,6 @@ pub mod store;
 mod value_map;
 
 #[cfg(feature = "client-side")]
-#[cfg_attr(docsrs, doc(cfg(feature = "client-side")))]
 pub use crate::cookie::EncryptionKey;
 pub use crate::cookie::{KeyTooShort, SigningKey};
 pub use crate::expiry::{Expiry, BROWSER_SESSION_IDLE};

@@ -36,9 +36,10 @@ pub struct SigningKey {
     mac: HmacSha256,
 }
 
-/// A signing key shorter than 32 bytes.
+/// A secret shorter than 32 bytes, refused by [`SigningKey::from_bytes`] (and, with feature
+/// `client-side`, `EncryptionKey::from_bytes`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a signing key needs at least 32 bytes of secret (got {0}); generate one with `SigningKey::generate()` or `openssl rand -base64 32`")]
+#[error("a session key needs at least 32 bytes of secret (got {0}); generate one with `openssl rand -base64 32`")]
 pub struct KeyTooShort(pub usize);
 
 impl SigningKey {
