@@ -701,4 +701,5 @@ typed_sessions_tests::on_client_side!(
     take_unset_clear_and_update,
     optional_extractor_is_none_without_a_stored_session,
     host_prefixed_cookie_names_work_with_their_required_settings,
+    clear_removes_stored_flash_too,
 );

@@ -4,6 +4,7 @@
 //! The behaviour they share with server-side sessions (flash, `Vary`, the expiry model) runs in
 //! `axum_end_to_end` and `expiry`, in their `client_side` modules.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use axum::http::StatusCode;
@@ -26,10 +27,17 @@ use routes::{routes, AppSession};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
-/// The shared routes, plus `/id`, which shows the session's id.
+/// The shared routes, plus `/id`, which shows the session's id, and `/clear-then-invalidate`.
 fn app_with(layer: SessionLayer) -> Router {
     routes()
         .route("/id", get(|s: AppSession| async move { format!("{:?}", s.id()) }))
+        .route(
+            "/clear-then-invalidate",
+            get(|mut s: AppSession| async move {
+                s.clear();
+                s.invalidate();
+            }),
+        )
         .layer(layer)
 }
 
@@ -58,11 +66,15 @@ async fn the_session_travels_encrypted_in_a_cookie_with_secure_defaults() {
     assert!(cookie.max_age().is_some());
     assert_eq!(login.vary, ["Cookie"]);
 
+    // Markers long enough that random bytes never contain them by chance.
     let sealed = URL_SAFE_NO_PAD.decode(cookie.value()).unwrap();
-    assert!(
-        !sealed.windows(3).any(|w| w == b"ada") && !sealed.windows(2).any(|w| w == b"42"),
-        "the values are not readable in the cookie"
-    );
+    for plaintext in [&b"user_id"[..], b"\"ada\"", b"created"] {
+        assert!(
+            !sealed.windows(plaintext.len()).any(|w| w == plaintext),
+            "{} is readable in the cookie",
+            String::from_utf8_lossy(plaintext)
+        );
+    }
     assert_eq!(browser.get("/whoami").await.body, r#"Some(42) Some("ada")"#);
     assert_eq!(browser.get("/count").await.body, "1");
     assert_eq!(browser.get("/count").await.body, "2");
@@ -189,11 +201,10 @@ async fn bad_cookies_are_no_session_and_a_write_starts_a_fresh_one() {
     let bad_cookies = [
         encode(&flipped),                    // tampered
         encode(&sealed[..sealed.len() - 1]), // truncated
-        encode(&sealed[..10]),               // cut to its header
+        encode(&sealed[..29]),               // cut to its header (version, key id, nonce)
         encode(&swapped),                    // re-ordered
         encode(&other_version),              // another format version
         under_another_key,                   // another key
-        format!("id={}", "A".repeat(6000)),  // oversized
         "id=%%%;;==".to_owned(),             // malformed
         "id=".to_owned(),
         "garbage".to_owned(),
@@ -216,8 +227,49 @@ async fn bad_cookies_are_no_session_and_a_write_starts_a_fresh_one() {
     assert_eq!(send(&renamed, "/whoami", Some(&moved)).await.body, "None None");
 }
 
+/// What the layer logs (at `warn` and above) while the test runs, as text.
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    /// Collects this thread's logs until the guard is dropped.
+    fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = Arc::clone(&buffer);
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || LogWriter(Arc::clone(&writer)))
+            .finish();
+        (Logs(buffer), tracing::subscriber::set_default(subscriber))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The size the last error log names for a cookie that was not sent.
+fn logged_size(logs: &str) -> usize {
+    let (_, after) = logs.rsplit_once("cookie would be ").expect("the log names the size");
+    after.split(' ').next().unwrap().parse().unwrap()
+}
+
 #[tokio::test]
 async fn a_session_too_large_for_a_cookie_is_a_500_and_the_browser_keeps_its_cookie() {
+    let (logs, _guard) = Logs::capture();
     let app = app_with(SessionLayer::client_side([test_encryption_key()]).with_max_cookie_size(600));
     let mut browser = Browser::new(app);
     browser.get("/login").await;
@@ -225,20 +277,98 @@ async fn a_session_too_large_for_a_cookie_is_a_500_and_the_browser_keeps_its_coo
     let reply = browser.get(&format!("/flash?v={}", "x".repeat(600))).await;
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(reply.set_cookie.is_empty(), "no cookie the browser would drop");
+    let logged = logs.text();
+    assert!(logged_size(&logged) > 600, "{logged}");
+    assert!(logged.contains("over the limit of 600"), "{logged}");
     assert_eq!(browser.cookie.as_ref(), Some(&before));
     assert_eq!(browser.get("/whoami").await.body, r#"Some(42) Some("ada")"#);
     assert_eq!(browser.get("/flash?v=short").await.status, StatusCode::OK);
 }
 
+/// The limit counts the whole `Set-Cookie` header, name and attributes included: the largest
+/// session sent is at most 4,096 bytes of header, and the first one refused would have been more.
 #[tokio::test]
-async fn the_default_limit_is_4096_bytes_of_set_cookie() {
+async fn the_default_limit_is_4096_bytes_of_the_whole_set_cookie_header() {
+    let (logs, _guard) = Logs::capture();
     let mut browser = Browser::new(app());
     browser.get("/login").await;
-    let fits = browser.get(&format!("/flash?v={}", "x".repeat(2500))).await;
-    assert_eq!(fits.status, StatusCode::OK);
-    assert!(fits.set_cookie[0].len() <= 4096, "{}", fits.set_cookie[0].len());
-    let too_large = browser.get(&format!("/flash?v={}", "x".repeat(3200))).await;
-    assert_eq!(too_large.status, StatusCode::INTERNAL_SERVER_ERROR);
+    let mut largest_sent = 0;
+    for length in (2800..3300).step_by(3) {
+        let reply = browser.get(&format!("/flash?v={}", "x".repeat(length))).await;
+        if reply.status == StatusCode::INTERNAL_SERVER_ERROR {
+            let refused = logged_size(&logs.text());
+            assert!(
+                largest_sent <= 4096 && refused > 4096,
+                "sent {largest_sent}, refused {refused}"
+            );
+            assert!(refused - largest_sent <= 8, "sent {largest_sent}, refused {refused}");
+            return;
+        }
+        largest_sent = reply.set_cookie[0].len();
+    }
+    panic!("no flash up to 3,300 bytes was refused (largest header sent: {largest_sent})");
+}
+
+/// A cookie sealed under a larger limit is not even opened by a layer whose limit it passes.
+#[tokio::test]
+async fn a_cookie_longer_than_the_limit_is_not_opened() {
+    let generous = app_with(SessionLayer::client_side([test_encryption_key()]).with_max_cookie_size(20_000));
+    let mut browser = Browser::new(generous);
+    browser.get("/login").await;
+    browser.get(&format!("/flash?v={}", "x".repeat(6000))).await;
+    let large = browser.cookie.clone().unwrap();
+    assert!(large.len() > 6000);
+    let shown = send(&browser.app, "/show-flash", Some(&large)).await.body;
+    assert_eq!(shown, format!("Some({:?}) None", "x".repeat(6000)));
+    assert_eq!(send(&app(), "/whoami", Some(&large)).await.body, "None None");
+}
+
+#[tokio::test]
+async fn regenerate_id_without_delete_also_moves_the_session_to_a_new_id() {
+    let mut browser = Browser::new(app());
+    browser.get("/login").await;
+    let old_id = browser.get("/id").await.body;
+    browser.get("/regenerate").await;
+    assert_ne!(browser.get("/id").await.body, old_id);
+    assert_eq!(browser.get("/whoami").await.body, r#"Some(42) Some("ada")"#);
+}
+
+#[tokio::test]
+async fn ending_sessions_sends_a_removal_cookie_only_for_a_session_that_was_sent() {
+    let mut browser = Browser::new(app());
+    let never_sent = browser.get("/destroy").await;
+    assert!(never_sent.set_cookie.is_empty(), "{:?}", never_sent.set_cookie);
+
+    browser.get("/login").await;
+    let removal = browser.get("/invalidate-then-destroy").await;
+    assert_eq!(removal.cookie_header().as_deref(), Some("id="));
+    assert_eq!(browser.get("/whoami").await.body, "None None");
+
+    browser.get("/login").await;
+    let emptied = browser.get("/clear-then-invalidate").await;
+    assert_eq!(
+        emptied.cookie_header().as_deref(),
+        Some("id="),
+        "invalidate with nothing left to keep removes the cookie"
+    );
+}
+
+#[tokio::test]
+async fn flash_now_is_shown_at_once_and_never_sent() {
+    let mut browser = Browser::new(app());
+    let reply = browser.get("/flash-now").await;
+    assert_eq!(reply.body, r#"Some("right now")"#);
+    assert!(reply.set_cookie.is_empty(), "flash_now alone must not create a session");
+    browser.get("/login").await;
+    assert_eq!(browser.get("/flash-now").await.body, r#"Some("right now")"#);
+    assert_eq!(browser.get("/show-flash").await.body, "None None");
+}
+
+#[test]
+#[should_panic(expected = "cannot hold a sealed session")]
+fn a_cookie_size_limit_too_small_for_any_session_is_refused_when_the_app_is_built() {
+    let layer = SessionLayer::client_side([test_encryption_key()]).with_max_cookie_size(100);
+    let _: Router = app_with(layer).with_state(());
 }
 
 /// The documented limit: a response carries the whole session, so of two requests made with the

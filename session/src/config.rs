@@ -28,7 +28,7 @@ pub(crate) enum Storage {
 
 impl Storage {
     /// The store of server-side sessions. For client-side sessions, whose load and save never
-    /// reach a store, one that has nothing and refuses every write.
+    /// reach a store, one that refuses every call.
     pub(crate) fn store(&self) -> &dyn ErasedStore {
         match self {
             Storage::Store(store) => &**store,

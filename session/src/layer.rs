@@ -111,9 +111,17 @@ impl SessionLayer {
     /// error log naming the size, rather than a cookie the browser would drop. Cookies are not
     /// compressed: a compressed length would tell an observer about the content.
     ///
+    /// When a browser sends several cookies of the layer's name (a stale one at a longer path,
+    /// or one set by a sibling subdomain), the first that opens and is live is the session: a
+    /// copy kept from before a `destroy` can come back that way. Name the cookie `__Host-…`
+    /// ([`with_cookie_name`](Self::with_cookie_name)) so that no other path or subdomain can set
+    /// one.
+    ///
     /// # Panics
     ///
-    /// When the layer is applied, if `keys` is empty.
+    /// When the layer is applied, if `keys` is empty, if signing keys were added
+    /// ([`with_signing_keys`](Self::with_signing_keys) is for server-side sessions), or if the
+    /// cookie size limit is below 256 bytes.
     #[cfg(feature = "client-side")]
     pub fn client_side(keys: impl IntoIterator<Item = crate::cookie::EncryptionKey>) -> Self {
         SessionLayer::with_config(Config::with_storage(Storage::Cookie(keys.into_iter().collect())))
@@ -230,6 +238,12 @@ impl SessionLayer {
                 "SessionLayer::client_side needs at least one EncryptionKey"
             );
             assert!(
+                self.config.cookie.max_size >= MIN_COOKIE_SIZE,
+                "SessionLayer::with_max_cookie_size: {} bytes cannot hold a sealed session; \
+                 allow at least {MIN_COOKIE_SIZE}",
+                self.config.cookie.max_size
+            );
+            assert!(
                 self.config.signing_keys.is_empty(),
                 "SessionLayer::client_side encrypts its cookies: remove `with_signing_keys`, \
                  which signs the session ids of server-side sessions"
@@ -252,7 +266,8 @@ impl<S> Layer<S> for SessionLayer {
     ///
     /// If the cookie settings are ones browsers reject: an invalid cookie name, a `__Host-` /
     /// `__Secure-` prefix that does not match the cookie's settings, `SameSite=None` without
-    /// `Secure`. A configuration mistake, caught when the app is built.
+    /// `Secure`; for client-side sessions, also no encryption key, signing keys, or a cookie
+    /// size limit below 256 bytes. A configuration mistake, caught when the app is built.
     fn layer(&self, inner: S) -> Self::Service {
         self.check();
         SessionService {
@@ -299,6 +314,11 @@ where
         }
     }
 }
+
+/// The smallest cookie size limit a client-side layer accepts: an empty session sealed, with
+/// the cookie's attributes, takes about 200 bytes.
+#[cfg(feature = "client-side")]
+const MIN_COOKIE_SIZE: usize = 256;
 
 /// Bytes the save may take inside the response future before it is boxed: enough for a store
 /// that answers at once, so that its requests allocate nothing for the save.
@@ -398,7 +418,8 @@ async fn planned_save(session: Arc<RequestSession>) -> Result<Option<HeaderValue
     save(&session.config, plan).await
 }
 
-/// Puts the save's cookie and `Vary: Cookie` on the response — or answers 503 if the save
+/// Puts the save's cookie and `Vary: Cookie` on the response — or answers 503 (500 for a
+/// client-side session that cannot be sent) if the save
 /// failed. The response is changed where it is rather than moved through: it is larger than
 /// all the rest.
 fn finish<B: Default>(saved: Result<Option<HeaderValue>, SaveError>, response: &mut Response<B>) {

@@ -65,7 +65,7 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | *(always)* | [`MemoryStore`], the layer, the extractor, the derive |
-//! | `client-side` | [`SessionLayer::client_side`]: the whole session in an encrypted cookie, no store |
+//! | `client-side` | `SessionLayer::client_side`, `EncryptionKey`: the whole session in an encrypted cookie, no store |
 //! | `conformance` | `store::conformance`: the store conformance suite |
 //! | `sqlite` | `SqliteStore` (sqlx) |
 //! | `file` | `FileStore`: one file per session |

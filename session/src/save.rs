@@ -340,8 +340,8 @@ fn seal_session(config: &Config, keys: &[EncryptionKey], plan: &Plan) -> Result<
         None if plan.cookie == CookiePlan::Remove => return Ok(config.cookie.removal_cookie()),
         None => return Ok(None),
         Some(Write::Create { record }) => (SessionId::random(), record.clone()),
-        Some(Write::Apply { changes, id, .. }) => (id.clone(), plan.base_with(changes)),
-        Some(Write::Move { to, changes, .. }) => (to.clone(), plan.base_with(changes)),
+        Some(Write::Apply { changes, id, .. }) => (id.clone(), plan.base_with(changes)?),
+        Some(Write::Move { to, changes, .. }) => (to.clone(), plan.base_with(changes)?),
     };
     let renewed = config
         .expiry
@@ -364,16 +364,13 @@ fn seal_session(config: &Config, keys: &[EncryptionKey], plan: &Plan) -> Result<
 #[cfg(feature = "client-side")]
 impl Plan {
     /// The loaded record with `changes` merged in, as a store would merge them.
-    fn base_with(&self, changes: &Changes) -> Record {
-        // A plan that applies changes was made from a loaded record, which a client-side plan
-        // keeps; an empty record in its place would only lose the unchanged values.
-        let mut record = self
-            .base
-            .as_deref()
-            .cloned()
-            .unwrap_or_else(|| Record::new(self.now, self.now));
+    fn base_with(&self, changes: &Changes) -> Result<Record, SaveError> {
+        // A plan that applies changes is made from a loaded record, which `plan_rewrite` keeps.
+        // Without it the unchanged values would be lost: fail the request instead.
+        debug_assert!(self.base.is_some(), "a client-side plan keeps the loaded record");
+        let mut record = self.base.as_deref().cloned().ok_or(SaveError::Unsealable)?;
         record.apply(changes);
-        record
+        Ok(record)
     }
 }
 

@@ -26,6 +26,11 @@ pub(crate) const DEFAULT_MAX_SIZE: usize = 4096;
 /// How many of a request's session cookies are tried, at most.
 pub(crate) const MAX_CANDIDATES: usize = 3;
 
+/// How many of a request's cookies of our name are opened at most, valid or not (client-side
+/// sessions, where opening one costs a decryption).
+#[cfg(feature = "client-side")]
+const MAX_SEALED_VALUES: usize = 16;
+
 /// The session cookie's name and attributes.
 #[derive(Clone, Debug)]
 pub(crate) struct CookieSettings {
@@ -113,7 +118,10 @@ impl CookieSettings {
         headers: &'a HeaderMap,
         keys: &'a [EncryptionKey],
     ) -> impl Iterator<Item = Opened> + 'a {
+        // Each value is decoded and, if its key id matches, authenticated: a request with many
+        // cookies of our name (junk, or an attack) gets only the first few looked at.
         self.values(headers)
+            .take(MAX_SEALED_VALUES)
             .filter(|value| value.len() <= self.max_size)
             .filter_map(move |value| sealed::open(value, &self.name, keys))
     }
