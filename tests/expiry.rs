@@ -1,6 +1,8 @@
 //! The expiry model: rolling idle timeout, browser-session cookies, the absolute lifetime cap,
 //! per-session overrides ("remember me") and the rule that an unchanged request rewrites the
 //! expiry only once enough of the idle window has passed. Time is a `ManualClock`: no sleeping.
+//! Every test runs over a store that answers at once, one that is awaited, and client-side
+//! sessions (the expiry travels inside the cookie).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -298,20 +300,7 @@ async fn a_request_that_arrives_in_time_renews_its_session_even_if_the_handler_o
     assert_eq!(browser.get("/user").await.body, "");
 }
 
-typed_sessions_tests::on_both_paths!(
-    idle_timeout_sets_max_age_and_ends_an_idle_session,
-    an_unchanged_request_touches_only_after_half_the_window,
-    touch_fraction_is_configurable,
-    max_lifetime_caps_the_session_whatever_its_activity,
-    browser_session_cookies_have_no_max_age,
-    remember_me_is_persisted_with_the_session_and_sets_max_age,
-    an_expired_record_is_not_served_even_if_the_store_still_has_it,
-    switching_to_a_browser_session_replaces_the_persistent_cookie,
-    an_idle_timeout_of_duration_max_means_never_and_does_not_panic,
-    a_request_that_arrives_in_time_renews_its_session_even_if_the_handler_outlasts_it,
-);
-
-typed_sessions_tests::on_client_side!(
+typed_sessions_tests::on_every_path!(
     idle_timeout_sets_max_age_and_ends_an_idle_session,
     an_unchanged_request_touches_only_after_half_the_window,
     touch_fraction_is_configurable,

@@ -11,6 +11,7 @@ use crate::cookie::{CookieSettings, SigningKey};
 use crate::expiry::ExpiryRules;
 use crate::id::StoreKey;
 use crate::id::StoreKeyCache;
+use crate::lock::LockTable;
 use crate::record::Record;
 use crate::store::erased::{ErasedStore, StoreFuture, Timed};
 use crate::store::{SessionStore, StoreError};
@@ -86,6 +87,10 @@ pub(crate) struct Config {
     pub(crate) store_timeout: Option<Duration>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) key_cache: Arc<StoreKeyCache>,
+    /// The in-process session locks of `LockedSession`.
+    pub(crate) locks: Arc<LockTable>,
+    pub(crate) lock_wait: Duration,
+    pub(crate) lock_lease: Duration,
 }
 
 impl Config {
@@ -102,6 +107,9 @@ impl Config {
             store_timeout: Some(Duration::from_secs(5)),
             clock: Arc::new(SystemClock),
             key_cache: Arc::new(StoreKeyCache::new()),
+            locks: Arc::new(LockTable::default()),
+            lock_wait: Duration::from_secs(5),
+            lock_lease: Duration::from_secs(10),
         }
     }
 

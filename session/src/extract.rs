@@ -1,14 +1,17 @@
 //! `Session<V, F>` as an axum extractor, and what it answers when it cannot be extracted.
 
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponse, Response};
+use http::header::RETRY_AFTER;
 use http::request::Parts;
 use http::StatusCode;
 
 use crate::key::SessionSchema;
-use crate::request::RequestSession;
+use crate::request::{LoadError, RequestSession};
 use crate::session::Session;
 use crate::store::StoreError;
 
@@ -25,12 +28,41 @@ pub enum SessionRejection {
     /// The store did not answer. Answered with 503: the request can be retried.
     #[error("the session store is unavailable: {0}")]
     StoreUnavailable(#[source] StoreError),
+    /// Another request of the session held its lock for all of `with_lock_wait`: answered
+    /// `409 Conflict` with `Retry-After`.
+    #[error("another request of this session held its lock for all of {waited:?}")]
+    LockBusy {
+        /// How long this request waited.
+        waited: Duration,
+    },
+    /// A handler took a plain `Session` before its `LockedSession`: the session was loaded
+    /// without the lock. Answered 500.
+    #[error(
+        "a `LockedSession` was extracted after a plain `Session` had loaded the session unlocked: \
+         put the `LockedSession` argument before any `Session` argument (axum runs extractors in order)"
+    )]
+    LockedTooLate,
 }
 
 impl IntoResponse for SessionRejection {
     fn into_response(self) -> Response {
         match &self {
             SessionRejection::MissingLayer => {
+                tracing::error!("{self}");
+                (StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
+            }
+            SessionRejection::LockBusy { waited } => {
+                tracing::warn!(?waited, "the session's lock stayed busy; answering 409");
+                // Another try once a holder has had time to finish: at least a second.
+                let retry_after = waited.as_secs().max(1).to_string();
+                (
+                    StatusCode::CONFLICT,
+                    [(RETRY_AFTER, retry_after)],
+                    "Another request of this session is in progress; please try again.",
+                )
+                    .into_response()
+            }
+            SessionRejection::LockedTooLate => {
                 tracing::error!("{self}");
                 (StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
             }
@@ -48,15 +80,19 @@ impl IntoResponse for SessionRejection {
 
 /// The request's session, loaded. One path for every store: a store that answers at once is
 /// never waited for, so this future is ready when first polled.
-async fn loaded_session(parts: &Parts) -> Result<Arc<RequestSession>, SessionRejection> {
+async fn loaded_session(parts: &Parts, locking: bool) -> Result<Arc<RequestSession>, SessionRejection> {
     let session = parts
         .extensions
         .get::<Arc<RequestSession>>()
         .ok_or(SessionRejection::MissingLayer)?;
     session
-        .load(&parts.headers)
+        .load(&parts.headers, locking)
         .await
-        .map_err(SessionRejection::StoreUnavailable)?;
+        .map_err(|error| match error {
+            LoadError::Store(error) => SessionRejection::StoreUnavailable(error),
+            LoadError::Busy(waited) => SessionRejection::LockBusy { waited },
+            LoadError::LockedTooLate => SessionRejection::LockedTooLate,
+        })?;
     Ok(Arc::clone(session))
 }
 
@@ -69,7 +105,7 @@ where
     type Rejection = SessionRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        loaded_session(parts).await.map(Session::from_loaded)
+        loaded_session(parts, false).await.map(Session::from_loaded)
     }
 }
 
@@ -85,8 +121,86 @@ where
     type Rejection = SessionRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Option<Self>, Self::Rejection> {
-        let request = loaded_session(parts).await?;
+        let request = loaded_session(parts, false).await?;
         let stored = request.state().loaded_id.is_some();
         Ok(stored.then(|| Session::from_loaded(request)))
+    }
+}
+
+/// A [`Session`] whose requests take turns: extracting it takes the session's lock before the
+/// session is loaded, and the layer releases it once this request's save is done (or the
+/// request ends any other way). Use it for a read-modify-write of one key that must not lose
+/// updates — a counter, a cart's quantity, a one-time token; writes to *different* keys
+/// already merge without it.
+///
+/// ```
+/// use typed_sessions::{LockedSession, SessionSchema};
+///
+/// #[derive(SessionSchema)]
+/// struct Values {
+///     cart_count: u32,
+/// }
+///
+/// async fn add_to_cart(mut session: LockedSession<Values>) -> String {
+///     let count = session.update(Values::CART_COUNT, |n| {
+///         *n += 1;
+///         *n
+///     });
+///     format!("{count} items")
+/// }
+/// # let _: axum::Router = axum::Router::new().route("/add", axum::routing::post(add_to_cart));
+/// ```
+///
+/// Handlers that take a plain `Session` never take the lock and never wait for it. A request
+/// that cannot get the lock within [`with_lock_wait`](crate::SessionLayer::with_lock_wait)
+/// (default 5 s) is answered `409 Conflict` with `Retry-After`
+/// ([`SessionRejection::LockBusy`]). A holder keeps the lock at most
+/// [`with_lock_lease`](crate::SessionLayer::with_lock_lease) (default 10 s); past it, the next
+/// request takes over, and the late holder's save fails (409) rather than overwrite what the
+/// next one wrote. A new visitor, with no session yet, needs no lock.
+///
+/// The lock is kept in the app's process: it serializes the requests one app instance serves,
+/// on every store. Instances behind a load balancer do not share it. With client-side sessions
+/// there is nothing to lock (each response carries its own copy of the session): a
+/// `LockedSession` there is a plain `Session`.
+///
+/// Put a `LockedSession` argument before any `Session` argument of the same handler: axum runs
+/// extractors in order, and a session already loaded without the lock cannot be locked
+/// ([`SessionRejection::LockedTooLate`]).
+pub struct LockedSession<V: SessionSchema, F: SessionSchema = ()> {
+    session: Session<V, F>,
+}
+
+impl<V: SessionSchema, F: SessionSchema> Deref for LockedSession<V, F> {
+    type Target = Session<V, F>;
+
+    fn deref(&self) -> &Session<V, F> {
+        &self.session
+    }
+}
+
+impl<V: SessionSchema, F: SessionSchema> DerefMut for LockedSession<V, F> {
+    fn deref_mut(&mut self) -> &mut Session<V, F> {
+        &mut self.session
+    }
+}
+
+impl<V: SessionSchema, F: SessionSchema> std::fmt::Debug for LockedSession<V, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("LockedSession").field(&self.session).finish()
+    }
+}
+
+impl<S, V, F> FromRequestParts<S> for LockedSession<V, F>
+where
+    S: Send + Sync,
+    V: SessionSchema,
+    F: SessionSchema,
+{
+    type Rejection = SessionRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let session = loaded_session(parts, true).await.map(Session::from_loaded)?;
+        Ok(LockedSession { session })
     }
 }

@@ -212,6 +212,21 @@ impl SessionLayer {
         self
     }
 
+    /// How long a [`LockedSession`](crate::LockedSession) waits for the session's lock before
+    /// the request is answered `409 Conflict` with `Retry-After` (default 5 s).
+    pub fn with_lock_wait(mut self, wait: Duration) -> Self {
+        self.config_mut().lock_wait = wait;
+        self
+    }
+
+    /// How long a [`LockedSession`](crate::LockedSession) may hold the session's lock (default
+    /// 10 s): a holder that crashed or hangs frees it then, and its save, should it still come,
+    /// fails with 409 rather than overwrite the next holder's changes.
+    pub fn with_lock_lease(mut self, lease: Duration) -> Self {
+        self.config_mut().lock_lease = lease;
+        self
+    }
+
     /// The largest `Set-Cookie` header a client-side session may send, in bytes (default 4,096,
     /// what every browser keeps). A session that would need more is answered with a 500 and an
     /// error log, and the browser keeps its previous cookie. Cookie values longer than this are
@@ -377,6 +392,7 @@ where
                         return Poll::Ready(Ok(response));
                     };
                     if loaded.plan_save().is_none() {
+                        loaded.release_lock();
                         vary_on_cookie(response.headers_mut());
                         return Poll::Ready(Ok(response));
                     }
@@ -415,7 +431,9 @@ fn start_save(session: Arc<RequestSession>) -> SaveFuture {
 /// Carries out the plan `session` made.
 async fn planned_save(session: Arc<RequestSession>) -> Result<Option<HeaderValue>, SaveError> {
     let plan = session.planned().expect("a save starts once its plan is made");
-    save(&session.config, plan).await
+    let saved = save(&session.config, plan).await;
+    session.release_lock();
+    saved
 }
 
 /// Puts the save's cookie and `Vary: Cookie` on the response — or answers 503 (500 for a

@@ -19,6 +19,23 @@ use crate::save::Plan;
 use crate::state::State;
 use crate::store::StoreError;
 
+/// Why a request's session could not be loaded.
+#[derive(Debug)]
+pub(crate) enum LoadError {
+    /// The store failed or did not answer in time.
+    Store(StoreError),
+    /// Another request held the session's lock for all of this wait.
+    Busy(std::time::Duration),
+    /// A `LockedSession` asked for after a plain `Session` had loaded the session unlocked.
+    LockedTooLate,
+}
+
+impl From<StoreError> for LoadError {
+    fn from(error: StoreError) -> Self {
+        LoadError::Store(error)
+    }
+}
+
 /// The session of one request, before and after it is loaded. Lives in the request's extensions.
 pub(crate) struct RequestSession {
     pub(crate) config: Arc<Config>,
@@ -81,9 +98,16 @@ impl RequestSession {
     /// takes no session never reads it. A store that answers at once is not waited for (see
     /// `Timed` in `store::erased`), so for an in-memory store this future is ready when first
     /// polled.
-    pub(crate) async fn load(&self, headers: &HeaderMap) -> Result<(), StoreError> {
+    ///
+    /// With `locking` (a [`LockedSession`](crate::LockedSession)), each stored session is locked
+    /// before it is read, and the lock of the one adopted is kept until the save is done.
+    pub(crate) async fn load(&self, headers: &HeaderMap, locking: bool) -> Result<(), LoadError> {
         if self.is_loaded() {
-            return Ok(());
+            return if locking && self.state().held_lock.is_none() && self.state().loaded_id.is_some() {
+                Err(LoadError::LockedTooLate)
+            } else {
+                Ok(())
+            };
         }
         let config = &*self.config;
         let now = config.clock.now();
@@ -98,15 +122,25 @@ impl RequestSession {
             .take(MAX_CANDIDATES)
         {
             let (key, cached) = config.key_cache.key(&candidate.id);
+            let held_lock = if locking {
+                // Boxed: only a locking request pays for the lock's future (and the lock).
+                let acquire = config.locks.acquire(key, config.lock_lease, config.lock_wait);
+                Some(Box::new(
+                    Box::pin(acquire).await.map_err(|_| LoadError::Busy(config.lock_wait))?,
+                ))
+            } else {
+                None
+            };
             let record = config.load_record(&key, now).await?;
-            // An id the store does not know (or whose session has expired) is never adopted.
+            // An id the store does not know (or whose session has expired) is never adopted;
+            // its lock, if taken, goes with it.
             let Some(record) = record.filter(|r| config.expiry.is_live(r.created_at, r.expires_at, now)) else {
                 continue;
             };
             if !cached {
                 config.key_cache.remember(&candidate.id, key);
             }
-            self.install(|| State::loaded(candidate.id, key, record, candidate.signed_by_old_key, now));
+            self.install(|| State::loaded(candidate.id, key, record, candidate.signed_by_old_key, held_lock, now));
             return Ok(());
         }
         self.install(|| State::fresh(now));
@@ -130,9 +164,17 @@ impl RequestSession {
         match live {
             Some(Opened { id, record, by_old_key }) => {
                 let key = id.store_key();
-                self.install(|| State::loaded(id, key, record, by_old_key, now));
+                self.install(|| State::loaded(id, key, record, by_old_key, None, now));
             }
             None => self.install(|| State::fresh(now)),
+        }
+    }
+
+    /// Releases the session's lock once the planned save is done, if this request held it (a
+    /// request with nothing to save released it when it planned).
+    pub(crate) fn release_lock(&self) {
+        if let Some(held) = self.planned().and_then(Plan::fence) {
+            held.release();
         }
     }
 

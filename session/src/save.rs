@@ -13,6 +13,7 @@ use crate::cookie::encode_value;
 use crate::cookie::{seal, EncryptionKey};
 use crate::expiry::{ExpiryRules, Renewed};
 use crate::id::{SessionId, StoreKey};
+use crate::lock::HeldLock;
 use crate::record::{Changes, Record};
 use crate::state::State;
 use crate::store::{Applied, Created, StoreError};
@@ -34,6 +35,9 @@ pub(crate) struct Plan {
     /// for a store, which merges the changes into what it has.
     #[cfg(feature = "client-side")]
     base: Option<Box<Record>>,
+    /// The session's lock, when a `LockedSession` holds it: the writes happen only if it is
+    /// still held.
+    fence: Option<Box<HeldLock>>,
 }
 
 #[derive(Debug)]
@@ -62,6 +66,11 @@ enum CookiePlan {
 }
 
 impl Plan {
+    /// The session's lock the plan's writes are fenced by, if the request holds it.
+    pub(crate) fn fence(&self) -> Option<&HeldLock> {
+        self.fence.as_deref()
+    }
+
     /// Whether the plan writes, deletes or sends anything.
     fn does_something(&self) -> bool {
         self.write.is_some() || self.delete.is_some() || self.cookie != CookiePlan::Keep
@@ -82,6 +91,7 @@ impl Plan {
             cookie,
             #[cfg(feature = "client-side")]
             base: None,
+            fence: None,
         }
     }
 }
@@ -91,8 +101,15 @@ impl Plan {
 /// after the handler: moves this request's changes out of `state`, and lets go of the loaded
 /// record, so that a store holding it in memory merges the changes in place instead of copying
 /// it.
+///
+/// The session's lock, if the request holds it, goes into the plan, whose writes are made only
+/// while it is still held; with nothing to save it is released here.
 pub(crate) fn plan(state: &mut State, rules: &ExpiryRules) -> Option<Plan> {
-    let plan = plan_changes(state, rules);
+    let mut plan = plan_changes(state, rules);
+    let fence = state.held_lock.take();
+    if let Some(plan) = &mut plan {
+        plan.fence = fence;
+    }
     // Dropped before the store works, so that a store holding the same values can change them
     // in place rather than copy them.
     state.stored = None;
@@ -131,6 +148,7 @@ fn plan_changes(state: &mut State, rules: &ExpiryRules) -> Option<Plan> {
             cookie: CookiePlan::Keep,
             #[cfg(feature = "client-side")]
             base: None,
+            fence: None,
         });
     }
     let changes = Changes {
@@ -150,6 +168,7 @@ fn plan_changes(state: &mut State, rules: &ExpiryRules) -> Option<Plan> {
         cookie,
         #[cfg(feature = "client-side")]
         base: None,
+        fence: None,
     })
 }
 
@@ -203,6 +222,7 @@ fn create_plan(state: &mut State, rules: &ExpiryRules, delete: Option<SessionId>
         },
         #[cfg(feature = "client-side")]
         base: None,
+        fence: None,
     }
 }
 
@@ -230,6 +250,7 @@ fn move_plan(state: &mut State, rules: &ExpiryRules, from: StoreKey, delete: Opt
         },
         #[cfg(feature = "client-side")]
         base: None,
+        fence: None,
     }
 }
 
@@ -238,6 +259,12 @@ pub(crate) async fn save(config: &Config, plan: &Plan) -> Result<Option<HeaderVa
     #[cfg(feature = "client-side")]
     if let Storage::Cookie(keys) = &config.storage {
         return seal_session(config, keys, plan);
+    }
+    if let Some(lock) = &plan.fence {
+        // Past its lease the lock may have passed to another request, whose writes must stand.
+        if (plan.write.is_some() || plan.delete.is_some()) && !lock.begin_write() {
+            return Err(SaveError::LockLost);
+        }
     }
     let mut cookie = plan.cookie;
     let mut cookie_id = None;
@@ -381,6 +408,13 @@ pub(crate) enum SaveError {
     /// The store failed or did not answer in time.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// This request held the session's lock past its lease, and another request may have taken
+    /// it: its writes were not made.
+    #[error(
+        "the session's lock was held past its lease (`SessionLayer::with_lock_lease`) and may \
+         belong to another request now; this request's changes were not saved"
+    )]
+    LockLost,
     /// A client-side session too large for a cookie: sending it, the browser would drop it.
     #[cfg(feature = "client-side")]
     #[error(
@@ -401,6 +435,7 @@ impl SaveError {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             SaveError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            SaveError::LockLost => StatusCode::CONFLICT,
             #[cfg(feature = "client-side")]
             SaveError::CookieTooLarge { .. } | SaveError::Unsealable => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -465,7 +500,7 @@ mod properties {
             record.values.insert("user", "1");
             let mut model = BTreeMap::<&str, String>::new();
             for ops in requests {
-                let mut state = State::loaded(id.clone(), key, record.clone(), false, now);
+                let mut state = State::loaded(id.clone(), key, record.clone(), false, None, now);
                 let (mut outgoing, mut shown_now) = (BTreeMap::new(), BTreeMap::new());
                 let (mut kept, mut reflash, mut cleared) = (BTreeSet::new(), false, false);
                 for op in ops {

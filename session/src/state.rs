@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use crate::expiry::Expiry;
 use crate::id::{SessionId, StoreKey};
+use crate::lock::HeldLock;
 use crate::record::{Patch, Record};
 use crate::value_map::ValueMap;
 
@@ -61,6 +62,9 @@ pub(crate) struct State {
     /// it and the save renews from it, as if the request took no time. (A clock read costs
     /// more than most of a request's session work.)
     pub(crate) now: SystemTime,
+    /// The session's lock, when a `LockedSession` took it: moved into the save's plan, or
+    /// released when there is nothing to save.
+    pub(crate) held_lock: Option<Box<HeldLock>>,
 }
 
 impl State {
@@ -83,13 +87,22 @@ impl State {
             delete_id: None,
             destroyed: false,
             now,
+            held_lock: None,
         }
     }
 
     /// A stored session.
-    pub(crate) fn loaded(id: SessionId, key: StoreKey, record: Record, resign_cookie: bool, now: SystemTime) -> Self {
+    pub(crate) fn loaded(
+        id: SessionId,
+        key: StoreKey,
+        record: Record,
+        resign_cookie: bool,
+        held_lock: Option<Box<HeldLock>>,
+        now: SystemTime,
+    ) -> Self {
         State {
             resign_cookie,
+            held_lock,
             loaded_id: Some(id),
             loaded_key: Some(key),
             stored_expires_at: Some(record.expires_at),
@@ -208,6 +221,8 @@ impl State {
         let old = self.loaded_id.take();
         *self = State {
             delete_id: old.or(self.delete_id.take()),
+            // Still this request's: the old record is deleted under it.
+            held_lock: self.held_lock.take(),
             ..State::fresh(self.now)
         };
     }

@@ -1139,6 +1139,16 @@ macro_rules! on_client_side {
     };
 }
 
+/// [`on_both_paths!`] and [`on_client_side!`] together: each listed test over a store that
+/// answers at once, one that is awaited, and client-side sessions.
+#[macro_export]
+macro_rules! on_every_path {
+    ($($test:ident),* $(,)?) => {
+        $crate::on_both_paths!($($test),*);
+        $crate::on_client_side!($($test),*);
+    };
+}
+
 /// Declares each of the listed `async fn` tests twice, in modules `at_once` and `awaited`: once
 /// with [`TestStore`]s that answer at once, once with stores that must be awaited.
 #[macro_export]

@@ -1,0 +1,264 @@
+//! Per-session locks for [`LockedSession`](crate::LockedSession): taken before the session is
+//! loaded, released once its save has finished (or the request is dropped), bounded by a wait
+//! and a lease, and fenced — a holder whose lease ran out can no longer write.
+//!
+//! This is the in-process lock: one table per layer, sharded by store key (no global mutex),
+//! an entry per session only while it is held or waited for. It serves the requests of one
+//! process; app instances sharing a Redis or PostgreSQL store do not share it.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::id::StoreKey;
+
+/// Shards of the table: enough that requests of different sessions rarely meet on one mutex.
+const SHARDS: usize = 16;
+
+/// The in-process locks of one layer.
+#[derive(Debug)]
+pub(crate) struct LockTable {
+    shards: Box<[Mutex<HashMap<StoreKey, Slot>>]>,
+    next_token: AtomicU64,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+/// One session's lock while anyone holds or waits for it.
+#[derive(Debug, Default)]
+struct Slot {
+    holder: Option<Holder>,
+    /// The holder is writing the session: its lease cannot be taken over until it is done.
+    writing: bool,
+    waiters: usize,
+    changed: Arc<Notify>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Holder {
+    token: u64,
+    lease_ends: Instant,
+}
+
+/// The lock could not be had within the wait.
+#[derive(Debug)]
+pub(crate) struct Busy;
+
+impl Default for LockTable {
+    fn default() -> Self {
+        LockTable {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            next_token: AtomicU64::new(1),
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+}
+
+impl LockTable {
+    fn shard(&self, key: &StoreKey) -> &Mutex<HashMap<StoreKey, Slot>> {
+        // The remainder of a division by 16 fits any usize.
+        let index = usize::try_from(self.hasher.hash_one(key) % SHARDS as u64).unwrap_or(0);
+        &self.shards[index]
+    }
+
+    /// Takes the lock of the session under `key` for `lease`, waiting at most `wait` for its
+    /// holder to release it or for the holder's lease to end.
+    pub(crate) async fn acquire(
+        self: &Arc<Self>,
+        key: StoreKey,
+        lease: Duration,
+        wait: Duration,
+    ) -> Result<HeldLock, Busy> {
+        let give_up = Instant::now() + wait;
+        loop {
+            let (changed, wake_at, waiting) = {
+                let mut shard = self.shard(&key).lock();
+                let slot = shard.entry(key).or_default();
+                let now = Instant::now();
+                let free = match slot.holder {
+                    None => true,
+                    Some(holder) => holder.lease_ends <= now && !slot.writing,
+                };
+                if free {
+                    let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+                    slot.holder = Some(Holder {
+                        token,
+                        lease_ends: now + lease,
+                    });
+                    slot.writing = false;
+                    return Ok(HeldLock {
+                        table: Arc::clone(self),
+                        key,
+                        token,
+                    });
+                }
+                if now >= give_up {
+                    return Err(Busy);
+                }
+                let lease_ends = slot.holder.filter(|_| !slot.writing).map(|holder| holder.lease_ends);
+                let wake_at = lease_ends.map_or(give_up, |lease_ends| lease_ends.min(give_up));
+                // Registered while the shard is locked, so that no release can slip in between.
+                let mut changed = Box::pin(Arc::clone(&slot.changed).notified_owned());
+                changed.as_mut().enable();
+                slot.waiters += 1;
+                (changed, wake_at, Waiting { table: self, key: &key })
+            };
+            tokio::select! {
+                () = changed => {}
+                () = tokio::time::sleep_until(wake_at) => {}
+            }
+            // Also when this future is dropped while it waits (the client went away).
+            drop(waiting);
+        }
+    }
+
+    /// Whether `token` still holds the lock under `key`; if so, marks it writing (its lease can
+    /// no longer be taken over) until it is released.
+    fn begin_write(&self, key: &StoreKey, token: u64) -> bool {
+        let mut shard = self.shard(key).lock();
+        let Some(slot) = shard.get_mut(key) else { return false };
+        let holds = slot
+            .holder
+            .is_some_and(|holder| holder.token == token && holder.lease_ends > Instant::now());
+        if holds {
+            slot.writing = true;
+        }
+        holds
+    }
+
+    fn release(&self, key: &StoreKey, token: u64) {
+        let mut shard = self.shard(key).lock();
+        let Some(slot) = shard.get_mut(key) else { return };
+        if slot.holder.is_some_and(|holder| holder.token == token) {
+            slot.holder = None;
+            slot.writing = false;
+            if slot.waiters == 0 {
+                shard.remove(key);
+            } else {
+                slot.changed.notify_waiters();
+            }
+        }
+    }
+
+    /// How many sessions have an entry: held, or waited for.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.shards.iter().map(|shard| shard.lock().len()).sum()
+    }
+}
+
+/// One waiter of a session's lock, counted in its slot so that the slot is kept while anyone
+/// waits; uncounted when dropped, however the wait ends.
+struct Waiting<'a> {
+    table: &'a LockTable,
+    key: &'a StoreKey,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut shard = self.table.shard(self.key).lock();
+        if let Some(slot) = shard.get_mut(self.key) {
+            slot.waiters -= 1;
+            if slot.waiters == 0 && slot.holder.is_none() {
+                shard.remove(self.key);
+            }
+        }
+    }
+}
+
+/// A held session lock; dropping it releases the lock (unless its lease was taken over).
+#[derive(Debug)]
+pub(crate) struct HeldLock {
+    table: Arc<LockTable>,
+    key: StoreKey,
+    token: u64,
+}
+
+impl HeldLock {
+    /// Before a write: whether this is still the session's holder. From then on, until the
+    /// release (which follows the save), no one can take the lock over.
+    pub(crate) fn begin_write(&self) -> bool {
+        self.table.begin_write(&self.key, self.token)
+    }
+
+    /// Releases the lock now, though other references to it remain (dropping them later does
+    /// nothing: a release names the holder's token).
+    pub(crate) fn release(&self) {
+        self.table.release(&self.key, self.token);
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        self.table.release(&self.key, self.token);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::SessionId;
+
+    const LEASE: Duration = Duration::from_secs(10);
+
+    fn table() -> Arc<LockTable> {
+        Arc::new(LockTable::default())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_holder_at_a_time_and_the_entry_goes_with_the_last() {
+        let table = table();
+        let key = SessionId::random().store_key();
+        let first = table.acquire(key, LEASE, Duration::ZERO).await.unwrap();
+        assert!(table.acquire(key, LEASE, Duration::from_secs(1)).await.is_err());
+        let waiter = tokio::spawn({
+            let table = Arc::clone(&table);
+            async move { table.acquire(key, LEASE, Duration::from_secs(5)).await.map(drop) }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        drop(first);
+        waiter.await.unwrap().unwrap();
+        assert_eq!(table.len(), 0, "no entry is kept for a free lock");
+        let other = table.acquire(SessionId::random().store_key(), LEASE, Duration::ZERO);
+        assert!(other.await.is_ok(), "sessions do not share a lock");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_that_ran_out_is_taken_over_and_its_holder_can_no_longer_write() {
+        let table = table();
+        let key = SessionId::random().store_key();
+        let old = table.acquire(key, LEASE, Duration::ZERO).await.unwrap();
+        let started = Instant::now();
+        let new = table.acquire(key, LEASE, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(started.elapsed(), LEASE, "taken over when the lease ended");
+        assert!(!old.begin_write(), "fenced");
+        drop(old);
+        assert!(
+            new.begin_write(),
+            "the old holder's release does not free the new one's lock"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_is_not_taken_over_while_its_holder_writes() {
+        let table = table();
+        let key = SessionId::random().store_key();
+        let writer = table.acquire(key, LEASE, Duration::ZERO).await.unwrap();
+        assert!(writer.begin_write());
+        let started = Instant::now();
+        let next = tokio::spawn({
+            let table = Arc::clone(&table);
+            async move { table.acquire(key, LEASE, Duration::from_secs(60)).await.map(drop) }
+        });
+        tokio::time::sleep(LEASE * 2).await;
+        assert!(!next.is_finished(), "the write is still going");
+        drop(writer);
+        next.await.unwrap().unwrap();
+        assert!(started.elapsed() >= LEASE * 2);
+    }
+}
