@@ -10,7 +10,7 @@ count() {
   valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" --only "$1" --requests "$2" 2>&1 \
     | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
 }
-variants="bare bare-cookie tower typed typed-client-side"
+variants="bare bare-cookie tower typed typed-client-side typed-locked"
 # `--breakdown`: also any layer at all, typed-sessions' layer alone, and a session taken but untouched.
 if [[ "${1:-}" == "--breakdown" ]]; then
   variants="$variants any-layer typed-layer-only typed-untouched"
@@ -36,3 +36,4 @@ report bare-cookie "overhead over bare axum (same request)"
 report bare "overhead over bare axum without the Cookie header"
 echo "(target: ratio <= 25%)"
 echo "client-side sessions (no store; opened and sealed on every request): $(( per_request[typed-client-side] - per_request[bare-cookie] )) instructions/request over bare axum"
+echo "LockedSession (the same handler with the session's lock): $(( per_request[typed-locked] - per_request[typed] )) instructions/request over Session"

@@ -56,6 +56,17 @@ mod typed {
         "started"
     }
 
+    /// The same read and write with the session's lock held (`LockedSession`).
+    async fn locked_handler(mut session: typed_sessions::LockedSession<Values>) -> String {
+        let counter = session.get(Values::COUNTER).unwrap_or(0);
+        session.set(Values::COUNTER, counter + 1);
+        counter.to_string()
+    }
+
+    pub(crate) fn app_locked() -> axum::Router {
+        with_layer(axum::routing::get(locked_handler))
+    }
+
     /// Takes the session, reads and writes nothing: the cost of loading and saving alone.
     async fn untouched(_session: Session<Values>) -> String {
         super::bare_work().await
@@ -329,11 +340,12 @@ fn main() {
                 "typed-layer-only" => Variant::new("only", ready(typed::app_layer_only())).await,
                 "typed-untouched" => Variant::new("only", ready(typed::app_untouched())).await,
                 "typed-client-side" => Variant::new("only", ready(typed::app_client_side())).await,
+                "typed-locked" => Variant::new("only", ready(typed::app_locked())).await,
                 "typed-read" => Variant::new("only", ready(wide::typed_app())).await,
                 "tower-read" => Variant::new("only", ready(wide::tower_app())).await,
                 other => panic!(
                     "--only takes bare, bare-cookie, tower, typed, any-layer, typed-layer-only, \
-                     typed-untouched, typed-client-side, typed-read or tower-read, not {other}"
+                     typed-untouched, typed-client-side, typed-locked, typed-read or tower-read, not {other}"
                 ),
             };
             variant.serve(requests).await;
@@ -347,6 +359,7 @@ fn main() {
             Variant::new("typed-sessions", ready(typed::app())).await,
             Variant::new("bare axum, no Cookie", ready(bare())).await,
             Variant::new("typed, client-side", ready(typed::app_client_side())).await,
+            Variant::new("typed, LockedSession", ready(typed::app_locked())).await,
         ];
         if breakdown {
             variants.extend([

@@ -6,8 +6,6 @@
 //! an entry per session only while it is held or waited for. It serves the requests of one
 //! process; app instances sharing a Redis or PostgreSQL store do not share it.
 
-use std::collections::HashMap;
-use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +14,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::id::StoreKey;
+use crate::id::{RandomKeyMap, StoreKey};
 
 /// Shards of the table: enough that requests of different sessions rarely meet on one mutex.
 const SHARDS: usize = 16;
@@ -24,10 +22,12 @@ const SHARDS: usize = 16;
 /// The in-process locks of one layer.
 #[derive(Debug)]
 pub(crate) struct LockTable {
-    shards: Box<[Mutex<HashMap<StoreKey, Slot>>]>,
+    shards: Box<[Mutex<SlotMap>]>,
     next_token: AtomicU64,
-    hasher: std::collections::hash_map::RandomState,
 }
+
+/// Store keys are SHA-256 hashes, which no client can aim: eight of their bytes are the hash.
+type SlotMap = RandomKeyMap<StoreKey, Slot>;
 
 /// One session's lock while anyone holds or waits for it.
 #[derive(Debug, Default)]
@@ -36,7 +36,9 @@ struct Slot {
     /// The holder is writing the session: its lease cannot be taken over until it is done.
     writing: bool,
     waiters: usize,
-    changed: Arc<Notify>,
+    /// Wakes the waiters when the lock is released; made by the first waiter (most locks are
+    /// never waited for).
+    changed: Option<Arc<Notify>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -52,18 +54,15 @@ pub(crate) struct Busy;
 impl Default for LockTable {
     fn default() -> Self {
         LockTable {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(SlotMap::default())).collect(),
             next_token: AtomicU64::new(1),
-            hasher: std::collections::hash_map::RandomState::new(),
         }
     }
 }
 
 impl LockTable {
-    fn shard(&self, key: &StoreKey) -> &Mutex<HashMap<StoreKey, Slot>> {
-        // The remainder of a division by 16 fits any usize.
-        let index = usize::try_from(self.hasher.hash_one(key) % SHARDS as u64).unwrap_or(0);
-        &self.shards[index]
+    fn shard(&self, key: &StoreKey) -> &Mutex<SlotMap> {
+        &self.shards[usize::from(key.as_bytes()[0]) % SHARDS]
     }
 
     /// Takes the lock of the session under `key` for `lease`, waiting at most `wait` for its
@@ -103,7 +102,8 @@ impl LockTable {
                 let lease_ends = slot.holder.filter(|_| !slot.writing).map(|holder| holder.lease_ends);
                 let wake_at = lease_ends.map_or(give_up, |lease_ends| lease_ends.min(give_up));
                 // Registered while the shard is locked, so that no release can slip in between.
-                let mut changed = Box::pin(Arc::clone(&slot.changed).notified_owned());
+                let changed = slot.changed.get_or_insert_with(Default::default);
+                let mut changed = Box::pin(Arc::clone(changed).notified_owned());
                 changed.as_mut().enable();
                 slot.waiters += 1;
                 (changed, wake_at, Waiting { table: self, key: &key })
@@ -139,8 +139,8 @@ impl LockTable {
             slot.writing = false;
             if slot.waiters == 0 {
                 shard.remove(key);
-            } else {
-                slot.changed.notify_waiters();
+            } else if let Some(changed) = &slot.changed {
+                changed.notify_waiters();
             }
         }
     }
