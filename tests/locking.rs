@@ -1,13 +1,20 @@
 //! `LockedSession`: the requests of one session take turns, so a read-modify-write of one key
 //! loses no update; the lock is bounded (wait → 409, lease → taken over), released on every
-//! path, and fenced (a holder past its lease cannot write). On the stores of one process.
+//! path, and fenced (a holder whose lock was taken over cannot write). On the stores of one
+//! process.
+//!
+//! The timing tests run on tokio's paused clock (`start_paused`): waits and leases elapse
+//! exactly, whatever the machine's load, and the handlers that hold the lock signal when they
+//! have it rather than the test sleeping and hoping.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
+use tokio::sync::Notify;
+use tokio::time::Instant;
 use typed_sessions::{
     FileStore, LockedSession, MemoryStore, Session, SessionLayer, SessionSchema, SessionStore, SqliteStore,
 };
@@ -22,23 +29,29 @@ struct Values {
     user: String,
 }
 
+/// How long the increment handlers take.
+const HANDLER: Duration = Duration::from_millis(1);
+
 /// Reads the counter, gives other requests a chance to run, writes it back + 1: without the
 /// lock, concurrent requests read the same value and increments are lost.
 async fn increment_locked(mut session: LockedSession<Values>) -> String {
     let count = session.get(Values::COUNT).unwrap_or(0);
-    tokio::time::sleep(Duration::from_millis(1)).await;
+    tokio::time::sleep(HANDLER).await;
     session.set(Values::COUNT, count + 1);
     (count + 1).to_string()
 }
 
 async fn increment_unlocked(mut session: Session<Values>) -> String {
     let count = session.get(Values::COUNT).unwrap_or(0);
-    tokio::time::sleep(Duration::from_millis(1)).await;
+    tokio::time::sleep(HANDLER).await;
     session.set(Values::COUNT, count + 1);
     (count + 1).to_string()
 }
 
-fn app(layer: SessionLayer) -> Router {
+/// The routes; `holding` is notified by the handlers that keep the lock for a while, once they
+/// have it.
+fn app(layer: SessionLayer, holding: Arc<Notify>) -> Router {
+    let (slow, hang, panics) = (holding.clone(), holding.clone(), holding);
     Router::new()
         .route(
             "/login",
@@ -48,25 +61,40 @@ fn app(layer: SessionLayer) -> Router {
             "/count",
             get(|s: Session<Values>| async move { s.get(Values::COUNT).unwrap_or(0).to_string() }),
         )
+        .route(
+            "/user",
+            get(|s: Session<Values>| async move { s.get(Values::USER).unwrap_or_default() }),
+        )
         .route("/locked", get(increment_locked))
         .route("/unlocked", get(increment_unlocked))
         .route(
+            "/locked-read",
+            get(|s: LockedSession<Values>| async move { s.get(Values::COUNT).unwrap_or(0).to_string() }),
+        )
+        .route(
+            "/locked-destroy",
+            get(|mut s: LockedSession<Values>| async move { s.destroy() }),
+        )
+        .route(
             "/slow-locked",
-            get(|mut s: LockedSession<Values>| async move {
+            get(move |mut s: LockedSession<Values>| async move {
+                slow.notify_one();
                 tokio::time::sleep(Duration::from_millis(600)).await;
                 s.set(Values::USER, "slow".into());
             }),
         )
         .route(
             "/hang-locked",
-            get(|mut s: LockedSession<Values>| async move {
+            get(move |mut s: LockedSession<Values>| async move {
+                hang.notify_one();
                 tokio::time::sleep(Duration::from_secs(3)).await;
                 s.set(Values::COUNT, 1000);
             }),
         )
         .route(
             "/panic-locked",
-            get(|s: LockedSession<Values>| async move {
+            get(move |s: LockedSession<Values>| async move {
+                panics.notify_one();
                 if s.has(Values::USER) {
                     panic!("the handler fails while it holds the lock");
                 }
@@ -74,12 +102,12 @@ fn app(layer: SessionLayer) -> Router {
             }),
         )
         .route(
-            "/both-in-the-wrong-order",
-            get(|_plain: Session<Values>, _locked: LockedSession<Values>| async move { "unreachable" }),
-        )
-        .route(
-            "/user",
-            get(|s: Session<Values>| async move { s.get(Values::USER).unwrap_or_default() }),
+            "/plain-then-locked",
+            get(|plain: Session<Values>, mut locked: LockedSession<Values>| async move {
+                let seen = plain.get(Values::COUNT).unwrap_or(0);
+                locked.set(Values::COUNT, seen + 1);
+                (seen + 1).to_string()
+            }),
         )
         .layer(layer)
         .with_state(())
@@ -94,11 +122,11 @@ async fn logged_in(app: &Router) -> String {
 }
 
 /// `requests` concurrent requests to `path` with `cookie`, each on its own task.
-async fn concurrently(app: &Router, path: &'static str, cookie: &str, requests: usize) -> Vec<Reply> {
+async fn concurrently(app: &Router, path: &'static str, cookie: Option<&str>, requests: usize) -> Vec<Reply> {
     let tasks: Vec<_> = (0..requests)
         .map(|_| {
-            let (app, cookie) = (app.clone(), cookie.to_owned());
-            tokio::spawn(async move { send(&app, path, Some(&cookie)).await })
+            let (app, cookie) = (app.clone(), cookie.map(str::to_owned));
+            tokio::spawn(async move { send(&app, path, cookie.as_deref()).await })
         })
         .collect();
     let mut replies = Vec::new();
@@ -108,16 +136,25 @@ async fn concurrently(app: &Router, path: &'static str, cookie: &str, requests: 
     replies
 }
 
+/// A request to `path` on its own task.
+fn in_background(app: &Router, path: &'static str, cookie: &str) -> tokio::task::JoinHandle<Reply> {
+    let (app, cookie) = (app.clone(), cookie.to_owned());
+    tokio::spawn(async move { send(&app, path, Some(&cookie)).await })
+}
+
 /// 100 concurrent locked increments of one key end at exactly 100; the same requests without
 /// the lock lose some, which shows the race was there to lose.
 async fn hundred_locked_increments_end_at_a_hundred(store: impl SessionStore + Clone) {
-    let app = app(SessionLayer::new(store.clone()).with_lock_wait(Duration::from_secs(30)));
+    let app = app(
+        SessionLayer::new(store.clone()).with_lock_wait(Duration::from_secs(60)),
+        Arc::default(),
+    );
     let cookie = logged_in(&app).await;
-    let replies = concurrently(&app, "/locked", &cookie, 100).await;
+    let replies = concurrently(&app, "/locked", Some(&cookie), 100).await;
     assert!(replies.iter().all(|r| r.status == StatusCode::OK));
     assert_eq!(send(&app, "/count", Some(&cookie)).await.body, "100");
 
-    let unlocked = app_without_lock_reads(store).await;
+    let unlocked = app_without_lock(store).await;
     assert!(
         unlocked < 100,
         "unlocked increments lost nothing ({unlocked}): the test raced nothing"
@@ -125,10 +162,10 @@ async fn hundred_locked_increments_end_at_a_hundred(store: impl SessionStore + C
 }
 
 /// The counter after 100 concurrent unlocked increments of a new session.
-async fn app_without_lock_reads(store: impl SessionStore) -> u32 {
-    let app = app(SessionLayer::new(store));
+async fn app_without_lock(store: impl SessionStore) -> u32 {
+    let app = app(SessionLayer::new(store), Arc::default());
     let cookie = logged_in(&app).await;
-    concurrently(&app, "/unlocked", &cookie, 100).await;
+    concurrently(&app, "/unlocked", Some(&cookie), 100).await;
     send(&app, "/count", Some(&cookie)).await.body.parse().unwrap()
 }
 
@@ -151,46 +188,42 @@ async fn file_store_hundred_locked_increments() {
     hundred_locked_increments_end_at_a_hundred(Arc::new(store)).await;
 }
 
-fn memory_app(configure: impl FnOnce(SessionLayer) -> SessionLayer) -> Router {
-    app(configure(SessionLayer::new(MemoryStore::new())))
+/// The memory-store app with `configure`d locking, and the signal of its lock-holding handlers.
+fn memory_app(configure: impl FnOnce(SessionLayer) -> SessionLayer) -> (Router, Arc<Notify>) {
+    let holding = Arc::new(Notify::new());
+    (
+        app(configure(SessionLayer::new(MemoryStore::new())), holding.clone()),
+        holding,
+    )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_plain_session_is_served_while_a_locked_one_is_held() {
-    let app = memory_app(|layer| layer);
+    let (app, holding) = memory_app(|layer| layer);
     let cookie = logged_in(&app).await;
-    let slow = tokio::spawn({
-        let (app, cookie) = (app.clone(), cookie.clone());
-        async move { send(&app, "/slow-locked", Some(&cookie)).await }
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let slow = in_background(&app, "/slow-locked", &cookie);
+    holding.notified().await;
     let started = Instant::now();
     assert_eq!(send(&app, "/user", Some(&cookie)).await.body, "ada");
-    assert!(
-        started.elapsed() < Duration::from_millis(300),
-        "a plain Session waited for the lock"
-    );
+    assert_eq!(started.elapsed(), Duration::ZERO, "a plain Session waited for the lock");
+    assert!(!slow.is_finished());
     assert_eq!(slow.await.unwrap().status, StatusCode::OK);
     assert_eq!(send(&app, "/user", Some(&cookie)).await.body, "slow");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_request_that_cannot_get_the_lock_in_time_gets_409_with_retry_after() {
-    let app = memory_app(|layer| layer.with_lock_wait(Duration::from_millis(200)));
+    let (app, holding) = memory_app(|layer| layer.with_lock_wait(Duration::from_millis(200)));
     let cookie = logged_in(&app).await;
-    let slow = tokio::spawn({
-        let (app, cookie) = (app.clone(), cookie.clone());
-        async move { send(&app, "/slow-locked", Some(&cookie)).await }
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let slow = in_background(&app, "/slow-locked", &cookie);
+    holding.notified().await;
     let started = Instant::now();
-    let refused = send_with_headers(&app, "/locked", &cookie).await;
-    let waited = started.elapsed();
-    assert_eq!(refused.0, StatusCode::CONFLICT);
-    assert_eq!(refused.1.as_deref(), Some("1"), "Retry-After");
-    assert!(
-        waited >= Duration::from_millis(200) && waited < Duration::from_millis(450),
-        "answered after {waited:?}, the wait is 200 ms"
+    let refused = status_and_retry_after(&app, "/locked", &cookie).await;
+    assert_eq!(refused, (StatusCode::CONFLICT, Some("1".to_owned())));
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_millis(200),
+        "answered when the wait ended"
     );
     assert_eq!(slow.await.unwrap().status, StatusCode::OK);
     assert_eq!(
@@ -201,7 +234,7 @@ async fn a_request_that_cannot_get_the_lock_in_time_gets_409_with_retry_after() 
 }
 
 /// Status and `Retry-After` of one request.
-async fn send_with_headers(app: &Router, path: &str, cookie: &str) -> (StatusCode, Option<String>) {
+async fn status_and_retry_after(app: &Router, path: &str, cookie: &str) -> (StatusCode, Option<String>) {
     use tower::ServiceExt;
     let request = axum::http::Request::builder()
         .uri(path)
@@ -216,66 +249,57 @@ async fn send_with_headers(app: &Router, path: &str, cookie: &str) -> (StatusCod
     (response.status(), retry_after)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_dropped_holder_frees_the_lock_at_once() {
-    let app = memory_app(|layer| layer.with_lock_wait(Duration::from_millis(300)));
+    let (app, holding) = memory_app(|layer| layer.with_lock_wait(Duration::from_secs(1)));
     let cookie = logged_in(&app).await;
-    let held = tokio::spawn({
-        let (app, cookie) = (app.clone(), cookie.clone());
-        async move { send(&app, "/hang-locked", Some(&cookie)).await }
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let held = in_background(&app, "/hang-locked", &cookie);
+    holding.notified().await;
     held.abort(); // the client went away: the request's future is dropped
-    let _ = held.await;
+    assert!(matches!(held.await, Err(error) if error.is_cancelled()));
     let started = Instant::now();
-    assert_eq!(send(&app, "/locked", Some(&cookie)).await.status, StatusCode::OK);
-    assert!(started.elapsed() < Duration::from_millis(200));
     assert_eq!(
-        send(&app, "/count", Some(&cookie)).await.body,
+        send(&app, "/locked", Some(&cookie)).await.body,
         "1",
         "the dropped request wrote nothing"
     );
+    assert_eq!(started.elapsed(), HANDLER, "no wait but the handler's own");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_holder_that_panics_frees_the_lock_at_once() {
-    let app = memory_app(|layer| layer.with_lock_wait(Duration::from_millis(300)));
+    let (app, holding) = memory_app(|layer| layer.with_lock_wait(Duration::from_secs(1)));
     let cookie = logged_in(&app).await;
-    let panicked = tokio::spawn({
-        let (app, cookie) = (app.clone(), cookie.clone());
-        async move { send(&app, "/panic-locked", Some(&cookie)).await }
-    });
+    let panicked = in_background(&app, "/panic-locked", &cookie);
+    holding.notified().await;
     match panicked.await {
         Err(error) => assert!(error.is_panic()),
         Ok(reply) => panic!("the handler did not panic: {}", reply.status),
     }
     let started = Instant::now();
     assert_eq!(send(&app, "/locked", Some(&cookie)).await.status, StatusCode::OK);
-    assert!(started.elapsed() < Duration::from_millis(200));
+    assert_eq!(started.elapsed(), HANDLER, "no wait but the handler's own");
 }
 
 /// A holder that hangs past its lease loses the lock to the next request, and its own save,
 /// when it finally comes, fails (409) instead of overwriting what the next holder wrote.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_hung_holder_frees_the_lock_at_its_lease_and_cannot_write_after_it() {
-    let app = memory_app(|layer| {
+    let (app, holding) = memory_app(|layer| {
         layer
             .with_lock_lease(Duration::from_millis(500))
             .with_lock_wait(Duration::from_secs(5))
     });
     let cookie = logged_in(&app).await;
-    let hung = tokio::spawn({
-        let (app, cookie) = (app.clone(), cookie.clone());
-        async move { send(&app, "/hang-locked", Some(&cookie)).await }
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let hung = in_background(&app, "/hang-locked", &cookie);
+    holding.notified().await;
     let started = Instant::now();
     let next = send(&app, "/locked", Some(&cookie)).await;
-    let waited = started.elapsed();
     assert_eq!(next.status, StatusCode::OK);
-    assert!(
-        waited >= Duration::from_millis(300) && waited < Duration::from_millis(1500),
-        "taken over after {waited:?}; the lease is 500 ms"
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_millis(500) + HANDLER,
+        "taken over when the lease ended"
     );
     assert_eq!(
         hung.await.unwrap().status,
@@ -289,39 +313,86 @@ async fn a_hung_holder_frees_the_lock_at_its_lease_and_cannot_write_after_it() {
     );
 }
 
-#[tokio::test]
-async fn a_locked_session_after_a_plain_one_is_a_500_that_names_the_fix() {
-    let app = memory_app(|layer| layer);
+#[tokio::test(start_paused = true)]
+async fn a_holder_past_its_lease_saves_if_no_one_took_the_lock_over() {
+    let (app, holding) = memory_app(|layer| layer.with_lock_lease(Duration::from_millis(500)));
     let cookie = logged_in(&app).await;
-    let reply = send(&app, "/both-in-the-wrong-order", Some(&cookie)).await;
-    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert!(
-        reply.body.contains("put the `LockedSession` argument before"),
-        "{}",
-        reply.body
-    );
+    let hung = in_background(&app, "/hang-locked", &cookie);
+    holding.notified().await;
+    assert_eq!(hung.await.unwrap().status, StatusCode::OK);
+    assert_eq!(send(&app, "/count", Some(&cookie)).await.body, "1000");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
+async fn locks_are_released_by_reads_and_by_destroy() {
+    let (app, _) = memory_app(|layer| layer.with_lock_wait(Duration::ZERO));
+    let cookie = logged_in(&app).await;
+    assert_eq!(send(&app, "/locked-read", Some(&cookie)).await.body, "0");
+    assert_eq!(
+        send(&app, "/locked", Some(&cookie)).await.status,
+        StatusCode::OK,
+        "a read released it"
+    );
+    let destroyed = send(&app, "/locked-destroy", Some(&cookie)).await;
+    assert_eq!(destroyed.cookie_header().as_deref(), Some("id="));
+    assert_eq!(send(&app, "/locked-read", Some(&cookie)).await.status, StatusCode::OK);
+}
+
+/// A `LockedSession` after a plain `Session` of the same request takes the lock then and reads
+/// the session again; after a plain `Session` that changed the session, it is refused.
+#[tokio::test(start_paused = true)]
+async fn a_locked_session_after_a_plain_one_locks_then_or_is_refused_after_a_change() {
+    let (app, holding) = memory_app(|layer| layer.with_lock_wait(Duration::from_secs(5)));
+    let cookie = logged_in(&app).await;
+    let slow = in_background(&app, "/slow-locked", &cookie);
+    holding.notified().await;
+    let started = Instant::now();
+    assert_eq!(send(&app, "/plain-then-locked", Some(&cookie)).await.body, "1");
+    assert_eq!(started.elapsed(), Duration::from_millis(600), "it waited for the lock");
+    slow.await.unwrap();
+    assert_eq!(
+        send(&app, "/user", Some(&cookie)).await.body,
+        "slow",
+        "and saw the holder's write"
+    );
+
+    let app = Router::new()
+        .route("/both", get(|_: LockedSession<Values>| async { "unreachable" }))
+        .layer(axum::middleware::from_fn(
+            |mut plain: Session<Values>, request: axum::extract::Request, next: axum::middleware::Next| async move {
+                plain.update(Values::COUNT, |count| *count += 1);
+                next.run(request).await
+            },
+        ))
+        .layer(SessionLayer::new(MemoryStore::new()));
+    let cookie = send(&app, "/both", None).await.cookie_header();
+    let reply = send(&app, "/both", cookie.as_deref()).await;
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(reply.body.contains("had changed the session"), "{}", reply.body);
+}
+
+#[tokio::test(start_paused = true)]
 async fn new_visitors_need_no_lock() {
-    let app = memory_app(|layer| layer.with_lock_wait(Duration::ZERO));
-    let replies: Vec<Reply> = futures_join((0..20).map(|_| {
-        let app = app.clone();
-        async move { send(&app, "/locked", None).await }
-    }))
-    .await;
+    let (app, _) = memory_app(|layer| layer.with_lock_wait(Duration::ZERO));
+    let replies = concurrently(&app, "/locked", None, 20).await;
     assert!(replies.iter().all(|r| r.status == StatusCode::OK && r.body == "1"));
 }
 
-async fn futures_join<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let tasks: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
-    let mut outputs = Vec::new();
-    for task in tasks {
-        outputs.push(task.await.unwrap());
-    }
-    outputs
+#[tokio::test(start_paused = true)]
+async fn client_side_sessions_have_nothing_to_lock() {
+    let layer = SessionLayer::client_side([typed_sessions_tests::test_encryption_key()]).with_lock_wait(Duration::ZERO);
+    let app = app(layer, Arc::default());
+    let cookie = logged_in(&app).await;
+    assert_eq!(send(&app, "/plain-then-locked", Some(&cookie)).await.body, "1");
+    let replies = concurrently(&app, "/locked", Some(&cookie), 5).await;
+    assert!(replies.iter().all(|r| r.status == StatusCode::OK), "never a 409");
+}
+
+#[test]
+#[should_panic(expected = "a lease of zero")]
+fn a_zero_lease_is_refused_when_the_app_is_built() {
+    let _ = app(
+        SessionLayer::new(MemoryStore::new()).with_lock_lease(Duration::ZERO),
+        Arc::default(),
+    );
 }

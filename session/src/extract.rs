@@ -35,11 +35,13 @@ pub enum SessionRejection {
         /// How long this request waited.
         waited: Duration,
     },
-    /// A handler took a plain `Session` before its `LockedSession`: the session was loaded
-    /// without the lock. Answered 500.
+    /// A `LockedSession` was extracted after a plain `Session` of the same request (a
+    /// middleware's, say) had already changed the session: locking and reading it again would
+    /// undo those changes. Answered 500.
     #[error(
-        "a `LockedSession` was extracted after a plain `Session` had loaded the session unlocked: \
-         put the `LockedSession` argument before any `Session` argument (axum runs extractors in order)"
+        "a `LockedSession` was extracted after a plain `Session` had changed the session: take \
+         the `LockedSession` before changing the session (a middleware that writes to the session \
+         must take `LockedSession` itself)"
     )]
     LockedTooLate,
 }
@@ -155,18 +157,26 @@ where
 /// that cannot get the lock within [`with_lock_wait`](crate::SessionLayer::with_lock_wait)
 /// (default 5 s) is answered `409 Conflict` with `Retry-After`
 /// ([`SessionRejection::LockBusy`]). A holder keeps the lock at most
-/// [`with_lock_lease`](crate::SessionLayer::with_lock_lease) (default 10 s); past it, the next
-/// request takes over, and the late holder's save fails (409) rather than overwrite what the
-/// next one wrote. A new visitor, with no session yet, needs no lock.
+/// [`with_lock_lease`](crate::SessionLayer::with_lock_lease) (default 10 s) before its save
+/// begins: past it, the next request may take the lock over, and then the late holder's save
+/// fails (409) rather than overwrite what the next one wrote (if no one took over, the save
+/// goes ahead). A save that begins gets a fresh lease for its writes. A new visitor, with no
+/// session yet, needs no lock.
 ///
-/// The lock is kept in the app's process: it serializes the requests one app instance serves,
-/// on every store. Instances behind a load balancer do not share it. With client-side sessions
-/// there is nothing to lock (each response carries its own copy of the session): a
-/// `LockedSession` there is a plain `Session`.
+/// The lock is released when the save is done, when there is nothing to save, or when the
+/// request is dropped before its save began (a handler that panicked, a client that went away —
+/// once the last clone of the session is dropped). A save that fails or is cut short leaves the
+/// lock to its lease, since its write may still land.
 ///
-/// Put a `LockedSession` argument before any `Session` argument of the same handler: axum runs
-/// extractors in order, and a session already loaded without the lock cannot be locked
-/// ([`SessionRejection::LockedTooLate`]).
+/// The lock is kept in the layer, in the app's process: it serializes the requests that one
+/// `SessionLayer` serves (two layers over one store do not share it), on every store. App
+/// instances behind a load balancer do not share it. With client-side sessions there is
+/// nothing to lock (each response carries its own copy of the session): a `LockedSession`
+/// there is a plain `Session`.
+///
+/// A `LockedSession` after a plain `Session` of the same request (a middleware's) takes the lock
+/// then and reads the session again under it; if the request had already changed the session,
+/// it is refused ([`SessionRejection::LockedTooLate`]).
 pub struct LockedSession<V: SessionSchema, F: SessionSchema = ()> {
     session: Session<V, F>,
 }

@@ -246,6 +246,10 @@ impl SessionLayer {
 
     fn check(&self) {
         self.config.cookie.check();
+        assert!(
+            !self.config.lock_lease.is_zero(),
+            "SessionLayer::with_lock_lease: a lease of zero ends before any write; give the lock at least as long as a request takes"
+        );
         #[cfg(feature = "client-side")]
         if let Storage::Cookie(keys) = &self.config.storage {
             assert!(
@@ -281,8 +285,9 @@ impl<S> Layer<S> for SessionLayer {
     ///
     /// If the cookie settings are ones browsers reject: an invalid cookie name, a `__Host-` /
     /// `__Secure-` prefix that does not match the cookie's settings, `SameSite=None` without
-    /// `Secure`; for client-side sessions, also no encryption key, signing keys, or a cookie
-    /// size limit below 256 bytes. A configuration mistake, caught when the app is built.
+    /// `Secure`; a lock lease of zero; for client-side sessions, also no encryption key, signing
+    /// keys, or a cookie size limit below 256 bytes. A configuration mistake, caught when the app
+    /// is built.
     fn layer(&self, inner: S) -> Self::Service {
         self.check();
         SessionService {
@@ -392,7 +397,6 @@ where
                         return Poll::Ready(Ok(response));
                     };
                     if loaded.plan_save().is_none() {
-                        loaded.release_lock();
                         vary_on_cookie(response.headers_mut());
                         return Poll::Ready(Ok(response));
                     }
@@ -432,7 +436,11 @@ fn start_save(session: Arc<RequestSession>) -> SaveFuture {
 async fn planned_save(session: Arc<RequestSession>) -> Result<Option<HeaderValue>, SaveError> {
     let plan = session.planned().expect("a save starts once its plan is made");
     let saved = save(&session.config, plan).await;
-    session.release_lock();
+    // A store that failed may still apply the write it was sent: the lease, not this request,
+    // then frees the session's lock, so the next holder does not read before the write lands.
+    if !matches!(saved, Err(SaveError::Store(_))) {
+        session.release_lock();
+    }
     saved
 }
 

@@ -6,7 +6,8 @@
 //! an entry per session only while it is held or waited for. It serves the requests of one
 //! process; app instances sharing a Redis or PostgreSQL store do not share it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,8 +34,6 @@ type SlotMap = RandomKeyMap<StoreKey, Slot>;
 #[derive(Debug, Default)]
 struct Slot {
     holder: Option<Holder>,
-    /// The holder is writing the session: its lease cannot be taken over until it is done.
-    writing: bool,
     waiters: usize,
     /// Wakes the waiters when the lock is released; made by the first waiter (most locks are
     /// never waited for).
@@ -47,7 +46,7 @@ struct Holder {
     lease_ends: Instant,
 }
 
-/// The lock could not be had within the wait.
+/// The lock could not be had by the time given.
 #[derive(Debug)]
 pub(crate) struct Busy;
 
@@ -60,47 +59,49 @@ impl Default for LockTable {
     }
 }
 
+/// `from + by`, or a century from now where that overflows (`Duration::MAX` means "forever").
+pub(crate) fn later(from: Instant, by: Duration) -> Instant {
+    from.checked_add(by)
+        .unwrap_or_else(|| from + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
 impl LockTable {
     fn shard(&self, key: &StoreKey) -> &Mutex<SlotMap> {
         &self.shards[usize::from(key.as_bytes()[0]) % SHARDS]
     }
 
-    /// Takes the lock of the session under `key` for `lease`, waiting at most `wait` for its
-    /// holder to release it or for the holder's lease to end.
+    /// Takes the lock of the session under `key` for `lease`, waiting until `give_up` at the
+    /// latest for its holder to release it or for the holder's lease to end.
     pub(crate) async fn acquire(
         self: &Arc<Self>,
         key: StoreKey,
         lease: Duration,
-        wait: Duration,
+        give_up: Instant,
     ) -> Result<HeldLock, Busy> {
-        let give_up = Instant::now() + wait;
         loop {
             let (changed, wake_at, waiting) = {
                 let mut shard = self.shard(&key).lock();
-                let slot = shard.entry(key).or_default();
                 let now = Instant::now();
-                let free = match slot.holder {
-                    None => true,
-                    Some(holder) => holder.lease_ends <= now && !slot.writing,
-                };
-                if free {
+                let slot = shard.entry(key).or_default();
+                if slot.holder.is_none_or(|holder| holder.lease_ends <= now) {
                     let token = self.next_token.fetch_add(1, Ordering::Relaxed);
                     slot.holder = Some(Holder {
                         token,
-                        lease_ends: now + lease,
+                        lease_ends: later(now, lease),
                     });
-                    slot.writing = false;
                     return Ok(HeldLock {
                         table: Arc::clone(self),
                         key,
                         token,
+                        lease,
+                        write_begun: AtomicBool::new(false),
                     });
                 }
                 if now >= give_up {
                     return Err(Busy);
                 }
-                let lease_ends = slot.holder.filter(|_| !slot.writing).map(|holder| holder.lease_ends);
-                let wake_at = lease_ends.map_or(give_up, |lease_ends| lease_ends.min(give_up));
+                let lease_ends = slot.holder.map_or(give_up, |holder| holder.lease_ends);
+                let wake_at = lease_ends.min(give_up);
                 // Registered while the shard is locked, so that no release can slip in between.
                 let changed = slot.changed.get_or_insert_with(Default::default);
                 let mut changed = Box::pin(Arc::clone(changed).notified_owned());
@@ -117,18 +118,18 @@ impl LockTable {
         }
     }
 
-    /// Whether `token` still holds the lock under `key`; if so, marks it writing (its lease can
-    /// no longer be taken over) until it is released.
-    fn begin_write(&self, key: &StoreKey, token: u64) -> bool {
+    /// Whether `token` still holds the lock under `key` (no one took it over, though its lease
+    /// may have ended); if so, its lease starts again, for the write about to be made.
+    fn begin_write(&self, key: &StoreKey, token: u64, lease: Duration) -> bool {
         let mut shard = self.shard(key).lock();
-        let Some(slot) = shard.get_mut(key) else { return false };
-        let holds = slot
-            .holder
-            .is_some_and(|holder| holder.token == token && holder.lease_ends > Instant::now());
-        if holds {
-            slot.writing = true;
+        let Some(holder) = shard.get_mut(key).and_then(|slot| slot.holder.as_mut()) else {
+            return false;
+        };
+        if holder.token != token {
+            return false;
         }
-        holds
+        holder.lease_ends = later(Instant::now(), lease);
+        true
     }
 
     fn release(&self, key: &StoreKey, token: u64) {
@@ -136,7 +137,6 @@ impl LockTable {
         let Some(slot) = shard.get_mut(key) else { return };
         if slot.holder.is_some_and(|holder| holder.token == token) {
             slot.holder = None;
-            slot.writing = false;
             if slot.waiters == 0 {
                 shard.remove(key);
             } else if let Some(changed) = &slot.changed {
@@ -171,31 +171,45 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// A held session lock; dropping it releases the lock (unless its lease was taken over).
-#[derive(Debug)]
+/// A held session lock. Dropped before a write began, it releases the lock; once a write
+/// began, only [`release`](Self::release) does (after the write is done), and otherwise the
+/// lease: a write cut short may still land, and the next holder must not read before it.
 pub(crate) struct HeldLock {
     table: Arc<LockTable>,
     key: StoreKey,
     token: u64,
+    lease: Duration,
+    write_begun: AtomicBool,
 }
 
 impl HeldLock {
-    /// Before a write: whether this is still the session's holder. From then on, until the
-    /// release (which follows the save), no one can take the lock over.
+    /// Before a write: whether this is still the session's holder (no one took the lock over
+    /// after its lease ended). If so, the lease starts again for the write.
     pub(crate) fn begin_write(&self) -> bool {
-        self.table.begin_write(&self.key, self.token)
+        self.write_begun.store(true, Ordering::Relaxed);
+        self.table.begin_write(&self.key, self.token, self.lease)
     }
 
-    /// Releases the lock now, though other references to it remain (dropping them later does
-    /// nothing: a release names the holder's token).
+    /// Releases the lock now, though other references to it remain (a later release or drop
+    /// does nothing: a release names the holder's token).
     pub(crate) fn release(&self) {
         self.table.release(&self.key, self.token);
     }
 }
 
+impl fmt::Debug for HeldLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeldLock")
+            .field("token", &self.token)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Drop for HeldLock {
     fn drop(&mut self) {
-        self.table.release(&self.key, self.token);
+        if !self.write_begun.load(Ordering::Relaxed) {
+            self.release();
+        }
     }
 }
 
@@ -210,21 +224,25 @@ mod tests {
         Arc::new(LockTable::default())
     }
 
+    fn in_secs(secs: u64) -> Instant {
+        Instant::now() + Duration::from_secs(secs)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn one_holder_at_a_time_and_the_entry_goes_with_the_last() {
         let table = table();
         let key = SessionId::random().store_key();
-        let first = table.acquire(key, LEASE, Duration::ZERO).await.unwrap();
-        assert!(table.acquire(key, LEASE, Duration::from_secs(1)).await.is_err());
+        let first = table.acquire(key, LEASE, Instant::now()).await.unwrap();
+        assert!(table.acquire(key, LEASE, in_secs(1)).await.is_err());
         let waiter = tokio::spawn({
             let table = Arc::clone(&table);
-            async move { table.acquire(key, LEASE, Duration::from_secs(5)).await.map(drop) }
+            async move { table.acquire(key, LEASE, in_secs(5)).await.map(drop) }
         });
         tokio::time::sleep(Duration::from_millis(10)).await;
         drop(first);
         waiter.await.unwrap().unwrap();
         assert_eq!(table.len(), 0, "no entry is kept for a free lock");
-        let other = table.acquire(SessionId::random().store_key(), LEASE, Duration::ZERO);
+        let other = table.acquire(SessionId::random().store_key(), LEASE, Instant::now());
         assert!(other.await.is_ok(), "sessions do not share a lock");
     }
 
@@ -232,33 +250,48 @@ mod tests {
     async fn a_lease_that_ran_out_is_taken_over_and_its_holder_can_no_longer_write() {
         let table = table();
         let key = SessionId::random().store_key();
-        let old = table.acquire(key, LEASE, Duration::ZERO).await.unwrap();
+        let old = table.acquire(key, LEASE, Instant::now()).await.unwrap();
         let started = Instant::now();
-        let new = table.acquire(key, LEASE, Duration::from_secs(60)).await.unwrap();
+        let new = table.acquire(key, LEASE, in_secs(60)).await.unwrap();
         assert_eq!(started.elapsed(), LEASE, "taken over when the lease ended");
         assert!(!old.begin_write(), "fenced");
         drop(old);
         assert!(
             new.begin_write(),
-            "the old holder's release does not free the new one's lock"
+            "the old holder's drop does not free the new one's lock"
         );
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_lease_is_not_taken_over_while_its_holder_writes() {
+    async fn a_holder_past_its_lease_still_writes_if_no_one_took_over_and_a_write_renews_the_lease() {
         let table = table();
         let key = SessionId::random().store_key();
-        let writer = table.acquire(key, LEASE, Duration::ZERO).await.unwrap();
-        assert!(writer.begin_write());
-        let started = Instant::now();
-        let next = tokio::spawn({
-            let table = Arc::clone(&table);
-            async move { table.acquire(key, LEASE, Duration::from_secs(60)).await.map(drop) }
-        });
+        let slow = table.acquire(key, LEASE, Instant::now()).await.unwrap();
         tokio::time::sleep(LEASE * 2).await;
-        assert!(!next.is_finished(), "the write is still going");
-        drop(writer);
-        next.await.unwrap().unwrap();
-        assert!(started.elapsed() >= LEASE * 2);
+        assert!(slow.begin_write());
+        assert!(
+            table.acquire(key, LEASE, Instant::now()).await.is_err(),
+            "the write's fresh lease holds"
+        );
+        drop(slow);
+        assert_eq!(
+            table.len(),
+            1,
+            "a holder dropped after its write began leaves the lock to its lease"
+        );
+        let next = table.acquire(key, LEASE, in_secs(60)).await.unwrap();
+        next.release();
+        assert_eq!(table.len(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn durations_too_large_to_add_mean_forever() {
+        let table = table();
+        let key = SessionId::random().store_key();
+        let held = table.acquire(key, Duration::MAX, Instant::now()).await.unwrap();
+        let waiting = table.acquire(key, LEASE, later(Instant::now(), Duration::MAX));
+        assert!(tokio::time::timeout(Duration::from_secs(3600), waiting).await.is_err());
+        held.release();
+        assert_eq!(table.len(), 0, "the timed-out waiter left nothing behind");
     }
 }

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 
 use http::HeaderMap;
 use parking_lot::lock_api::{MappedMutexGuard, MutexGuard};
+use tokio::time::Instant;
 
 use crate::config::Config;
 #[cfg(feature = "client-side")]
@@ -15,6 +16,7 @@ use crate::config::Storage;
 use crate::cookie::MAX_CANDIDATES;
 #[cfg(feature = "client-side")]
 use crate::cookie::{EncryptionKey, Opened};
+use crate::lock::later;
 use crate::save::Plan;
 use crate::state::State;
 use crate::store::StoreError;
@@ -26,7 +28,7 @@ pub(crate) enum LoadError {
     Store(StoreError),
     /// Another request held the session's lock for all of this wait.
     Busy(std::time::Duration),
-    /// A `LockedSession` asked for after a plain `Session` had loaded the session unlocked.
+    /// A `LockedSession` asked for after a plain `Session` had loaded and changed the session.
     LockedTooLate,
 }
 
@@ -102,34 +104,42 @@ impl RequestSession {
     /// With `locking` (a [`LockedSession`](crate::LockedSession)), each stored session is locked
     /// before it is read, and the lock of the one adopted is kept until the save is done.
     pub(crate) async fn load(&self, headers: &HeaderMap, locking: bool) -> Result<(), LoadError> {
+        let config = &*self.config;
+        #[cfg(feature = "client-side")]
+        if let Storage::Cookie(keys) = &config.storage {
+            // Nothing to lock: each response carries its own copy of the session.
+            if !self.is_loaded() {
+                self.open_sealed(keys, headers, config.clock.now());
+            }
+            return Ok(());
+        }
         if self.is_loaded() {
-            return if locking && self.state().held_lock.is_none() && self.state().loaded_id.is_some() {
-                Err(LoadError::LockedTooLate)
+            // Boxed: only a `LockedSession` after a plain `Session` pays for this future.
+            return if locking {
+                Box::pin(self.lock_loaded()).await
             } else {
                 Ok(())
             };
         }
-        let config = &*self.config;
         let now = config.clock.now();
-        #[cfg(feature = "client-side")]
-        if let Storage::Cookie(keys) = &config.storage {
-            self.open_sealed(keys, headers, now);
-            return Ok(());
-        }
+        // One deadline for the whole load, however many cookies are tried.
+        let give_up = locking.then(|| later(Instant::now(), config.lock_wait));
         for candidate in config
             .cookie
             .session_ids(headers, &config.signing_keys)
             .take(MAX_CANDIDATES)
         {
             let (key, cached) = config.key_cache.key(&candidate.id);
-            let held_lock = if locking {
+            let (held_lock, now) = match give_up {
                 // Boxed: only a locking request pays for the lock's future (and the lock).
-                let acquire = config.locks.acquire(key, config.lock_lease, config.lock_wait);
-                Some(Box::new(
-                    Box::pin(acquire).await.map_err(|_| LoadError::Busy(config.lock_wait))?,
-                ))
-            } else {
-                None
+                Some(give_up) => {
+                    let acquire = config.locks.acquire(key, config.lock_lease, give_up);
+                    let held = Box::pin(acquire).await.map_err(|_| LoadError::Busy(config.lock_wait))?;
+                    // The request's time is when it got the lock: the session may have
+                    // expired, or been renewed, while it waited.
+                    (Some(Box::new(held)), config.clock.now())
+                }
+                None => (None, now),
             };
             let record = config.load_record(&key, now).await?;
             // An id the store does not know (or whose session has expired) is never adopted;
@@ -168,6 +178,45 @@ impl RequestSession {
             }
             None => self.install(|| State::fresh(now)),
         }
+    }
+
+    /// A `LockedSession` after a plain `Session` (a middleware's, say) loaded the session without
+    /// the lock: takes the lock now and reads the session again under it — unless this request
+    /// already changed it, which a second read would undo.
+    async fn lock_loaded(&self) -> Result<(), LoadError> {
+        let config = &*self.config;
+        let (id, key, resign_cookie) = {
+            let state = self.state();
+            let (Some(id), Some(key)) = (&state.loaded_id, state.loaded_key) else {
+                // A new visitor: nothing stored, nothing to lock.
+                return Ok(());
+            };
+            if state.held_lock.is_some() {
+                return Ok(());
+            }
+            if state.is_dirty() {
+                return Err(LoadError::LockedTooLate);
+            }
+            (id.clone(), key, state.resign_cookie)
+        };
+        let give_up = later(Instant::now(), config.lock_wait);
+        let held = config
+            .locks
+            .acquire(key, config.lock_lease, give_up)
+            .await
+            .map_err(|_| LoadError::Busy(config.lock_wait))?;
+        let now = config.clock.now();
+        let record = config
+            .load_record(&key, now)
+            .await?
+            .filter(|r| config.expiry.is_live(r.created_at, r.expires_at, now));
+        let state = match record {
+            Some(record) => State::loaded(id, key, record, resign_cookie, Some(Box::new(held)), now),
+            // Ended meanwhile (a logout in another request): a new session, as a load would find.
+            None => State::fresh(now),
+        };
+        *self.state.lock() = Some(state);
+        Ok(())
     }
 
     /// Releases the session's lock once the planned save is done, if this request held it (a
