@@ -175,7 +175,7 @@ impl<V: SessionSchema, F: SessionSchema> Session<V, F> {
     /// On save the stored record is read again, this request's changes are applied to it and
     /// the result is stored under the new id, so what concurrent requests wrote is kept; if the
     /// session was destroyed meanwhile, nothing is stored and no cookie is sent. With
-    /// [client-side sessions](crate::SessionLayer::client_side) the new id goes into the new
+    /// client-side sessions (`SessionLayer::client_side`) the new id goes into the new
     /// cookie, but nothing can revoke a copy of the old cookie before its own expiry.
     pub fn regenerate_id(&mut self, delete_old: bool) {
         self.state().regenerate_id(delete_old);
@@ -183,7 +183,7 @@ impl<V: SessionSchema, F: SessionSchema> Session<V, F> {
 
     /// Ends the session: the record is deleted and the cookie expired when the response leaves.
     /// Writes after this are ignored (and logged). With
-    /// [client-side sessions](crate::SessionLayer::client_side) there is no record: the cookie is
+    /// client-side sessions (`SessionLayer::client_side`) there is no record: the cookie is
     /// expired, and a copy of it stays valid until its own expiry.
     pub fn destroy(&mut self) {
         self.state().destroy();
