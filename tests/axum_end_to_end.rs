@@ -654,7 +654,58 @@ async fn session_responses_vary_on_cookie_and_others_do_not() {
     );
 }
 
+/// A response that sets the session cookie is `Cache-Control: private` (unless the handler chose
+/// its own), so that no shared cache hands the cookie to another user.
+async fn responses_that_set_the_cookie_are_private_to_caches() {
+    let app = app();
+    let cache_control = |path: &'static str, cookie: Option<String>| {
+        let app = app.clone();
+        async move {
+            use tower::ServiceExt;
+            let mut request = axum::http::Request::builder().uri(path);
+            if let Some(cookie) = cookie {
+                request = request.header(axum::http::header::COOKIE, cookie);
+            }
+            let response = app
+                .oneshot(request.body(axum::body::Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let header = |name| {
+                response
+                    .headers()
+                    .get(name)
+                    .map(|v: &axum::http::HeaderValue| v.to_str().unwrap().to_owned())
+            };
+            (
+                header(axum::http::header::CACHE_CONTROL),
+                header(axum::http::header::SET_COOKIE),
+            )
+        }
+    };
+    let (login_cache, set_cookie) = cache_control("/login", None).await;
+    assert_eq!(login_cache.as_deref(), Some("private"));
+    let cookie = set_cookie
+        .expect("login sets the cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        cache_control("/whoami", Some(cookie)).await,
+        (None, None),
+        "no cookie sent, nothing added"
+    );
+    let (own, set_cookie) = cache_control("/login-no-store", None).await;
+    assert!(set_cookie.is_some());
+    assert_eq!(
+        own.as_deref(),
+        Some("no-store"),
+        "the handler's own Cache-Control is kept"
+    );
+}
+
 typed_sessions_tests::on_both_paths!(
+    responses_that_set_the_cookie_are_private_to_caches,
     session_responses_vary_on_cookie_and_others_do_not,
     new_visitor_that_writes_nothing_gets_no_cookie_and_no_record,
     values_survive_between_requests_with_secure_cookie_defaults,
@@ -692,6 +743,7 @@ typed_sessions_tests::on_both_paths!(
 );
 
 typed_sessions_tests::on_client_side!(
+    responses_that_set_the_cookie_are_private_to_caches,
     session_responses_vary_on_cookie_and_others_do_not,
     flash_is_seen_by_the_next_request_only,
     requests_that_do_not_extract_the_session_do_not_age_flash,

@@ -9,7 +9,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use cookie::SameSite;
-use http::header::SET_COOKIE;
+use http::header::{CACHE_CONTROL, SET_COOKIE};
 use http::{HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use stackfuture::StackFuture;
@@ -452,7 +452,12 @@ fn finish<B: Default>(saved: Result<Option<HeaderValue>, SaveError>, response: &
     match saved {
         Ok(set_cookie) => {
             if let Some(set_cookie) = set_cookie {
-                response.headers_mut().append(SET_COOKIE, set_cookie);
+                let headers = response.headers_mut();
+                headers.append(SET_COOKIE, set_cookie);
+                // A shared cache that stored this response would hand the cookie to others.
+                headers
+                    .entry(CACHE_CONTROL)
+                    .or_insert(HeaderValue::from_static("private"));
             }
         }
         Err(error) => *response = not_saved(&error),

@@ -49,6 +49,10 @@ pub fn routes() -> Router {
             s.set(Values::NAME, "ada".to_owned());
             "ok"
         }))
+        .route("/login-no-store", get(|mut s: AppSession| async move {
+            s.set(Values::USER_ID, 42);
+            ([(axum::http::header::CACHE_CONTROL, "no-store")], "ok")
+        }))
         .route("/whoami", get(|s: AppSession| async move {
             format!("{:?} {:?}", s.get(Values::USER_ID), s.get(Values::NAME))
         }))

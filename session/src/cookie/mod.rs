@@ -26,10 +26,9 @@ pub(crate) const DEFAULT_MAX_SIZE: usize = 4096;
 /// How many of a request's session cookies are tried, at most.
 pub(crate) const MAX_CANDIDATES: usize = 3;
 
-/// How many of a request's cookies of our name are opened at most, valid or not (client-side
-/// sessions, where opening one costs a decryption).
-#[cfg(feature = "client-side")]
-const MAX_SEALED_VALUES: usize = 16;
+/// How many of a request's cookies of our name are examined at most, valid or not: each costs a
+/// signature check per key (or a decryption), and a client can send thousands.
+const MAX_EXAMINED: usize = 16;
 
 /// The session cookie's name and attributes.
 #[derive(Clone, Debug)]
@@ -67,18 +66,33 @@ impl CookieSettings {
     ///
     /// With a message that names the fix: a configuration mistake, caught when the app is built.
     pub(crate) fn check(&self) {
-        if self.name.starts_with("__Host-") {
+        // Browsers match the prefixes without regard to case.
+        let prefixed = |prefix: &str| {
+            self.name
+                .get(..prefix.len())
+                .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
+        };
+        if prefixed("__Host-") {
             assert!(
                 self.secure && self.path == "/" && self.domain.is_none(),
                 "SessionLayer: a `__Host-` cookie needs `with_secure(true)`, path `/` and no domain; \
                  remove the prefix or those settings"
             );
         }
-        if self.name.starts_with("__Secure-") {
+        if prefixed("__Secure-") {
             assert!(
                 self.secure,
                 "SessionLayer: a `__Secure-` cookie needs `with_secure(true)`"
             );
+        }
+        for (attribute, value) in [("with_path", Some(&self.path)), ("with_domain", self.domain.as_ref())] {
+            if let Some(value) = value {
+                assert!(
+                    attribute_value_is_safe(value),
+                    "SessionLayer::{attribute}: {value:?} would break the `Set-Cookie` header \
+                     (`;`, `,` and control characters are not allowed)"
+                );
+            }
         }
         assert!(
             self.same_site != SameSite::None || self.secure,
@@ -106,6 +120,7 @@ impl CookieSettings {
         keys: &'a [SigningKey],
     ) -> impl Iterator<Item = CookieId> + 'a {
         self.values(headers)
+            .take(MAX_EXAMINED)
             .filter_map(move |value| signing::decode_value(value, &self.name, keys))
     }
 
@@ -121,7 +136,7 @@ impl CookieSettings {
         // Each value is decoded and, if its key id matches, authenticated: a request with many
         // cookies of our name (junk, or an attack) gets only the first few looked at.
         self.values(headers)
-            .take(MAX_SEALED_VALUES)
+            .take(MAX_EXAMINED)
             .filter(|value| value.len() <= self.max_size)
             .filter_map(move |value| sealed::open(value, &self.name, keys))
     }
@@ -163,6 +178,13 @@ impl CookieSettings {
         }
         cookie
     }
+}
+
+/// Whether `value` can be written as a `Set-Cookie` attribute value as it is: a `;` would start
+/// another attribute (`"/; SameSite=None"`), a `,` splits folded headers, and a control
+/// character makes the header invalid (the session saved, but no cookie sent).
+fn attribute_value_is_safe(value: &str) -> bool {
+    value.bytes().all(|b| !b.is_ascii_control() && b != b';' && b != b',')
 }
 
 /// The values of a request's cookies of one name: see [`CookieSettings::values`].
@@ -310,6 +332,64 @@ mod tests {
             .map(|c| c.id)
             .collect();
         assert_eq!(found, ids);
+    }
+
+    /// However many cookies of our name a request sends, only the first `MAX_EXAMINED` are
+    /// checked: thousands of forged ones cost a scan of the header, not a signature check each.
+    #[test]
+    fn only_the_first_cookies_of_our_name_are_examined() {
+        let settings = CookieSettings::default();
+        let keys = [SigningKey::from_bytes(&[3; 32]).unwrap()];
+        let id = SessionId::random();
+        let valid = format!("id={}", encode_value(&id, "id", &keys));
+        let forged = |count: usize| vec![format!("id={}.{}", "A".repeat(24), "B".repeat(43)); count].join("; ");
+        let after = |count: usize| format!("{}; {valid}", forged(count));
+        let found = |header: &str| settings.session_ids(&headers(COOKIE, &[header]), &keys).count();
+        assert_eq!(found(&after(MAX_EXAMINED - 1)), 1);
+        assert_eq!(found(&after(MAX_EXAMINED)), 0, "the valid one came too late");
+        assert_eq!(found(&format!("a=b; {}; {valid}", forged(5000))), 0);
+    }
+
+    #[test]
+    #[should_panic(expected = "would break the `Set-Cookie` header")]
+    fn a_path_that_injects_an_attribute_is_refused() {
+        let settings = CookieSettings {
+            path: "/; SameSite=None".into(),
+            ..CookieSettings::default()
+        };
+        settings.check();
+    }
+
+    #[test]
+    #[should_panic(expected = "would break the `Set-Cookie` header")]
+    fn a_domain_with_a_control_character_is_refused() {
+        let settings = CookieSettings {
+            domain: Some("example.com\n".into()),
+            ..CookieSettings::default()
+        };
+        settings.check();
+    }
+
+    #[test]
+    #[should_panic(expected = "`__Host-` cookie needs")]
+    fn cookie_prefixes_are_checked_whatever_their_case() {
+        let settings = CookieSettings {
+            name: "__HOST-id".into(),
+            domain: Some("example.com".into()),
+            ..CookieSettings::default()
+        };
+        settings.check();
+    }
+
+    #[test]
+    fn ordinary_paths_and_domains_pass() {
+        let settings = CookieSettings {
+            path: "/app/v1".into(),
+            domain: Some("sub.example.com".into()),
+            name: "__Secure-id".into(),
+            ..CookieSettings::default()
+        };
+        settings.check();
     }
 
     #[test]
