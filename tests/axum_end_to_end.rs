@@ -661,25 +661,9 @@ async fn responses_that_set_the_cookie_are_private_to_caches() {
     let cache_control = |path: &'static str, cookie: Option<String>| {
         let app = app.clone();
         async move {
-            use tower::ServiceExt;
-            let mut request = axum::http::Request::builder().uri(path);
-            if let Some(cookie) = cookie {
-                request = request.header(axum::http::header::COOKIE, cookie);
-            }
-            let response = app
-                .oneshot(request.body(axum::body::Body::empty()).unwrap())
-                .await
-                .unwrap();
-            let header = |name| {
-                response
-                    .headers()
-                    .get(name)
-                    .map(|v: &axum::http::HeaderValue| v.to_str().unwrap().to_owned())
-            };
-            (
-                header(axum::http::header::CACHE_CONTROL),
-                header(axum::http::header::SET_COOKIE),
-            )
+            let reply = send(&app, path, cookie.as_deref()).await;
+            let cache_control = reply.header(axum::http::header::CACHE_CONTROL).map(str::to_owned);
+            (cache_control, reply.set_cookie.first().cloned())
         }
     };
     let (login_cache, set_cookie) = cache_control("/login", None).await;

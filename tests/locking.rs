@@ -235,18 +235,9 @@ async fn a_request_that_cannot_get_the_lock_in_time_gets_409_with_retry_after() 
 
 /// Status and `Retry-After` of one request.
 async fn status_and_retry_after(app: &Router, path: &str, cookie: &str) -> (StatusCode, Option<String>) {
-    use tower::ServiceExt;
-    let request = axum::http::Request::builder()
-        .uri(path)
-        .header(axum::http::header::COOKIE, cookie)
-        .body(axum::body::Body::empty())
-        .unwrap();
-    let response = app.clone().oneshot(request).await.unwrap();
-    let retry_after = response
-        .headers()
-        .get(axum::http::header::RETRY_AFTER)
-        .map(|v| v.to_str().unwrap().to_owned());
-    (response.status(), retry_after)
+    let reply = send(app, path, Some(cookie)).await;
+    let retry_after = reply.header(axum::http::header::RETRY_AFTER).map(str::to_owned);
+    (reply.status, retry_after)
 }
 
 #[tokio::test(start_paused = true)]

@@ -3,7 +3,6 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-#[cfg(feature = "client-side")]
 use std::time::SystemTime;
 
 use http::HeaderMap;
@@ -16,7 +15,8 @@ use crate::config::Storage;
 use crate::cookie::MAX_CANDIDATES;
 #[cfg(feature = "client-side")]
 use crate::cookie::{EncryptionKey, Opened};
-use crate::lock::later;
+use crate::id::StoreKey;
+use crate::lock::{later, HeldLock};
 use crate::save::Plan;
 use crate::state::State;
 use crate::store::StoreError;
@@ -131,13 +131,10 @@ impl RequestSession {
         {
             let (key, cached) = config.key_cache.key(&candidate.id);
             let (held_lock, now) = match give_up {
-                // Boxed: only a locking request pays for the lock's future (and the lock).
+                // Boxed: only a locking request pays for the lock's future.
                 Some(give_up) => {
-                    let acquire = config.locks.acquire(key, config.lock_lease, give_up);
-                    let held = Box::pin(acquire).await.map_err(|_| LoadError::Busy(config.lock_wait))?;
-                    // The request's time is when it got the lock: the session may have
-                    // expired, or been renewed, while it waited.
-                    (Some(Box::new(held)), config.clock.now())
+                    let (held, now) = Box::pin(self.lock(key, give_up)).await?;
+                    (Some(held), now)
                 }
                 None => (None, now),
             };
@@ -180,6 +177,19 @@ impl RequestSession {
         }
     }
 
+    /// Takes the lock of the session under `key`, waiting until `give_up` at the latest; with
+    /// the request's time from then on: the session may have expired, or been renewed, while
+    /// the request waited.
+    async fn lock(&self, key: StoreKey, give_up: Instant) -> Result<(Box<HeldLock>, SystemTime), LoadError> {
+        let config = &*self.config;
+        let held = config
+            .locks
+            .acquire(key, config.lock_lease, give_up)
+            .await
+            .map_err(|_| LoadError::Busy(config.lock_wait))?;
+        Ok((Box::new(held), config.clock.now()))
+    }
+
     /// A `LockedSession` after a plain `Session` (a middleware's, say) loaded the session without
     /// the lock: takes the lock now and reads the session again under it — unless this request
     /// already changed it, which a second read would undo.
@@ -199,19 +209,13 @@ impl RequestSession {
             }
             (id.clone(), key, state.resign_cookie)
         };
-        let give_up = later(Instant::now(), config.lock_wait);
-        let held = config
-            .locks
-            .acquire(key, config.lock_lease, give_up)
-            .await
-            .map_err(|_| LoadError::Busy(config.lock_wait))?;
-        let now = config.clock.now();
+        let (held, now) = self.lock(key, later(Instant::now(), config.lock_wait)).await?;
         let record = config
             .load_record(&key, now)
             .await?
             .filter(|r| config.expiry.is_live(r.created_at, r.expires_at, now));
         let state = match record {
-            Some(record) => State::loaded(id, key, record, resign_cookie, Some(Box::new(held)), now),
+            Some(record) => State::loaded(id, key, record, resign_cookie, Some(held), now),
             // Ended meanwhile (a logout in another request): a new session, as a load would find.
             None => State::fresh(now),
         };

@@ -16,9 +16,16 @@ pub struct Reply {
     pub set_cookie: Vec<String>,
     /// The `Vary` header values.
     pub vary: Vec<String>,
+    /// All the response's headers.
+    pub headers: axum::http::HeaderMap,
 }
 
 impl Reply {
+    /// The first value of the header `name`, if any.
+    pub fn header(&self, name: header::HeaderName) -> Option<&str> {
+        self.headers.get(name).map(|value| value.to_str().unwrap())
+    }
+
     /// The `Set-Cookie` of the session cookie `id`, if any.
     pub fn session_cookie(&self) -> Option<cookie::Cookie<'static>> {
         self.set_cookie
@@ -90,11 +97,13 @@ pub async fn send_method(app: &Router, method: &str, path: &str, cookie: Option<
         };
         (values(header::SET_COOKIE), values(header::VARY))
     };
+    let headers = response.headers().clone();
     let body = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
     Reply {
         status,
         body,
         set_cookie,
         vary,
+        headers,
     }
 }
