@@ -39,6 +39,17 @@ impl Storage {
     }
 }
 
+impl Storage {
+    /// The store, if it keeps session locks shared by every app instance
+    /// (`SessionStore::SHARED_LOCKS`); `None`: the layer's in-process locks serve.
+    pub(crate) fn shared_locks(&self) -> Option<&Arc<dyn ErasedStore>> {
+        match self {
+            Storage::Store(store) if store.shares_locks() => Some(store),
+            _ => None,
+        }
+    }
+}
+
 /// The store a client-side layer answers [`Storage::store`] with. Its load and save seal and
 /// open cookies instead and never call it; were that to change, a request would fail with this
 /// error rather than lose a session silently.

@@ -439,7 +439,9 @@ async fn planned_save(session: Arc<RequestSession>) -> Result<Option<HeaderValue
     // A store that failed may still apply the write it was sent: the lease, not this request,
     // then frees the session's lock, so the next holder does not read before the write lands.
     if !matches!(saved, Err(SaveError::Store(_))) {
-        session.release_lock();
+        if let Some(held) = session.lock_to_release() {
+            held.release();
+        }
     }
     saved
 }

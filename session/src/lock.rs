@@ -2,20 +2,25 @@
 //! loaded, released once its save has finished (or the request is dropped), bounded by a wait
 //! and a lease, and fenced — a holder whose lease ran out can no longer write.
 //!
-//! This is the in-process lock: one table per layer, sharded by store key (no global mutex),
-//! an entry per session only while it is held or waited for. It serves the requests of one
-//! process; app instances sharing a Redis or PostgreSQL store do not share it.
+//! Two kinds: the in-process [`LockTable`] (one per layer, sharded by store key, no global
+//! mutex, an entry per session only while it is held or waited for), which serves the requests
+//! of one process; and a store's own locks (`SessionStore::SHARED_LOCKS`, Redis and
+//! PostgreSQL), shared by every app instance using the store, which [`lock_in_store`] polls for.
+//! Either way the holder is a [`HeldLock`].
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::id::{RandomKeyMap, StoreKey};
+use crate::record::Record;
+use crate::store::erased::{ErasedStore, Timed};
+use crate::store::{LockAttempt, LockToken, StoreError};
 
 /// Shards of the table: enough that requests of different sessions rarely meet on one mutex.
 const SHARDS: usize = 16;
@@ -33,7 +38,7 @@ type SlotMap = RandomKeyMap<StoreKey, Slot>;
 /// One session's lock while anyone holds or waits for it.
 #[derive(Debug, Default)]
 struct Slot {
-    holder: Option<Holder>,
+    holder: Option<Lease>,
     waiters: usize,
     /// Wakes the waiters when the lock is released; made by the first waiter (most locks are
     /// never waited for).
@@ -41,7 +46,7 @@ struct Slot {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Holder {
+struct Lease {
     token: u64,
     lease_ends: Instant,
 }
@@ -85,17 +90,18 @@ impl LockTable {
                 let slot = shard.entry(key).or_default();
                 if slot.holder.is_none_or(|holder| holder.lease_ends <= now) {
                     let token = self.next_token.fetch_add(1, Ordering::Relaxed);
-                    slot.holder = Some(Holder {
+                    slot.holder = Some(Lease {
                         token,
                         lease_ends: later(now, lease),
                     });
-                    return Ok(HeldLock {
-                        table: Arc::clone(self),
+                    return Ok(HeldLock::new(
                         key,
-                        token,
                         lease,
-                        write_begun: AtomicBool::new(false),
-                    });
+                        Place::InProcess {
+                            table: Arc::clone(self),
+                            token,
+                        },
+                    ));
                 }
                 if now >= give_up {
                     return Err(Busy);
@@ -171,42 +177,183 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// How long [`lock_in_store`] first waits before asking the store again; each wait doubles, up
+/// to [`MAX_POLL_PAUSE`], with a random spread so that waiters do not ask in step.
+const FIRST_POLL_PAUSE: Duration = Duration::from_millis(1);
+const MAX_POLL_PAUSE: Duration = Duration::from_millis(32);
+
+/// Why [`lock_in_store`] did not lock.
+#[derive(Debug)]
+pub(crate) enum NotLocked {
+    /// Another holder kept the lock until `give_up`.
+    Busy,
+    /// The store failed or did not answer in time.
+    Store(StoreError),
+}
+
+/// Takes the lock of the session under `key` in `store`, which keeps locks shared by every app
+/// instance, and reads the session under it: asks again, after growing pauses, while another
+/// holder has it, until `give_up`. `None` if there is no live session to lock. Each store call
+/// may take `call_limit`; `now` is the request's time.
+pub(crate) async fn lock_in_store(
+    store: &Arc<dyn ErasedStore>,
+    key: StoreKey,
+    lease: Duration,
+    give_up: Instant,
+    call_limit: Option<Duration>,
+    now: SystemTime,
+) -> Result<Option<(HeldLock, Record)>, NotLocked> {
+    let token = LockToken::random();
+    let mut pause = FIRST_POLL_PAUSE;
+    loop {
+        let attempt = Timed::new(store.lock_and_load(&key, &token, lease), call_limit, now)
+            .await
+            .map_err(NotLocked::Store)?;
+        let remaining = match attempt {
+            LockAttempt::Taken(record) => {
+                let place = Place::Store {
+                    store: Arc::clone(store),
+                    token,
+                    call_limit,
+                };
+                return Ok(Some((HeldLock::new(key, lease, place), record)));
+            }
+            LockAttempt::Missing => return Ok(None),
+            LockAttempt::Busy { remaining } => remaining,
+        };
+        let now = Instant::now();
+        if now >= give_up {
+            return Err(NotLocked::Busy);
+        }
+        tokio::time::sleep_until(later(now, spread(pause).min(remaining)).min(give_up)).await;
+        pause = (pause * 2).min(MAX_POLL_PAUSE);
+    }
+}
+
+/// `pause` times a random factor between ½ and 1½.
+fn spread(pause: Duration) -> Duration {
+    let mut byte = [0];
+    // Without randomness the waiters merely ask in step.
+    let _ = getrandom::getrandom(&mut byte);
+    pause / 2 + pause * u32::from(byte[0]) / 255
+}
+
 /// A held session lock. Dropped before a write began, it releases the lock; once a write
 /// began, only [`release`](Self::release) does (after the write is done), and otherwise the
 /// lease: a write cut short may still land, and the next holder must not read before it.
 pub(crate) struct HeldLock {
-    table: Arc<LockTable>,
     key: StoreKey,
-    token: u64,
     lease: Duration,
+    place: Place,
     write_begun: AtomicBool,
+    released: AtomicBool,
+}
+
+/// Where a lock is held.
+enum Place {
+    /// In this layer's [`LockTable`].
+    InProcess { table: Arc<LockTable>, token: u64 },
+    /// In the store, shared by every app instance.
+    Store {
+        store: Arc<dyn ErasedStore>,
+        token: LockToken,
+        call_limit: Option<Duration>,
+    },
 }
 
 impl HeldLock {
-    /// Before a write: whether this is still the session's holder (no one took the lock over
-    /// after its lease ended). If so, the lease starts again for the write.
-    pub(crate) fn begin_write(&self) -> bool {
-        self.write_begun.store(true, Ordering::Relaxed);
-        self.table.begin_write(&self.key, self.token, self.lease)
+    fn new(key: StoreKey, lease: Duration, place: Place) -> Self {
+        HeldLock {
+            key,
+            lease,
+            place,
+            write_begun: AtomicBool::new(false),
+            released: AtomicBool::new(false),
+        }
     }
 
-    /// Releases the lock now, though other references to it remain (a later release or drop
-    /// does nothing: a release names the holder's token).
+    /// Before a write: whether this is still the session's holder (no one took the lock over
+    /// after its lease ended; in a store, also: its lease has not ended). If so, the lease starts
+    /// again for the write.
+    pub(crate) async fn begin_write(&self) -> Result<bool, StoreError> {
+        self.write_begun.store(true, Ordering::Relaxed);
+        match &self.place {
+            Place::InProcess { table, token } => Ok(table.begin_write(&self.key, *token, self.lease)),
+            Place::Store {
+                store,
+                token,
+                call_limit,
+            } => {
+                let renew = store.renew_lock(&self.key, token, self.lease);
+                Timed::new(renew, *call_limit, SystemTime::now()).await
+            }
+        }
+    }
+
+    /// The token of a lock held in the store, for a write the store fences itself
+    /// (`apply_locked`, which also releases the lock); `None` for an in-process lock. A lock
+    /// asked this has begun its write.
+    pub(crate) fn fence_in_store(&self) -> Option<&LockToken> {
+        match &self.place {
+            Place::InProcess { .. } => None,
+            Place::Store { token, .. } => {
+                self.write_begun.store(true, Ordering::Relaxed);
+                Some(token)
+            }
+        }
+    }
+
+    /// Records that the store released the lock (with the write it fenced).
+    pub(crate) fn released_by_store(&self) {
+        self.released.store(true, Ordering::Relaxed);
+    }
+
+    /// Releases the lock now, though other references to it remain; once only (later releases
+    /// and the drop do nothing). A lock held in the store is released by a task of its own: the
+    /// request does not wait for the round trip, and a waiter asks again until it lands.
     pub(crate) fn release(&self) {
-        self.table.release(&self.key, self.token);
+        if self.released.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        match &self.place {
+            Place::InProcess { table, token } => table.release(&self.key, *token),
+            Place::Store {
+                store,
+                token,
+                call_limit,
+            } => {
+                // Outside a runtime (a request future dropped by one that is shutting down),
+                // the lease ends the lock.
+                let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                    return;
+                };
+                let (store, key, token, call_limit) = (Arc::clone(store), self.key, *token, *call_limit);
+                runtime.spawn(async move {
+                    let unlock = Timed::new(store.unlock(&key, &token), call_limit, SystemTime::now());
+                    if let Err(error) = unlock.await {
+                        tracing::warn!(%error, "the session's lock could not be released; it ends with its lease");
+                    }
+                });
+            }
+        }
     }
 }
 
 impl fmt::Debug for HeldLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HeldLock")
-            .field("token", &self.token)
-            .finish_non_exhaustive()
+        let mut debug = f.debug_struct("HeldLock");
+        match &self.place {
+            Place::InProcess { token, .. } => debug.field("token", token),
+            Place::Store { token, .. } => debug.field("token", token),
+        };
+        debug.finish_non_exhaustive()
     }
 }
 
 impl Drop for HeldLock {
     fn drop(&mut self) {
+        // A request dropped while it held the lock (its client went away, its handler
+        // panicked) frees it; once its write began, only the lease does.
         if !self.write_begun.load(Ordering::Relaxed) {
             self.release();
         }
@@ -254,10 +401,10 @@ mod tests {
         let started = Instant::now();
         let new = table.acquire(key, LEASE, in_secs(60)).await.unwrap();
         assert_eq!(started.elapsed(), LEASE, "taken over when the lease ended");
-        assert!(!old.begin_write(), "fenced");
+        assert!(!old.begin_write().await.unwrap(), "fenced");
         drop(old);
         assert!(
-            new.begin_write(),
+            new.begin_write().await.unwrap(),
             "the old holder's drop does not free the new one's lock"
         );
     }
@@ -268,7 +415,7 @@ mod tests {
         let key = SessionId::random().store_key();
         let slow = table.acquire(key, LEASE, Instant::now()).await.unwrap();
         tokio::time::sleep(LEASE * 2).await;
-        assert!(slow.begin_write());
+        assert!(slow.begin_write().await.unwrap());
         assert!(
             table.acquire(key, LEASE, Instant::now()).await.is_err(),
             "the write's fresh lease holds"

@@ -16,7 +16,8 @@ use crate::cookie::MAX_CANDIDATES;
 #[cfg(feature = "client-side")]
 use crate::cookie::{EncryptionKey, Opened};
 use crate::id::StoreKey;
-use crate::lock::{later, HeldLock};
+use crate::lock::{later, lock_in_store, HeldLock, NotLocked};
+use crate::record::Record;
 use crate::save::Plan;
 use crate::state::State;
 use crate::store::StoreError;
@@ -130,15 +131,14 @@ impl RequestSession {
             .take(MAX_CANDIDATES)
         {
             let (key, cached) = config.key_cache.key(&candidate.id);
-            let (held_lock, now) = match give_up {
+            let (record, held_lock, now) = match give_up {
                 // Boxed: only a locking request pays for the lock's future.
                 Some(give_up) => {
-                    let (held, now) = Box::pin(self.lock(key, give_up)).await?;
-                    (Some(held), now)
+                    let (record, held, now) = Box::pin(self.lock_and_load(key, give_up)).await?;
+                    (record, held, now)
                 }
-                None => (None, now),
+                None => (config.load_record(&key, now).await?, None, now),
             };
-            let record = config.load_record(&key, now).await?;
             // An id the store does not know (or whose session has expired) is never adopted;
             // its lock, if taken, goes with it.
             let Some(record) = record.filter(|r| config.expiry.is_live(r.created_at, r.expires_at, now)) else {
@@ -177,17 +177,47 @@ impl RequestSession {
         }
     }
 
-    /// Takes the lock of the session under `key`, waiting until `give_up` at the latest; with
-    /// the request's time from then on: the session may have expired, or been renewed, while
-    /// the request waited.
-    async fn lock(&self, key: StoreKey, give_up: Instant) -> Result<(Box<HeldLock>, SystemTime), LoadError> {
+    /// Takes the lock of the session under `key`, waiting until `give_up` at the latest, and
+    /// reads the session under it; with the request's time from then on: the session may have
+    /// expired, or been renewed, while the request waited. No lock is kept when no live record
+    /// has the key.
+    async fn lock_and_load(
+        &self,
+        key: StoreKey,
+        give_up: Instant,
+    ) -> Result<(Option<Record>, Option<Box<HeldLock>>, SystemTime), LoadError> {
         let config = &*self.config;
+        let busy = || LoadError::Busy(config.lock_wait);
+        if let Some(store) = config.storage.shared_locks() {
+            let locked = lock_in_store(
+                store,
+                key,
+                config.lock_lease,
+                give_up,
+                config.store_timeout,
+                config.clock.now(),
+            );
+            let locked = match locked.await {
+                Ok(locked) => locked,
+                Err(NotLocked::Busy) => return Err(busy()),
+                Err(NotLocked::Store(StoreError::Corrupt(reason))) => {
+                    // As `Config::load_record` does: a new session rather than 503s forever.
+                    tracing::warn!(%reason, "the stored session does not decode; starting a new one");
+                    None
+                }
+                Err(NotLocked::Store(error)) => return Err(error.into()),
+            };
+            let (record, held) = locked.map(|(held, record)| (record, Box::new(held))).unzip();
+            return Ok((record, held, config.clock.now()));
+        }
         let held = config
             .locks
             .acquire(key, config.lock_lease, give_up)
             .await
-            .map_err(|_| LoadError::Busy(config.lock_wait))?;
-        Ok((Box::new(held), config.clock.now()))
+            .map_err(|_| busy())?;
+        let now = config.clock.now();
+        let record = config.load_record(&key, now).await?;
+        Ok((record, Some(Box::new(held)), now))
     }
 
     /// A `LockedSession` after a plain `Session` (a middleware's, say) loaded the session without
@@ -209,13 +239,10 @@ impl RequestSession {
             }
             (id.clone(), key, state.resign_cookie)
         };
-        let (held, now) = self.lock(key, later(Instant::now(), config.lock_wait)).await?;
-        let record = config
-            .load_record(&key, now)
-            .await?
-            .filter(|r| config.expiry.is_live(r.created_at, r.expires_at, now));
+        let (record, held, now) = self.lock_and_load(key, later(Instant::now(), config.lock_wait)).await?;
+        let record = record.filter(|r| config.expiry.is_live(r.created_at, r.expires_at, now));
         let state = match record {
-            Some(record) => State::loaded(id, key, record, resign_cookie, Some(held), now),
+            Some(record) => State::loaded(id, key, record, resign_cookie, held, now),
             // Ended meanwhile (a logout in another request): a new session, as a load would find.
             None => State::fresh(now),
         };
@@ -223,12 +250,10 @@ impl RequestSession {
         Ok(())
     }
 
-    /// Releases the session's lock once the planned save is done, if this request held it (a
+    /// The session's lock this request holds, to release once the planned save is done (a
     /// request with nothing to save released it when it planned).
-    pub(crate) fn release_lock(&self) {
-        if let Some(held) = self.planned().and_then(Plan::fence) {
-            held.release();
-        }
+    pub(crate) fn lock_to_release(&self) -> Option<&HeldLock> {
+        self.planned().and_then(Plan::fence)
     }
 
     /// Plans the save of a loaded session (see [`save::plan`](crate::save::plan)); `None` if

@@ -16,7 +16,7 @@ use crate::id::{SessionId, StoreKey};
 use crate::lock::HeldLock;
 use crate::record::{Changes, Record};
 use crate::state::State;
-use crate::store::{Applied, Created, StoreError};
+use crate::store::{Applied, Created, LockToken, LockedApply, StoreError};
 
 /// How many random ids `create` tries before giving up. With 144-bit ids a single collision is
 /// already a sign of a broken store or random source.
@@ -58,6 +58,14 @@ enum Write {
     },
 }
 
+/// An apply the store fences with the lock `token` holds.
+struct FencedApply<'a> {
+    token: &'a LockToken,
+    key: &'a StoreKey,
+    changes: &'a Changes,
+    id: &'a SessionId,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum CookiePlan {
     Keep,
@@ -69,6 +77,20 @@ impl Plan {
     /// The session's lock the plan's writes are fenced by, if the request holds it.
     pub(crate) fn fence(&self) -> Option<&HeldLock> {
         self.fence.as_deref()
+    }
+
+    /// The plan's one write, when it is an apply and the session's lock is held in the store,
+    /// which then fences the apply itself and releases the lock with it (`apply_locked`).
+    fn fenced_by_store(&self) -> Option<FencedApply<'_>> {
+        match (&self.write, &self.delete) {
+            (Some(Write::Apply { key, changes, id }), None) => Some(FencedApply {
+                token: self.fence()?.fence_in_store()?,
+                key,
+                changes,
+                id,
+            }),
+            _ => None,
+        }
     }
 
     /// Whether the plan writes, deletes or sends anything.
@@ -261,10 +283,11 @@ pub(crate) async fn save(config: &Config, plan: &Plan) -> Result<Option<HeaderVa
         return seal_session(config, keys, plan);
     }
     if let Some(lock) = &plan.fence {
-        // Past its lease the lock may have passed to another request, whose writes must stand.
-        if (plan.write.is_some() || plan.delete.is_some()) && !lock.begin_write() {
-            return Err(SaveError::LockLost);
+        if let Some(apply) = plan.fenced_by_store() {
+            // Boxed, as the fence below: only a locking request pays for these futures.
+            return Box::pin(apply_locked(config, plan, lock, apply)).await;
         }
+        Box::pin(fence(plan, lock)).await?;
     }
     let mut cookie = plan.cookie;
     let mut cookie_id = None;
@@ -294,6 +317,45 @@ pub(crate) async fn save(config: &Config, plan: &Plan) -> Result<Option<HeaderVa
         let key = old.store_key();
         config.timed(config.storage.store().delete(&key), plan.now).await?;
     }
+    Ok(cookie_header(config, cookie, cookie_id))
+}
+
+/// Before the writes of a request that holds the session's lock: whether it still does. Past
+/// its lease the lock may have passed to another request, whose writes must stand. (A store
+/// that keeps the lock checks an apply itself, in the same step: [`apply_locked`].)
+async fn fence(plan: &Plan, lock: &HeldLock) -> Result<(), SaveError> {
+    let writes = plan.write.is_some() || plan.delete.is_some();
+    if writes && !lock.begin_write().await? {
+        return Err(SaveError::LockLost);
+    }
+    Ok(())
+}
+
+/// The save of a locked session whose one write is an apply, when the store keeps the lock:
+/// the store writes the changes only while the request's token holds the lock, and releases it
+/// in the same step.
+async fn apply_locked(
+    config: &Config,
+    plan: &Plan,
+    lock: &HeldLock,
+    apply: FencedApply<'_>,
+) -> Result<Option<HeaderValue>, SaveError> {
+    let FencedApply {
+        token,
+        key,
+        changes,
+        id,
+    } = apply;
+    let applied = config
+        .timed(config.storage.store().apply_locked(key, token, changes), plan.now)
+        .await?;
+    lock.released_by_store();
+    let applied = match applied {
+        LockedApply::Applied => Applied::Applied,
+        LockedApply::Missing => Applied::Missing,
+        LockedApply::LockLost => return Err(SaveError::LockLost),
+    };
+    let (cookie, cookie_id) = after_apply(applied, plan.cookie, id);
     Ok(cookie_header(config, cookie, cookie_id))
 }
 

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::future::join_all;
 
-use super::{Applied, Created, SessionStore, StoreError, StoreKey};
+use super::{Applied, Created, LockAttempt, LockToken, LockedApply, SessionStore, StoreError, StoreKey};
 use crate::expiry::Expiry;
 use crate::expiry::{from_unix_millis, to_unix_millis};
 use crate::id::SessionId;
@@ -40,6 +40,8 @@ pub async fn run<S: SessionStore + ?Sized>(store: &S) {
     apply_updates_expiry(store).await;
     odd_values_survive(store).await;
     loaded_records_are_snapshots(store).await;
+    locked_increments_are_never_lost(store).await;
+    locks_are_exclusive_and_fenced(store).await;
 }
 
 /// A random store key, as a new session would have: for a store's own tests.
@@ -489,4 +491,231 @@ pub async fn loaded_records_are_snapshots<S: SessionStore + ?Sized>(store: &S) {
     expected.apply(&changes);
     assert_same_record(&must_load(store, &key, check).await, &expected, check);
     assert_same_record(&snapshot, &record, check);
+}
+
+/// Read-modify-writes of one value that take turns all count: 20 concurrent increments end at
+/// 20, so a write is seen by the next holder's load. Through the store's own locks when it has
+/// them ([`SessionStore::SHARED_LOCKS`]); otherwise, as the layer locks such a store, under a
+/// lock in this process.
+pub async fn locked_increments_are_never_lost<S: SessionStore + ?Sized>(store: &S) {
+    let check = "locked increments";
+    let key = fresh_key();
+    must_create(store, &key, &live_record(), check).await;
+    let in_process = tokio::sync::Mutex::new(());
+    let increment = || async {
+        let token = LockToken::random();
+        let _turn = if S::SHARED_LOCKS {
+            None
+        } else {
+            Some(in_process.lock().await)
+        };
+        let record = if S::SHARED_LOCKS {
+            take_lock(store, &key, &token, Duration::from_secs(10), check).await
+        } else {
+            must_load(store, &key, check).await
+        };
+        let count: u32 = record.values.get("count").map_or(0, |count| count.parse().unwrap());
+        let changes = set_value("count", &(count + 1).to_string());
+        if S::SHARED_LOCKS {
+            must_apply_locked(store, &key, &token, &changes, check).await
+        } else {
+            must_apply(store, &key, &changes, check).await;
+        }
+    };
+    join_all((0..20).map(|_| increment())).await;
+    let loaded = must_load(store, &key, check).await;
+    assert_eq!(
+        loaded.values.get("count"),
+        Some("20"),
+        "{check}: increments made one at a time were lost: a load did not see the previous write"
+    );
+}
+
+/// The lock methods of a store that keeps shared locks follow their contract (see "Shared
+/// session locks" on [`SessionStore`]): one holder at a time, a lease that ends, a fence on
+/// writes, release by the holder only, no lock without a live record, plain calls unaffected.
+/// A store without [`SHARED_LOCKS`](SessionStore::SHARED_LOCKS) is locked by the layer, in
+/// process, and has no lock methods to check: for it this check returns at once.
+pub async fn locks_are_exclusive_and_fenced<S: SessionStore + ?Sized>(store: &S) {
+    if !S::SHARED_LOCKS {
+        return;
+    }
+    let check = "shared locks";
+    let lease = Duration::from_secs(10);
+    let (holder, other) = (LockToken::random(), LockToken::random());
+    let attempt = |key, token| async move {
+        store
+            .lock_and_load(key, token, lease)
+            .await
+            .unwrap_or_else(|error| panic!("{check}: lock_and_load failed: {error}"))
+    };
+
+    let unknown = fresh_key();
+    let missing = attempt(&unknown, &holder).await;
+    assert!(
+        matches!(missing, LockAttempt::Missing),
+        "{check}: a key with no record was locked: {missing:?}"
+    );
+
+    let key = fresh_key();
+    must_create(store, &key, &live_record(), check).await;
+    let taken = take_lock(store, &key, &holder, lease, check).await;
+    assert_eq!(
+        taken.values.get("user_id"),
+        Some("42"),
+        "{check}: lock_and_load read another record"
+    );
+    match attempt(&key, &other).await {
+        LockAttempt::Busy { remaining } => assert!(
+            remaining <= lease,
+            "{check}: a busy lock's remaining lease ({remaining:?}) is longer than the lease given"
+        ),
+        other => panic!("{check}: a second token took a held lock: {other:?}"),
+    }
+    let plain = must_apply(store, &key, &set_value("plain", "1"), check).await;
+    assert_eq!(
+        plain,
+        Applied::Applied,
+        "{check}: a plain apply was refused on a locked record"
+    );
+
+    assert!(
+        !renew(store, &key, &other, lease, check).await,
+        "{check}: renew_lock said yes to a token that does not hold the lock"
+    );
+    assert!(
+        renew(store, &key, &holder, lease, check).await,
+        "{check}: renew_lock said no to the holder"
+    );
+    let fenced = apply_locked(store, &key, &other, &set_value("fenced", "1"), check).await;
+    assert_eq!(
+        fenced,
+        LockedApply::LockLost,
+        "{check}: apply_locked wrote for a token that does not hold the lock"
+    );
+    unlock(store, &key, &other, check).await;
+    assert!(
+        matches!(attempt(&key, &other).await, LockAttempt::Busy { .. }),
+        "{check}: unlock by a token that does not hold the lock released it"
+    );
+    must_apply_locked(store, &key, &holder, &set_value("locked", "1"), check).await;
+    let next = take_lock(store, &key, &other, lease, check).await;
+    assert_eq!(
+        next.values.get("locked"),
+        Some("1"),
+        "{check}: the next holder does not see the last holder's write"
+    );
+    assert!(
+        next.values.get("fenced").is_none(),
+        "{check}: the fenced write was kept"
+    );
+    assert_eq!(next.values.get("plain"), Some("1"), "{check}: the plain write was lost");
+    unlock(store, &key, &other, check).await;
+    take_lock(store, &key, &holder, lease, check).await;
+
+    // A lease runs out; its holder can then no longer write once another has the lock.
+    let short = Duration::from_millis(300);
+    let expiring = fresh_key();
+    must_create(store, &expiring, &live_record(), check).await;
+    take_lock(store, &expiring, &holder, short, check).await;
+    tokio::time::sleep(short + Duration::from_millis(200)).await;
+    take_lock(store, &expiring, &other, lease, check).await;
+    assert!(
+        !renew(store, &expiring, &holder, lease, check).await,
+        "{check}: a holder whose lock was taken over still holds it"
+    );
+    let late = apply_locked(store, &expiring, &holder, &set_value("late", "1"), check).await;
+    assert_eq!(
+        late,
+        LockedApply::LockLost,
+        "{check}: a holder whose lock was taken over wrote"
+    );
+
+    // A deleted record leaves nothing to lock or protect.
+    store
+        .delete(&key)
+        .await
+        .unwrap_or_else(|error| panic!("{check}: delete failed: {error}"));
+    assert!(
+        renew(store, &key, &holder, lease, check).await,
+        "{check}: renew_lock said no for a deleted record"
+    );
+    let gone = apply_locked(store, &key, &holder, &set_value("after", "1"), check).await;
+    assert_eq!(gone, LockedApply::Missing, "{check}: apply_locked on a deleted record");
+    assert!(
+        matches!(attempt(&key, &other).await, LockAttempt::Missing),
+        "{check}: a deleted record was locked"
+    );
+    assert!(
+        load(store, &key).await.unwrap().is_none(),
+        "{check}: apply_locked brought back a deleted record"
+    );
+}
+
+/// Takes the lock of `key` for `token`, waiting (1 ms pauses) while another holds it.
+async fn take_lock<S: SessionStore + ?Sized>(
+    store: &S,
+    key: &StoreKey,
+    token: &LockToken,
+    lease: Duration,
+    check: &str,
+) -> Record {
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match store.lock_and_load(key, token, lease).await {
+            Ok(LockAttempt::Taken(record)) => return record,
+            Ok(LockAttempt::Busy { .. }) if tokio::time::Instant::now() < give_up => {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            other => panic!("{check}: lock_and_load of a live record: {other:?}"),
+        }
+    }
+}
+
+async fn apply_locked<S: SessionStore + ?Sized>(
+    store: &S,
+    key: &StoreKey,
+    token: &LockToken,
+    changes: &Changes,
+    check: &str,
+) -> LockedApply {
+    store
+        .apply_locked(key, token, changes)
+        .await
+        .unwrap_or_else(|error| panic!("{check}: apply_locked failed: {error}"))
+}
+
+async fn must_apply_locked<S: SessionStore + ?Sized>(
+    store: &S,
+    key: &StoreKey,
+    token: &LockToken,
+    changes: &Changes,
+    check: &str,
+) {
+    let applied = apply_locked(store, key, token, changes, check).await;
+    assert_eq!(
+        applied,
+        LockedApply::Applied,
+        "{check}: apply_locked by the holder on a live record"
+    );
+}
+
+async fn renew<S: SessionStore + ?Sized>(
+    store: &S,
+    key: &StoreKey,
+    token: &LockToken,
+    lease: Duration,
+    check: &str,
+) -> bool {
+    store
+        .renew_lock(key, token, lease)
+        .await
+        .unwrap_or_else(|error| panic!("{check}: renew_lock failed: {error}"))
+}
+
+async fn unlock<S: SessionStore + ?Sized>(store: &S, key: &StoreKey, token: &LockToken, check: &str) {
+    store
+        .unlock(key, token)
+        .await
+        .unwrap_or_else(|error| panic!("{check}: unlock failed: {error}"));
 }

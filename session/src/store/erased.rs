@@ -18,7 +18,7 @@ use stackfuture::StackFuture;
 use tokio::task::Unconstrained;
 use tokio::time::Sleep;
 
-use super::{Applied, Created, SessionStore, StoreError, StoreKey};
+use super::{Applied, Created, LockAttempt, LockToken, LockedApply, SessionStore, StoreError, StoreKey};
 use crate::record::{Changes, Record};
 
 /// Bytes a store call's future may take before it is boxed: room for `MemoryStore`'s futures
@@ -34,6 +34,22 @@ pub(crate) trait ErasedStore: Send + Sync + 'static {
     fn create<'a>(&'a self, key: &'a StoreKey, record: &'a Record) -> StoreFuture<'a, Created>;
     fn apply<'a>(&'a self, key: &'a StoreKey, changes: &'a Changes) -> StoreFuture<'a, Applied>;
     fn delete<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, ()>;
+    /// [`SessionStore::SHARED_LOCKS`].
+    fn shares_locks(&self) -> bool;
+    fn lock_and_load<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        token: &'a LockToken,
+        lease: Duration,
+    ) -> StoreFuture<'a, LockAttempt>;
+    fn apply_locked<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        token: &'a LockToken,
+        changes: &'a Changes,
+    ) -> StoreFuture<'a, LockedApply>;
+    fn renew_lock<'a>(&'a self, key: &'a StoreKey, token: &'a LockToken, lease: Duration) -> StoreFuture<'a, bool>;
+    fn unlock<'a>(&'a self, key: &'a StoreKey, token: &'a LockToken) -> StoreFuture<'a, ()>;
 }
 
 impl<S: SessionStore> ErasedStore for S {
@@ -51,6 +67,36 @@ impl<S: SessionStore> ErasedStore for S {
 
     fn delete<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, ()> {
         StackFuture::from_or_box(SessionStore::delete(self, key))
+    }
+
+    fn shares_locks(&self) -> bool {
+        S::SHARED_LOCKS
+    }
+
+    fn lock_and_load<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        token: &'a LockToken,
+        lease: Duration,
+    ) -> StoreFuture<'a, LockAttempt> {
+        StackFuture::from_or_box(SessionStore::lock_and_load(self, key, token, lease))
+    }
+
+    fn apply_locked<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        token: &'a LockToken,
+        changes: &'a Changes,
+    ) -> StoreFuture<'a, LockedApply> {
+        StackFuture::from_or_box(SessionStore::apply_locked(self, key, token, changes))
+    }
+
+    fn renew_lock<'a>(&'a self, key: &'a StoreKey, token: &'a LockToken, lease: Duration) -> StoreFuture<'a, bool> {
+        StackFuture::from_or_box(SessionStore::renew_lock(self, key, token, lease))
+    }
+
+    fn unlock<'a>(&'a self, key: &'a StoreKey, token: &'a LockToken) -> StoreFuture<'a, ()> {
+        StackFuture::from_or_box(SessionStore::unlock(self, key, token))
     }
 }
 

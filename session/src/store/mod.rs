@@ -45,6 +45,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use crate::id::StoreKey;
 pub use crate::record::{Changes, Patch, PatchIter, Record};
@@ -53,6 +54,8 @@ pub use crate::value_map::{ValueMap, ValueMapIter};
 #[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
 pub(crate) mod codec;
 pub(crate) mod erased;
+mod shared_locks;
+pub use shared_locks::{LockAttempt, LockToken, LockedApply};
 
 mod memory;
 pub use memory::MemoryStore;
@@ -152,6 +155,27 @@ impl StoreError {
 ///
 /// Implement the methods as `async fn`s (see the [module docs](self)); the futures they return
 /// must be `Send`.
+///
+/// # Shared session locks
+///
+/// A [`LockedSession`](crate::LockedSession) takes its session's lock before the load and
+/// releases it after the save. By default the layer keeps these locks in its own process: exact
+/// when one process uses the store (`MemoryStore`, or one app on a SQLite file or directory),
+/// not shared by two. A store that many app instances share keeps the locks itself by setting
+/// [`SHARED_LOCKS`](Self::SHARED_LOCKS) and implementing the four lock methods so that, for one
+/// key (checked by the conformance suite's `locks_are_exclusive_and_fenced`):
+///
+/// - at most one [`LockToken`] holds the lock at a time; a lock whose lease ran out may be taken
+///   by another token;
+/// - [`lock_and_load`](Self::lock_and_load) takes the lock only for a live record, and returns
+///   the record as read once the lock was taken;
+/// - [`apply_locked`](Self::apply_locked) writes only while the token holds the lock (the
+///   *fence*: a holder whose lease ran out cannot overwrite the next holder's writes), and
+///   releases it in the same step;
+/// - [`renew_lock`](Self::renew_lock) answers whether the token still holds the lock, or the
+///   record is gone (nothing is left to protect), and restarts its lease;
+/// - [`unlock`](Self::unlock) releases the lock only if the token holds it;
+/// - the plain methods ignore the locks: a plain `Session` never waits for one.
 pub trait SessionStore: Send + Sync + 'static {
     /// The live record under `key`, if any.
     fn load(&self, key: &StoreKey) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send;
@@ -163,6 +187,61 @@ pub trait SessionStore: Send + Sync + 'static {
     fn delete(&self, key: &StoreKey) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Removes every expired record; returns how many it removed.
     fn delete_expired(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Whether this store keeps [`LockedSession`](crate::LockedSession)'s session locks itself,
+    /// shared by every app instance using it, through the four lock methods below (see
+    /// [Shared session locks](#shared-session-locks)). `false` (the default): the layer locks
+    /// sessions in its own process and never calls them.
+    const SHARED_LOCKS: bool = false;
+
+    /// Takes the lock of the live record under `key` for `token`, for `lease`, unless another
+    /// token holds it, and reads the record under the lock — in one step where the backend can.
+    /// Called only if [`SHARED_LOCKS`](Self::SHARED_LOCKS).
+    fn lock_and_load(
+        &self,
+        key: &StoreKey,
+        token: &LockToken,
+        lease: Duration,
+    ) -> impl Future<Output = Result<LockAttempt, StoreError>> + Send {
+        let _ = (key, token, lease);
+        async { Err(no_shared_locks()) }
+    }
+
+    /// [`apply`](Self::apply), only if `token` still holds the lock of `key`; then releases it.
+    /// Called only if [`SHARED_LOCKS`](Self::SHARED_LOCKS).
+    fn apply_locked(
+        &self,
+        key: &StoreKey,
+        token: &LockToken,
+        changes: &Changes,
+    ) -> impl Future<Output = Result<LockedApply, StoreError>> + Send {
+        let _ = (key, token, changes);
+        async { Err(no_shared_locks()) }
+    }
+
+    /// Whether `token` still holds the lock of `key` — or no record has the key any more,
+    /// which leaves nothing to protect; if it holds it, its lease starts again. Before a write
+    /// other than `apply_locked`. Called only if [`SHARED_LOCKS`](Self::SHARED_LOCKS).
+    fn renew_lock(
+        &self,
+        key: &StoreKey,
+        token: &LockToken,
+        lease: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let _ = (key, token, lease);
+        async { Err(no_shared_locks()) }
+    }
+
+    /// Releases the lock of `key` if `token` holds it. Called only if
+    /// [`SHARED_LOCKS`](Self::SHARED_LOCKS).
+    fn unlock(&self, key: &StoreKey, token: &LockToken) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = (key, token);
+        async { Err(no_shared_locks()) }
+    }
+}
+
+fn no_shared_locks() -> StoreError {
+    StoreError::backend("this store keeps no session locks (`SessionStore::SHARED_LOCKS` is false)")
 }
 
 impl<S: SessionStore> SessionStore for Arc<S> {
@@ -180,5 +259,33 @@ impl<S: SessionStore> SessionStore for Arc<S> {
     }
     fn delete_expired(&self) -> impl Future<Output = Result<u64, StoreError>> + Send {
         (**self).delete_expired()
+    }
+    const SHARED_LOCKS: bool = S::SHARED_LOCKS;
+    fn lock_and_load(
+        &self,
+        key: &StoreKey,
+        token: &LockToken,
+        lease: Duration,
+    ) -> impl Future<Output = Result<LockAttempt, StoreError>> + Send {
+        (**self).lock_and_load(key, token, lease)
+    }
+    fn apply_locked(
+        &self,
+        key: &StoreKey,
+        token: &LockToken,
+        changes: &Changes,
+    ) -> impl Future<Output = Result<LockedApply, StoreError>> + Send {
+        (**self).apply_locked(key, token, changes)
+    }
+    fn renew_lock(
+        &self,
+        key: &StoreKey,
+        token: &LockToken,
+        lease: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).renew_lock(key, token, lease)
+    }
+    fn unlock(&self, key: &StoreKey, token: &LockToken) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).unlock(key, token)
     }
 }

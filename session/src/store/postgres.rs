@@ -8,7 +8,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use super::codec::{
     expiry_from_json, from_unix_millis, json_object, now_millis, optional_expiry_json, to_unix_millis, value_map,
 };
-use super::{Applied, Created, SessionStore, StoreError, StoreKey};
+use super::{Applied, Created, LockAttempt, LockToken, LockedApply, SessionStore, StoreError, StoreKey};
 use crate::record::{Changes, Patch, Record};
 
 /// The table [`PostgresStore`] uses unless told otherwise.
@@ -38,7 +38,9 @@ const MAX_TABLE_LEN: usize = 63 - "_expires_at_idx".len();
 ///     flash       JSONB NOT NULL DEFAULT '{}',     -- stored name → flash value
 ///     created_at  BIGINT NOT NULL,                 -- Unix milliseconds
 ///     expires_at  BIGINT NOT NULL,                 -- Unix milliseconds (indexed)
-///     expiry      JSONB                            -- per-session expiry override
+///     expiry      JSONB,                           -- per-session expiry override
+///     lock_token  BYTEA,                           -- LockedSession: the lock's holder
+///     lock_until  BIGINT                           -- and its lease's end (database clock, ms)
 /// ) WITH (fillfactor = 70);
 /// CREATE INDEX typed_sessions_expires_at_idx ON typed_sessions (expires_at);
 /// ```
@@ -64,6 +66,24 @@ const MAX_TABLE_LEN: usize = 63 - "_expires_at_idx".len();
 ///   rows are never loaded, but they stay in the table until then).
 ///
 /// Times are compared with the application server's clock, passed as a parameter.
+///
+/// # Locks
+///
+/// A [`LockedSession`](crate::LockedSession)'s lock is a lease on the session's row
+/// (`lock_token`, `lock_until`), shared by every app instance using the table, rather than an
+/// advisory lock: an advisory lock lives as long as a connection (or a transaction) holds it, so
+/// a request would keep a pooled connection idle for its whole handler, and a lock is only as
+/// good as its fencing token, which the row carries anyway. A lease is judged by the database's
+/// clock (`statement_timestamp()`), so app servers whose clocks disagree still agree on it.
+/// - taking the lock and reading the session is one `UPDATE .. SET lock_token = CASE <lease free>
+///   .. RETURNING <the row>`;
+/// - the locked request's changes are written by one `apply`-like `UPDATE .. WHERE lock_token =
+///   $token` that also clears the lock: a holder whose lease ran out and whose lock another took
+///   writes nothing (its save answers 409);
+/// - a request that holds the lock only to read releases it with one more `UPDATE`.
+///
+/// A waiting request asks again after growing pauses (1 ms doubling to 32 ms); no connection is
+/// held while it waits or while the handler runs.
 ///
 /// # Limits
 ///
@@ -97,9 +117,15 @@ struct Statements {
     table_name: String,
     create_table: String,
     create_index: String,
+    add_lock_columns: String,
     load: String,
     create: String,
     apply: String,
+    lock_and_load: String,
+    apply_locked: String,
+    renew_lock: String,
+    unlock: String,
+    is_live: String,
     delete: String,
     delete_expired: String,
 }
@@ -128,6 +154,13 @@ impl Statements {
             .collect::<Vec<_>>()
             .join(".");
         let index = format!("\"{}_expires_at_idx\"", parts[parts.len() - 1]);
+        let merge = "data_values = (data_values - $2::text[]) || $3::jsonb, \
+                     flash = (flash - $4::text[]) || $5::jsonb, \
+                     expires_at = COALESCE($6, expires_at), \
+                     expiry = CASE WHEN $7 THEN $8::jsonb ELSE expiry END";
+        // The database's clock, in Unix ms, fixed for the statement: leases are judged by it.
+        let now = "(extract(epoch FROM statement_timestamp()) * 1000)::bigint";
+        let lease_free = format!("(lock_until IS NULL OR lock_until <= {now})");
         Ok(Statements {
             table_name: table_name.to_owned(),
             create_table: format!(
@@ -141,6 +174,11 @@ impl Statements {
                  WITH (fillfactor = 70)"
             ),
             create_index: format!("CREATE INDEX IF NOT EXISTS {index} ON {table} (expires_at)"),
+            // Tables made before `LockedSession` have no lock columns.
+            add_lock_columns: format!(
+                "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS lock_token BYTEA, \
+                 ADD COLUMN IF NOT EXISTS lock_until BIGINT"
+            ),
             load: format!(
                 "SELECT data_values::text, flash::text, created_at, expires_at, expiry::text \
                  FROM {table} WHERE key = $1 AND expires_at > $2"
@@ -151,17 +189,31 @@ impl Statements {
                  ON CONFLICT (key) DO UPDATE SET \
                  data_values = EXCLUDED.data_values, flash = EXCLUDED.flash, \
                  created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at, \
-                 expiry = EXCLUDED.expiry \
+                 expiry = EXCLUDED.expiry, lock_token = NULL, lock_until = NULL \
                  WHERE s.expires_at <= $7"
             ),
-            apply: format!(
+            apply: format!("UPDATE {table} SET {merge} WHERE key = $1 AND expires_at > $9"),
+            lock_and_load: format!(
                 "UPDATE {table} SET \
-                 data_values = (data_values - $2::text[]) || $3::jsonb, \
-                 flash = (flash - $4::text[]) || $5::jsonb, \
-                 expires_at = COALESCE($6, expires_at), \
-                 expiry = CASE WHEN $7 THEN $8::jsonb ELSE expiry END \
-                 WHERE key = $1 AND expires_at > $9"
+                 lock_token = CASE WHEN {lease_free} THEN $2 ELSE lock_token END, \
+                 lock_until = CASE WHEN {lease_free} THEN {now} + $3 ELSE lock_until END \
+                 WHERE key = $1 AND expires_at > $4 \
+                 RETURNING lock_token = $2, lock_until - {now}, \
+                 data_values::text, flash::text, created_at, expires_at, expiry::text"
             ),
+            apply_locked: format!(
+                "UPDATE {table} SET {merge}, lock_token = NULL, lock_until = NULL \
+                 WHERE key = $1 AND expires_at > $9 AND lock_token = $10"
+            ),
+            renew_lock: format!(
+                "WITH renewed AS (UPDATE {table} SET lock_until = {now} + $3 \
+                 WHERE key = $1 AND lock_token = $2 RETURNING 1) \
+                 SELECT EXISTS (SELECT 1 FROM renewed) OR NOT EXISTS (SELECT 1 FROM {table} WHERE key = $1)"
+            ),
+            unlock: format!(
+                "UPDATE {table} SET lock_token = NULL, lock_until = NULL WHERE key = $1 AND lock_token = $2"
+            ),
+            is_live: format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE key = $1 AND expires_at > $2)"),
             delete: format!("DELETE FROM {table} WHERE key = $1"),
             delete_expired: format!("DELETE FROM {table} WHERE expires_at <= $1"),
         })
@@ -247,7 +299,11 @@ impl PostgresStore {
             .execute(&mut *transaction)
             .await
             .map_err(map_error)?;
-        for ddl in [&self.sql.create_table, &self.sql.create_index] {
+        for ddl in [
+            &self.sql.create_table,
+            &self.sql.create_index,
+            &self.sql.add_lock_columns,
+        ] {
             sqlx::query(ddl)
                 .persistent(false)
                 .execute(&mut *transaction)
@@ -294,6 +350,51 @@ fn split_patch(patch: &Patch) -> Result<(Vec<String>, String), StoreError> {
 
 type Row = (String, String, i64, i64, Option<String>);
 
+/// `lock_and_load`'s row: whether the lock was taken, how long the lease runs, the record.
+type LockRow = (bool, i64, String, String, i64, i64, Option<String>);
+
+fn record_from_row((values, flash, created_at, expires_at, expiry): Row) -> Result<Record, StoreError> {
+    let expiry = expiry
+        .map(|json| expiry_from_json(&json, "the session's `expiry` column"))
+        .transpose()?;
+    Ok(Record {
+        values: value_map(&values, "the session's `data_values` column")?,
+        flash: value_map(&flash, "the session's `flash` column")?,
+        created_at: from_unix_millis(created_at),
+        expires_at: from_unix_millis(expires_at),
+        expiry,
+    })
+}
+
+/// `sql` (`apply` or `apply_locked`) with the session's key and `changes` bound as `$1`..`$9`.
+fn bind_changes<'q>(sql: &'q str, key: &StoreKey, changes: &Changes) -> Result<PgQuery<'q>, StoreError> {
+    let (removed_values, set_values) = split_patch(&changes.values)?;
+    let (removed_flash, set_flash) = split_patch(&changes.flash)?;
+    let (change_expiry, expiry) = match &changes.expiry {
+        None => (false, None),
+        Some(expiry) => (true, optional_expiry_json(expiry.as_ref())?),
+    };
+    Ok(sqlx::query(sql)
+        .bind(key.as_bytes().to_vec())
+        .bind(removed_values)
+        .bind(set_values)
+        .bind(removed_flash)
+        .bind(set_flash)
+        .bind(changes.expires_at.map(to_unix_millis))
+        .bind(change_expiry)
+        .bind(expiry)
+        .bind(now_millis()))
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// A lease in whole milliseconds, at least 1 (and far from overflowing `lock_until`).
+fn lease_millis(lease: Duration) -> i64 {
+    i64::try_from(lease.as_millis())
+        .unwrap_or(i64::MAX)
+        .clamp(1, i64::MAX / 4)
+}
+
 impl SessionStore for PostgresStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
         let row: Option<Row> = sqlx::query_as(&self.sql.load)
@@ -302,19 +403,7 @@ impl SessionStore for PostgresStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(map_error)?;
-        let Some((values, flash, created_at, expires_at, expiry)) = row else {
-            return Ok(None);
-        };
-        let expiry = expiry
-            .map(|json| expiry_from_json(&json, "the session's `expiry` column"))
-            .transpose()?;
-        Ok(Some(Record {
-            values: value_map(&values, "the session's `data_values` column")?,
-            flash: value_map(&flash, "the session's `flash` column")?,
-            created_at: from_unix_millis(created_at),
-            expires_at: from_unix_millis(expires_at),
-            expiry,
-        }))
+        row.map(record_from_row).transpose()
     }
 
     async fn create(&self, key: &StoreKey, record: &Record) -> Result<Created, StoreError> {
@@ -337,22 +426,7 @@ impl SessionStore for PostgresStore {
     }
 
     async fn apply(&self, key: &StoreKey, changes: &Changes) -> Result<Applied, StoreError> {
-        let (removed_values, set_values) = split_patch(&changes.values)?;
-        let (removed_flash, set_flash) = split_patch(&changes.flash)?;
-        let (change_expiry, expiry) = match &changes.expiry {
-            None => (false, None),
-            Some(expiry) => (true, optional_expiry_json(expiry.as_ref())?),
-        };
-        let result = sqlx::query(&self.sql.apply)
-            .bind(key.as_bytes().as_slice())
-            .bind(removed_values)
-            .bind(set_values)
-            .bind(removed_flash)
-            .bind(set_flash)
-            .bind(changes.expires_at.map(to_unix_millis))
-            .bind(change_expiry)
-            .bind(expiry)
-            .bind(now_millis())
+        let result = bind_changes(&self.sql.apply, key, changes)?
             .execute(&self.pool)
             .await
             .map_err(map_error)?;
@@ -379,5 +453,81 @@ impl SessionStore for PostgresStore {
             .await
             .map_err(map_error)?;
         Ok(result.rows_affected())
+    }
+
+    /// A lease on the session's row; see [Locks](PostgresStore#locks).
+    const SHARED_LOCKS: bool = true;
+
+    async fn lock_and_load(
+        &self,
+        key: &StoreKey,
+        token: &LockToken,
+        lease: Duration,
+    ) -> Result<LockAttempt, StoreError> {
+        let row: Option<LockRow> = sqlx::query_as(&self.sql.lock_and_load)
+            .bind(key.as_bytes().as_slice())
+            .bind(token.as_bytes().as_slice())
+            .bind(lease_millis(lease))
+            .bind(now_millis())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_error)?;
+        Ok(match row {
+            None => LockAttempt::Missing,
+            Some((true, _, values, flash, created_at, expires_at, expiry)) => {
+                LockAttempt::Taken(record_from_row((values, flash, created_at, expires_at, expiry))?)
+            }
+            Some((false, remaining, ..)) => LockAttempt::Busy {
+                remaining: Duration::from_millis(remaining.max(0).unsigned_abs()),
+            },
+        })
+    }
+
+    async fn apply_locked(
+        &self,
+        key: &StoreKey,
+        token: &LockToken,
+        changes: &Changes,
+    ) -> Result<LockedApply, StoreError> {
+        let result = bind_changes(&self.sql.apply_locked, key, changes)?
+            .bind(token.as_bytes().to_vec())
+            .execute(&self.pool)
+            .await
+            .map_err(map_error)?;
+        if result.rows_affected() == 1 {
+            return Ok(LockedApply::Applied);
+        }
+        // Nothing written: say whether the session is gone or the lock is another's.
+        let live: bool = sqlx::query_scalar(&self.sql.is_live)
+            .bind(key.as_bytes().as_slice())
+            .bind(now_millis())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_error)?;
+        Ok(if live {
+            LockedApply::LockLost
+        } else {
+            LockedApply::Missing
+        })
+    }
+
+    async fn renew_lock(&self, key: &StoreKey, token: &LockToken, lease: Duration) -> Result<bool, StoreError> {
+        sqlx::query_scalar(&self.sql.renew_lock)
+            .bind(key.as_bytes().as_slice())
+            .bind(token.as_bytes().as_slice())
+            .bind(lease_millis(lease))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_error)
+    }
+
+    async fn unlock(&self, key: &StoreKey, token: &LockToken) -> Result<(), StoreError> {
+        sqlx::query(&self.sql.unlock)
+            .bind(key.as_bytes().as_slice())
+            .bind(token.as_bytes().as_slice())
+            .execute(&self.pool)
+            .await
+            .map_err(map_error)?;
+        Ok(())
     }
 }

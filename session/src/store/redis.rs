@@ -11,7 +11,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind};
 
 use super::codec::{expiry_from_json, expiry_json, from_unix_millis, now_millis, to_unix_millis};
-use super::{Applied, Created, SessionStore, StoreError, StoreKey};
+use super::{Applied, Created, LockAttempt, LockToken, LockedApply, SessionStore, StoreError, StoreKey};
 use crate::record::{Changes, Patch, Record};
 use crate::value_map::ValueMap;
 
@@ -62,81 +62,159 @@ return 1
 /// re-encodes strings: a number in a value never passes through Lua's doubles. Everything is
 /// decoded before anything is written: a script that fails half-way keeps its writes, so a
 /// corrupt field must stop it before the first.
-static APPLY: LazyLock<Lua> = LazyLock::new(|| {
+static APPLY: LazyLock<Lua> = LazyLock::new(|| Lua::new(format!("{APPLY_FUNCTION}return apply()\n")));
+
+/// The merge of [`APPLY`], as the Lua function `apply()`: 1 if merged, 0 if no live record.
+const APPLY_FUNCTION: &str = r"
+local function apply()
+  local expires = redis.call('HGET', KEYS[1], 'expires_at')
+  if not expires or tonumber(expires) <= tonumber(ARGV[1]) then
+    return 0
+  end
+  local function merged(field, patch)
+    if patch == '' then
+      return nil
+    end
+    local stored = redis.call('HGET', KEYS[1], field)
+    local map = stored and cjson.decode(stored) or {}
+    for name, value in pairs(cjson.decode(patch)) do
+      if value == false then
+        map[name] = nil
+      else
+        map[name] = value
+      end
+    end
+    return map
+  end
+  local function store(field, map)
+    if map == nil then
+      return
+    elseif next(map) == nil then
+      redis.call('HDEL', KEYS[1], field)
+    else
+      redis.call('HSET', KEYS[1], field, cjson.encode(map))
+    end
+  end
+  local values = merged('values', ARGV[4])
+  local flash = merged('flash', ARGV[5])
+  store('values', values)
+  store('flash', flash)
+  if ARGV[3] == '-' then
+    redis.call('HDEL', KEYS[1], 'expiry')
+  elseif ARGV[3] ~= '' then
+    redis.call('HSET', KEYS[1], 'expiry', ARGV[3])
+  end
+  if ARGV[2] ~= '' then
+    redis.call('HSET', KEYS[1], 'expires_at', ARGV[2])
+    redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+  end
+  return 1
+end
+";
+
+/// `apply_locked`: [`APPLY`] only while the caller's token holds the session's lock, which it
+/// then releases. 1 merged, 0 no live record, -1 the lock is not the caller's.
+///
+/// `KEYS[1]` the session's key, `KEYS[2]` its lock's; `ARGV[1..5]` as for [`APPLY`]; `ARGV[6]`
+/// the token.
+static APPLY_LOCKED: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(format!(
+        "{APPLY_FUNCTION}{}",
+        r"
+if redis.call('GET', KEYS[2]) ~= ARGV[6] then
+  local expires = redis.call('HGET', KEYS[1], 'expires_at')
+  if not expires or tonumber(expires) <= tonumber(ARGV[1]) then
+    return 0
+  end
+  return -1
+end
+local applied = apply()
+redis.call('DEL', KEYS[2])
+return applied
+"
+    ))
+});
+
+/// `lock_and_load`: takes the session's lock (`SET NX PX`, so Redis' clock times the lease)
+/// and reads the session, in one step. Returns `{'taken', field, value, ...}` (the session's
+/// hash), `{'busy', milliseconds the lease still runs}` or `{'missing'}` — no live session,
+/// nothing locked.
+///
+/// `KEYS[1]` the session's key, `KEYS[2]` its lock's; `ARGV[1]` now (Unix ms); `ARGV[2]` the
+/// token; `ARGV[3]` the lease in ms.
+static LOCK_AND_LOAD: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         r"
 local expires = redis.call('HGET', KEYS[1], 'expires_at')
 if not expires or tonumber(expires) <= tonumber(ARGV[1]) then
-  return 0
+  return {'missing'}
 end
-local function merged(field, patch)
-  if patch == '' then
-    return nil
-  end
-  local stored = redis.call('HGET', KEYS[1], field)
-  local map = stored and cjson.decode(stored) or {}
-  for name, value in pairs(cjson.decode(patch)) do
-    if value == false then
-      map[name] = nil
-    else
-      map[name] = value
-    end
-  end
-  return map
+if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then
+  local reply = redis.call('HGETALL', KEYS[1])
+  table.insert(reply, 1, 'taken')
+  return reply
 end
-local function store(field, map)
-  if map == nil then
-    return
-  elseif next(map) == nil then
-    redis.call('HDEL', KEYS[1], field)
-  else
-    redis.call('HSET', KEYS[1], field, cjson.encode(map))
-  end
+return {'busy', tostring(redis.call('PTTL', KEYS[2]))}
+",
+    )
+});
+
+/// `renew_lock`: 1 if the token holds the lock (its lease restarted) or the session is gone,
+/// else 0. `KEYS[1]` the session's key, `KEYS[2]` its lock's; `ARGV[1]` the token; `ARGV[2]` the
+/// lease in ms.
+static RENEW_LOCK: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        r"
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  return 1
 end
-local values = merged('values', ARGV[4])
-local flash = merged('flash', ARGV[5])
-store('values', values)
-store('flash', flash)
-if ARGV[3] == '-' then
-  redis.call('HDEL', KEYS[1], 'expiry')
-elseif ARGV[3] ~= '' then
-  redis.call('HSET', KEYS[1], 'expiry', ARGV[3])
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 1
 end
-if ARGV[2] ~= '' then
-  redis.call('HSET', KEYS[1], 'expires_at', ARGV[2])
-  redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+return 0
+",
+    )
+});
+
+/// `unlock`: deletes the lock if the token holds it. `KEYS[2]` the lock's key; `ARGV[1]` the
+/// token. (`KEYS[1]`, the session's, only places the script on the session's node.)
+static UNLOCK: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        r"
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('DEL', KEYS[2])
 end
-return 1
+return 0
 ",
     )
 });
 
 /// A Lua script: its source, and its hash for `EVALSHA`.
 struct Lua {
-    source: &'static str,
+    source: String,
     script: Script,
 }
 
 impl Lua {
-    fn new(source: &'static str) -> Self {
-        Lua {
-            source,
-            script: Script::new(source),
-        }
+    fn new(source: impl Into<String>) -> Self {
+        let source = source.into();
+        let script = Script::new(&source);
+        Lua { source, script }
     }
 
-    /// The script run on `key` with `args`: by its hash, or (`eval`) by its source.
-    fn call(&self, key: &str, args: &[String], eval: bool) -> Cmd {
+    /// The script run on `keys` with `args`: by its hash, or (`eval`) by its source.
+    fn call(&self, keys: &[&str], args: &[String], eval: bool) -> Cmd {
         let mut cmd = if eval {
             let mut cmd = redis::cmd("EVAL");
-            cmd.arg(self.source);
+            cmd.arg(&self.source);
             cmd
         } else {
             let mut cmd = redis::cmd("EVALSHA");
             cmd.arg(self.script.get_hash());
             cmd
         };
-        cmd.arg(1).arg(key).arg(args);
+        cmd.arg(keys.len()).arg(keys).arg(args);
         cmd
     }
 }
@@ -347,7 +425,24 @@ impl RedisStore {
         let key = self.redis_key(key);
         self.send(&Request::Script {
             script,
-            key: &key,
+            keys: &[&key],
+            args,
+        })
+        .await
+    }
+
+    /// [`invoke`](Self::invoke) on the session `key` and its lock's key.
+    async fn invoke_locked<T: FromRedisValue>(
+        &self,
+        script: &Lua,
+        key: &StoreKey,
+        args: &[String],
+    ) -> Result<T, StoreError> {
+        let key = self.redis_key(key);
+        let lock = lock_key(&key);
+        self.send(&Request::Script {
+            script,
+            keys: &[&key, &lock],
             args,
         })
         .await
@@ -366,7 +461,7 @@ enum Request<'a> {
     Command(&'a Cmd),
     Script {
         script: &'a Lua,
-        key: &'a str,
+        keys: &'a [&'a str],
         args: &'a [String],
     },
 }
@@ -388,15 +483,30 @@ impl Request<'_> {
     async fn send<T: FromRedisValue>(&self, connection: &mut impl ConnectionLike) -> redis::RedisResult<T> {
         match *self {
             Request::Command(cmd) => cmd.query_async(connection).await,
-            Request::Script { script, key, args } => {
-                match script.call(key, args, false).query_async(connection).await {
+            Request::Script { script, keys, args } => {
+                match script.call(keys, args, false).query_async(connection).await {
                     Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                        script.call(key, args, true).query_async(connection).await
+                        script.call(keys, args, true).query_async(connection).await
                     }
                     result => result,
                 }
             }
         }
+    }
+}
+
+/// The key of the lock of the session under `session_key`: in the same hash slot, so that a
+/// script may touch both on a Redis Cluster. A key's slot is that of its first `{…}` tag if it
+/// has one, else of the whole key: the session key is wrapped in a tag, unless its prefix
+/// already has one, which the lock's key then shares.
+fn lock_key(session_key: &str) -> String {
+    let tagged = session_key
+        .find('{')
+        .is_some_and(|open| session_key[open + 1..].find('}').is_some_and(|len| len > 0));
+    if tagged {
+        format!("{session_key}:lock")
+    } else {
+        format!("{{{session_key}}}:lock")
     }
 }
 
@@ -439,12 +549,35 @@ fn from_string_object(text: &str, what: &str) -> Result<ValueMap, StoreError> {
     Ok(entries.into_iter().collect())
 }
 
-fn parse_millis(fields: &HashMap<String, String>, name: &str) -> Result<i64, StoreError> {
-    let text = fields
-        .get(name)
-        .ok_or_else(|| StoreError::Corrupt(format!("the session hash has no `{name}` field")))?;
+fn parse_millis(text: Option<&str>, name: &str) -> Result<i64, StoreError> {
+    let text = text.ok_or_else(|| StoreError::Corrupt(format!("the session hash has no `{name}` field")))?;
     text.parse()
         .map_err(|_| StoreError::Corrupt(format!("the session hash's `{name}` is not a number: {text:?}")))
+}
+
+/// The record a session's hash holds, from its fields and values.
+fn record_from_hash<'a>(fields: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> Result<Record, StoreError> {
+    let field = |wanted: &str| fields.clone().find(|(name, _)| *name == wanted).map(|(_, value)| value);
+    let mut record = Record::new(
+        from_unix_millis(parse_millis(field(CREATED_AT), CREATED_AT)?),
+        from_unix_millis(parse_millis(field(EXPIRES_AT), EXPIRES_AT)?),
+    );
+    for (name, value) in fields {
+        match name {
+            VALUES => record.values = from_string_object(value, "the session hash's `values` field")?,
+            FLASH => record.flash = from_string_object(value, "the session hash's `flash` field")?,
+            EXPIRY => record.expiry = Some(expiry_from_json(value, "the session hash's `expiry` field")?),
+            // One field per value was the layout of development builds before 0.1.0: such a
+            // session is not read as one without values (it starts over instead).
+            old if old.starts_with("v:") || old.starts_with("f:") => {
+                return Err(StoreError::Corrupt(format!(
+                    "the session hash has a field `{old}` of an older layout"
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(record)
 }
 
 impl SessionStore for RedisStore {
@@ -455,30 +588,8 @@ impl SessionStore for RedisStore {
         if fields.is_empty() {
             return Ok(None);
         }
-        let expires_at = parse_millis(&fields, EXPIRES_AT)?;
-        if expires_at <= now_millis() {
-            return Ok(None);
-        }
-        let mut record = Record::new(
-            from_unix_millis(parse_millis(&fields, CREATED_AT)?),
-            from_unix_millis(expires_at),
-        );
-        for (name, value) in &fields {
-            match name.as_str() {
-                VALUES => record.values = from_string_object(value, "the session hash's `values` field")?,
-                FLASH => record.flash = from_string_object(value, "the session hash's `flash` field")?,
-                EXPIRY => record.expiry = Some(expiry_from_json(value, "the session hash's `expiry` field")?),
-                // One field per value was the layout of development builds before 0.1.0: such a
-                // session is not read as one without values (it starts over instead).
-                old if old.starts_with("v:") || old.starts_with("f:") => {
-                    return Err(StoreError::Corrupt(format!(
-                        "the session hash has a field `{old}` of an older layout"
-                    )));
-                }
-                _ => {}
-            }
-        }
-        Ok(Some(record))
+        let record = record_from_hash(fields.iter().map(|(name, value)| (name.as_str(), value.as_str())))?;
+        Ok(Some(record).filter(|record| to_unix_millis(record.expires_at) > now_millis()))
     }
 
     async fn create(&self, key: &StoreKey, record: &Record) -> Result<Created, StoreError> {
@@ -511,30 +622,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn apply(&self, key: &StoreKey, changes: &Changes) -> Result<Applied, StoreError> {
-        let patch = |patch: &Patch| -> Result<String, StoreError> {
-            if patch.is_empty() {
-                return Ok(String::new());
-            }
-            string_object(patch.iter().map(|(name, change)| (name, change.as_deref())))
-        };
-        let expiry = match &changes.expiry {
-            None => String::new(),
-            Some(None) => "-".to_owned(),
-            Some(Some(expiry)) => expiry_json(expiry)?,
-        };
-        let expires_at = changes
-            .expires_at
-            .map(|at| to_unix_millis(at).to_string())
-            .unwrap_or_default();
-
-        let args = [
-            now_millis().to_string(),
-            expires_at,
-            expiry,
-            patch(&changes.values)?,
-            patch(&changes.flash)?,
-        ];
-        let applied: i64 = self.invoke(&APPLY, key, &args).await?;
+        let applied: i64 = self.invoke(&APPLY, key, &apply_args(changes)?).await?;
         Ok(if applied == 1 {
             Applied::Applied
         } else {
@@ -552,4 +640,99 @@ impl SessionStore for RedisStore {
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         Ok(0)
     }
+
+    /// A session's lock is a key of its own next to the session's (`<key>:lock`, in the same
+    /// hash slot), holding the holder's token, set with `SET NX PX`: Redis' clock times the
+    /// lease, and a lock outlives no lease.
+    const SHARED_LOCKS: bool = true;
+
+    async fn lock_and_load(
+        &self,
+        key: &StoreKey,
+        token: &LockToken,
+        lease: Duration,
+    ) -> Result<LockAttempt, StoreError> {
+        let args = [now_millis().to_string(), token.to_hex(), lease_millis(lease)];
+        let reply: Vec<String> = self.invoke_locked(&LOCK_AND_LOAD, key, &args).await?;
+        match reply.first().map(String::as_str) {
+            Some("taken") => {
+                let fields = reply[1..]
+                    .chunks_exact(2)
+                    .map(|pair| (pair[0].as_str(), pair[1].as_str()));
+                Ok(LockAttempt::Taken(record_from_hash(fields)?))
+            }
+            Some("missing") => Ok(LockAttempt::Missing),
+            Some("busy") => {
+                // PTTL: -1 no expiry (not set by this store), -2 gone since: ask again soon.
+                let millis = reply.get(1).and_then(|text| text.parse::<u64>().ok()).unwrap_or(0);
+                Ok(LockAttempt::Busy {
+                    remaining: Duration::from_millis(millis),
+                })
+            }
+            _ => Err(StoreError::Corrupt(format!(
+                "unexpected reply of the lock script: {reply:?}"
+            ))),
+        }
+    }
+
+    async fn apply_locked(
+        &self,
+        key: &StoreKey,
+        token: &LockToken,
+        changes: &Changes,
+    ) -> Result<LockedApply, StoreError> {
+        let mut args = apply_args(changes)?.to_vec();
+        args.push(token.to_hex());
+        let applied: i64 = self.invoke_locked(&APPLY_LOCKED, key, &args).await?;
+        Ok(match applied {
+            1 => LockedApply::Applied,
+            0 => LockedApply::Missing,
+            _ => LockedApply::LockLost,
+        })
+    }
+
+    async fn renew_lock(&self, key: &StoreKey, token: &LockToken, lease: Duration) -> Result<bool, StoreError> {
+        let args = [token.to_hex(), lease_millis(lease)];
+        let held: i64 = self.invoke_locked(&RENEW_LOCK, key, &args).await?;
+        Ok(held == 1)
+    }
+
+    async fn unlock(&self, key: &StoreKey, token: &LockToken) -> Result<(), StoreError> {
+        self.invoke_locked::<i64>(&UNLOCK, key, &[token.to_hex()])
+            .await
+            .map(drop)
+    }
+}
+
+/// A lease in whole milliseconds for `PX`/`PEXPIRE`: at least 1, at most what Redis accepts.
+fn lease_millis(lease: Duration) -> String {
+    const MAX: u128 = i64::MAX as u128 / 2;
+    lease.as_millis().clamp(1, MAX).to_string()
+}
+
+/// `APPLY`'s arguments for `changes`.
+fn apply_args(changes: &Changes) -> Result<[String; 5], StoreError> {
+    let patch = |patch: &Patch| -> Result<String, StoreError> {
+        if patch.is_empty() {
+            return Ok(String::new());
+        }
+        string_object(patch.iter().map(|(name, change)| (name, change.as_deref())))
+    };
+    let expiry = match &changes.expiry {
+        None => String::new(),
+        Some(None) => "-".to_owned(),
+        Some(Some(expiry)) => expiry_json(expiry)?,
+    };
+    let expires_at = changes
+        .expires_at
+        .map(|at| to_unix_millis(at).to_string())
+        .unwrap_or_default();
+
+    Ok([
+        now_millis().to_string(),
+        expires_at,
+        expiry,
+        patch(&changes.values)?,
+        patch(&changes.flash)?,
+    ])
 }
