@@ -1,11 +1,13 @@
 //! `LockedSession`: the requests of one session take turns, so a read-modify-write of one key
 //! loses no update; the lock is bounded (wait → 409, lease → taken over), released on every
 //! path, and fenced (a holder whose lock was taken over cannot write). On the stores of one
-//! process.
+//! process (an in-process lock), and on Redis, a Redis Cluster and PostgreSQL, whose locks every
+//! app instance shares (three instances take turns on one session).
 //!
-//! The timing tests run on tokio's paused clock (`start_paused`): waits and leases elapse
-//! exactly, whatever the machine's load, and the handlers that hold the lock signal when they
-//! have it rather than the test sleeping and hoping.
+//! The timing tests of the in-process lock run on tokio's paused clock (`start_paused`): waits
+//! and leases elapse exactly, whatever the machine's load, and the handlers that hold the lock
+//! signal when they have it rather than the test sleeping and hoping. Those on real servers run
+//! on the real clock, with margins.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +18,10 @@ use axum::Router;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use typed_sessions::{
-    FileStore, LockedSession, MemoryStore, Session, SessionLayer, SessionSchema, SessionStore, SqliteStore,
+    FileStore, LockedSession, MemoryStore, PostgresStore, RedisStore, Session, SessionLayer, SessionSchema,
+    SessionStore, SigningKey, SqliteStore,
 };
+use typed_sessions_tests::{init_tracing, PostgresServer, RedisCluster, RedisServer};
 
 #[path = "common/browser.rs"]
 mod browser;
@@ -386,4 +390,142 @@ fn a_zero_lease_is_refused_when_the_app_is_built() {
         SessionLayer::new(MemoryStore::new()).with_lock_lease(Duration::ZERO),
         Arc::default(),
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Locks shared by app instances: Redis, a Redis Cluster, PostgreSQL
+
+/// Three app instances (each its own layer and store connection, as three processes have)
+/// share one session: 300 locked increments spread over them, 30 at a time, end at 300.
+async fn three_instances_take_turns<S: SessionStore, F: std::future::Future<Output = S>>(connect: impl Fn() -> F) {
+    let key = SigningKey::generate();
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        let layer = SessionLayer::new(connect().await)
+            .with_signing_keys([key.clone()])
+            .with_lock_wait(Duration::from_secs(60));
+        instances.push(app(layer, Arc::default()));
+    }
+    let cookie = logged_in(&instances[0]).await;
+    let workers: Vec<_> = (0..30)
+        .map(|worker| {
+            let (instances, cookie) = (instances.clone(), cookie.clone());
+            tokio::spawn(async move {
+                for n in 0..10 {
+                    let reply = send(&instances[(worker + n) % 3], "/locked", Some(&cookie)).await;
+                    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    for instance in &instances {
+        assert_eq!(send(instance, "/count", Some(&cookie)).await.body, "300");
+    }
+}
+
+/// The lock's rules on the real clock, for a store that keeps the locks: a plain `Session` does
+/// not wait; a request that waits too long gets 409 soon after its wait; a dropped or panicking
+/// holder frees the lock at once (long before its lease); a hung holder loses it at its lease
+/// and its late save is refused.
+async fn lock_rules_in_real_time(store: impl SessionStore + Clone) {
+    let holding = Arc::new(Notify::new());
+    let app = app(
+        SessionLayer::new(store.clone()).with_lock_wait(Duration::from_millis(300)),
+        holding.clone(),
+    );
+    let cookie = logged_in(&app).await;
+    let margin = Duration::from_secs(1);
+
+    let slow = in_background(&app, "/slow-locked", &cookie);
+    holding.notified().await;
+    let started = Instant::now();
+    assert_eq!(send(&app, "/user", Some(&cookie)).await.body, "ada");
+    assert!(started.elapsed() < Duration::from_millis(300), "a plain Session waited for the lock");
+    let started = Instant::now();
+    let refused = status_and_retry_after(&app, "/locked", &cookie).await;
+    assert_eq!(refused, (StatusCode::CONFLICT, Some("1".to_owned())));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_millis(300) + margin,
+        "answered 409 after {waited:?}, not when the 300 ms wait ended"
+    );
+    assert_eq!(slow.await.unwrap().status, StatusCode::OK);
+    assert_eq!(send(&app, "/user", Some(&cookie)).await.body, "slow");
+
+    let patient = |lease| {
+        let app = crate::app(
+            SessionLayer::new(store.clone())
+                .with_lock_wait(Duration::from_secs(20))
+                .with_lock_lease(lease),
+            holding.clone(),
+        );
+        app
+    };
+    let app = patient(Duration::from_secs(10));
+    let held = in_background(&app, "/hang-locked", &cookie);
+    holding.notified().await;
+    held.abort();
+    assert!(held.await.unwrap_err().is_cancelled());
+    let started = Instant::now();
+    assert_eq!(send(&app, "/locked", Some(&cookie)).await.body, "1", "the dropped request wrote nothing");
+    assert!(started.elapsed() < margin, "a dropped holder kept the lock for {:?}", started.elapsed());
+
+    let panicked = in_background(&app, "/panic-locked", &cookie);
+    holding.notified().await;
+    assert!(panicked.await.unwrap_err().is_panic());
+    let started = Instant::now();
+    assert_eq!(send(&app, "/locked", Some(&cookie)).await.body, "2");
+    assert!(started.elapsed() < margin, "a panicked holder kept the lock for {:?}", started.elapsed());
+
+    let lease = Duration::from_millis(500);
+    let app = patient(lease);
+    let hung = in_background(&app, "/hang-locked", &cookie);
+    holding.notified().await;
+    let started = Instant::now();
+    assert_eq!(send(&app, "/locked", Some(&cookie)).await.body, "3");
+    let waited = started.elapsed();
+    assert!(
+        waited >= lease - Duration::from_millis(50) && waited < lease + margin,
+        "the lock was taken over after {waited:?}, not at the end of the 500 ms lease"
+    );
+    assert_eq!(hung.await.unwrap().status, StatusCode::CONFLICT, "the late save is refused");
+    assert_eq!(send(&app, "/count", Some(&cookie)).await.body, "3", "the next holder's write stands");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_store_locks_are_shared_by_instances() {
+    init_tracing();
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let connect = || async { RedisStore::connect(&redis.url()).await.unwrap() };
+    hundred_locked_increments_end_at_a_hundred(connect().await).await;
+    three_instances_take_turns(connect).await;
+    lock_rules_in_real_time(connect().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_cluster_locks_are_shared_by_instances() {
+    init_tracing();
+    let Some(cluster) = RedisCluster::start().await else {
+        return;
+    };
+    let connect = || async { RedisStore::connect_cluster(cluster.urls()).await.unwrap() };
+    hundred_locked_increments_end_at_a_hundred(connect().await).await;
+    three_instances_take_turns(connect).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_store_locks_are_shared_by_instances() {
+    init_tracing();
+    let Some(postgres) = PostgresServer::start().await else {
+        return;
+    };
+    let connect = || async { PostgresStore::connect(&postgres.url()).await.unwrap() };
+    hundred_locked_increments_end_at_a_hundred(connect().await).await;
+    three_instances_take_turns(connect).await;
+    lock_rules_in_real_time(connect().await).await;
 }

@@ -256,3 +256,25 @@ async fn unreachable_postgres_is_unavailable_quickly() {
         started.elapsed()
     );
 }
+
+/// A session table made before `LockedSession` (no lock columns) gains them when the store
+/// opens it, and its locks then keep their contract.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_made_before_locks_gains_its_lock_columns() {
+    init_tracing();
+    let Some(postgres) = PostgresServer::start().await else {
+        return;
+    };
+    let pool = sqlx::PgPool::connect(&postgres.url()).await.unwrap();
+    sqlx::query(
+        "CREATE TABLE before_locks (key BYTEA PRIMARY KEY, \
+         data_values JSONB NOT NULL DEFAULT '{}'::jsonb, flash JSONB NOT NULL DEFAULT '{}'::jsonb, \
+         created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, expiry JSONB)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let store = PostgresStore::from_pool_with_table(pool, "before_locks").await.unwrap();
+    conformance::locks_are_exclusive_and_fenced(&store).await;
+    conformance::locked_increments_are_never_lost(&store).await;
+}

@@ -20,10 +20,12 @@ async fn plain(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
-/// The conformance suite under the default prefix and another one.
+/// The conformance suite under the default prefix and others.
 async fn run_conformance(store: RedisStore) {
     conformance::run(&store).await;
-    conformance::run(&store.with_prefix("other-app:")).await;
+    conformance::run(&store.clone().with_prefix("other-app:")).await;
+    // A prefix with a hash tag of its own: the lock's key must share the session's slot.
+    conformance::locks_are_exclusive_and_fenced(&store.with_prefix("{app}:")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,7 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 
 /// What came back.
+#[derive(Debug)]
 pub struct Reply {
     pub status: StatusCode,
     pub body: String,
