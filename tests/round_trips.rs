@@ -6,12 +6,17 @@
 //! `PEXPIREAT`, and `DEL` when re-creating over an expired record): those run inside Redis and
 //! cost no round trip, so they are not counted — the store never sends them itself. The `INFO`
 //! calls of the measurement are not counted either.
+//!
+//! A `LockedSession` request makes two as well: one script takes the lock and reads the session,
+//! another writes the changes (fenced by the lock) and releases it — or, for a request that only
+//! read, releases it after the response. Those scripts' own commands (`SET`, `HGETALL`, `GET`,
+//! `DEL`) show in `commandstats` too; only the `EVALSHA`s are round trips.
 
 use std::collections::BTreeMap;
 
 use axum::routing::get;
 use axum::Router;
-use typed_sessions::{RedisStore, Session, SessionLayer, SessionSchema};
+use typed_sessions::{LockedSession, RedisStore, Session, SessionLayer, SessionSchema};
 use typed_sessions_tests::{init_tracing, serve, HttpClient, RedisServer, TestServer};
 
 #[derive(SessionSchema)]
@@ -90,6 +95,17 @@ fn app(store: RedisStore) -> Router {
                 "flashed"
             }),
         )
+        .route(
+            "/locked-write",
+            get(|mut session: LockedSession<Values, Flash>| async move {
+                session.update(Values::COUNT, |count| *count += 1);
+                "written"
+            }),
+        )
+        .route(
+            "/locked-read",
+            get(|session: LockedSession<Values, Flash>| async move { session.get(Values::COUNT).unwrap_or(0).to_string() }),
+        )
         .route("/static", get(|| async { "no session here" }))
         .layer(SessionLayer::new(store).with_secure(false))
 }
@@ -100,6 +116,13 @@ fn total(calls: &BTreeMap<String, u64>) -> u64 {
 
 fn calls(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
     pairs.iter().map(|(name, n)| ((*name).to_owned(), *n)).collect()
+}
+
+/// A `LockedSession` read, and time for its unlock, sent after the response, to land.
+async fn locked_read(client: &mut HttpClient, server: &TestServer) -> u16 {
+    let status = status(client, server, "/locked-read").await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    status
 }
 
 async fn status(client: &mut HttpClient, server: &TestServer, path: &str) -> u16 {
@@ -181,4 +204,24 @@ async fn a_request_costs_at_most_two_redis_round_trips() {
         })
         .await;
     assert_eq!(bulk, calls(&[("hgetall", 200), ("evalsha", 100)]));
+
+    // LockedSession: two scripts (two round trips), whose own commands show beside them. The
+    // first locked requests send the scripts' sources (NOSCRIPT, then EVAL): warm up. A locked
+    // read's unlock is sent after the response: give it time to land.
+    meter.measure(status(&mut client, &server, "/locked-write")).await;
+    meter.measure(locked_read(&mut client, &server)).await;
+    let script_commands = [("set", 1), ("hgetall", 1), ("get", 1), ("del", 1)];
+    let locked_write = meter.measure(status(&mut client, &server, "/locked-write")).await;
+    assert_eq!(
+        locked_write,
+        calls(&[&[("evalsha", 2)][..], &script_commands].concat()),
+        "a locked request that writes"
+    );
+    let locked_read = meter.measure(locked_read(&mut client, &server)).await;
+    assert_eq!(
+        locked_read,
+        calls(&[&[("evalsha", 2)][..], &script_commands].concat()),
+        "a locked request that reads"
+    );
+    assert_eq!(status(&mut client, &server, "/read").await, 200);
 }
