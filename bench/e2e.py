@@ -13,8 +13,10 @@ sides of each ratio alike.
     bench/e2e.py --rounds 5 --duration 10 --stores postgres,redis --workloads read-write
 
 Workloads: `read-write` reads one key (a counter) and writes it back plus one; `read-only`
-reads it. Output: requests/s and p50/p99 latency per variant (medians over rounds), and
-typed-sessions' requests/s over tower-sessions'.
+reads it; `locked-read-write` is read-write with typed-sessions' handler taking a `LockedSession`
+(bare axum and tower-sessions, which has no lock, serve read-write). Output: requests/s and
+p50/p99 latency per variant (medians over rounds), and typed-sessions' requests/s over
+tower-sessions'.
 """
 
 import argparse

@@ -28,6 +28,9 @@ struct Args {
     /// Redis or PostgreSQL URL; the SQLite file's path.
     url: String,
     read_only: bool,
+    /// `--workload locked-read-write`: read-write, typed-sessions' handler taking a
+    /// `LockedSession` (the others have no lock and serve read-write).
+    locked: bool,
     port: u16,
     sessions: usize,
     cookies: PathBuf,
@@ -47,14 +50,15 @@ impl Args {
         let required = |name: &str| value(name).unwrap_or_else(|| panic!("{name} is required"));
         let workload = value("--workload").unwrap_or_else(|| "read-write".to_owned());
         assert!(
-            workload == "read-write" || workload == "read-only",
-            "--workload is read-write or read-only, not {workload}"
+            ["read-write", "read-only", "locked-read-write"].contains(&workload.as_str()),
+            "--workload is read-write, read-only or locked-read-write, not {workload}"
         );
         Args {
             variant: required("--variant"),
             store: value("--store").unwrap_or_else(|| "memory".to_owned()),
             url: value("--url").unwrap_or_default(),
             read_only: workload == "read-only",
+            locked: workload == "locked-read-write",
             port: required("--port").parse().expect("--port is a number"),
             sessions: value("--sessions").map_or(1_000, |n| n.parse().expect("--sessions is a number")),
             cookies: required("--cookies").into(),
@@ -83,7 +87,9 @@ mod wide {
 }
 
 mod typed {
-    use typed_sessions::{MemoryStore, PostgresStore, RedisStore, Session, SessionLayer, SessionSchema, SqliteStore};
+    use typed_sessions::{
+        LockedSession, MemoryStore, PostgresStore, RedisStore, Session, SessionLayer, SessionSchema, SqliteStore,
+    };
 
     use super::wide::{padding, Wide, WIDE_KEYS};
     use super::Args;
@@ -102,6 +108,12 @@ mod typed {
 
     async fn read_only(session: Session<Values>) -> String {
         session.get(Values::COUNTER).unwrap_or(0).to_string()
+    }
+
+    async fn locked_read_write(mut session: LockedSession<Values>) -> String {
+        let counter = session.get(Values::COUNTER).unwrap_or(0);
+        session.set(Values::COUNTER, counter + 1);
+        counter.to_string()
     }
 
     async fn start(mut session: Session<Values>) -> &'static str {
@@ -139,6 +151,8 @@ mod typed {
         }
         let handler = if args.read_only {
             axum::routing::get(read_only)
+        } else if args.locked {
+            axum::routing::get(locked_read_write)
         } else {
             axum::routing::get(read_write)
         };
