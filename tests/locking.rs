@@ -443,7 +443,10 @@ async fn lock_rules_in_real_time(store: impl SessionStore + Clone) {
     holding.notified().await;
     let started = Instant::now();
     assert_eq!(send(&app, "/user", Some(&cookie)).await.body, "ada");
-    assert!(started.elapsed() < Duration::from_millis(300), "a plain Session waited for the lock");
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "a plain Session waited for the lock"
+    );
     let started = Instant::now();
     let refused = status_and_retry_after(&app, "/locked", &cookie).await;
     assert_eq!(refused, (StatusCode::CONFLICT, Some("1".to_owned())));
@@ -456,13 +459,12 @@ async fn lock_rules_in_real_time(store: impl SessionStore + Clone) {
     assert_eq!(send(&app, "/user", Some(&cookie)).await.body, "slow");
 
     let patient = |lease| {
-        let app = crate::app(
+        crate::app(
             SessionLayer::new(store.clone())
                 .with_lock_wait(Duration::from_secs(20))
                 .with_lock_lease(lease),
             holding.clone(),
-        );
-        app
+        )
     };
     let app = patient(Duration::from_secs(10));
     let held = in_background(&app, "/hang-locked", &cookie);
@@ -470,15 +472,27 @@ async fn lock_rules_in_real_time(store: impl SessionStore + Clone) {
     held.abort();
     assert!(held.await.unwrap_err().is_cancelled());
     let started = Instant::now();
-    assert_eq!(send(&app, "/locked", Some(&cookie)).await.body, "1", "the dropped request wrote nothing");
-    assert!(started.elapsed() < margin, "a dropped holder kept the lock for {:?}", started.elapsed());
+    assert_eq!(
+        send(&app, "/locked", Some(&cookie)).await.body,
+        "1",
+        "the dropped request wrote nothing"
+    );
+    assert!(
+        started.elapsed() < margin,
+        "a dropped holder kept the lock for {:?}",
+        started.elapsed()
+    );
 
     let panicked = in_background(&app, "/panic-locked", &cookie);
     holding.notified().await;
     assert!(panicked.await.unwrap_err().is_panic());
     let started = Instant::now();
     assert_eq!(send(&app, "/locked", Some(&cookie)).await.body, "2");
-    assert!(started.elapsed() < margin, "a panicked holder kept the lock for {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < margin,
+        "a panicked holder kept the lock for {:?}",
+        started.elapsed()
+    );
 
     let lease = Duration::from_millis(500);
     let app = patient(lease);
@@ -491,8 +505,16 @@ async fn lock_rules_in_real_time(store: impl SessionStore + Clone) {
         waited >= lease - Duration::from_millis(50) && waited < lease + margin,
         "the lock was taken over after {waited:?}, not at the end of the 500 ms lease"
     );
-    assert_eq!(hung.await.unwrap().status, StatusCode::CONFLICT, "the late save is refused");
-    assert_eq!(send(&app, "/count", Some(&cookie)).await.body, "3", "the next holder's write stands");
+    assert_eq!(
+        hung.await.unwrap().status,
+        StatusCode::CONFLICT,
+        "the late save is refused"
+    );
+    assert_eq!(
+        send(&app, "/count", Some(&cookie)).await.body,
+        "3",
+        "the next holder's write stands"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -168,11 +168,21 @@ where
 /// once the last clone of the session is dropped). A save that fails or is cut short leaves the
 /// lock to its lease, since its write may still land.
 ///
-/// The lock is kept in the layer, in the app's process: it serializes the requests that one
-/// `SessionLayer` serves (two layers over one store do not share it), on every store. App
-/// instances behind a load balancer do not share it. With client-side sessions there is
-/// nothing to lock (each response carries its own copy of the session): a `LockedSession`
-/// there is a plain `Session`.
+/// Where the lock lives depends on the store. `RedisStore` and `PostgresStore`
+/// keep it themselves, shared by every app instance that uses them (a Redis key
+/// next to the session's, a lease on its PostgreSQL row; see "Shared session locks" on
+/// [`SessionStore`](crate::store::SessionStore)); on Redis a locked write costs the same two
+/// round trips as a plain one. With Redis, a holder past its lease always loses the lock (its
+/// key expires), even if no one took it over. Other stores (`MemoryStore`, `SqliteStore`,
+/// `FileStore`, yours unless it sets `SHARED_LOCKS`) are locked in the layer, in the app's
+/// process: that serializes the requests one `SessionLayer` serves, but two processes on one
+/// SQLite file or directory do not share it. With client-side sessions there is nothing to lock
+/// (each response carries its own copy of the session): a `LockedSession` there is a plain
+/// `Session`.
+///
+/// Use it only where a read-modify-write of one key must not lose an update; everything else
+/// merges key by key without a lock, and a locked handler makes the session's other locked
+/// requests wait.
 ///
 /// A `LockedSession` after a plain `Session` of the same request (a middleware's) takes the lock
 /// then and reads the session again under it; if the request had already changed the session,

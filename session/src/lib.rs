@@ -53,7 +53,8 @@
 //! - **Per-key writes**: after the handler, only the keys the request changed are written, as
 //!   one atomic patch the store merges — concurrent requests writing different keys both win.
 //! - **Same-key read-modify-write**: a handler taking [`LockedSession`] holds the session's lock
-//!   (in-process) from its load to its save, so concurrent increments of one key are all kept.
+//!   from its load to its save — on Redis and PostgreSQL shared by every app instance — so
+//!   concurrent increments of one key are all kept.
 //! - **Flash** is shown to the next request that loads the session, then dropped
 //!   ([`keep_flash`](Session::keep_flash), [`reflash`](Session::reflash),
 //!   [`flash_now`](Session::flash_now)).

@@ -225,7 +225,9 @@ pub(crate) async fn lock_in_store(
         if now >= give_up {
             return Err(NotLocked::Busy);
         }
-        tokio::time::sleep_until(later(now, spread(pause).min(remaining)).min(give_up)).await;
+        // Never sooner than the first pause: a lease about to end is not worth a busy loop.
+        let pause_now = spread(pause).min(remaining.max(FIRST_POLL_PAUSE));
+        tokio::time::sleep_until(later(now, pause_now).min(give_up)).await;
         pause = (pause * 2).min(MAX_POLL_PAUSE);
     }
 }
@@ -274,11 +276,21 @@ impl HeldLock {
 
     /// Before a write: whether this is still the session's holder (no one took the lock over
     /// after its lease ended; in a store, also: its lease has not ended). If so, the lease starts
-    /// again for the write.
-    pub(crate) async fn begin_write(&self) -> Result<bool, StoreError> {
+    /// again for the write. `None` for a lock held in the store: ask it with
+    /// [`renew_in_store`](Self::renew_in_store).
+    pub(crate) fn begin_write(&self) -> Option<bool> {
         self.write_begun.store(true, Ordering::Relaxed);
         match &self.place {
-            Place::InProcess { table, token } => Ok(table.begin_write(&self.key, *token, self.lease)),
+            Place::InProcess { table, token } => Some(table.begin_write(&self.key, *token, self.lease)),
+            Place::Store { .. } => None,
+        }
+    }
+
+    /// [`begin_write`](Self::begin_write) for a lock held in the store: one call to it.
+    pub(crate) async fn renew_in_store(&self) -> Result<bool, StoreError> {
+        self.write_begun.store(true, Ordering::Relaxed);
+        match &self.place {
+            Place::InProcess { .. } => Ok(self.begin_write().unwrap_or(false)),
             Place::Store {
                 store,
                 token,
@@ -401,10 +413,10 @@ mod tests {
         let started = Instant::now();
         let new = table.acquire(key, LEASE, in_secs(60)).await.unwrap();
         assert_eq!(started.elapsed(), LEASE, "taken over when the lease ended");
-        assert!(!old.begin_write().await.unwrap(), "fenced");
+        assert_eq!(old.begin_write(), Some(false), "fenced");
         drop(old);
         assert!(
-            new.begin_write().await.unwrap(),
+            new.begin_write() == Some(true),
             "the old holder's drop does not free the new one's lock"
         );
     }
@@ -415,7 +427,7 @@ mod tests {
         let key = SessionId::random().store_key();
         let slow = table.acquire(key, LEASE, Instant::now()).await.unwrap();
         tokio::time::sleep(LEASE * 2).await;
-        assert!(slow.begin_write().await.unwrap());
+        assert_eq!(slow.begin_write(), Some(true));
         assert!(
             table.acquire(key, LEASE, Instant::now()).await.is_err(),
             "the write's fresh lease holds"

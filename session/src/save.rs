@@ -284,10 +284,19 @@ pub(crate) async fn save(config: &Config, plan: &Plan) -> Result<Option<HeaderVa
     }
     if let Some(lock) = &plan.fence {
         if let Some(apply) = plan.fenced_by_store() {
-            // Boxed, as the fence below: only a locking request pays for these futures.
+            // Boxed, as the renewal below: only a locking request pays for these futures.
             return Box::pin(apply_locked(config, plan, lock, apply)).await;
         }
-        Box::pin(fence(plan, lock)).await?;
+        // Past its lease the lock may have passed to another request, whose writes must stand.
+        if plan.write.is_some() || plan.delete.is_some() {
+            let still_held = match lock.begin_write() {
+                Some(held) => held,
+                None => Box::pin(lock.renew_in_store()).await?,
+            };
+            if !still_held {
+                return Err(SaveError::LockLost);
+            }
+        }
     }
     let mut cookie = plan.cookie;
     let mut cookie_id = None;
@@ -318,17 +327,6 @@ pub(crate) async fn save(config: &Config, plan: &Plan) -> Result<Option<HeaderVa
         config.timed(config.storage.store().delete(&key), plan.now).await?;
     }
     Ok(cookie_header(config, cookie, cookie_id))
-}
-
-/// Before the writes of a request that holds the session's lock: whether it still does. Past
-/// its lease the lock may have passed to another request, whose writes must stand. (A store
-/// that keeps the lock checks an apply itself, in the same step: [`apply_locked`].)
-async fn fence(plan: &Plan, lock: &HeldLock) -> Result<(), SaveError> {
-    let writes = plan.write.is_some() || plan.delete.is_some();
-    if writes && !lock.begin_write().await? {
-        return Err(SaveError::LockLost);
-    }
-    Ok(())
 }
 
 /// The save of a locked session whose one write is an apply, when the store keeps the lock:
