@@ -654,6 +654,35 @@ async fn session_responses_vary_on_cookie_and_others_do_not() {
     );
 }
 
+/// A request whose changes would make the session hold more than `with_max_session_size` is
+/// answered 413 and writes nothing; the limit counts what is stored as well as the changes.
+async fn a_session_over_its_size_limit_is_refused_with_413_and_nothing_is_written() {
+    // Stored names and JSON values, plus 8 bytes per entry: the login's two values take 34.
+    let app = routes().layer(typed_sessions_tests::fresh_layer().0.with_max_session_size(200));
+    let flash = |len: usize| format!("/flash?v={}", "x".repeat(len));
+
+    let refused = send(&app, &flash(300), None).await;
+    assert_eq!(refused.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(refused.set_cookie.is_empty(), "a new session over the limit was stored");
+
+    let cookie = send(&app, "/login", None).await.cookie_header().unwrap();
+    // 8 + "notice" + the 160-character JSON string: 174 bytes, under the limit alone, over it
+    // with the stored values.
+    let refused = send(&app, &flash(160), Some(&cookie)).await;
+    assert_eq!(refused.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(send(&app, "/show-flash", Some(&cookie)).await.body, "None None", "the flash was written");
+    assert_eq!(send(&app, "/whoami", Some(&cookie)).await.body, r#"Some(42) Some("ada")"#);
+
+    let accepted = send(&app, &flash(140), Some(&cookie)).await;
+    assert_eq!(accepted.status, StatusCode::OK, "34 + 154 bytes fit in 200");
+    // A client-side session's changes travel in the new cookie.
+    let cookie = accepted.cookie_header().unwrap_or(cookie);
+    assert_eq!(
+        send(&app, "/show-flash", Some(&cookie)).await.body,
+        format!("Some({:?}) None", "x".repeat(140))
+    );
+}
+
 /// A response that sets the session cookie is `Cache-Control: private` (unless the handler chose
 /// its own), so that no shared cache hands the cookie to another user.
 async fn responses_that_set_the_cookie_are_private_to_caches() {
@@ -689,6 +718,7 @@ async fn responses_that_set_the_cookie_are_private_to_caches() {
 }
 
 typed_sessions_tests::on_both_paths!(
+    a_session_over_its_size_limit_is_refused_with_413_and_nothing_is_written,
     responses_that_set_the_cookie_are_private_to_caches,
     session_responses_vary_on_cookie_and_others_do_not,
     new_visitor_that_writes_nothing_gets_no_cookie_and_no_record,
@@ -727,6 +757,7 @@ typed_sessions_tests::on_both_paths!(
 );
 
 typed_sessions_tests::on_client_side!(
+    a_session_over_its_size_limit_is_refused_with_413_and_nothing_is_written,
     responses_that_set_the_cookie_are_private_to_caches,
     session_responses_vary_on_cookie_and_others_do_not,
     flash_is_seen_by_the_next_request_only,

@@ -102,6 +102,8 @@ pub(crate) struct Config {
     pub(crate) locks: Arc<LockTable>,
     pub(crate) lock_wait: Duration,
     pub(crate) lock_lease: Duration,
+    /// The most bytes of values and flash a session may hold.
+    pub(crate) max_session_size: usize,
 }
 
 impl Config {
@@ -121,6 +123,7 @@ impl Config {
             locks: Arc::new(LockTable::default()),
             lock_wait: Duration::from_secs(5),
             lock_lease: Duration::from_secs(10),
+            max_session_size: 64 * 1024,
         }
     }
 

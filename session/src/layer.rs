@@ -237,6 +237,16 @@ impl SessionLayer {
         self
     }
 
+    /// The most a session may hold, in bytes of stored values and flash (each name and JSON
+    /// value, plus 8 bytes per entry; default 64 KiB). A request whose changes would make the
+    /// session larger is answered `413 Payload Too Large`, with an error log, and nothing of it
+    /// is written: a handler that stores what clients send cannot be made to grow a session,
+    /// and the store, without bound.
+    pub fn with_max_session_size(mut self, bytes: usize) -> Self {
+        self.config_mut().max_session_size = bytes;
+        self
+    }
+
     /// Where the layer reads the time from (default: the system clock). For tests:
     /// [`ManualClock`](crate::clock::ManualClock).
     pub fn with_clock(mut self, clock: impl Clock) -> Self {

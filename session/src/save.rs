@@ -14,7 +14,8 @@ use crate::cookie::{seal, EncryptionKey};
 use crate::expiry::{ExpiryRules, Renewed};
 use crate::id::{SessionId, StoreKey};
 use crate::lock::HeldLock;
-use crate::record::{Changes, Record};
+use crate::record::{Changes, Patch, Record};
+use crate::value_map::{entry_size, ValueMap};
 use crate::state::State;
 use crate::store::{Applied, Created, LockToken, LockedApply, StoreError};
 
@@ -38,6 +39,9 @@ pub(crate) struct Plan {
     /// The session's lock, when a `LockedSession` holds it: the writes happen only if it is
     /// still held.
     fence: Option<Box<HeldLock>>,
+    /// The bytes of values and flash the session holds once `write` is made, as this request
+    /// sees it (0 without a write): over the layer's limit, nothing is written.
+    size: usize,
 }
 
 #[derive(Debug)]
@@ -114,6 +118,7 @@ impl Plan {
             #[cfg(feature = "client-side")]
             base: None,
             fence: None,
+            size: 0,
         }
     }
 }
@@ -131,6 +136,9 @@ pub(crate) fn plan(state: &mut State, rules: &ExpiryRules) -> Option<Plan> {
     let fence = state.held_lock.take();
     if let Some(plan) = &mut plan {
         plan.fence = fence;
+        if let Some(write) = &plan.write {
+            plan.size = size_after(state.stored.as_ref(), write);
+        }
     }
     // Dropped before the store works, so that a store holding the same values can change them
     // in place rather than copy them.
@@ -171,6 +179,7 @@ fn plan_changes(state: &mut State, rules: &ExpiryRules) -> Option<Plan> {
             #[cfg(feature = "client-side")]
             base: None,
             fence: None,
+            size: 0,
         });
     }
     let changes = Changes {
@@ -191,6 +200,7 @@ fn plan_changes(state: &mut State, rules: &ExpiryRules) -> Option<Plan> {
         #[cfg(feature = "client-side")]
         base: None,
         fence: None,
+        size: 0,
     })
 }
 
@@ -245,6 +255,7 @@ fn create_plan(state: &mut State, rules: &ExpiryRules, delete: Option<SessionId>
         #[cfg(feature = "client-side")]
         base: None,
         fence: None,
+        size: 0,
     }
 }
 
@@ -273,11 +284,37 @@ fn move_plan(state: &mut State, rules: &ExpiryRules, from: StoreKey, delete: Opt
         #[cfg(feature = "client-side")]
         base: None,
         fence: None,
+        size: 0,
     }
+}
+
+/// The bytes of values and flash the session holds after `write`, merged into `loaded` (the
+/// record as this request loaded it).
+fn size_after(loaded: Option<&Record>, write: &Write) -> usize {
+    static EMPTY: ValueMap = ValueMap::new();
+    match write {
+        Write::Create { record } => record.values.byte_size() + record.flash.byte_size(),
+        Write::Apply { changes, .. } | Write::Move { changes, .. } => {
+            let (values, flash) = loaded.map_or((&EMPTY, &EMPTY), |record| (&record.values, &record.flash));
+            merged_size(values, &changes.values) + merged_size(flash, &changes.flash)
+        }
+    }
+}
+
+/// The bytes of `base` with `patch` merged in.
+fn merged_size(base: &ValueMap, patch: &Patch) -> usize {
+    patch.iter().fold(base.byte_size(), |size, (name, change)| {
+        let removed = base.get(name).map_or(0, |old| entry_size(name, old));
+        let added = change.as_deref().map_or(0, |new| entry_size(name, new));
+        (size + added).saturating_sub(removed)
+    })
 }
 
 /// Does what `plan` says; returns the `Set-Cookie` to send, if any, or why the save failed.
 pub(crate) async fn save(config: &Config, plan: &Plan) -> Result<Option<HeaderValue>, SaveError> {
+    if plan.size > config.max_session_size {
+        return Err(too_large(plan.size, config.max_session_size));
+    }
     #[cfg(feature = "client-side")]
     if let Storage::Cookie(keys) = &config.storage {
         return seal_session(config, keys, plan);
@@ -308,7 +345,8 @@ pub(crate) async fn save(config: &Config, plan: &Plan) -> Result<Option<HeaderVa
             cookie_id = Some(Box::pin(create(config, SessionId::random(), record, plan.now)).await?);
         }
         Some(Write::Move { from, to, changes }) => {
-            cookie_id = Box::pin(relocate(config, from, to, changes, plan.now)).await?;
+            let retire_old = plan.delete.is_some();
+            cookie_id = Box::pin(relocate(config, from, to, changes, retire_old, plan.now)).await?;
             if cookie_id.is_none() {
                 tracing::debug!("the session ended while the request ran; its new id was dropped");
                 cookie = CookiePlan::Keep;
@@ -364,13 +402,31 @@ async fn relocate(
     from: &StoreKey,
     to: &SessionId,
     changes: &Changes,
+    retire_old: bool,
     now: SystemTime,
 ) -> Result<Option<SessionId>, StoreError> {
+    let store = config.storage.store();
     let Some(mut record) = config.load_record(from, now).await? else {
         return Ok(None);
     };
     record.apply(changes);
-    create(config, to.clone(), &record, now).await.map(Some)
+    let moved = create(config, to.clone(), &record, now).await?;
+    // The session may have been ended since it was read (a logout in another request): the move
+    // must not bring it back. Asked after the create, so that no end can slip in between: with
+    // `regenerate_id(true)` the old record expires in the same step (and is deleted after), so
+    // an end that comes later finds nothing to end; with `false` it is only asked about.
+    let still_live = Changes {
+        expires_at: retire_old.then_some(now),
+        ..Changes::default()
+    };
+    match config.timed(store.apply(from, &still_live), now).await? {
+        Applied::Applied => Ok(Some(moved)),
+        Applied::Missing => {
+            config.key_cache.forget(&moved);
+            config.timed(store.delete(&moved.store_key()), now).await?;
+            Ok(None)
+        }
+    }
 }
 
 /// Stores `record` under `candidate` (`regenerate_id`'s new id, or a random one), retrying with
@@ -461,6 +517,12 @@ impl Plan {
     }
 }
 
+#[cold]
+#[inline(never)]
+fn too_large(size: usize, limit: usize) -> SaveError {
+    SaveError::SessionTooLarge { size, limit }
+}
+
 /// Why a session could not be saved; the layer answers with [`status`](Self::status) instead of
 /// the handler's response.
 #[derive(Debug, thiserror::Error)]
@@ -475,6 +537,12 @@ pub(crate) enum SaveError {
          belong to another request now; this request's changes were not saved"
     )]
     LockLost,
+    /// The session would hold more than the layer's limit: nothing was written.
+    #[error(
+        "the session would hold {size} bytes of values and flash, over the limit of {limit}: keep \
+         less in the session (or raise `SessionLayer::with_max_session_size`); nothing was saved"
+    )]
+    SessionTooLarge { size: usize, limit: usize },
     /// A client-side session too large for a cookie: sending it, the browser would drop it.
     #[cfg(feature = "client-side")]
     #[error(
@@ -496,6 +564,7 @@ impl SaveError {
         match self {
             SaveError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             SaveError::LockLost => StatusCode::CONFLICT,
+            SaveError::SessionTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             #[cfg(feature = "client-side")]
             SaveError::CookieTooLarge { .. } | SaveError::Unsealable => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -12,6 +12,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// Each entry starts with its name's and its value's lengths, as little-endian `u32`s.
 const HEADER: usize = 8;
 
+/// The bytes an entry of `name` and `json` takes in a map's buffer.
+pub(crate) fn entry_size(name: &str, json: &str) -> usize {
+    HEADER + name.len() + json.len()
+}
+
 /// The longest name or value a map holds: 4 GiB less one byte.
 pub(crate) const MAX_LEN: usize = u32::MAX as usize;
 
@@ -89,6 +94,12 @@ impl ValueMap {
         bytes.extend(with);
         bytes.extend_from_slice(&buffer[range.end..]);
         bytes
+    }
+
+    /// The bytes the map's entries take, as this crate encodes them: each entry's name and JSON
+    /// value, plus [`entry_size`]'s few bytes of lengths.
+    pub(crate) fn byte_size(&self) -> usize {
+        self.buffer().len()
     }
 
     /// How many names the map holds (counted: the map keeps no count, to keep a record small).

@@ -7,6 +7,15 @@
 //! cargo run --release -p typed-sessions-bench --bin memory -- --variant typed
 //! cargo run --release -p typed-sessions-bench --bin memory -- --variant tower
 //! ```
+//!
+//! `--flood N --max-sessions M`: N cookieless requests to a page that writes a session (as an
+//! attacker, or a crawler, would send them), against typed-sessions' `MemoryStore` bounded to M
+//! sessions; prints resident memory every N/10 requests, which must stay flat once the store
+//! is full.
+//!
+//! ```sh
+//! cargo run --release -p typed-sessions-bench --bin memory -- --flood 1000000 --max-sessions 100000
+//! ```
 
 use ::tower::ServiceExt;
 use axum::body::Body;
@@ -36,9 +45,13 @@ mod typed {
     }
 
     pub(crate) fn app() -> axum::Router {
+        bounded_app(MemoryStore::new())
+    }
+
+    pub(crate) fn bounded_app(store: MemoryStore) -> axum::Router {
         axum::Router::new()
             .route("/login", axum::routing::get(login))
-            .layer(SessionLayer::new(MemoryStore::new()))
+            .layer(SessionLayer::new(store))
     }
 }
 
@@ -77,9 +90,31 @@ async fn login(app: &Router) {
     let _ = response.into_body().collect().await.unwrap();
 }
 
+/// Resident memory every tenth of `requests` cookieless writing requests to `app`.
+async fn flood(app: Router, requests: usize) {
+    let app = app.with_state(());
+    let start = resident_bytes();
+    for sent in 1..=requests {
+        login(&app).await;
+        if sent % (requests / 10).max(1) == 0 {
+            let mib = resident_bytes() / (1024.0 * 1024.0);
+            println!("{sent:>9} requests: {mib:7.1} MiB resident ({:+.1} MiB)", mib - start / (1024.0 * 1024.0));
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let value = |name: &str| args.iter().position(|arg| arg == name).and_then(|at| args.get(at + 1));
+    if let Some(requests) = value("--flood") {
+        let requests: usize = requests.parse().expect("--flood is a number");
+        let max = value("--max-sessions").map_or(100_000, |n| n.parse().expect("--max-sessions is a number"));
+        let app = typed::bounded_app(typed_sessions::MemoryStore::with_max_sessions(max));
+        println!("{requests} cookieless writing requests, MemoryStore::with_max_sessions({max})");
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(flood(app, requests));
+        return;
+    }
     let sessions = value("--sessions").map_or(100_000, |n| n.parse().expect("--sessions is a number"));
     let variant = value("--variant").map_or("typed", String::as_str);
     let app = match variant {

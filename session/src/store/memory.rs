@@ -1,3 +1,5 @@
+use std::time::SystemTime;
+
 use parking_lot::Mutex;
 
 use super::erased::request_time;
@@ -6,6 +8,9 @@ use crate::id::RandomKeyMap;
 use crate::record::{Changes, Record};
 
 const SHARDS: usize = 16;
+
+/// The bound of [`MemoryStore::new`]: a million sessions, a few hundred megabytes for small ones.
+const DEFAULT_MAX_SESSIONS: usize = 1_000_000;
 
 // A record's values are shared with the requests that loaded them (cloning a `Record` copies no
 // buffer) and copied on write only while such a request still holds them.
@@ -22,16 +27,47 @@ type Shard = Mutex<RandomKeyMap<StoreKey, Record>>;
 ///
 /// let layer = SessionLayer::new(MemoryStore::new());
 /// ```
+///
+/// # Bounded
+///
+/// The store holds at most [`with_max_sessions`](Self::with_max_sessions) records (a million by
+/// default), so that visitors who write a session and never come back — or a client sending
+/// cookieless requests to a page that writes one — cannot grow it without limit. A store that is
+/// full makes room before it stores a new session: it drops the expired records, and if that
+/// is not enough, the tenth of its records closest to expiry (the sessions idle the longest).
+/// Expired records are also dropped when they are looked up, so no sweeper is needed.
 pub struct MemoryStore {
     shards: [Shard; SHARDS],
+    /// The most records one shard holds.
+    shard_capacity: usize,
 }
 
 impl MemoryStore {
-    /// An empty store.
+    /// An empty store, bounded to a million sessions.
     pub fn new() -> Self {
+        Self::with_max_sessions(DEFAULT_MAX_SESSIONS)
+    }
+
+    /// An empty store that holds at most about `max` sessions: the bound is spread evenly over
+    /// the store's 16 shards, so it is `max` rounded up to a multiple of 16 (and at least 16).
+    /// When full, the store makes room for a new session by dropping expired sessions and then
+    /// those closest to expiry (see [Bounded](Self#bounded)).
+    ///
+    /// ```
+    /// use typed_sessions::MemoryStore;
+    ///
+    /// let store = MemoryStore::with_max_sessions(100_000);
+    /// ```
+    pub fn with_max_sessions(max: usize) -> Self {
         MemoryStore {
             shards: std::array::from_fn(|_| Mutex::new(RandomKeyMap::default())),
+            shard_capacity: max.div_ceil(SHARDS).max(1),
         }
+    }
+
+    /// The most sessions the store holds.
+    pub fn max_sessions(&self) -> usize {
+        self.shard_capacity * SHARDS
     }
 
     fn shard(&self, key: &StoreKey) -> &Shard {
@@ -62,6 +98,33 @@ impl std::fmt::Debug for MemoryStore {
     }
 }
 
+/// Brings a full shard under its `capacity`: drops the expired records, then, if the shard is
+/// still full, the tenth of them closest to expiry. One pass over the shard frees room for many
+/// sessions, so a stream of new sessions into a full store costs a few comparisons each.
+#[cold]
+#[inline(never)]
+fn make_room(shard: &mut RandomKeyMap<StoreKey, Record>, capacity: usize, now: SystemTime) {
+    let before = shard.len();
+    shard.retain(|_, record| !record.is_expired_at(now));
+    if shard.len() >= capacity {
+        // `keep` is below `capacity`, which the shard has reached: at least one goes.
+        let keep = (capacity - capacity / 10).saturating_sub(1);
+        let evict = shard.len() - keep;
+        let mut expiries: Vec<SystemTime> = shard.values().map(|record| record.expires_at).collect();
+        let threshold = *expiries.select_nth_unstable(evict - 1).1;
+        let mut evicted = 0;
+        shard.retain(|_, record| {
+            let drop = evicted < evict && record.expires_at <= threshold;
+            evicted += usize::from(drop);
+            !drop
+        });
+    }
+    tracing::debug!(
+        removed = before - shard.len(),
+        "the memory store was full; dropped expired sessions and those closest to expiry"
+    );
+}
+
 impl SessionStore for MemoryStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
         let now = request_time();
@@ -80,6 +143,9 @@ impl SessionStore for MemoryStore {
         let mut shard = self.shard(key).lock();
         if shard.get(key).is_some_and(|live| !live.is_expired_at(now)) {
             return Ok(Created::Collision);
+        }
+        if shard.len() >= self.shard_capacity && !shard.contains_key(key) {
+            make_room(&mut shard, self.shard_capacity, now);
         }
         shard.insert(*key, record.clone());
         Ok(Created::Created)

@@ -60,8 +60,11 @@ async fn sweep_once<S: SessionStore + ?Sized>(store: &S) {
     }
 }
 
-/// The background task [`spawn_sweeper`] started. Dropping it stops the task.
+/// The background task [`spawn_sweeper`] started. Dropping it stops the task: keep it (in a
+/// variable that lives as long as the app serves) — `spawn_sweeper(store, period);` as a
+/// statement would stop sweeping at once.
 #[derive(Debug)]
+#[must_use = "dropping the Sweeper stops it: keep it as long as the store should be swept"]
 pub struct Sweeper {
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
