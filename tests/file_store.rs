@@ -184,14 +184,37 @@ async fn a_torn_file_is_corrupt_and_can_be_replaced() {
         store.apply(&key, &set_value("a", "1")).await,
         Err(StoreError::Corrupt(_))
     ));
-    // The sweeper skips it rather than failing.
-    assert_eq!(store.delete_expired().await.unwrap(), 0);
     // A corrupt file is nobody's live session: a create may take its place.
     let fresh = live_record();
     assert_eq!(store.create(&key, &fresh).await.unwrap(), Created::Created);
     assert_eq!(store.load(&key).await.unwrap(), Some(fresh));
     store.delete(&key).await.unwrap();
     assert!(store.load(&key).await.unwrap().is_none());
+}
+
+/// A record that no longer decodes is removed by the sweep (with a warning), lock file and all:
+/// it would otherwise stay in the directory forever.
+#[tokio::test]
+async fn the_sweep_removes_records_that_do_not_decode() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    let (torn, live) = (fresh_key(), fresh_key());
+    store.create(&torn, &live_record()).await.unwrap();
+    store.create(&live, &live_record()).await.unwrap();
+    let path = dir.path().join(format!("{}.json", torn.to_hex()));
+    fs::write(&path, b"{\"values\": {\"us").unwrap();
+
+    assert_eq!(store.delete_expired().await.unwrap(), 1);
+    assert!(!path.exists(), "the corrupt record is still there");
+    let left: Vec<String> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        left.iter().all(|name| name.starts_with(&live.to_hex())),
+        "something of the corrupt session is left: {left:?}"
+    );
+    assert!(store.load(&live).await.unwrap().is_some(), "the sweep removed a live record");
 }
 
 /// Many tasks on a multi-thread runtime, through two store instances on one directory (as two

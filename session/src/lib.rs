@@ -103,7 +103,7 @@ pub use crate::id::SessionId;
 pub use crate::key::{Key, SessionSchema};
 pub use crate::layer::{ResponseFuture, SessionLayer, SessionService};
 pub use crate::session::Session;
-#[cfg(feature = "file")]
+#[cfg(all(feature = "file", unix))]
 pub use crate::store::FileStore;
 #[cfg(feature = "postgres")]
 pub use crate::store::PostgresStore;

@@ -31,19 +31,25 @@ const TEMP_SUFFIX: &str = ".tmp";
 ///
 /// Each session is a file `<key>.json` holding the [`Record`] as JSON, where `<key>` is the
 /// session's [`StoreKey`] in hex: a hash of the id, so file names never come from request input
-/// and a leaked directory holds no usable cookie. Files are created readable by their owner only
-/// (on Unix).
+/// and a leaked directory holds no usable cookie. Files are created readable by their owner only.
+///
+/// Unix only (the `file` feature provides nothing elsewhere): a session's lock file is removed
+/// with its record, which is safe because a locker checks, once it holds the lock, that the path
+/// still names the file it locked — by inode, and removing a file another process holds open
+/// is a Unix guarantee. Elsewhere lock files would have to outlive their records.
 ///
 /// - **Atomic writes**: a record is written to a temporary file in the same directory, flushed to
-///   disk (`fsync`), and renamed over the old one (then the directory is synced, on Unix). A
+///   disk (`fsync`), and renamed over the old one (then the directory is synced). A
 ///   crash leaves the old record or the new one, never a mix; a stale temporary file is removed
 ///   by [`delete_expired`](SessionStore::delete_expired).
 /// - **Merging**: `create` and `apply` read, change and write a record holding an exclusive lock
 ///   (`flock`) on the session's `<key>.lock` file, so concurrent requests of one session — in this
 ///   process or in others that opened the same directory — never lose each other's keys.
 /// - Blocking file work runs on tokio's blocking thread pool.
-/// - [`delete_expired`](SessionStore::delete_expired) scans the directory; files whose names it
-///   did not make are left alone.
+/// - [`delete_expired`](SessionStore::delete_expired) scans the directory: it removes expired
+///   records, records that no longer decode (with a warning naming the file: no one's session
+///   can be read from them), lock files whose record is gone and temporary files a crash left;
+///   files whose names it did not make are left alone.
 ///
 /// Clones share one directory and its locks. Meant for one machine: file locks on network file
 /// systems are not to be trusted.
@@ -69,7 +75,6 @@ impl FileStore {
         let dir = dir.as_ref();
         let mut builder = fs::DirBuilder::new();
         builder.recursive(true);
-        #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
         builder
             .create(dir)
@@ -148,7 +153,6 @@ fn classify(name: &str) -> Option<Entry<'_>> {
 
 fn private_file() -> OpenOptions {
     let mut options = OpenOptions::new();
-    #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options
 }
@@ -156,7 +160,6 @@ fn private_file() -> OpenOptions {
 /// An exclusive lock on one session's lock file; released when dropped.
 struct SessionLock {
     file: File,
-    #[cfg_attr(not(unix), allow(dead_code))]
     path: PathBuf,
 }
 
@@ -166,7 +169,6 @@ impl SessionLock {
     /// Safe because every locker checks, once it holds the lock, that the path still names the
     /// file it locked, and starts over if not.
     fn forget(self) -> Result<(), StoreError> {
-        #[cfg(unix)]
         remove_if_present(&self.path)?;
         drop(self.file);
         Ok(())
@@ -182,7 +184,6 @@ fn remove_if_present(path: &Path) -> Result<bool, StoreError> {
 }
 
 /// Whether `path` still names the file `file` has open.
-#[cfg(unix)]
 fn still_linked(file: &File, path: &Path) -> io::Result<bool> {
     use std::os::unix::fs::MetadataExt;
     let open = file.metadata()?;
@@ -191,12 +192,6 @@ fn still_linked(file: &File, path: &Path) -> io::Result<bool> {
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(error) => Err(error),
     }
-}
-
-/// Lock files are never removed off Unix, so the path always names the locked file.
-#[cfg(not(unix))]
-fn still_linked(_file: &File, _path: &Path) -> io::Result<bool> {
-    Ok(true)
 }
 
 impl Inner {
@@ -260,7 +255,6 @@ impl Inner {
 
     /// Makes renames and removals in the directory durable.
     fn sync_dir(&self) -> Result<(), StoreError> {
-        #[cfg(unix)]
         File::open(&self.dir)
             .and_then(|dir| dir.sync_all())
             .map_err(|error| io_error("sync", &self.dir, error))?;
@@ -317,6 +311,22 @@ impl Inner {
         Ok(())
     }
 
+    /// Whether the sweep removes the record under `hex`: it has expired, or does not decode.
+    fn is_sweepable(&self, hex: &str, now: SystemTime) -> bool {
+        match self.read(hex) {
+            Ok(Some(record)) => record.is_expired_at(now),
+            Ok(None) => false,
+            Err(StoreError::Corrupt(reason)) => {
+                tracing::warn!(%reason, "FileStore::delete_expired removes a session file that does not decode");
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, "FileStore::delete_expired skips a session file it cannot read");
+                false
+            }
+        }
+    }
+
     fn delete_expired(&self) -> Result<u64, StoreError> {
         let now = SystemTime::now();
         let entries = fs::read_dir(&self.dir).map_err(|error| io_error("list", &self.dir, error))?;
@@ -330,22 +340,12 @@ impl Inner {
             match entry {
                 Entry::Record(hex) => {
                     // A cheap look without the lock first; most records are live.
-                    match self.read(hex) {
-                        Ok(Some(record)) if record.is_expired_at(now) => {}
-                        Ok(_) => continue,
-                        Err(error) => {
-                            tracing::warn!(%error, "FileStore::delete_expired skips a session file");
-                            continue;
-                        }
+                    if !self.is_sweepable(hex, now) {
+                        continue;
                     }
                     let lock = self.lock(hex)?;
-                    match self.read(hex) {
-                        Ok(Some(record)) if record.is_expired_at(now) => {
-                            if self.remove(hex, lock)? {
-                                removed += 1;
-                            }
-                        }
-                        _ => drop(lock),
+                    if self.is_sweepable(hex, now) && self.remove(hex, lock)? {
+                        removed += 1;
                     }
                 }
                 // A lock file whose session has gone (left by a crash, or on other systems).

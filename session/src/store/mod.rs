@@ -68,9 +68,10 @@ mod sqlite;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
-#[cfg(feature = "file")]
+// Unix only: its locks rely on removing a locked file and on inode identity (see `FileStore`).
+#[cfg(all(feature = "file", unix))]
 mod file;
-#[cfg(feature = "file")]
+#[cfg(all(feature = "file", unix))]
 pub use file::FileStore;
 
 #[cfg(feature = "redis")]
