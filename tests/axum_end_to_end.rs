@@ -670,8 +670,15 @@ async fn a_session_over_its_size_limit_is_refused_with_413_and_nothing_is_writte
     // with the stored values.
     let refused = send(&app, &flash(160), Some(&cookie)).await;
     assert_eq!(refused.status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(send(&app, "/show-flash", Some(&cookie)).await.body, "None None", "the flash was written");
-    assert_eq!(send(&app, "/whoami", Some(&cookie)).await.body, r#"Some(42) Some("ada")"#);
+    assert_eq!(
+        send(&app, "/show-flash", Some(&cookie)).await.body,
+        "None None",
+        "the flash was written"
+    );
+    assert_eq!(
+        send(&app, "/whoami", Some(&cookie)).await.body,
+        r#"Some(42) Some("ada")"#
+    );
 
     let accepted = send(&app, &flash(140), Some(&cookie)).await;
     assert_eq!(accepted.status, StatusCode::OK, "34 + 154 bytes fit in 200");

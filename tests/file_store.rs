@@ -214,7 +214,10 @@ async fn the_sweep_removes_records_that_do_not_decode() {
         left.iter().all(|name| name.starts_with(&live.to_hex())),
         "something of the corrupt session is left: {left:?}"
     );
-    assert!(store.load(&live).await.unwrap().is_some(), "the sweep removed a live record");
+    assert!(
+        store.load(&live).await.unwrap().is_some(),
+        "the sweep removed a live record"
+    );
 }
 
 /// Many tasks on a multi-thread runtime, through two store instances on one directory (as two

@@ -62,7 +62,10 @@ async fn create_all(store: &MemoryStore, count: usize, expiring_in_secs: i64) ->
         let created = store.create(&key, &record_expiring(expiring_in_secs)).await.unwrap();
         assert_eq!(created, Created::Created);
         if expiring_in_secs > 0 {
-            assert!(store.load(&key).await.unwrap().is_some(), "the session being written was evicted");
+            assert!(
+                store.load(&key).await.unwrap().is_some(),
+                "the session being written was evicted"
+            );
         }
         keys.push(key);
     }
@@ -84,7 +87,11 @@ async fn a_full_store_never_holds_more_than_its_bound() {
     create_all(&store, 5_000, 3_600).await;
     assert!(store.len() <= 160, "{} records in a store bounded to 160", store.len());
     assert!(store.len() >= 100, "a full store kept only {} of 160", store.len());
-    assert_eq!(MemoryStore::with_max_sessions(0).max_sessions(), 16, "at least one per shard");
+    assert_eq!(
+        MemoryStore::with_max_sessions(0).max_sessions(),
+        16,
+        "at least one per shard"
+    );
     assert_eq!(MemoryStore::new().max_sessions(), 1_000_000, "the documented default");
 }
 
@@ -93,7 +100,11 @@ async fn a_full_store_drops_expired_records_first_then_those_closest_to_expiry()
     let store = MemoryStore::with_max_sessions(1_600);
     let expired = create_all(&store, 1_600, -1).await;
     let soon = create_all(&store, 800, 600).await;
-    assert_eq!(live(&store, &soon).await, 800, "room was made from expired records only");
+    assert_eq!(
+        live(&store, &soon).await,
+        800,
+        "room was made from expired records only"
+    );
     assert!(
         store.len() <= 1_600 && store.len() >= 800,
         "{} records: the expired ones were not dropped",

@@ -12,7 +12,9 @@ use axum::Router;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use typed_sessions::store::{Applied, Changes, Created, Record, SessionStore, StoreError, StoreKey};
-use typed_sessions::{FileStore, MemoryStore, PostgresStore, RedisStore, Session, SessionLayer, SessionSchema, SqliteStore};
+use typed_sessions::{
+    FileStore, MemoryStore, PostgresStore, RedisStore, Session, SessionLayer, SessionSchema, SqliteStore,
+};
 use typed_sessions_tests::{init_tracing, PostgresServer, RedisServer};
 
 #[path = "common/browser.rs"]
@@ -108,7 +110,10 @@ async fn the_logout_stands(store: impl SessionStore) {
     for delete_old in [true, false] {
         let store = Arc::new(PausingStore::new(Arc::clone(&store)));
         let app = app(store.clone(), delete_old);
-        let cookie = send(&app, "/login", None).await.cookie_header().expect("login sets a cookie");
+        let cookie = send(&app, "/login", None)
+            .await
+            .cookie_header()
+            .expect("login sets a cookie");
 
         let pause = store.arm();
         let regenerating = tokio::spawn({
@@ -117,7 +122,11 @@ async fn the_logout_stands(store: impl SessionStore) {
         });
         pause.reached.notified().await;
         let logout = send(&app, "/logout", Some(&cookie)).await;
-        assert_eq!(logout.cookie_header().as_deref(), Some("id="), "the logout removes the cookie");
+        assert_eq!(
+            logout.cookie_header().as_deref(),
+            Some("id="),
+            "the logout removes the cookie"
+        );
         pause.resume.notify_one();
         let regenerated = regenerating.await.unwrap();
 
@@ -127,12 +136,21 @@ async fn the_logout_stands(store: impl SessionStore) {
             "regenerate_id({delete_old}) sent a cookie for a session ended meanwhile: {:?}",
             regenerated.set_cookie
         );
-        let created = store.created.lock().last().copied().expect("the move created its record");
+        let created = store
+            .created
+            .lock()
+            .last()
+            .copied()
+            .expect("the move created its record");
         assert!(
             store.inner.load(&created).await.unwrap().is_none(),
             "regenerate_id({delete_old}) brought the ended session back under its new id"
         );
-        assert_eq!(send(&app, "/whoami", Some(&cookie)).await.body, "", "the old id lives on");
+        assert_eq!(
+            send(&app, "/whoami", Some(&cookie)).await.body,
+            "",
+            "the old id lives on"
+        );
     }
 }
 

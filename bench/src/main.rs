@@ -18,6 +18,8 @@
 //! cargo run --release -p typed-sessions-bench -- --sessions 1
 //! # one variant, for callgrind; `typed-read` / `tower-read` read one key of `--keys N`
 //! cargo run --release -p typed-sessions-bench -- --only typed-read --keys 100 --requests 2000
+//! # a Cookie header of 5,000 forged signed `id=` pairs, to bare axum and to a signing layer
+//! cargo run --release -p typed-sessions-bench -- --only typed-forged --requests 200
 //! ```
 
 use std::time::{Duration, Instant};
@@ -92,9 +94,41 @@ mod typed {
         super::router(axum::routing::get(handler), axum::routing::get(start)).layer(SessionLayer::client_side([key]))
     }
 
+    /// The same handler behind a layer that signs its cookies with two keys (a rotation), for
+    /// requests whose `Cookie` header carries thousands of forged `id=` pairs.
+    pub(crate) fn app_signed() -> axum::Router {
+        let keys = [[1; 32], [2; 32]].map(|secret| typed_sessions::SigningKey::from_bytes(&secret).expect("32 bytes"));
+        super::router(axum::routing::get(handler), axum::routing::get(start))
+            .layer(SessionLayer::new(MemoryStore::new()).with_signing_keys(keys))
+    }
+
     fn with_layer(handler: axum::routing::MethodRouter) -> axum::Router {
         super::router(handler, axum::routing::get(start)).layer(SessionLayer::new(MemoryStore::new()))
     }
+}
+
+/// How many forged `id=` pairs the `*-forged` variants send in one `Cookie` header.
+const FORGED_PAIRS: usize = 5_000;
+
+/// A `Cookie` header of `FORGED_PAIRS` pairs shaped like `signed`, a real signed session cookie
+/// (`id=<value>`), each with a signature that does not verify: what an attacker sends to make
+/// the layer check signatures until it gives up.
+fn forged_cookie_header(signed: &str) -> String {
+    let (name, value) = signed.split_once('=').expect("name=value");
+    let forged: Vec<String> = (0..FORGED_PAIRS)
+        .map(|i| {
+            let keep = value.len() - 6;
+            format!("{name}={}{i:06}", &value[..keep])
+        })
+        .collect();
+    forged.join("; ")
+}
+
+/// The forged header for the bare router and the signing layer alike.
+async fn forged_cookies() -> Vec<Option<String>> {
+    let (_, headers) = send(&typed::app_signed(), "/start", None).await;
+    let signed = session_cookie(&headers).expect("the signing layer sets a cookie");
+    vec![Some(forged_cookie_header(&signed))]
 }
 
 /// Sessions of many keys (`--keys N`, 1 to 100, each a 100-byte JSON string), of which a
@@ -341,11 +375,14 @@ fn main() {
                 "typed-untouched" => Variant::new("only", ready(typed::app_untouched())).await,
                 "typed-client-side" => Variant::new("only", ready(typed::app_client_side())).await,
                 "typed-locked" => Variant::new("only", ready(typed::app_locked())).await,
+                "bare-forged" => Variant::with_cookies("only", ready(bare()), forged_cookies().await),
+                "typed-forged" => Variant::with_cookies("only", ready(typed::app_signed()), forged_cookies().await),
                 "typed-read" => Variant::new("only", ready(wide::typed_app())).await,
                 "tower-read" => Variant::new("only", ready(wide::tower_app())).await,
                 other => panic!(
                     "--only takes bare, bare-cookie, tower, typed, any-layer, typed-layer-only, \
-                     typed-untouched, typed-client-side, typed-locked, typed-read or tower-read, not {other}"
+                     typed-untouched, typed-client-side, typed-locked, bare-forged, typed-forged, typed-read \
+                     or tower-read, not {other}"
                 ),
             };
             variant.serve(requests).await;

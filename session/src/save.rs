@@ -15,9 +15,9 @@ use crate::expiry::{ExpiryRules, Renewed};
 use crate::id::{SessionId, StoreKey};
 use crate::lock::HeldLock;
 use crate::record::{Changes, Patch, Record};
-use crate::value_map::{entry_size, ValueMap};
 use crate::state::State;
 use crate::store::{Applied, Created, LockToken, LockedApply, StoreError};
+use crate::value_map::{entry_size, ValueMap};
 
 /// How many random ids `create` tries before giving up. With 144-bit ids a single collision is
 /// already a sign of a broken store or random source.

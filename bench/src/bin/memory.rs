@@ -98,7 +98,10 @@ async fn flood(app: Router, requests: usize) {
         login(&app).await;
         if sent % (requests / 10).max(1) == 0 {
             let mib = resident_bytes() / (1024.0 * 1024.0);
-            println!("{sent:>9} requests: {mib:7.1} MiB resident ({:+.1} MiB)", mib - start / (1024.0 * 1024.0));
+            println!(
+                "{sent:>9} requests: {mib:7.1} MiB resident ({:+.1} MiB)",
+                mib - start / (1024.0 * 1024.0)
+            );
         }
     }
 }
