@@ -690,6 +690,29 @@ async fn a_session_over_its_size_limit_is_refused_with_413_and_nothing_is_writte
     );
 }
 
+/// A session already over the limit (stored before the limit was lowered) can still shrink —
+/// here, by using up its flash — but not grow.
+async fn a_session_over_its_size_limit_can_shrink_but_not_grow() {
+    let store = Arc::new(TestStore::default());
+    let unlimited = routes().layer(SessionLayer::new(store.clone()).with_secure(false));
+    let limited = routes().layer(SessionLayer::new(store).with_secure(false).with_max_session_size(200));
+    let flash = format!("/flash?v={}", "x".repeat(300));
+    let cookie = send(&unlimited, &flash, None).await.cookie_header().unwrap();
+
+    let shown = send(&limited, "/show-flash", Some(&cookie)).await;
+    assert_eq!(shown.status, StatusCode::OK, "a shrinking save was refused");
+    assert!(shown.body.starts_with("Some(\"xxx"), "{}", shown.body);
+    assert_eq!(
+        send(&limited, &flash, Some(&cookie)).await.status,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    assert_eq!(
+        send(&limited, "/count", Some(&cookie)).await.status,
+        StatusCode::OK,
+        "small again"
+    );
+}
+
 /// A response that sets the session cookie is `Cache-Control: private` (unless the handler chose
 /// its own), so that no shared cache hands the cookie to another user.
 async fn responses_that_set_the_cookie_are_private_to_caches() {
@@ -725,6 +748,7 @@ async fn responses_that_set_the_cookie_are_private_to_caches() {
 }
 
 typed_sessions_tests::on_both_paths!(
+    a_session_over_its_size_limit_can_shrink_but_not_grow,
     a_session_over_its_size_limit_is_refused_with_413_and_nothing_is_written,
     responses_that_set_the_cookie_are_private_to_caches,
     session_responses_vary_on_cookie_and_others_do_not,

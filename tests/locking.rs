@@ -55,7 +55,7 @@ async fn increment_unlocked(mut session: Session<Values>) -> String {
 /// The routes; `holding` is notified by the handlers that keep the lock for a while, once they
 /// have it.
 fn app(layer: SessionLayer, holding: Arc<Notify>) -> Router {
-    let (slow, hang, panics) = (holding.clone(), holding.clone(), holding);
+    let (slow, slower, hang, panics) = (holding.clone(), holding.clone(), holding.clone(), holding);
     Router::new()
         .route(
             "/login",
@@ -84,6 +84,14 @@ fn app(layer: SessionLayer, holding: Arc<Notify>) -> Router {
             get(move |mut s: LockedSession<Values>| async move {
                 slow.notify_one();
                 tokio::time::sleep(Duration::from_millis(600)).await;
+                s.set(Values::USER, "slow".into());
+            }),
+        )
+        .route(
+            "/slower-locked",
+            get(move |mut s: LockedSession<Values>| async move {
+                slower.notify_one();
+                tokio::time::sleep(Duration::from_secs(2)).await;
                 s.set(Values::USER, "slow".into());
             }),
         )
@@ -439,7 +447,8 @@ async fn lock_rules_in_real_time(store: impl SessionStore + Clone) {
     let cookie = logged_in(&app).await;
     let margin = Duration::from_secs(1);
 
-    let slow = in_background(&app, "/slow-locked", &cookie);
+    // The holder keeps the lock 2 s: room for the plain read, the 300 ms wait and a margin.
+    let slow = in_background(&app, "/slower-locked", &cookie);
     holding.notified().await;
     let started = Instant::now();
     assert_eq!(send(&app, "/user", Some(&cookie)).await.body, "ada");
@@ -496,13 +505,14 @@ async fn lock_rules_in_real_time(store: impl SessionStore + Clone) {
 
     let lease = Duration::from_millis(500);
     let app = patient(lease);
+    // Timed from before the holder's request: its lease starts later than this.
+    let started = Instant::now();
     let hung = in_background(&app, "/hang-locked", &cookie);
     holding.notified().await;
-    let started = Instant::now();
     assert_eq!(send(&app, "/locked", Some(&cookie)).await.body, "3");
     let waited = started.elapsed();
     assert!(
-        waited >= lease - Duration::from_millis(50) && waited < lease + margin,
+        waited >= lease && waited < lease + margin,
         "the lock was taken over after {waited:?}, not at the end of the 500 ms lease"
     );
     assert_eq!(
@@ -527,6 +537,41 @@ async fn redis_store_locks_are_shared_by_instances() {
     hundred_locked_increments_end_at_a_hundred(connect().await).await;
     three_instances_take_turns(connect).await;
     lock_rules_in_real_time(connect().await).await;
+    a_record_that_does_not_decode_leaves_no_lock(connect().await.with_prefix("corrupt:"), &redis.url()).await;
+}
+
+/// A locked request whose session does not decode (the store took the lock, then could not
+/// read the record) starts a new session and leaves the lock behind for no one: the next locked
+/// request with the same cookie is not kept waiting for its lease.
+async fn a_record_that_does_not_decode_leaves_no_lock(store: RedisStore, url: &str) {
+    let app = app(
+        SessionLayer::new(store).with_lock_wait(Duration::from_millis(300)),
+        Arc::default(),
+    );
+    let cookie = logged_in(&app).await;
+    let mut redis = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("corrupt:*")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "one session: {keys:?}");
+    let _: () = redis::cmd("HSET")
+        .arg(&keys[0])
+        .arg("values")
+        .arg("{not json")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let reply = send(&app, "/locked-read", Some(&cookie)).await;
+        assert_eq!(reply.status, StatusCode::OK, "a lock was left behind: {}", reply.body);
+        assert_eq!(reply.body, "0", "the undecodable session is no session");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

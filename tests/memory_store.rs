@@ -97,29 +97,30 @@ async fn a_full_store_never_holds_more_than_its_bound() {
 
 #[tokio::test]
 async fn a_full_store_drops_expired_records_first_then_those_closest_to_expiry() {
-    let store = MemoryStore::with_max_sessions(1_600);
-    let expired = create_all(&store, 1_600, -1).await;
-    let soon = create_all(&store, 800, 600).await;
+    let store = MemoryStore::with_max_sessions(16_000);
+    let expired = create_all(&store, 16_000, -1).await;
+    let soon = create_all(&store, 8_000, 600).await;
     assert_eq!(
         live(&store, &soon).await,
-        800,
+        8_000,
         "room was made from expired records only"
     );
     assert!(
-        store.len() <= 1_600 && store.len() >= 800,
+        store.len() <= 16_000 && store.len() >= 8_000,
         "{} records: the expired ones were not dropped",
         store.len()
     );
     drop(expired);
 
-    // Each shard holds a sixteenth of the bound (100): about 50 sessions expiring soon and 62
-    // expiring later each, more than fit, but never more later ones than fit.
-    let later = create_all(&store, 1_000, 7_200).await;
+    // Each shard holds a sixteenth of the bound (1,000): about 500 sessions expiring soon and
+    // 500 expiring later each (± 22), so about half the shards overflow, but no shard comes near
+    // more later ones than fit.
+    let later = create_all(&store, 8_000, 7_200).await;
     assert_eq!(
         live(&store, &later).await,
-        1_000,
+        8_000,
         "a session expiring later was evicted while sessions closer to expiry were kept"
     );
-    assert!(live(&store, &soon).await < 800, "nothing was evicted");
-    assert!(store.len() <= 1_600);
+    assert!(live(&store, &soon).await < 8_000, "nothing was evicted");
+    assert!(store.len() <= 16_000);
 }

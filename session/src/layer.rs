@@ -481,7 +481,14 @@ fn finish<B: Default>(saved: Result<Option<HeaderValue>, SaveError>, response: &
 #[inline(never)]
 fn not_saved<B: Default>(error: &SaveError) -> Response<B> {
     let status = error.status();
-    tracing::error!(%error, "the session could not be saved; answering {status} instead of the handler's response");
+    if status.is_client_error() {
+        // Caused by what a client sent (a session grown past its limit, a lock lost while it
+        // waited): worth a look, not an alert, and a client must not be able to flood the
+        // error log.
+        tracing::warn!(%error, "the session could not be saved; answering {status} instead of the handler's response");
+    } else {
+        tracing::error!(%error, "the session could not be saved; answering {status} instead of the handler's response");
+    }
     let mut failed = Response::new(B::default());
     *failed.status_mut() = status;
     failed

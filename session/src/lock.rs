@@ -206,9 +206,19 @@ pub(crate) async fn lock_in_store(
     let token = LockToken::random();
     let mut pause = FIRST_POLL_PAUSE;
     loop {
+        // The store may take the lock and this request still never learn it: the answer does
+        // not decode, the call times out, or the request is dropped while it waits for the
+        // answer. The token is this request's alone, so unlocking it then is always safe.
+        let in_doubt = InDoubt {
+            store,
+            key,
+            token,
+            call_limit,
+        };
         let attempt = Timed::new(store.lock_and_load(&key, &token, lease), call_limit, now)
             .await
             .map_err(NotLocked::Store)?;
+        std::mem::forget(in_doubt);
         let remaining = match attempt {
             LockAttempt::Taken(record) => {
                 let place = Place::Store {
@@ -230,6 +240,37 @@ pub(crate) async fn lock_in_store(
         tokio::time::sleep_until(later(now, pause_now).min(give_up)).await;
         pause = (pause * 2).min(MAX_POLL_PAUSE);
     }
+}
+
+/// A lock attempt whose outcome this request may not learn; unlocks its token when dropped
+/// (forgotten once the store has answered).
+struct InDoubt<'a> {
+    store: &'a Arc<dyn ErasedStore>,
+    key: StoreKey,
+    token: LockToken,
+    call_limit: Option<Duration>,
+}
+
+impl Drop for InDoubt<'_> {
+    fn drop(&mut self) {
+        spawn_unlock(self.store, self.key, self.token, self.call_limit);
+    }
+}
+
+/// Releases `token`'s lock of `key` in `store` on a task of its own: the request does not wait
+/// for the round trip. Outside a runtime (a request future dropped by one shutting down), the
+/// lease ends the lock.
+fn spawn_unlock(store: &Arc<dyn ErasedStore>, key: StoreKey, token: LockToken, call_limit: Option<Duration>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let store = Arc::clone(store);
+    runtime.spawn(async move {
+        let unlock = Timed::new(store.unlock(&key, &token), call_limit, SystemTime::now());
+        if let Err(error) = unlock.await {
+            tracing::warn!(%error, "the session's lock could not be released; it ends with its lease");
+        }
+    });
 }
 
 /// `pause` times a random factor between ½ and 1½.
@@ -321,8 +362,8 @@ impl HeldLock {
     }
 
     /// Releases the lock now, though other references to it remain; once only (later releases
-    /// and the drop do nothing). A lock held in the store is released by a task of its own: the
-    /// request does not wait for the round trip, and a waiter asks again until it lands.
+    /// and the drop do nothing). A lock held in the store is released by a task of its own
+    /// ([`spawn_unlock`]): a waiter asks again until it lands.
     pub(crate) fn release(&self) {
         if self.released.swap(true, Ordering::Relaxed) {
             return;
@@ -333,20 +374,7 @@ impl HeldLock {
                 store,
                 token,
                 call_limit,
-            } => {
-                // Outside a runtime (a request future dropped by one that is shutting down),
-                // the lease ends the lock.
-                let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-                    return;
-                };
-                let (store, key, token, call_limit) = (Arc::clone(store), self.key, *token, *call_limit);
-                runtime.spawn(async move {
-                    let unlock = Timed::new(store.unlock(&key, &token), call_limit, SystemTime::now());
-                    if let Err(error) = unlock.await {
-                        tracing::warn!(%error, "the session's lock could not be released; it ends with its lease");
-                    }
-                });
-            }
+            } => spawn_unlock(store, self.key, *token, *call_limit),
         }
     }
 }

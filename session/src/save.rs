@@ -40,7 +40,8 @@ pub(crate) struct Plan {
     /// still held.
     fence: Option<Box<HeldLock>>,
     /// The bytes of values and flash the session holds once `write` is made, as this request
-    /// sees it (0 without a write): over the layer's limit, nothing is written.
+    /// sees it, when the write makes it larger (else 0): over the layer's limit, nothing is
+    /// written.
     size: usize,
 }
 
@@ -137,7 +138,13 @@ pub(crate) fn plan(state: &mut State, rules: &ExpiryRules) -> Option<Plan> {
     if let Some(plan) = &mut plan {
         plan.fence = fence;
         if let Some(write) = &plan.write {
-            plan.size = size_after(state.stored.as_ref(), write);
+            let loaded = state.stored.as_ref();
+            let size = size_after(loaded, write);
+            // Only growth is refused: a session already over the limit (stored before a lower
+            // limit, or grown by two requests that each stayed under it) can still be renewed,
+            // shrunk or emptied of its flash.
+            let before = loaded.map_or(0, |record| record.values.byte_size() + record.flash.byte_size());
+            plan.size = if size > before { size } else { 0 };
         }
     }
     // Dropped before the store works, so that a store holding the same values can change them

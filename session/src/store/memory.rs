@@ -67,7 +67,7 @@ impl MemoryStore {
 
     /// The most sessions the store holds.
     pub fn max_sessions(&self) -> usize {
-        self.shard_capacity * SHARDS
+        self.shard_capacity.saturating_mul(SHARDS)
     }
 
     fn shard(&self, key: &StoreKey) -> &Shard {

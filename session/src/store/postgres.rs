@@ -75,8 +75,9 @@ const MAX_TABLE_LEN: usize = 63 - "_expires_at_idx".len();
 /// a request would keep a pooled connection idle for its whole handler, and a lock is only as
 /// good as its fencing token, which the row carries anyway. A lease is judged by the database's
 /// clock (`statement_timestamp()`), so app servers whose clocks disagree still agree on it.
-/// - taking the lock and reading the session is one `UPDATE .. SET lock_token = CASE <lease free>
-///   .. RETURNING <the row>`;
+/// - taking the lock and reading the session is one `UPDATE .. SET lock_token = $token ..
+///   WHERE <lease free> RETURNING <the row>` (a request that finds the lock busy writes nothing,
+///   and asks a second `SELECT` how long the lease still runs);
 /// - the locked request's changes are written by one `apply`-like `UPDATE .. WHERE lock_token =
 ///   $token` that also clears the lock: a holder whose lease ran out and whose lock another took
 ///   writes nothing (its save answers 409);
@@ -115,9 +116,13 @@ impl std::fmt::Debug for PostgresStore {
 #[derive(Debug)]
 struct Statements {
     table_name: String,
+    /// The table's name quoted for SQL (`"schema"."table"`).
+    quoted_table: String,
     create_table: String,
     create_index: String,
+    has_lock_columns: String,
     add_lock_columns: String,
+    lock_state: String,
     load: String,
     create: String,
     apply: String,
@@ -163,6 +168,7 @@ impl Statements {
         let lease_free = format!("(lock_until IS NULL OR lock_until <= {now})");
         Ok(Statements {
             table_name: table_name.to_owned(),
+            quoted_table: table.clone(),
             create_table: format!(
                 "CREATE TABLE IF NOT EXISTS {table} (\
                  key BYTEA PRIMARY KEY, \
@@ -170,11 +176,17 @@ impl Statements {
                  flash JSONB NOT NULL DEFAULT '{{}}'::jsonb, \
                  created_at BIGINT NOT NULL, \
                  expires_at BIGINT NOT NULL, \
-                 expiry JSONB) \
+                 expiry JSONB, \
+                 lock_token BYTEA, \
+                 lock_until BIGINT) \
                  WITH (fillfactor = 70)"
             ),
             create_index: format!("CREATE INDEX IF NOT EXISTS {index} ON {table} (expires_at)"),
-            // Tables made before `LockedSession` have no lock columns.
+            // Tables made before `LockedSession` have no lock columns. `ALTER TABLE` locks the
+            // whole table even when it has nothing to do: it runs only when they are missing.
+            has_lock_columns: "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1) \
+                               AND attname IN ('lock_token', 'lock_until') AND NOT attisdropped"
+                .to_owned(),
             add_lock_columns: format!(
                 "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS lock_token BYTEA, \
                  ADD COLUMN IF NOT EXISTS lock_until BIGINT"
@@ -194,13 +206,12 @@ impl Statements {
             ),
             apply: format!("UPDATE {table} SET {merge} WHERE key = $1 AND expires_at > $9"),
             lock_and_load: format!(
-                "UPDATE {table} SET \
-                 lock_token = CASE WHEN {lease_free} THEN $2 ELSE lock_token END, \
-                 lock_until = CASE WHEN {lease_free} THEN {now} + $3 ELSE lock_until END \
-                 WHERE key = $1 AND expires_at > $4 \
-                 RETURNING lock_token = $2, lock_until - {now}, \
-                 data_values::text, flash::text, created_at, expires_at, expiry::text"
+                "UPDATE {table} SET lock_token = $2, lock_until = {now} + $3 \
+                 WHERE key = $1 AND expires_at > $4 AND {lease_free} \
+                 RETURNING data_values::text, flash::text, created_at, expires_at, expiry::text"
             ),
+            // Why `lock_and_load` took nothing: no live row, or how long its lease still runs.
+            lock_state: format!("SELECT lock_until - {now} FROM {table} WHERE key = $1 AND expires_at > $2"),
             apply_locked: format!(
                 "UPDATE {table} SET {merge}, lock_token = NULL, lock_until = NULL \
                  WHERE key = $1 AND expires_at > $9 AND lock_token = $10"
@@ -299,12 +310,20 @@ impl PostgresStore {
             .execute(&mut *transaction)
             .await
             .map_err(map_error)?;
-        for ddl in [
-            &self.sql.create_table,
-            &self.sql.create_index,
-            &self.sql.add_lock_columns,
-        ] {
+        for ddl in [&self.sql.create_table, &self.sql.create_index] {
             sqlx::query(ddl)
+                .persistent(false)
+                .execute(&mut *transaction)
+                .await
+                .map_err(map_error)?;
+        }
+        let lock_columns: i64 = sqlx::query_scalar(&self.sql.has_lock_columns)
+            .bind(&self.sql.quoted_table)
+            .fetch_one(&mut *transaction)
+            .await
+            .map_err(map_error)?;
+        if lock_columns < 2 {
+            sqlx::query(&self.sql.add_lock_columns)
                 .persistent(false)
                 .execute(&mut *transaction)
                 .await
@@ -349,9 +368,6 @@ fn split_patch(patch: &Patch) -> Result<(Vec<String>, String), StoreError> {
 }
 
 type Row = (String, String, i64, i64, Option<String>);
-
-/// `lock_and_load`'s row: whether the lock was taken, how long the lease runs, the record.
-type LockRow = (bool, i64, String, String, i64, i64, Option<String>);
 
 fn record_from_row((values, flash, created_at, expires_at, expiry): Row) -> Result<Record, StoreError> {
     let expiry = expiry
@@ -464,7 +480,7 @@ impl SessionStore for PostgresStore {
         token: &LockToken,
         lease: Duration,
     ) -> Result<LockAttempt, StoreError> {
-        let row: Option<LockRow> = sqlx::query_as(&self.sql.lock_and_load)
+        let row: Option<Row> = sqlx::query_as(&self.sql.lock_and_load)
             .bind(key.as_bytes().as_slice())
             .bind(token.as_bytes().as_slice())
             .bind(lease_millis(lease))
@@ -472,13 +488,21 @@ impl SessionStore for PostgresStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(map_error)?;
-        Ok(match row {
+        if let Some(row) = row {
+            return Ok(LockAttempt::Taken(record_from_row(row)?));
+        }
+        // Nothing taken, nothing written: a second look says why (only a request that waits
+        // pays for it). A lease that ended meanwhile reads as busy for no time: ask again.
+        let remaining: Option<Option<i64>> = sqlx::query_scalar(&self.sql.lock_state)
+            .bind(key.as_bytes().as_slice())
+            .bind(now_millis())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_error)?;
+        Ok(match remaining {
             None => LockAttempt::Missing,
-            Some((true, _, values, flash, created_at, expires_at, expiry)) => {
-                LockAttempt::Taken(record_from_row((values, flash, created_at, expires_at, expiry))?)
-            }
-            Some((false, remaining, ..)) => LockAttempt::Busy {
-                remaining: Duration::from_millis(remaining.max(0).unsigned_abs()),
+            Some(remaining) => LockAttempt::Busy {
+                remaining: Duration::from_millis(remaining.unwrap_or(0).max(0).unsigned_abs()),
             },
         })
     }

@@ -394,7 +394,9 @@ impl RedisStore {
     }
 
     /// Files sessions under keys starting with `prefix` (default `"session:"`): give each app
-    /// sharing one Redis database its own.
+    /// sharing one Redis database its own. On a Redis Cluster, a prefix with `{` or `}` should
+    /// hold a whole hash tag (`"{app}:"`, which puts every session on one node) or none: with a
+    /// stray brace a session's lock key cannot share its slot, and `LockedSession` requests fail.
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
@@ -439,7 +441,7 @@ impl RedisStore {
         args: &[String],
     ) -> Result<T, StoreError> {
         let key = self.redis_key(key);
-        let lock = lock_key(&key);
+        let lock = lock_key(&self.prefix, &key);
         self.send(&Request::Script {
             script,
             keys: &[&key, &lock],
@@ -495,18 +497,19 @@ impl Request<'_> {
     }
 }
 
-/// The key of the lock of the session under `session_key`: in the same hash slot, so that a
+/// The key of the lock of the session under `session_key` (which starts with `prefix`): also
+/// under the prefix (for ACLs and scans that name it), and in the same hash slot, so that a
 /// script may touch both on a Redis Cluster. A key's slot is that of its first `{…}` tag if it
-/// has one, else of the whole key: the session key is wrapped in a tag, unless its prefix
-/// already has one, which the lock's key then shares.
-fn lock_key(session_key: &str) -> String {
+/// has one, else of the whole key: the session key is wrapped in a tag, unless it already has
+/// one (from the prefix), which the lock's key then shares.
+fn lock_key(prefix: &str, session_key: &str) -> String {
     let tagged = session_key
         .find('{')
         .is_some_and(|open| session_key[open + 1..].find('}').is_some_and(|len| len > 0));
     if tagged {
         format!("{session_key}:lock")
     } else {
-        format!("{{{session_key}}}:lock")
+        format!("{prefix}{{{session_key}}}:lock")
     }
 }
 
@@ -641,9 +644,9 @@ impl SessionStore for RedisStore {
         Ok(0)
     }
 
-    /// A session's lock is a key of its own next to the session's (`<key>:lock`, in the same
-    /// hash slot), holding the holder's token, set with `SET NX PX`: Redis' clock times the
-    /// lease, and a lock outlives no lease.
+    /// A session's lock is a key of its own next to the session's (`<prefix>{<session key>}:lock`,
+    /// in the same hash slot), holding the holder's token, set with `SET NX PX`: Redis' clock
+    /// times the lease, and a lock outlives no lease.
     const SHARED_LOCKS: bool = true;
 
     async fn lock_and_load(
