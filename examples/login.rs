@@ -84,6 +84,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/login", get(login_form).post(login))
         .route("/private", get(private))
         .route("/logout", post(logout))
+        .route("/logged-out", get(logged_out))
         .layer(sessions);
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
@@ -151,13 +152,21 @@ async fn private(mut session: AppSession) -> Response {
     page("Private", &session, &body).into_response()
 }
 
-async fn logout(mut session: AppSession) -> Html<String> {
+async fn logout(mut session: AppSession) -> Redirect {
     // The record is deleted and the cookie removed when the response leaves. A destroyed session
-    // stores nothing more — not even a flash — so the notice is shown on this response
-    // (`flash_now`) instead of being carried through a redirect.
+    // carries nothing to the next request — not even a flash — so the page after the redirect
+    // (post/redirect/get: a refresh does not post again) says it by its address.
     session.destroy();
+    Redirect::to("/logged-out")
+}
+
+async fn logged_out(mut session: AppSession) -> Response {
+    if session.has(Values::USER) {
+        return Redirect::to("/").into_response();
+    }
+    // For this response only: a visitor without a session gets none for a notice.
     session.flash_now(Flash::NOTICE, "Logged out".to_owned());
-    home_page(&session)
+    home_page(&session).into_response()
 }
 
 const LOGOUT_BUTTON: &str = "<form method=\"post\" action=\"/logout\"><button>Log out</button></form>";

@@ -226,6 +226,22 @@ async fn destroy_deletes_the_record_expires_the_cookie_and_ignores_later_writes(
     assert_eq!(send(&app, "/whoami", Some(&old_cookie)).await.body, "None None");
 }
 
+/// `flash_now` after `destroy` is shown by this response (a logout's page can say so); `flash`
+/// after it is dropped, and the session ends all the same.
+async fn flash_now_after_destroy_is_shown_on_this_response_only() {
+    let store = Arc::new(TestStore::default());
+    let mut browser = Browser::new(app_on(store.clone()));
+    browser.get("/login").await;
+    let old_cookie = browser.cookie.clone().unwrap();
+    let reply = browser.get("/logout-notice").await;
+    assert_eq!(reply.body, r#"Some("Logged out") None"#);
+    let removal = reply.session_cookie().expect("destroy expires the cookie");
+    assert_eq!(removal.max_age(), Some(cookie::time::Duration::ZERO));
+    assert!(store.inner.is_empty(), "the notice brought the session back");
+    let app = app_on(store);
+    assert_eq!(send(&app, "/show-flash", Some(&old_cookie)).await.body, "None None");
+}
+
 async fn invalidate_clears_everything_and_moves_to_a_new_id() {
     let store = Arc::new(TestStore::default());
     let mut browser = Browser::new(app_on(store.clone()));
@@ -766,6 +782,7 @@ typed_sessions_tests::on_both_paths!(
     regenerate_id_with_delete_old_kills_the_old_cookie,
     regenerate_id_without_delete_leaves_the_old_record,
     destroy_deletes_the_record_expires_the_cookie_and_ignores_later_writes,
+    flash_now_after_destroy_is_shown_on_this_response_only,
     invalidate_clears_everything_and_moves_to_a_new_id,
     take_unset_clear_and_update,
     optional_extractor_is_none_without_a_stored_session,

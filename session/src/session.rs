@@ -141,6 +141,7 @@ impl<V: SessionSchema, F: SessionSchema> Session<V, F> {
     }
 
     /// Shows `value` under `key` to this request only ([`get_flash`](Self::get_flash)); never stored.
+    /// Also after [`destroy`](Self::destroy): the page that answers a logout can say so.
     pub fn flash_now<T: Serialize>(&mut self, key: Key<F, T>, value: T) {
         let Some(json) = encode(key.name(), &value) else { return };
         self.state().flash_now_insert(key.name(), json);
@@ -182,7 +183,10 @@ impl<V: SessionSchema, F: SessionSchema> Session<V, F> {
     }
 
     /// Ends the session: the record is deleted and the cookie expired when the response leaves.
-    /// Writes after this are ignored (and logged). With
+    /// Writes after this are ignored (and logged), `flash` included: a destroyed session carries
+    /// nothing to the next request. [`flash_now`](Self::flash_now) still shows a notice on this
+    /// response (a redirect after a logout can carry its notice in the URL, as the `login`
+    /// example does). With
     /// client-side sessions (`SessionLayer::client_side`) there is no record: the cookie is
     /// expired, and a copy of it stays valid until its own expiry.
     pub fn destroy(&mut self) {

@@ -320,10 +320,10 @@ impl State {
     }
 
     /// Shows `json` under `name` to this request only.
+    /// Allowed after `destroy` too: it is never stored, so it cannot bring the session back,
+    /// and "Logged out" is what a logout's own page wants to say.
     pub(crate) fn flash_now_insert(&mut self, name: &str, json: String) {
-        if self.writable("flash_now") {
-            self.flash_mut().now.insert(name, json);
-        }
+        self.flash_mut().now.insert(name, json);
     }
 
     /// Carries the incoming flash under `name` over to the next request.

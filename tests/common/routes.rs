@@ -102,6 +102,12 @@ pub fn routes() -> Router {
             s.set(Values::USER_ID, 7); // ignored: the session is over
             format!("{} {:?}", s.is_destroyed(), s.get(Values::USER_ID))
         }))
+        .route("/logout-notice", get(|mut s: AppSession| async move {
+            s.destroy();
+            s.flash(Flash::ALERT, "never stored".to_owned()); // ignored: nothing outlives a destroy
+            s.flash_now(Flash::NOTICE, "Logged out".to_owned());
+            format!("{:?} {:?}", s.get_flash(Flash::NOTICE), s.get_flash(Flash::ALERT))
+        }))
         .route("/invalidate", get(|mut s: AppSession| async move {
             let old = s.id();
             s.invalidate();
