@@ -226,15 +226,15 @@ async fn destroy_deletes_the_record_expires_the_cookie_and_ignores_later_writes(
     assert_eq!(send(&app, "/whoami", Some(&old_cookie)).await.body, "None None");
 }
 
-/// `flash_now` after `destroy` is shown by this response (a logout's page can say so); `flash`
-/// after it is dropped, and the session ends all the same.
+/// `flash_now`, before or after `destroy`, is shown by this response (a logout's page can say
+/// so); `flash` after it is dropped, and the session ends all the same.
 async fn flash_now_after_destroy_is_shown_on_this_response_only() {
     let store = Arc::new(TestStore::default());
     let mut browser = Browser::new(app_on(store.clone()));
     browser.get("/login").await;
     let old_cookie = browser.cookie.clone().unwrap();
     let reply = browser.get("/logout-notice").await;
-    assert_eq!(reply.body, r#"Some("Logged out") None"#);
+    assert_eq!(reply.body, r#"Some("Logged out") Some("shown before")"#);
     let removal = reply.session_cookie().expect("destroy expires the cookie");
     assert_eq!(removal.max_age(), Some(cookie::time::Duration::ZERO));
     assert!(store.inner.is_empty(), "the notice brought the session back");

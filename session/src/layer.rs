@@ -238,10 +238,11 @@ impl SessionLayer {
     }
 
     /// The most a session may hold, in bytes of stored values and flash (each name and JSON
-    /// value, plus 8 bytes per entry; default 64 KiB). A request whose changes would make the
-    /// session larger is answered `413 Payload Too Large`, with an error log, and nothing of it
-    /// is written: a handler that stores what clients send cannot be made to grow a session,
-    /// and the store, without bound.
+    /// value, plus 8 bytes per entry; default 64 KiB). A request whose changes would grow the
+    /// session past it is answered `413 Payload Too Large`, with a warning log, and nothing of
+    /// it is written: a handler that stores what clients send cannot be made to grow a session,
+    /// and the store, without bound. A session already over the limit (stored before it was
+    /// lowered) can still be read, renewed and shrunk.
     pub fn with_max_session_size(mut self, bytes: usize) -> Self {
         self.config_mut().max_session_size = bytes;
         self
@@ -481,10 +482,9 @@ fn finish<B: Default>(saved: Result<Option<HeaderValue>, SaveError>, response: &
 #[inline(never)]
 fn not_saved<B: Default>(error: &SaveError) -> Response<B> {
     let status = error.status();
-    if status.is_client_error() {
-        // Caused by what a client sent (a session grown past its limit, a lock lost while it
-        // waited): worth a look, not an alert, and a client must not be able to flood the
-        // error log.
+    if matches!(error, SaveError::SessionTooLarge { .. }) {
+        // Caused by what a client sent: worth a look, not an alert, and a client must not be
+        // able to flood the error log.
         tracing::warn!(%error, "the session could not be saved; answering {status} instead of the handler's response");
     } else {
         tracing::error!(%error, "the session could not be saved; answering {status} instead of the handler's response");

@@ -208,7 +208,9 @@ pub(crate) async fn lock_in_store(
     loop {
         // The store may take the lock and this request still never learn it: the answer does
         // not decode, the call times out, or the request is dropped while it waits for the
-        // answer. The token is this request's alone, so unlocking it then is always safe.
+        // answer. The token is this request's alone, so unlocking it then is always safe; it is
+        // best effort (an unlock that overtakes the attempt on another connection finds
+        // nothing, and the lease ends the lock).
         let in_doubt = InDoubt {
             store,
             key,

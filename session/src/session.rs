@@ -184,8 +184,8 @@ impl<V: SessionSchema, F: SessionSchema> Session<V, F> {
 
     /// Ends the session: the record is deleted and the cookie expired when the response leaves.
     /// Writes after this are ignored (and logged), `flash` included: a destroyed session carries
-    /// nothing to the next request. [`flash_now`](Self::flash_now) still shows a notice on this
-    /// response (a redirect after a logout can carry its notice in the URL, as the `login`
+    /// nothing to the next request. [`flash_now`](Self::flash_now), before or after it, still
+    /// shows a notice on this response (a redirect after a logout can carry its notice in the URL, as the `login`
     /// example does). With
     /// client-side sessions (`SessionLayer::client_side`) there is no record: the cookie is
     /// expired, and a copy of it stays valid until its own expiry.

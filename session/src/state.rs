@@ -211,7 +211,18 @@ impl State {
         self.new_id = None;
         self.stored = None;
         self.pending.clear();
-        self.flash = None;
+        // Nothing outlives a destroy but what this response shows (`flash_now`).
+        self.flash = self
+            .flash
+            .take()
+            .map(|flash| flash.now)
+            .filter(|now| !now.is_empty())
+            .map(|now| {
+                Box::new(FlashChanges {
+                    now,
+                    ..FlashChanges::default()
+                })
+            });
     }
 
     pub(crate) fn invalidate(&mut self) {

@@ -103,8 +103,9 @@ pub fn routes() -> Router {
             format!("{} {:?}", s.is_destroyed(), s.get(Values::USER_ID))
         }))
         .route("/logout-notice", get(|mut s: AppSession| async move {
+            s.flash_now(Flash::ALERT, "shown before".to_owned());
             s.destroy();
-            s.flash(Flash::ALERT, "never stored".to_owned()); // ignored: nothing outlives a destroy
+            s.flash(Flash::NOTICE, "never stored".to_owned()); // ignored: nothing outlives a destroy
             s.flash_now(Flash::NOTICE, "Logged out".to_owned());
             format!("{:?} {:?}", s.get_flash(Flash::NOTICE), s.get_flash(Flash::ALERT))
         }))

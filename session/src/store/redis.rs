@@ -508,6 +508,9 @@ fn lock_key(prefix: &str, session_key: &str) -> String {
         .is_some_and(|open| session_key[open + 1..].find('}').is_some_and(|len| len > 0));
     if tagged {
         format!("{session_key}:lock")
+    } else if prefix.contains('{') {
+        // The prefix's stray `{` would start the lock key's tag: no prefix in front then.
+        format!("{{{session_key}}}:lock")
     } else {
         format!("{prefix}{{{session_key}}}:lock")
     }
