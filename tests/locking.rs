@@ -79,22 +79,8 @@ fn app(layer: SessionLayer, holding: Arc<Notify>) -> Router {
             "/locked-destroy",
             get(|mut s: LockedSession<Values>| async move { s.destroy() }),
         )
-        .route(
-            "/slow-locked",
-            get(move |mut s: LockedSession<Values>| async move {
-                slow.notify_one();
-                tokio::time::sleep(Duration::from_millis(600)).await;
-                s.set(Values::USER, "slow".into());
-            }),
-        )
-        .route(
-            "/slower-locked",
-            get(move |mut s: LockedSession<Values>| async move {
-                slower.notify_one();
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                s.set(Values::USER, "slow".into());
-            }),
-        )
+        .route("/slow-locked", holds_the_lock(slow, Duration::from_millis(600)))
+        .route("/slower-locked", holds_the_lock(slower, Duration::from_secs(2)))
         .route(
             "/hang-locked",
             get(move |mut s: LockedSession<Values>| async move {
@@ -123,6 +109,16 @@ fn app(layer: SessionLayer, holding: Arc<Notify>) -> Router {
         )
         .layer(layer)
         .with_state(())
+}
+
+/// A `LockedSession` handler that signals `holding` once it has the lock, keeps it for `hold`,
+/// then sets the user to "slow".
+fn holds_the_lock(holding: Arc<Notify>, hold: Duration) -> axum::routing::MethodRouter {
+    get(move |mut s: LockedSession<Values>| async move {
+        holding.notify_one();
+        tokio::time::sleep(hold).await;
+        s.set(Values::USER, "slow".into());
+    })
 }
 
 /// Logs in and returns the app's cookie.

@@ -136,12 +136,18 @@ impl Config {
     /// undecodable record counts as none, so that one corrupt record does not answer 503 to its
     /// owner forever (the next write starts a new session).
     pub(crate) async fn load_record(&self, key: &StoreKey, now: SystemTime) -> Result<Option<Record>, StoreError> {
-        match self.timed(self.storage.store().load(key), now).await {
-            Err(StoreError::Corrupt(reason)) => {
-                tracing::warn!(%reason, "the stored session does not decode; starting a new one");
-                Ok(None)
-            }
-            other => other,
+        undecodable_is_none(self.timed(self.storage.store().load(key), now).await)
+    }
+}
+
+/// A store read in which an undecodable record counts as none: one corrupt record must not
+/// answer 503 to its owner forever (the next write starts a new session).
+pub(crate) fn undecodable_is_none<T>(read: Result<Option<T>, StoreError>) -> Result<Option<T>, StoreError> {
+    match read {
+        Err(StoreError::Corrupt(reason)) => {
+            tracing::warn!(%reason, "the stored session does not decode; starting a new one");
+            Ok(None)
         }
+        other => other,
     }
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
 use crate::expiry::Expiry;
-use crate::value_map::ValueMap;
+use crate::value_map::{entry_size, ValueMap};
 
 /// What a request changed in one map (values, or flash): stored name → `Some(json)` to set,
 /// `None` to remove.
@@ -185,6 +185,17 @@ pub struct Record {
 }
 
 impl Record {
+    /// The bytes its values and flash take (see `SessionLayer::with_max_session_size`).
+    pub(crate) fn byte_size(&self) -> usize {
+        self.values.byte_size() + self.flash.byte_size()
+    }
+
+    /// [`byte_size`](Self::byte_size) once `changes` are merged in, as [`apply`](Self::apply)
+    /// would merge them.
+    pub(crate) fn byte_size_with(&self, changes: &Changes) -> usize {
+        merged_size(&self.values, &changes.values) + merged_size(&self.flash, &changes.flash)
+    }
+
     /// An empty record created at `now` that expires at `expires_at`.
     pub fn new(now: SystemTime, expires_at: SystemTime) -> Self {
         Record {
@@ -379,4 +390,27 @@ mod properties {
             prop_assert_eq!(back, record);
         }
     }
+}
+
+impl Changes {
+    /// The bytes of the values and flash these changes set (entries they replace not counted
+    /// off): an upper bound of what they add to a record.
+    pub(crate) fn added_size(&self) -> usize {
+        let added = |patch: &Patch| -> usize {
+            patch
+                .iter()
+                .filter_map(|(name, change)| change.as_deref().map(|json| entry_size(name, json)))
+                .sum()
+        };
+        added(&self.values) + added(&self.flash)
+    }
+}
+
+/// The bytes of `base` with `patch` merged in.
+fn merged_size(base: &ValueMap, patch: &Patch) -> usize {
+    patch.iter().fold(base.byte_size(), |size, (name, change)| {
+        let removed = base.get(name).map_or(0, |old| entry_size(name, old));
+        let added = change.as_deref().map_or(0, |new| entry_size(name, new));
+        (size + added).saturating_sub(removed)
+    })
 }

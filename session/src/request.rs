@@ -9,9 +9,9 @@ use http::HeaderMap;
 use parking_lot::lock_api::{MappedMutexGuard, MutexGuard};
 use tokio::time::Instant;
 
-use crate::config::Config;
 #[cfg(feature = "client-side")]
 use crate::config::Storage;
+use crate::config::{undecodable_is_none, Config};
 use crate::cookie::MAX_CANDIDATES;
 #[cfg(feature = "client-side")]
 use crate::cookie::{EncryptionKey, Opened};
@@ -198,15 +198,11 @@ impl RequestSession {
                 config.clock.now(),
             );
             let locked = match locked.await {
-                Ok(locked) => locked,
+                Ok(locked) => Ok(locked),
                 Err(NotLocked::Busy) => return Err(busy()),
-                Err(NotLocked::Store(StoreError::Corrupt(reason))) => {
-                    // As `Config::load_record` does: a new session rather than 503s forever.
-                    tracing::warn!(%reason, "the stored session does not decode; starting a new one");
-                    None
-                }
-                Err(NotLocked::Store(error)) => return Err(error.into()),
+                Err(NotLocked::Store(error)) => Err(error),
             };
+            let locked = undecodable_is_none(locked)?;
             let (record, held) = locked.map(|(held, record)| (record, Box::new(held))).unzip();
             return Ok((record, held, config.clock.now()));
         }
@@ -266,12 +262,16 @@ impl RequestSession {
         if let Storage::Cookie(_) = self.config.storage {
             return self
                 .plan
-                .try_call_once(|| crate::save::plan_rewrite(&mut state, &self.config.expiry).ok_or(()))
+                .try_call_once(|| {
+                    crate::save::plan_rewrite(&mut state, &self.config.expiry, self.config.max_session_size).ok_or(())
+                })
                 .ok();
         }
         // Planned in its place: a plan is one of the largest values a request makes.
         self.plan
-            .try_call_once(|| crate::save::plan(&mut state, &self.config.expiry).ok_or(()))
+            .try_call_once(|| {
+                crate::save::plan(&mut state, &self.config.expiry, self.config.max_session_size).ok_or(())
+            })
             .ok()
     }
 

@@ -14,10 +14,9 @@ use crate::cookie::{seal, EncryptionKey};
 use crate::expiry::{ExpiryRules, Renewed};
 use crate::id::{SessionId, StoreKey};
 use crate::lock::HeldLock;
-use crate::record::{Changes, Patch, Record};
+use crate::record::{Changes, Record};
 use crate::state::State;
 use crate::store::{Applied, Created, LockToken, LockedApply, StoreError};
-use crate::value_map::{entry_size, ValueMap};
 
 /// How many random ids `create` tries before giving up. With 144-bit ids a single collision is
 /// already a sign of a broken store or random source.
@@ -39,8 +38,8 @@ pub(crate) struct Plan {
     /// The session's lock, when a `LockedSession` holds it: the writes happen only if it is
     /// still held.
     fence: Option<Box<HeldLock>>,
-    /// The bytes of values and flash the session holds once `write` is made, as this request
-    /// sees it, when the write makes it larger (else 0): over the layer's limit, nothing is
+    /// The bytes of values and flash the session would hold once `write` is made, as this
+    /// request sees it, when that grows it past the layer's limit (else 0): then nothing is
     /// written.
     size: usize,
 }
@@ -132,19 +131,13 @@ impl Plan {
 ///
 /// The session's lock, if the request holds it, goes into the plan, whose writes are made only
 /// while it is still held; with nothing to save it is released here.
-pub(crate) fn plan(state: &mut State, rules: &ExpiryRules) -> Option<Plan> {
+pub(crate) fn plan(state: &mut State, rules: &ExpiryRules, max_size: usize) -> Option<Plan> {
     let mut plan = plan_changes(state, rules);
     let fence = state.held_lock.take();
     if let Some(plan) = &mut plan {
         plan.fence = fence;
         if let Some(write) = &plan.write {
-            let loaded = state.stored.as_ref();
-            let size = size_after(loaded, write);
-            // Only growth is refused: a session already over the limit (stored before a lower
-            // limit, or grown by two requests that each stayed under it) can still be renewed,
-            // shrunk or emptied of its flash.
-            let before = loaded.map_or(0, |record| record.values.byte_size() + record.flash.byte_size());
-            plan.size = if size > before { size } else { 0 };
+            plan.size = grown_past(state.stored.as_ref(), write, max_size);
         }
     }
     // Dropped before the store works, so that a store holding the same values can change them
@@ -156,9 +149,9 @@ pub(crate) fn plan(state: &mut State, rules: &ExpiryRules) -> Option<Plan> {
 /// [`plan`] for a save that rewrites the whole session (client-side sessions): the plan keeps
 /// the record as loaded, which the changes are merged into.
 #[cfg(feature = "client-side")]
-pub(crate) fn plan_rewrite(state: &mut State, rules: &ExpiryRules) -> Option<Plan> {
+pub(crate) fn plan_rewrite(state: &mut State, rules: &ExpiryRules, max_size: usize) -> Option<Plan> {
     let base = state.stored.clone();
-    let mut plan = plan(state, rules)?;
+    let mut plan = plan(state, rules, max_size)?;
     plan.base = base.map(Box::new);
     Some(plan)
 }
@@ -296,25 +289,30 @@ fn move_plan(state: &mut State, rules: &ExpiryRules, from: StoreKey, delete: Opt
 }
 
 /// The bytes of values and flash the session holds after `write`, merged into `loaded` (the
-/// record as this request loaded it).
-fn size_after(loaded: Option<&Record>, write: &Write) -> usize {
-    static EMPTY: ValueMap = ValueMap::new();
-    match write {
-        Write::Create { record } => record.values.byte_size() + record.flash.byte_size(),
-        Write::Apply { changes, .. } | Write::Move { changes, .. } => {
-            let (values, flash) = loaded.map_or((&EMPTY, &EMPTY), |record| (&record.values, &record.flash));
-            merged_size(values, &changes.values) + merged_size(flash, &changes.flash)
+/// record as this request loaded it), when that is over `limit` and more than it held when
+/// loaded; else 0. Only growth is refused: a session already over the limit (stored before a
+/// lower limit, or grown by two requests that each stayed under it) can still be renewed,
+/// shrunk or emptied of its flash.
+fn grown_past(loaded: Option<&Record>, write: &Write, limit: usize) -> usize {
+    let changes = match write {
+        Write::Create { record } => {
+            let size = record.byte_size();
+            return if size > limit { size } else { 0 };
         }
+        Write::Apply { changes, .. } | Write::Move { changes, .. } => changes,
+    };
+    let before = loaded.map_or(0, Record::byte_size);
+    // Most writes stay under the limit even counting every value they set as new: no need to
+    // look up what each replaces.
+    if before + changes.added_size() <= limit {
+        return 0;
     }
-}
-
-/// The bytes of `base` with `patch` merged in.
-fn merged_size(base: &ValueMap, patch: &Patch) -> usize {
-    patch.iter().fold(base.byte_size(), |size, (name, change)| {
-        let removed = base.get(name).map_or(0, |old| entry_size(name, old));
-        let added = change.as_deref().map_or(0, |new| entry_size(name, new));
-        (size + added).saturating_sub(removed)
-    })
+    let size = loaded.map_or_else(|| changes.added_size(), |loaded| loaded.byte_size_with(changes));
+    if size > limit && size > before {
+        size
+    } else {
+        0
+    }
 }
 
 /// Does what `plan` says; returns the `Set-Cookie` to send, if any, or why the save failed.
@@ -675,7 +673,7 @@ mod properties {
                     model.retain(|name, _| kept.contains(name));
                 }
                 model.extend(outgoing);
-                match plan(&mut state, &rules) {
+                match plan(&mut state, &rules, usize::MAX) {
                     None => {}
                     Some(Plan { write: Some(Write::Apply { changes, .. }), delete: None, .. }) => record.apply(&changes),
                     Some(other) => prop_assert!(false, "a loaded session planned {:?}", other),
