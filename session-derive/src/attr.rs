@@ -1,4 +1,4 @@
-//! `#[session(..)]` attributes: `rename_all` on the struct, `rename` on a field.
+//! `#[session(..)]` attributes: `rename_all` on the struct, `rename` and `owner` on a field.
 //!
 //! Parsing never stops at the first mistake: a bad key or value is recorded in the [`Ctxt`] and
 //! the rest of the attribute is still read, so the user sees every problem in one build.
@@ -25,6 +25,9 @@ pub(crate) struct Container {
 pub(crate) struct Field {
     /// `rename = ".."`, if given and valid: the literal, so that errors can point at it.
     pub(crate) rename: Option<LitStr>,
+    /// `owner`, if given (and written without a value): the path, so that errors can point at
+    /// it.
+    pub(crate) owner: Option<syn::Path>,
 }
 
 /// Where an attribute was written; decides which keys are allowed.
@@ -73,6 +76,10 @@ impl Field {
         let mut out = Field::default();
         let mut seen: Option<LitStr> = None;
         parse_session_attrs(cx, attrs, Target::Field, |meta, key| {
+            if key == "owner" {
+                owner_flag(cx, meta, &mut out.owner)?;
+                return Ok(true);
+            }
             if key != "rename" {
                 return Ok(false);
             }
@@ -104,6 +111,27 @@ impl Field {
         });
         out
     }
+}
+
+/// Reads `owner`, which takes no value: `#[session(owner)]`.
+fn owner_flag(cx: &Ctxt, meta: &ParseNestedMeta<'_>, owner: &mut Option<syn::Path>) -> syn::Result<()> {
+    if !meta.input.is_empty() && !meta.input.peek(Token![,]) {
+        cx.error_spanned_by(
+            &meta.path,
+            "`owner` takes no value: write `#[session(owner)]` on the field that says whose \
+             session it is (the owner is that field's value)",
+        );
+        return skip_value(meta.input);
+    }
+    if owner.is_some() {
+        cx.error_spanned_by(
+            &meta.path,
+            "duplicate session attribute `owner`: this field is already the owner; keep only one",
+        );
+    } else {
+        *owner = Some(meta.path.clone());
+    }
+    Ok(())
 }
 
 /// Runs `known` on every key of every `#[session(..)]` in `attrs`. `known` returns `Ok(true)`
@@ -154,16 +182,19 @@ fn misplaced_or_unknown(key: &str, target: Target) -> String {
              `#[session(rename = \"new_name\")]`; to rename every field of the struct, use \
              `#[session(rename_all = \"camelCase\")]` here"
             .to_owned(),
+        ("owner", Target::Container) => "`owner` marks the field whose value says whose session \
+             it is, so it goes on that field: `#[session(owner)] user_id: u64`"
+            .to_owned(),
         ("rename_all", Target::Field) => "`rename_all` goes on the struct, not on a field; to \
              rename this field, use `#[session(rename = \"new_name\")]`"
             .to_owned(),
         (_, Target::Container) => format!(
             "unknown session attribute `{key}`; on the struct the only one is \
-             `rename_all = \"..\"` (fields take `rename = \"..\"`)"
+             `rename_all = \"..\"` (fields take `rename = \"..\"` and `owner`)"
         ),
         (_, Target::Field) => format!(
-            "unknown session attribute `{key}`; on a field the only one is `rename = \"..\"` \
-             (the struct takes `rename_all = \"..\"`)"
+            "unknown session attribute `{key}`; on a field they are `rename = \"..\"` and \
+             `owner` (the struct takes `rename_all = \"..\"`)"
         ),
     }
 }

@@ -1,5 +1,5 @@
 //! Checks on the whole schema, once every field has been read: no generics, no two keys with
-//! the same stored name or the same const.
+//! the same stored name or the same const, at most one owner.
 
 use crate::ast::{Container, Field};
 use crate::ctxt::Ctxt;
@@ -13,6 +13,31 @@ pub(crate) fn check(cx: &Ctxt, cont: &mut Container<'_>) {
     if let Some(fields) = &mut cont.fields {
         check_stored_names(cx, fields);
         check_const_names(cx, fields);
+        check_one_owner(cx, fields);
+    }
+}
+
+/// A session has one owner: the index lists it under one value.
+fn check_one_owner(cx: &Ctxt, fields: &mut [Field<'_>]) {
+    let mut first: Option<String> = None;
+    for field in fields.iter_mut() {
+        let Some(path) = &field.attrs.owner else {
+            continue;
+        };
+        match &first {
+            None => first = Some(field.ident.to_string()),
+            Some(first) => {
+                cx.error_spanned_by(
+                    path,
+                    format_args!(
+                        "a schema has at most one owner, and field `{first}` already is it; \
+                         remove `#[session(owner)]` from field `{}`",
+                        field.ident
+                    ),
+                );
+                field.attrs.owner = None;
+            }
+        }
     }
 }
 

@@ -37,16 +37,48 @@ fn expand(cont: &Container<'_>) -> TokenStream {
     let fields = cont.fields.as_deref().unwrap_or_default();
 
     let stored_names = fields.iter().map(|field| &field.stored_name);
+    let owner = cont
+        .fields
+        .iter()
+        .flatten()
+        .find(|field| field.attrs.owner.is_some() && field.const_ident.is_some());
+    let owner_name = match owner {
+        Some(field) => {
+            let name = &field.stored_name;
+            quote!(::core::option::Option::Some(#name))
+        }
+        None => quote!(::core::option::Option::None),
+    };
     let schema_impl = quote! {
         #[automatically_derived]
         impl ::typed_sessions::__private::SessionSchema for #ident {
             const STORED_NAMES: &'static [&'static str] = &[#(#stored_names),*];
+            const OWNER: ::core::option::Option<&'static str> = #owner_name;
         }
     };
+    // A schema with an owner lists its sessions; one without can be a flash schema (a flash
+    // message is nobody's login).
+    let role_impl = match owner {
+        Some(field) => {
+            let ty = field.ty;
+            let key = &field.const_ident;
+            quote! {
+                #[automatically_derived]
+                impl ::typed_sessions::__private::OwnedSchema for #ident {
+                    type Owner = #ty;
+                    const OWNER_KEY: ::typed_sessions::__private::Key<Self, #ty> = #ident::#key;
+                }
+            }
+        }
+        None => quote! {
+            #[automatically_derived]
+            impl ::typed_sessions::__private::FlashSchema for #ident {}
+        },
+    };
     let Some(fields) = &cont.fields else {
-        // Not a struct with named fields: the impl alone keeps `Session<#ident>` from adding
+        // Not a struct with named fields: the impls alone keep `Session<#ident>` from adding
         // errors to ours.
-        return schema_impl;
+        return quote!(#schema_impl #role_impl);
     };
 
     let keys = fields.iter().map(|field| key_const(cont, field));
@@ -60,6 +92,7 @@ fn expand(cont: &Container<'_>) -> TokenStream {
         }
 
         #schema_impl
+        #role_impl
 
         const _: () = {
             #(#assertions)*

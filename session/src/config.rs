@@ -86,6 +86,13 @@ impl SessionStore for NoStore {
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         Ok(0)
     }
+    async fn owner_sessions(&self, _owner: &str) -> Result<Vec<(StoreKey, Record)>, StoreError> {
+        Err(StoreError::Unsupported(
+            "client-side sessions are kept in browsers' cookies, where no server can list or end them; \
+             use a server-side store to list a user's sessions"
+                .into(),
+        ))
+    }
 }
 
 /// Everything the layer knows, shared by all requests.

@@ -10,7 +10,7 @@ use http::header::RETRY_AFTER;
 use http::request::Parts;
 use http::StatusCode;
 
-use crate::key::SessionSchema;
+use crate::key::{FlashSchema, SessionSchema};
 use crate::request::{LoadError, RequestSession};
 use crate::session::Session;
 use crate::store::StoreError;
@@ -44,6 +44,21 @@ pub enum SessionRejection {
          must take `LockedSession` itself)"
     )]
     LockedTooLate,
+    /// The store cannot list or end an owner's sessions (it keeps no owner index, or sessions are
+    /// client-side): a programming error, answered 500.
+    #[error("the sessions of an owner cannot be listed: {0}")]
+    Unsupported(#[source] StoreError),
+}
+
+impl From<StoreError> for SessionRejection {
+    /// [`StoreError::Unsupported`] is [`SessionRejection::Unsupported`]; every other failure is
+    /// [`SessionRejection::StoreUnavailable`].
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unsupported(_) => SessionRejection::Unsupported(error),
+            error => SessionRejection::StoreUnavailable(error),
+        }
+    }
 }
 
 impl IntoResponse for SessionRejection {
@@ -64,7 +79,7 @@ impl IntoResponse for SessionRejection {
                 )
                     .into_response()
             }
-            SessionRejection::LockedTooLate => {
+            SessionRejection::LockedTooLate | SessionRejection::Unsupported(_) => {
                 tracing::error!("{self}");
                 (StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
             }
@@ -102,7 +117,7 @@ impl<S, V, F> FromRequestParts<S> for Session<V, F>
 where
     S: Send + Sync,
     V: SessionSchema,
-    F: SessionSchema,
+    F: FlashSchema,
 {
     type Rejection = SessionRejection;
 
@@ -118,7 +133,7 @@ impl<S, V, F> OptionalFromRequestParts<S> for Session<V, F>
 where
     S: Send + Sync,
     V: SessionSchema,
-    F: SessionSchema,
+    F: FlashSchema,
 {
     type Rejection = SessionRejection;
 
@@ -187,11 +202,11 @@ where
 /// A `LockedSession` after a plain `Session` of the same request (a middleware's) takes the lock
 /// then and reads the session again under it; if the request had already changed the session,
 /// it is refused ([`SessionRejection::LockedTooLate`]).
-pub struct LockedSession<V: SessionSchema, F: SessionSchema = ()> {
+pub struct LockedSession<V: SessionSchema, F: FlashSchema = ()> {
     session: Session<V, F>,
 }
 
-impl<V: SessionSchema, F: SessionSchema> Deref for LockedSession<V, F> {
+impl<V: SessionSchema, F: FlashSchema> Deref for LockedSession<V, F> {
     type Target = Session<V, F>;
 
     fn deref(&self) -> &Session<V, F> {
@@ -199,13 +214,13 @@ impl<V: SessionSchema, F: SessionSchema> Deref for LockedSession<V, F> {
     }
 }
 
-impl<V: SessionSchema, F: SessionSchema> DerefMut for LockedSession<V, F> {
+impl<V: SessionSchema, F: FlashSchema> DerefMut for LockedSession<V, F> {
     fn deref_mut(&mut self) -> &mut Session<V, F> {
         &mut self.session
     }
 }
 
-impl<V: SessionSchema, F: SessionSchema> std::fmt::Debug for LockedSession<V, F> {
+impl<V: SessionSchema, F: FlashSchema> std::fmt::Debug for LockedSession<V, F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("LockedSession").field(&self.session).finish()
     }
@@ -215,7 +230,7 @@ impl<S, V, F> FromRequestParts<S> for LockedSession<V, F>
 where
     S: Send + Sync,
     V: SessionSchema,
-    F: SessionSchema,
+    F: FlashSchema,
 {
     type Rejection = SessionRejection;
 

@@ -95,8 +95,57 @@ impl<S, T> fmt::Debug for Key<S, T> {
 pub trait SessionSchema: 'static {
     /// The stored names of every key of this schema, in declaration order.
     const STORED_NAMES: &'static [&'static str];
+    /// The stored name of the key marked `#[session(owner)]`, if the schema has one (see
+    /// [`OwnedSchema`]).
+    const OWNER: Option<&'static str> = None;
 }
 
 impl SessionSchema for () {
     const STORED_NAMES: &'static [&'static str] = &[];
 }
+
+/// A schema with an owner key: `#[session(owner)]` on one field, whose value says whose
+/// session it is (a user id). The session is then indexed under that value, so that
+/// [`Session::owner_sessions`](crate::Session::owner_sessions) lists the owner's sessions and
+/// [`Session::end_other_sessions`](crate::Session::end_other_sessions) ends them ("log out
+/// other devices"). Implemented by `#[derive(SessionSchema)]`.
+///
+/// ```
+/// use typed_sessions::{OwnedSchema, SessionSchema};
+///
+/// #[derive(SessionSchema)]
+/// struct Values {
+///     #[session(owner)]
+///     user_id: u64,
+///     user_agent: String,
+/// }
+///
+/// assert_eq!(Values::OWNER_KEY, Values::USER_ID);
+/// assert_eq!(<Values as SessionSchema>::OWNER, Some("user_id"));
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no owner key, so its sessions cannot be listed or ended",
+    label = "`{Self}` has no field marked `#[session(owner)]`",
+    note = "mark the field that says whose session it is: `#[session(owner)] user_id: u64`"
+)]
+pub trait OwnedSchema: SessionSchema + Sized {
+    /// The owner key's value type.
+    type Owner;
+    /// The key marked `#[session(owner)]`.
+    const OWNER_KEY: Key<Self, Self::Owner>;
+}
+
+/// A schema that can be a session's flash schema: every schema without an owner key, and `()`.
+/// Implemented by `#[derive(SessionSchema)]`.
+///
+/// A schema with `#[session(owner)]` cannot be one: a flash message lives for one request and
+/// belongs to no one's list of sessions.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a flash schema",
+    label = "`{Self}` is not a flash schema",
+    note = "a schema with a `#[session(owner)]` key says whose session it is, which a flash message \
+            (gone after one request) cannot; use a schema without `#[session(owner)]` for flash"
+)]
+pub trait FlashSchema: SessionSchema {}
+
+impl FlashSchema for () {}

@@ -248,6 +248,18 @@ impl SessionLayer {
         self
     }
 
+    /// The sessions of an owner, listed and ended from code that has no request (see
+    /// [`OwnerIndex`](crate::OwnerIndex)), by this layer's store, expiry rules and clock.
+    /// `V` is a schema with an owner key (`#[session(owner)]`). Take it from the finished layer:
+    /// settings given after it do not reach it.
+    pub fn owner_index<V>(&self) -> crate::OwnerIndex<V>
+    where
+        V: crate::OwnedSchema,
+        V::Owner: serde::Serialize,
+    {
+        crate::OwnerIndex::new(Arc::clone(&self.config))
+    }
+
     /// Where the layer reads the time from (default: the system clock). For tests:
     /// [`ManualClock`](crate::clock::ManualClock).
     pub fn with_clock(mut self, clock: impl Clock) -> Self {

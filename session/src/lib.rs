@@ -86,6 +86,7 @@ mod id;
 mod key;
 mod layer;
 mod lock;
+mod owners;
 mod record;
 mod request;
 mod save;
@@ -100,8 +101,9 @@ pub use crate::cookie::{KeyTooShort, SigningKey};
 pub use crate::expiry::{Expiry, BROWSER_SESSION_IDLE};
 pub use crate::extract::{LockedSession, SessionRejection};
 pub use crate::id::SessionId;
-pub use crate::key::{Key, SessionSchema};
+pub use crate::key::{FlashSchema, Key, OwnedSchema, SessionSchema};
 pub use crate::layer::{ResponseFuture, SessionLayer, SessionService};
+pub use crate::owners::{ListedSession, NotAHandle, OwnerIndex, SessionHandle};
 pub use crate::session::Session;
 #[cfg(all(feature = "file", unix))]
 pub use crate::store::FileStore;

@@ -1,6 +1,6 @@
 //! Items used by code that `#[derive(SessionSchema)]` generates. Not public API.
 
-pub use crate::key::{Key, SessionSchema};
+pub use crate::key::{FlashSchema, Key, OwnedSchema, SessionSchema};
 
 /// Fails to compile, on the field's type, when it cannot be written to a session.
 pub const fn assert_serialize<T: ?Sized + serde::Serialize>() {}

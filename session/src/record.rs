@@ -182,6 +182,11 @@ pub struct Record {
     /// A per-session expiry that overrides the layer's (`Session::set_expiry`, "remember me").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expiry: Option<Expiry>,
+    /// The JSON form of the owner key's value (`#[session(owner)]`), which the store indexes
+    /// the session under (see [`SessionStore::owner_sessions`](crate::store::SessionStore::owner_sessions));
+    /// `None` for a session without an owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 impl Record {
@@ -204,6 +209,7 @@ impl Record {
             created_at: now,
             expires_at,
             expiry: None,
+            owner: None,
         }
     }
 
@@ -224,6 +230,9 @@ impl Record {
         }
         if let Some(expiry) = changes.expiry {
             self.expiry = expiry;
+        }
+        if let Some(owner) = &changes.owner {
+            self.owner.clone_from(owner);
         }
     }
 }
@@ -251,12 +260,18 @@ pub struct Changes {
     pub expires_at: Option<SystemTime>,
     /// A new per-session expiry override (`Some(None)` removes it).
     pub expiry: Option<Option<Expiry>>,
+    /// A new owner for the index ([`Record::owner`]): `Some(None)` when the owner key was removed.
+    pub owner: Option<Option<String>>,
 }
 
 impl Changes {
     /// Whether applying this would change nothing.
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty() && self.flash.is_empty() && self.expires_at.is_none() && self.expiry.is_none()
+        self.values.is_empty()
+            && self.flash.is_empty()
+            && self.expires_at.is_none()
+            && self.expiry.is_none()
+            && self.owner.is_none()
     }
 }
 
@@ -383,8 +398,9 @@ mod properties {
             created_at in time(),
             expires_at in time(),
             expiry in expiry(),
+            owner in prop::option::of(json()),
         ) {
-            let record = Record { values, flash, created_at, expires_at, expiry };
+            let record = Record { values, flash, created_at, expires_at, expiry, owner };
             let json = serde_json::to_string(&record).unwrap();
             let back: Record = serde_json::from_str(&json).unwrap();
             prop_assert_eq!(back, record);

@@ -169,7 +169,12 @@ fn plan_changes(state: &mut State, rules: &ExpiryRules) -> Option<Plan> {
     }
     let (expires_at, cookie) = renewal(state, rules);
     let flash = state.flash_patch();
-    if state.pending.is_empty() && flash.is_empty() && expires_at.is_none() && state.pending_expiry.is_none() {
+    if state.pending.is_empty()
+        && flash.is_empty()
+        && expires_at.is_none()
+        && state.pending_expiry.is_none()
+        && state.pending_owner.is_none()
+    {
         // Read, not changed, not due for a touch: no change set to build.
         return Some(Plan {
             now: state.now,
@@ -187,6 +192,7 @@ fn plan_changes(state: &mut State, rules: &ExpiryRules) -> Option<Plan> {
         flash,
         expires_at,
         expiry: state.pending_expiry,
+        owner: state.pending_owner.take(),
     };
     Some(Plan {
         now: state.now,
@@ -241,6 +247,7 @@ fn create_plan(state: &mut State, rules: &ExpiryRules, delete: Option<SessionId>
         created_at: state.created_at,
         expires_at: renewed.expires_at,
         expiry: state.expiry_override(),
+        owner: state.pending_owner.take().flatten(),
     };
     if record.values.is_empty() && record.flash.is_empty() {
         return Plan::ending(state.now, delete);
@@ -275,6 +282,7 @@ fn move_plan(state: &mut State, rules: &ExpiryRules, from: StoreKey, delete: Opt
                 flash: state.flash_patch(),
                 expires_at: Some(renewed.expires_at),
                 expiry: state.pending_expiry,
+                owner: state.pending_owner.take(),
             },
         }),
         delete,

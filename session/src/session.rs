@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::expiry::Expiry;
 use crate::id::SessionId;
-use crate::key::{Key, SessionSchema};
+use crate::key::{FlashSchema, Key, SessionSchema};
 use crate::record::Record;
 use crate::request::{RequestSession, StateGuard};
 use crate::value_map::MAX_LEN;
@@ -46,12 +46,12 @@ use crate::value_map::MAX_LEN;
 /// Clones share one session; several schemas (`Session<AuthValues>` and `Session<CartValues>`)
 /// extracted in one request share it too. Reads take `&self`, writes `&mut self`. Nothing is
 /// written until the handler has returned: then the layer stores only what changed, key by key.
-pub struct Session<V: SessionSchema, F: SessionSchema = ()> {
+pub struct Session<V: SessionSchema, F: FlashSchema = ()> {
     request: Arc<RequestSession>,
     schema: PhantomData<fn() -> (V, F)>,
 }
 
-impl<V: SessionSchema, F: SessionSchema> Clone for Session<V, F> {
+impl<V: SessionSchema, F: FlashSchema> Clone for Session<V, F> {
     fn clone(&self) -> Self {
         Session {
             request: Arc::clone(&self.request),
@@ -60,7 +60,7 @@ impl<V: SessionSchema, F: SessionSchema> Clone for Session<V, F> {
     }
 }
 
-impl<V: SessionSchema, F: SessionSchema> fmt::Debug for Session<V, F> {
+impl<V: SessionSchema, F: FlashSchema> fmt::Debug for Session<V, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.state();
         f.debug_struct("Session")
@@ -72,7 +72,7 @@ impl<V: SessionSchema, F: SessionSchema> fmt::Debug for Session<V, F> {
     }
 }
 
-impl<V: SessionSchema, F: SessionSchema> Session<V, F> {
+impl<V: SessionSchema, F: FlashSchema> Session<V, F> {
     /// `request` must be loaded: the extractor loads it before it builds a `Session`.
     pub(crate) fn from_loaded(request: Arc<RequestSession>) -> Self {
         debug_assert!(request.is_loaded());
@@ -84,6 +84,10 @@ impl<V: SessionSchema, F: SessionSchema> Session<V, F> {
 
     fn state(&self) -> StateGuard<'_> {
         self.request.state()
+    }
+
+    pub(crate) fn request(&self) -> &RequestSession {
+        &self.request
     }
 
     /// The value under `key`, or `None` if it is absent — or stored in a form that no longer
@@ -104,12 +108,12 @@ impl<V: SessionSchema, F: SessionSchema> Session<V, F> {
     /// that fails) is not stored; that is logged as an error.
     pub fn set<T: Serialize>(&mut self, key: Key<V, T>, value: T) {
         let Some(json) = encode(key.name(), &value) else { return };
-        self.state().set_value(key.name(), json);
+        self.state().set_value(key.name(), json, is_owner(key));
     }
 
     /// Removes the value under `key`.
     pub fn unset<T>(&mut self, key: Key<V, T>) {
-        self.state().unset_value(key.name());
+        self.state().unset_value(key.name(), is_owner(key));
     }
 
     /// Removes the value under `key` and returns it (Laravel's `pull`).
@@ -118,7 +122,7 @@ impl<V: SessionSchema, F: SessionSchema> Session<V, F> {
         let value = state
             .value_json(key.name())
             .and_then(|json| decode(key.name(), "value", json));
-        state.unset_value(key.name());
+        state.unset_value(key.name(), is_owner(key));
         value
     }
 
@@ -256,6 +260,12 @@ impl<V: SessionSchema, F: SessionSchema> Session<V, F> {
 
 // The logging of the error paths is out of line: `decode` and `encode` are inlined into every
 // `get` and `set`, and should stay small there.
+
+/// Whether `key` is its schema's owner key (`#[session(owner)]`), whose value the store indexes
+/// the session under.
+fn is_owner<V: SessionSchema, T>(key: Key<V, T>) -> bool {
+    V::OWNER.is_some_and(|owner| owner == key.name())
+}
 
 fn decode<T: DeserializeOwned>(name: &str, kind: &str, json: &str) -> Option<T> {
     serde_json::from_str(json)

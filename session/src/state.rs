@@ -54,6 +54,9 @@ pub(crate) struct State {
     pub(crate) stored_expires_at: Option<SystemTime>,
     pub(crate) stored_expiry: Option<Expiry>,
     pub(crate) pending_expiry: Option<Option<Expiry>>,
+    /// This request's change to the owner the store indexes the session under (the owner key's
+    /// JSON, `Some(None)` once removed); `None` while the owner key is untouched.
+    pub(crate) pending_owner: Option<Option<String>>,
     /// The id the session moves to on save (`regenerate_id`).
     pub(crate) new_id: Option<SessionId>,
     pub(crate) delete_id: Option<SessionId>,
@@ -83,6 +86,7 @@ impl State {
             stored_expires_at: None,
             stored_expiry: None,
             pending_expiry: None,
+            pending_owner: None,
             new_id: None,
             delete_id: None,
             destroyed: false,
@@ -162,9 +166,13 @@ impl State {
         !self.destroyed
     }
 
-    pub(crate) fn set_value(&mut self, name: &'static str, json: String) {
+    /// `owner`: `name` is the owner key, whose value the store indexes the session under.
+    pub(crate) fn set_value(&mut self, name: &'static str, json: String, owner: bool) {
         if !self.writable("set") {
             return;
+        }
+        if owner {
+            self.pending_owner = Some(Some(json.clone()));
         }
         if self.base().holds(name, &json) {
             // Back to the stored value: nothing to write for this key.
@@ -174,9 +182,12 @@ impl State {
         }
     }
 
-    pub(crate) fn unset_value(&mut self, name: &'static str) {
+    pub(crate) fn unset_value(&mut self, name: &'static str, owner: bool) {
         if !self.writable("unset") {
             return;
+        }
+        if owner {
+            self.pending_owner = Some(None);
         }
         if self.base().contains_key(name) {
             self.pending.insert(name, None);
@@ -243,6 +254,8 @@ impl State {
             return;
         }
         self.pending = self.base().keys().map(|name| (name.to_owned(), None)).collect();
+        // Whichever schema cleared it, the owner key went with the rest.
+        self.pending_owner = Some(None);
         self.flash = None;
         self.reflash = false;
         // The stored flash must be removed on save, not just hidden from this request.
@@ -327,6 +340,15 @@ impl State {
             created_at: self.created_at,
             expires_at: self.stored_expires_at.unwrap_or(self.created_at),
             expiry: self.expiry_override(),
+            owner: self.owner(),
+        }
+    }
+
+    /// The owner the session is indexed under after this request's changes.
+    pub(crate) fn owner(&self) -> Option<String> {
+        match &self.pending_owner {
+            Some(owner) => owner.clone(),
+            None => self.stored.as_ref().and_then(|record| record.owner.clone()),
         }
     }
 

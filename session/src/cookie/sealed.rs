@@ -175,6 +175,8 @@ pub(crate) fn open(value: &[u8], cookie_name: &str, keys: &[EncryptionKey]) -> O
             created_at: from_unix_millis(payload.created_at),
             expires_at: from_unix_millis(payload.expires_at),
             expiry: payload.expiry,
+            // Client-side sessions are kept by browsers, where no index can list them.
+            owner: None,
         },
         by_old_key: signer > 0,
     })

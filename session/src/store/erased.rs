@@ -50,6 +50,8 @@ pub(crate) trait ErasedStore: Send + Sync + 'static {
     ) -> StoreFuture<'a, LockedApply>;
     fn renew_lock<'a>(&'a self, key: &'a StoreKey, token: &'a LockToken, lease: Duration) -> StoreFuture<'a, bool>;
     fn unlock<'a>(&'a self, key: &'a StoreKey, token: &'a LockToken) -> StoreFuture<'a, ()>;
+    fn owner_sessions<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, Vec<(StoreKey, Record)>>;
+    fn end_owner_sessions<'a>(&'a self, owner: &'a str, except: Option<&'a StoreKey>) -> StoreFuture<'a, u64>;
 }
 
 impl<S: SessionStore> ErasedStore for S {
@@ -97,6 +99,14 @@ impl<S: SessionStore> ErasedStore for S {
 
     fn unlock<'a>(&'a self, key: &'a StoreKey, token: &'a LockToken) -> StoreFuture<'a, ()> {
         StackFuture::from_or_box(SessionStore::unlock(self, key, token))
+    }
+
+    fn owner_sessions<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, Vec<(StoreKey, Record)>> {
+        StackFuture::from_or_box(SessionStore::owner_sessions(self, owner))
+    }
+
+    fn end_owner_sessions<'a>(&'a self, owner: &'a str, except: Option<&'a StoreKey>) -> StoreFuture<'a, u64> {
+        StackFuture::from_or_box(SessionStore::end_owner_sessions(self, owner, except))
     }
 }
 

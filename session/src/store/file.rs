@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use fs4::fs_std::FileExt as _;
+use sha2::{Digest, Sha256};
 
 use super::{Applied, Created, SessionStore, StoreError, StoreKey};
 use crate::record::{Changes, Record};
@@ -16,6 +17,8 @@ const SHARDS: usize = 64;
 const RECORD_SUFFIX: &str = ".json";
 const LOCK_SUFFIX: &str = ".lock";
 const TEMP_SUFFIX: &str = ".tmp";
+/// The folder of the owner index, in the store's directory.
+const OWNERS_DIR: &str = "owners";
 
 /// Sessions as files in a directory, one per session: survives restarts, needs no database.
 ///
@@ -50,6 +53,12 @@ const TEMP_SUFFIX: &str = ".tmp";
 ///   records, records that no longer decode (with a warning naming the file: no one's session
 ///   can be read from them), lock files whose record is gone and temporary files a crash left;
 ///   files whose names it did not make are left alone.
+/// - **Owners**: the sessions of an owner ([`Record::owner`]) are indexed by empty files
+///   `owners/<SHA-256 of the owner's JSON, in hex>/<key>`, each made (and the folder synced)
+///   before the write that gives the session its owner. Listing reads the record each names and
+///   keeps those that are live with that owner; a file whose session is gone or has another
+///   owner is removed then (holding the session's lock, so that a write in progress cannot be
+///   missed), and by `delete_expired`.
 ///
 /// Clones share one directory and its locks. Meant for one machine: file locks on network file
 /// systems are not to be trusted.
@@ -199,6 +208,118 @@ impl Inner {
         self.dir.join(format!("{hex}{RECORD_SUFFIX}"))
     }
 
+    fn owners_dir(&self) -> PathBuf {
+        self.dir.join(OWNERS_DIR)
+    }
+
+    /// The folder of `owner`'s index entries: named by a hash of the owner's JSON, so any owner
+    /// value makes a safe name of bounded length.
+    fn owner_dir(&self, owner: &str) -> PathBuf {
+        let digest: [u8; 32] = Sha256::digest(owner.as_bytes()).into();
+        self.owners_dir().join(StoreKey::from_bytes(digest).to_hex())
+    }
+
+    /// Indexes the session `hex` under `owner`, durably, before the write that gives it the owner.
+    fn index_owner(&self, owner: &str, hex: &str) -> Result<(), StoreError> {
+        let dir = self.owner_dir(owner);
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true);
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(&dir).map_err(|error| io_error("create", &dir, error))?;
+        let entry = dir.join(hex);
+        if entry.exists() {
+            return Ok(());
+        }
+        private_file()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&entry)
+            .map_err(|error| io_error("create", &entry, error))?;
+        File::open(&dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|error| io_error("sync", &dir, error))
+    }
+
+    /// The live records indexed under `owner`; index entries of sessions that are gone or have
+    /// another owner are removed.
+    fn owner_sessions(&self, owner: &str) -> Result<Vec<(StoreKey, Record)>, StoreError> {
+        let dir = self.owner_dir(owner);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(io_error("list", &dir, error)),
+        };
+        let now = SystemTime::now();
+        let mut listed = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|error| io_error("list", &dir, error))?;
+            let name = entry.file_name();
+            let Some(key) = name.to_str().and_then(StoreKey::from_hex) else {
+                continue;
+            };
+            let hex = key.to_hex();
+            let owned_by = |record: &Option<Record>| {
+                record
+                    .as_ref()
+                    .is_some_and(|record| !record.is_expired_at(now) && record.owner.as_deref() == Some(owner))
+            };
+            match self.read(&hex) {
+                Ok(record) if owned_by(&record) => listed.extend(record.map(|record| (key, record))),
+                Ok(_) => self.prune_owner_entry(&dir, &hex, &owned_by)?,
+                Err(error) => tracing::warn!(%error, "a session of an owner does not read; not listed"),
+            }
+        }
+        Ok(listed)
+    }
+
+    /// Removes the index entry `dir/hex` unless, under the session's lock, its record is after
+    /// all a live one of the owner (`owned_by`).
+    fn prune_owner_entry(
+        &self,
+        dir: &Path,
+        hex: &str,
+        owned_by: &dyn Fn(&Option<Record>) -> bool,
+    ) -> Result<(), StoreError> {
+        let lock = self.lock(hex)?;
+        let record = self.read(hex).unwrap_or(None);
+        if !owned_by(&record) {
+            remove_if_present(&dir.join(hex))?;
+        }
+        if record.is_none() {
+            lock.forget()?;
+        }
+        Ok(())
+    }
+
+    /// Prunes every owner's index entries (`delete_expired`), and removes folders left empty.
+    fn sweep_owners(&self) -> Result<(), StoreError> {
+        let owners = match fs::read_dir(self.owners_dir()) {
+            Ok(owners) => owners,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(io_error("list", &self.owners_dir(), error)),
+        };
+        let now = SystemTime::now();
+        for owner_dir in owners {
+            let owner_dir = owner_dir.map_err(|error| io_error("list", &self.owners_dir(), error))?.path();
+            let Ok(entries) = fs::read_dir(&owner_dir) else { continue };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(hex) = name.to_str().filter(|name| is_key_hex(name)) else {
+                    continue;
+                };
+                // Kept while its session lives: the session's own owner is checked when listed.
+                let live = |record: &Option<Record>| record.as_ref().is_some_and(|record| !record.is_expired_at(now));
+                if !live(&self.read(hex).unwrap_or(None)) {
+                    self.prune_owner_entry(&owner_dir, hex, &live)?;
+                }
+            }
+            // Fails, harmlessly, unless the folder is empty.
+            let _ = fs::remove_dir(&owner_dir);
+        }
+        Ok(())
+    }
+
     fn lock(&self, hex: &str) -> Result<SessionLock, StoreError> {
         let path = self.dir.join(format!("{hex}{LOCK_SUFFIX}"));
         loop {
@@ -280,6 +401,9 @@ impl Inner {
             Ok(_) | Err(StoreError::Corrupt(_)) => {}
             Err(error) => return Err(error),
         }
+        if let Some(owner) = &record.owner {
+            self.index_owner(owner, hex)?;
+        }
         self.write(hex, record)?;
         drop(lock);
         Ok(Created::Created)
@@ -289,6 +413,9 @@ impl Inner {
         let lock = self.lock(hex)?;
         match self.read(hex)? {
             Some(mut record) if !record.is_expired_at(SystemTime::now()) => {
+                if let Some(Some(owner)) = &changes.owner {
+                    self.index_owner(owner, hex)?;
+                }
                 record.apply(changes);
                 self.write(hex, &record)?;
                 drop(lock);
@@ -371,6 +498,7 @@ impl Inner {
                 }
             }
         }
+        self.sweep_owners()?;
         Ok(removed)
     }
 }
@@ -399,6 +527,14 @@ impl SessionStore for FileStore {
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || inner.delete_expired())
+            .await
+            .map_err(|error| StoreError::backend(format!("a file store task failed: {error}")))?
+    }
+
+    async fn owner_sessions(&self, owner: &str) -> Result<Vec<(StoreKey, Record)>, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        let owner = owner.to_owned();
+        tokio::task::spawn_blocking(move || inner.owner_sessions(&owner))
             .await
             .map_err(|error| StoreError::backend(format!("a file store task failed: {error}")))?
     }

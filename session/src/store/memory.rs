@@ -1,3 +1,4 @@
+use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
 
 use parking_lot::Mutex;
@@ -40,6 +41,28 @@ pub struct MemoryStore {
     shards: [Shard; SHARDS],
     /// The most records one shard holds.
     shard_capacity: usize,
+    /// The keys of the records of each owner ([`Record::owner`]), kept exact under the lock of
+    /// the records' shard: a shard's lock is taken before this one, never after.
+    owners: Mutex<HashMap<String, HashSet<StoreKey>>>,
+}
+
+/// Moves `key` in the owner index from `old` to `new` owner.
+fn reindex(owners: &Mutex<HashMap<String, HashSet<StoreKey>>>, key: &StoreKey, old: Option<&str>, new: Option<&str>) {
+    if old == new {
+        return;
+    }
+    let mut owners = owners.lock();
+    if let Some(old) = old {
+        if let Some(keys) = owners.get_mut(old) {
+            keys.remove(key);
+            if keys.is_empty() {
+                owners.remove(old);
+            }
+        }
+    }
+    if let Some(new) = new {
+        owners.entry(new.to_owned()).or_default().insert(*key);
+    }
 }
 
 impl MemoryStore {
@@ -62,6 +85,7 @@ impl MemoryStore {
         MemoryStore {
             shards: std::array::from_fn(|_| Mutex::new(RandomKeyMap::default())),
             shard_capacity: max.div_ceil(SHARDS).max(1),
+            owners: Mutex::new(HashMap::new()),
         }
     }
 
@@ -86,6 +110,28 @@ impl MemoryStore {
     }
 }
 
+impl MemoryStore {
+    /// Keeps the records of `shard` (whose lock the caller holds) for which `keep` is true, and
+    /// takes the others out of the owner index.
+    fn retain(&self, shard: &mut RandomKeyMap<StoreKey, Record>, mut keep: impl FnMut(&Record) -> bool) {
+        shard.retain(|key, record| {
+            let kept = keep(record);
+            if !kept {
+                reindex(&self.owners, key, record.owner.as_deref(), None);
+            }
+            kept
+        });
+    }
+
+    /// Removes the record under `key` from `shard` (whose lock the caller holds) and from the
+    /// owner index.
+    fn remove(&self, shard: &mut RandomKeyMap<StoreKey, Record>, key: &StoreKey) {
+        if let Some(record) = shard.remove(key) {
+            reindex(&self.owners, key, record.owner.as_deref(), None);
+        }
+    }
+}
+
 impl Default for MemoryStore {
     fn default() -> Self {
         Self::new()
@@ -103,9 +149,10 @@ impl std::fmt::Debug for MemoryStore {
 /// sessions, so a stream of new sessions into a full store costs a few comparisons each.
 #[cold]
 #[inline(never)]
-fn make_room(shard: &mut RandomKeyMap<StoreKey, Record>, capacity: usize, now: SystemTime) {
+fn make_room(store: &MemoryStore, shard: &mut RandomKeyMap<StoreKey, Record>, now: SystemTime) {
+    let capacity = store.shard_capacity;
     let before = shard.len();
-    shard.retain(|_, record| !record.is_expired_at(now));
+    store.retain(shard, |record| !record.is_expired_at(now));
     if shard.len() >= capacity {
         // `keep` is below `capacity`, which the shard has reached: at least one goes.
         let keep = (capacity - capacity / 10).saturating_sub(1);
@@ -113,7 +160,7 @@ fn make_room(shard: &mut RandomKeyMap<StoreKey, Record>, capacity: usize, now: S
         let mut expiries: Vec<SystemTime> = shard.values().map(|record| record.expires_at).collect();
         let threshold = *expiries.select_nth_unstable(evict - 1).1;
         let mut evicted = 0;
-        shard.retain(|_, record| {
+        store.retain(shard, |record| {
             let drop = evicted < evict && record.expires_at <= threshold;
             evicted += usize::from(drop);
             !drop
@@ -131,7 +178,7 @@ impl SessionStore for MemoryStore {
         let mut shard = self.shard(key).lock();
         Ok(match shard.get(key) {
             Some(record) if record.is_expired_at(now) => {
-                shard.remove(key);
+                self.remove(&mut shard, key);
                 None
             }
             found => found.cloned(),
@@ -145,9 +192,11 @@ impl SessionStore for MemoryStore {
             return Ok(Created::Collision);
         }
         if shard.len() >= self.shard_capacity && !shard.contains_key(key) {
-            make_room(&mut shard, self.shard_capacity, now);
+            make_room(self, &mut shard, now);
         }
-        shard.insert(*key, record.clone());
+        let replaced = shard.insert(*key, record.clone());
+        let old_owner = replaced.as_ref().and_then(|old| old.owner.as_deref());
+        reindex(&self.owners, key, old_owner, record.owner.as_deref());
         Ok(Created::Created)
     }
 
@@ -158,6 +207,9 @@ impl SessionStore for MemoryStore {
             Some(record) if !record.is_expired_at(now) => {
                 // A value of the same length is rewritten in place unless a request still holds
                 // the values it loaded: that request keeps its snapshot and the store gets a copy.
+                if let Some(owner) = &changes.owner {
+                    reindex(&self.owners, key, record.owner.as_deref(), owner.as_deref());
+                }
                 record.apply(changes);
                 Applied::Applied
             }
@@ -166,7 +218,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
-        self.shard(key).lock().remove(key);
+        self.remove(&mut self.shard(key).lock(), key);
         Ok(())
     }
 
@@ -176,9 +228,26 @@ impl SessionStore for MemoryStore {
         for shard in &self.shards {
             let mut shard = shard.lock();
             let before = shard.len();
-            shard.retain(|_, record| !record.is_expired_at(now));
+            self.retain(&mut shard, |record| !record.is_expired_at(now));
             removed += (before - shard.len()) as u64;
         }
         Ok(removed)
+    }
+
+    async fn owner_sessions(&self, owner: &str) -> Result<Vec<(StoreKey, Record)>, StoreError> {
+        let now = request_time();
+        let keys: Vec<StoreKey> = match self.owners.lock().get(owner) {
+            Some(keys) => keys.iter().copied().collect(),
+            None => return Ok(Vec::new()),
+        };
+        Ok(keys
+            .into_iter()
+            .filter_map(|key| {
+                let shard = self.shard(&key).lock();
+                let record = shard.get(&key)?;
+                let listed = !record.is_expired_at(now) && record.owner.as_deref() == Some(owner);
+                listed.then(|| (key, record.clone()))
+            })
+            .collect())
     }
 }

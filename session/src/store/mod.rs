@@ -118,6 +118,10 @@ pub enum StoreError {
     /// Any other failure of the backend.
     #[error("session store failed: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The store cannot do what was asked at all (such as listing an owner's sessions in a store
+    /// without an owner index, or of client-side sessions); asking again will not help.
+    #[error("not supported: {0}")]
+    Unsupported(String),
 }
 
 impl StoreError {
@@ -177,6 +181,24 @@ impl StoreError {
 ///   record is gone (nothing is left to protect), and restarts its lease;
 /// - [`unlock`](Self::unlock) releases the lock only if the token holds it;
 /// - the plain methods ignore the locks: a plain `Session` never waits for one.
+///
+/// # Sessions of an owner
+///
+/// A session whose schema has an owner key (`#[session(owner)]`, see
+/// [`OwnedSchema`](crate::OwnedSchema)) carries its value in [`Record::owner`], and changes to it
+/// in [`Changes::owner`]. A store that indexes sessions by owner implements
+/// [`owner_sessions`](Self::owner_sessions) (and, where the backend can do it in one step,
+/// [`end_owner_sessions`](Self::end_owner_sessions)) so that (checked by the conformance suite's
+/// `owner_index_follows_the_owner`):
+///
+/// - a live record whose owner is `owner` is listed under it, whether `create` stored it with
+///   that owner or `apply` set it later;
+/// - a record whose owner changed is listed under the new owner only, one whose owner was removed
+///   (`Some(None)`) under none;
+/// - a deleted or expired record is never listed;
+/// - listing costs time in proportion to the owner's sessions, not to the whole store's.
+///
+/// Without them, listing fails with [`StoreError::Unsupported`].
 pub trait SessionStore: Send + Sync + 'static {
     /// The live record under `key`, if any.
     fn load(&self, key: &StoreKey) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send;
@@ -239,6 +261,38 @@ pub trait SessionStore: Send + Sync + 'static {
         let _ = (key, token);
         async { Err(no_shared_locks()) }
     }
+
+    /// The live records whose [`owner`](Record::owner) is `owner` (the JSON form of an owner
+    /// key's value), with their keys, in any order (see [Sessions of an
+    /// owner](#sessions-of-an-owner)). By default: [`StoreError::Unsupported`].
+    fn owner_sessions(&self, owner: &str) -> impl Future<Output = Result<Vec<(StoreKey, Record)>, StoreError>> + Send {
+        let _ = owner;
+        async {
+            Err(StoreError::Unsupported(
+                "this store keeps no index of sessions by owner (`SessionStore::owner_sessions`)".into(),
+            ))
+        }
+    }
+
+    /// Deletes every live record of `owner` but the one under `except`; returns how many it
+    /// deleted. By default, [`owner_sessions`](Self::owner_sessions) then
+    /// [`delete`](Self::delete) for each.
+    fn end_owner_sessions(
+        &self,
+        owner: &str,
+        except: Option<&StoreKey>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        async move {
+            let mut ended = 0;
+            for (key, _) in self.owner_sessions(owner).await? {
+                if Some(&key) != except {
+                    self.delete(&key).await?;
+                    ended += 1;
+                }
+            }
+            Ok(ended)
+        }
+    }
 }
 
 fn no_shared_locks() -> StoreError {
@@ -288,5 +342,15 @@ impl<S: SessionStore> SessionStore for Arc<S> {
     }
     fn unlock(&self, key: &StoreKey, token: &LockToken) -> impl Future<Output = Result<(), StoreError>> + Send {
         (**self).unlock(key, token)
+    }
+    fn owner_sessions(&self, owner: &str) -> impl Future<Output = Result<Vec<(StoreKey, Record)>, StoreError>> + Send {
+        (**self).owner_sessions(owner)
+    }
+    fn end_owner_sessions(
+        &self,
+        owner: &str,
+        except: Option<&StoreKey>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        (**self).end_owner_sessions(owner, except)
     }
 }

@@ -40,9 +40,11 @@ const MAX_TABLE_LEN: usize = 63 - "_expires_at_idx".len();
 ///     expires_at  BIGINT NOT NULL,                 -- Unix milliseconds (indexed)
 ///     expiry      JSONB,                           -- per-session expiry override
 ///     lock_token  BYTEA,                           -- LockedSession: the lock's holder
-///     lock_until  BIGINT                           -- and its lease's end (database clock, ms)
+///     lock_until  BIGINT,                          -- and its lease's end (database clock, ms)
+///     owner       TEXT                             -- the owner key's JSON (indexed)
 /// ) WITH (fillfactor = 70);
 /// CREATE INDEX typed_sessions_expires_at_idx ON typed_sessions (expires_at);
+/// CREATE INDEX typed_sessions_owner_idx ON typed_sessions (owner) WHERE owner IS NOT NULL;
 /// ```
 ///
 /// The key is the raw hash, not its hex: half the bytes in the table and its index, and
@@ -64,6 +66,8 @@ const MAX_TABLE_LEN: usize = 63 - "_expires_at_idx".len();
 ///   expired row never blocks a new session, a live one is a [`Created::Collision`].
 /// - `delete_expired` is one `DELETE .. WHERE expires_at <= $now`; run it now and then (expired
 ///   rows are never loaded, but they stay in the table until then).
+/// - an owner's sessions are one `SELECT .. WHERE owner = $1` on the partial index of `owner`
+///   (sessions without an owner are not in it), and ending them one `DELETE` on it.
 ///
 /// Times are compared with the application server's clock, passed as a parameter.
 ///
@@ -120,6 +124,7 @@ struct Statements {
     quoted_table: String,
     create_table: String,
     create_index: String,
+    create_owner_index: String,
     has_lock_columns: String,
     add_lock_columns: String,
     lock_state: String,
@@ -133,6 +138,8 @@ struct Statements {
     is_live: String,
     delete: String,
     delete_expired: String,
+    owner_sessions: String,
+    end_owner_sessions: String,
 }
 
 impl Statements {
@@ -159,10 +166,13 @@ impl Statements {
             .collect::<Vec<_>>()
             .join(".");
         let index = format!("\"{}_expires_at_idx\"", parts[parts.len() - 1]);
+        let owner_index = format!("\"{}_owner_idx\"", parts[parts.len() - 1]);
         let merge = "data_values = (data_values - $2::text[]) || $3::jsonb, \
                      flash = (flash - $4::text[]) || $5::jsonb, \
                      expires_at = COALESCE($6, expires_at), \
-                     expiry = CASE WHEN $7 THEN $8::jsonb ELSE expiry END";
+                     expiry = CASE WHEN $7 THEN $8::jsonb ELSE expiry END, \
+                     owner = CASE WHEN $10 THEN $11 ELSE owner END";
+        let columns = "data_values::text, flash::text, created_at, expires_at, expiry::text, owner";
         // The database's clock, in Unix ms, fixed for the statement: leases are judged by it.
         let now = "(extract(epoch FROM statement_timestamp()) * 1000)::bigint";
         let lease_free = format!("(lock_until IS NULL OR lock_until <= {now})");
@@ -178,43 +188,45 @@ impl Statements {
                  expires_at BIGINT NOT NULL, \
                  expiry JSONB, \
                  lock_token BYTEA, \
-                 lock_until BIGINT) \
+                 lock_until BIGINT, \
+                 owner TEXT) \
                  WITH (fillfactor = 70)"
             ),
             create_index: format!("CREATE INDEX IF NOT EXISTS {index} ON {table} (expires_at)"),
-            // Tables made before `LockedSession` have no lock columns. `ALTER TABLE` locks the
-            // whole table even when it has nothing to do: it runs only when they are missing.
+            create_owner_index: format!(
+                "CREATE INDEX IF NOT EXISTS {owner_index} ON {table} (owner) WHERE owner IS NOT NULL"
+            ),
+            // Tables made before `LockedSession` have no lock columns, and those made before
+            // owners no `owner`. `ALTER TABLE` locks the whole table even when it has nothing to
+            // do: it runs only when one is missing.
             has_lock_columns: "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1) \
-                               AND attname IN ('lock_token', 'lock_until') AND NOT attisdropped"
+                               AND attname IN ('lock_token', 'lock_until', 'owner') AND NOT attisdropped"
                 .to_owned(),
             add_lock_columns: format!(
                 "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS lock_token BYTEA, \
-                 ADD COLUMN IF NOT EXISTS lock_until BIGINT"
+                 ADD COLUMN IF NOT EXISTS lock_until BIGINT, ADD COLUMN IF NOT EXISTS owner TEXT"
             ),
-            load: format!(
-                "SELECT data_values::text, flash::text, created_at, expires_at, expiry::text \
-                 FROM {table} WHERE key = $1 AND expires_at > $2"
-            ),
+            load: format!("SELECT {columns} FROM {table} WHERE key = $1 AND expires_at > $2"),
             create: format!(
-                "INSERT INTO {table} AS s (key, data_values, flash, created_at, expires_at, expiry) \
-                 VALUES ($1, $2::jsonb, $3::jsonb, $4, $5, $6::jsonb) \
+                "INSERT INTO {table} AS s (key, data_values, flash, created_at, expires_at, expiry, owner) \
+                 VALUES ($1, $2::jsonb, $3::jsonb, $4, $5, $6::jsonb, $8) \
                  ON CONFLICT (key) DO UPDATE SET \
                  data_values = EXCLUDED.data_values, flash = EXCLUDED.flash, \
                  created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at, \
-                 expiry = EXCLUDED.expiry, lock_token = NULL, lock_until = NULL \
+                 expiry = EXCLUDED.expiry, owner = EXCLUDED.owner, lock_token = NULL, lock_until = NULL \
                  WHERE s.expires_at <= $7"
             ),
             apply: format!("UPDATE {table} SET {merge} WHERE key = $1 AND expires_at > $9"),
             lock_and_load: format!(
                 "UPDATE {table} SET lock_token = $2, lock_until = {now} + $3 \
                  WHERE key = $1 AND expires_at > $4 AND {lease_free} \
-                 RETURNING data_values::text, flash::text, created_at, expires_at, expiry::text"
+                 RETURNING {columns}"
             ),
             // Why `lock_and_load` took nothing: no live row, or how long its lease still runs.
             lock_state: format!("SELECT lock_until - {now} FROM {table} WHERE key = $1 AND expires_at > $2"),
             apply_locked: format!(
                 "UPDATE {table} SET {merge}, lock_token = NULL, lock_until = NULL \
-                 WHERE key = $1 AND expires_at > $9 AND lock_token = $10"
+                 WHERE key = $1 AND expires_at > $9 AND lock_token = $12"
             ),
             renew_lock: format!(
                 "WITH renewed AS (UPDATE {table} SET lock_until = {now} + $3 \
@@ -227,6 +239,8 @@ impl Statements {
             is_live: format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE key = $1 AND expires_at > $2)"),
             delete: format!("DELETE FROM {table} WHERE key = $1"),
             delete_expired: format!("DELETE FROM {table} WHERE expires_at <= $1"),
+            owner_sessions: format!("SELECT key, {columns} FROM {table} WHERE owner = $1 AND expires_at > $2"),
+            end_owner_sessions: format!("DELETE FROM {table} WHERE owner = $1 AND expires_at > $2 AND key <> $3"),
         })
     }
 }
@@ -322,17 +336,23 @@ impl PostgresStore {
             .fetch_one(&mut *transaction)
             .await
             .map_err(map_error)?;
-        if lock_columns < 2 {
+        if lock_columns < 3 {
             sqlx::query(&self.sql.add_lock_columns)
                 .persistent(false)
                 .execute(&mut *transaction)
                 .await
                 .map_err(map_error)?;
         }
+        sqlx::query(&self.sql.create_owner_index)
+            .persistent(false)
+            .execute(&mut *transaction)
+            .await
+            .map_err(map_error)?;
         transaction.commit().await.map_err(map_error)?;
         tracing::debug!(table = %self.sql.table_name, "session table ready");
         Ok(())
     }
+
 }
 
 fn map_error(error: sqlx::Error) -> StoreError {
@@ -367,9 +387,9 @@ fn split_patch(patch: &Patch) -> Result<(Vec<String>, String), StoreError> {
     Ok((removed, set))
 }
 
-type Row = (String, String, i64, i64, Option<String>);
+type Row = (String, String, i64, i64, Option<String>, Option<String>);
 
-fn record_from_row((values, flash, created_at, expires_at, expiry): Row) -> Result<Record, StoreError> {
+fn record_from_row((values, flash, created_at, expires_at, expiry, owner): Row) -> Result<Record, StoreError> {
     let expiry = expiry
         .map(|json| expiry_from_json(&json, "the session's `expiry` column"))
         .transpose()?;
@@ -379,10 +399,11 @@ fn record_from_row((values, flash, created_at, expires_at, expiry): Row) -> Resu
         created_at: from_unix_millis(created_at),
         expires_at: from_unix_millis(expires_at),
         expiry,
+        owner,
     })
 }
 
-/// `sql` (`apply` or `apply_locked`) with the session's key and `changes` bound as `$1`..`$9`.
+/// `sql` (`apply` or `apply_locked`) with the session's key and `changes` bound as `$1`..`$11`.
 fn bind_changes<'q>(sql: &'q str, key: &StoreKey, changes: &Changes) -> Result<PgQuery<'q>, StoreError> {
     let (removed_values, set_values) = split_patch(&changes.values)?;
     let (removed_flash, set_flash) = split_patch(&changes.flash)?;
@@ -399,7 +420,9 @@ fn bind_changes<'q>(sql: &'q str, key: &StoreKey, changes: &Changes) -> Result<P
         .bind(changes.expires_at.map(to_unix_millis))
         .bind(change_expiry)
         .bind(expiry)
-        .bind(now_millis()))
+        .bind(now_millis())
+        .bind(changes.owner.is_some())
+        .bind(changes.owner.clone().flatten()))
 }
 
 type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
@@ -431,6 +454,7 @@ impl SessionStore for PostgresStore {
             .bind(to_unix_millis(record.expires_at))
             .bind(optional_expiry_json(record.expiry.as_ref())?)
             .bind(now_millis())
+            .bind(record.owner.as_deref())
             .execute(&self.pool)
             .await
             .map_err(map_error)?;
@@ -553,5 +577,35 @@ impl SessionStore for PostgresStore {
             .await
             .map_err(map_error)?;
         Ok(())
+    }
+
+    async fn owner_sessions(&self, owner: &str) -> Result<Vec<(StoreKey, Record)>, StoreError> {
+        let rows: Vec<(Vec<u8>, String, String, i64, i64, Option<String>, Option<String>)> =
+            sqlx::query_as(&self.sql.owner_sessions)
+                .bind(owner)
+                .bind(now_millis())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_error)?;
+        rows.into_iter()
+            .map(|(key, values, flash, created_at, expires_at, expiry, owner)| {
+                let key = <[u8; 32]>::try_from(key.as_slice())
+                    .map_err(|_| StoreError::Corrupt("a session row's key is not 32 bytes".into()))?;
+                let record = record_from_row((values, flash, created_at, expires_at, expiry, owner))?;
+                Ok((StoreKey::from_bytes(key), record))
+            })
+            .collect()
+    }
+
+    async fn end_owner_sessions(&self, owner: &str, except: Option<&StoreKey>) -> Result<u64, StoreError> {
+        let except: &[u8] = except.map_or(&[], |key| key.as_bytes().as_slice());
+        let result = sqlx::query(&self.sql.end_owner_sessions)
+            .bind(owner)
+            .bind(now_millis())
+            .bind(except)
+            .execute(&self.pool)
+            .await
+            .map_err(map_error)?;
+        Ok(result.rows_affected())
     }
 }

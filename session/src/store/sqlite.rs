@@ -40,6 +40,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// | `created_at` | `INTEGER` | Unix milliseconds |
 /// | `expires_at` | `INTEGER`, indexed | Unix milliseconds |
 /// | `expiry` | `TEXT NULL` | the per-session expiry override, as JSON |
+/// | `owner` | `TEXT NULL`, indexed | the owner key's JSON ([`Record::owner`]), for listing an owner's sessions |
 ///
 /// [`apply`](SessionStore::apply) reads, merges and writes the row in one `BEGIN IMMEDIATE`
 /// transaction, so concurrent requests of one session — from this process or another one that
@@ -68,6 +69,8 @@ struct Sql {
     touch: String,
     delete: String,
     delete_expired: String,
+    owner_sessions: String,
+    end_owner_sessions: String,
 }
 
 impl Sql {
@@ -75,19 +78,21 @@ impl Sql {
         let t = format!("\"{table}\"");
         Sql {
             load: format!(
-                "SELECT data_values, flash, created_at, expires_at, expiry FROM {t} \
+                "SELECT data_values, flash, created_at, expires_at, expiry, owner FROM {t} \
                  WHERE key = ?1 AND expires_at > ?2"
             ),
             // An expired row under the same key does not block: it is replaced in the same statement.
             create: format!(
-                "INSERT INTO {t} (key, data_values, flash, created_at, expires_at, expiry) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                "INSERT INTO {t} (key, data_values, flash, created_at, expires_at, expiry, owner) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?8) \
                  ON CONFLICT (key) DO UPDATE SET data_values = excluded.data_values, \
                  flash = excluded.flash, created_at = excluded.created_at, \
-                 expires_at = excluded.expires_at, expiry = excluded.expiry \
+                 expires_at = excluded.expires_at, expiry = excluded.expiry, owner = excluded.owner \
                  WHERE {t}.expires_at <= ?7"
             ),
-            update: format!("UPDATE {t} SET data_values = ?2, flash = ?3, expires_at = ?4, expiry = ?5 WHERE key = ?1"),
+            update: format!(
+                "UPDATE {t} SET data_values = ?2, flash = ?3, expires_at = ?4, expiry = ?5, owner = ?6 WHERE key = ?1"
+            ),
             touch: format!(
                 "UPDATE {t} SET expires_at = coalesce(?2, expires_at), \
                  expiry = CASE WHEN ?3 THEN ?4 ELSE expiry END \
@@ -95,6 +100,11 @@ impl Sql {
             ),
             delete: format!("DELETE FROM {t} WHERE key = ?1"),
             delete_expired: format!("DELETE FROM {t} WHERE expires_at <= ?1"),
+            owner_sessions: format!(
+                "SELECT key, data_values, flash, created_at, expires_at, expiry, owner FROM {t} \
+                 WHERE owner = ?1 AND expires_at > ?2"
+            ),
+            end_owner_sessions: format!("DELETE FROM {t} WHERE owner = ?1 AND expires_at > ?2 AND key <> ?3"),
         }
     }
 }
@@ -153,12 +163,28 @@ impl SqliteStore {
                 flash TEXT NOT NULL, \
                 created_at INTEGER NOT NULL, \
                 expires_at INTEGER NOT NULL, \
-                expiry TEXT NULL\
+                expiry TEXT NULL, \
+                owner TEXT NULL\
             )"
         );
         let create_index = format!("CREATE INDEX IF NOT EXISTS \"{table}_expires_at\" ON \"{table}\" (expires_at)");
         sqlx::query(&create_table).execute(&pool).await.map_err(map_error)?;
+        // A table made before sessions had owners gets the column.
+        let has_owner: bool = sqlx::query_scalar("SELECT count(*) > 0 FROM pragma_table_info(?1) WHERE name = 'owner'")
+            .bind(table)
+            .fetch_one(&pool)
+            .await
+            .map_err(map_error)?;
+        if !has_owner {
+            let add_owner = format!("ALTER TABLE \"{table}\" ADD COLUMN owner TEXT NULL");
+            sqlx::query(&add_owner).execute(&pool).await.map_err(map_error)?;
+        }
+        // Only sessions with an owner are listed by it: they alone are in the index.
+        let owner_index = format!(
+            "CREATE INDEX IF NOT EXISTS \"{table}_owner\" ON \"{table}\" (owner) WHERE owner IS NOT NULL"
+        );
         sqlx::query(&create_index).execute(&pool).await.map_err(map_error)?;
+        sqlx::query(&owner_index).execute(&pool).await.map_err(map_error)?;
         Ok(SqliteStore {
             pool,
             sql: Arc::new(Sql::new(table)),
@@ -184,6 +210,7 @@ impl SqliteStore {
         let created_at: i64 = row.try_get("created_at").map_err(column)?;
         let expires_at: i64 = row.try_get("expires_at").map_err(column)?;
         let expiry: Option<String> = row.try_get("expiry").map_err(column)?;
+        let owner: Option<String> = row.try_get("owner").map_err(column)?;
         let expiry = expiry
             .map(|json| expiry_from_json(&json, "the `expiry` column"))
             .transpose()?;
@@ -193,6 +220,7 @@ impl SqliteStore {
             created_at: from_unix_millis(created_at),
             expires_at: from_unix_millis(expires_at),
             expiry,
+            owner,
         })
     }
 }
@@ -264,6 +292,7 @@ impl SessionStore for SqliteStore {
             .bind(to_unix_millis(record.expires_at))
             .bind(expiry)
             .bind(now_millis())
+            .bind(record.owner.as_deref())
             .execute(&self.pool)
             .await
             .map_err(map_error)?;
@@ -279,7 +308,7 @@ impl SessionStore for SqliteStore {
         let hex = key.to_hex();
         let _writing = self.write_lock.lock().await;
 
-        if changes.values.is_empty() && changes.flash.is_empty() {
+        if changes.values.is_empty() && changes.flash.is_empty() && changes.owner.is_none() {
             // An expiry touch: one conditional UPDATE, no need to read the row.
             let expires_at = changes.expires_at.map(to_unix_millis);
             let (set_expiry, expiry) = match changes.expiry {
@@ -324,6 +353,7 @@ impl SessionStore for SqliteStore {
             .bind(json_object(&record.flash)?)
             .bind(to_unix_millis(record.expires_at))
             .bind(optional_expiry_json(record.expiry.as_ref())?)
+            .bind(record.owner.as_deref())
             .execute(&mut *tx)
             .await
             .map_err(map_error)?;
@@ -345,6 +375,35 @@ impl SessionStore for SqliteStore {
         let _writing = self.write_lock.lock().await;
         let done = sqlx::query(&self.sql.delete_expired)
             .bind(now_millis())
+            .execute(&self.pool)
+            .await
+            .map_err(map_error)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn owner_sessions(&self, owner: &str) -> Result<Vec<(StoreKey, Record)>, StoreError> {
+        let rows = sqlx::query(&self.sql.owner_sessions)
+            .bind(owner)
+            .bind(now_millis())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_error)?;
+        rows.iter()
+            .map(|row| {
+                let hex: String = row.try_get("key").map_err(map_error)?;
+                let key = StoreKey::from_hex(&hex)
+                    .ok_or_else(|| StoreError::Corrupt(format!("a session row's key {hex:?} is not a store key")))?;
+                Ok((key, Self::decode_row(row)?))
+            })
+            .collect()
+    }
+
+    async fn end_owner_sessions(&self, owner: &str, except: Option<&StoreKey>) -> Result<u64, StoreError> {
+        let _writing = self.write_lock.lock().await;
+        let done = sqlx::query(&self.sql.end_owner_sessions)
+            .bind(owner)
+            .bind(now_millis())
+            .bind(except.map(StoreKey::to_hex).unwrap_or_default())
             .execute(&self.pool)
             .await
             .map_err(map_error)?;

@@ -15,6 +15,8 @@ use super::{Applied, Created, LockAttempt, LockToken, LockedApply, SessionStore,
 use crate::record::{Changes, Patch, Record};
 use crate::value_map::ValueMap;
 
+mod owners;
+
 /// The key prefix [`RedisStore`] uses unless told otherwise.
 const DEFAULT_PREFIX: &str = "session:";
 
@@ -25,6 +27,7 @@ const FLASH: &str = "flash";
 const CREATED_AT: &str = "created_at";
 const EXPIRES_AT: &str = "expires_at";
 const EXPIRY: &str = "expiry";
+const OWNER: &str = "owner";
 
 /// `create`: writes the record unless a live one holds the key.
 ///
@@ -56,7 +59,8 @@ return 1
 /// `KEYS[1]` the session's key; `ARGV[1]` now (Unix ms); `ARGV[2]` new expires_at (Unix ms) or
 /// `''` to keep it; `ARGV[3]` the expiry override: `''` keep, `'-'` remove, else its JSON;
 /// `ARGV[4]` and `ARGV[5]` the patches of the values and the flash: `''` for none, else a JSON
-/// object of name → the new value's JSON text as a string, or `false` to remove it.
+/// object of name → the new value's JSON text as a string, or `false` to remove it; `ARGV[6]`
+/// the owner: `''` keep, `'-'` remove, else `'='` followed by its JSON.
 ///
 /// The stored objects hold each value's JSON as a string, so `cjson` only ever decodes and
 /// re-encodes strings: a number in a value never passes through Lua's doubles. Everything is
@@ -104,6 +108,11 @@ local function apply()
   elseif ARGV[3] ~= '' then
     redis.call('HSET', KEYS[1], 'expiry', ARGV[3])
   end
+  if ARGV[6] == '-' then
+    redis.call('HDEL', KEYS[1], 'owner')
+  elseif ARGV[6] ~= '' then
+    redis.call('HSET', KEYS[1], 'owner', string.sub(ARGV[6], 2))
+  end
   if ARGV[2] ~= '' then
     redis.call('HSET', KEYS[1], 'expires_at', ARGV[2])
     redis.call('PEXPIREAT', KEYS[1], ARGV[2])
@@ -115,13 +124,13 @@ end
 /// `apply_locked`: [`APPLY`] only while the caller's token holds the session's lock, which it
 /// then releases. 1 merged, 0 no live record, -1 the lock is not the caller's.
 ///
-/// `KEYS[1]` the session's key, `KEYS[2]` its lock's; `ARGV[1..5]` as for [`APPLY`]; `ARGV[6]`
+/// `KEYS[1]` the session's key, `KEYS[2]` its lock's; `ARGV[1..6]` as for [`APPLY`]; `ARGV[7]`
 /// the token.
 static APPLY_LOCKED: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(format!(
         "{APPLY_FUNCTION}{}",
         r"
-if redis.call('GET', KEYS[2]) ~= ARGV[6] then
+if redis.call('GET', KEYS[2]) ~= ARGV[7] then
   local expires = redis.call('HGET', KEYS[1], 'expires_at')
   if not expires or tonumber(expires) <= tonumber(ARGV[1]) then
     return 0
@@ -241,8 +250,22 @@ impl Lua {
 /// | `flash` | the same for the flash |
 /// | `created_at`, `expires_at` | Unix milliseconds |
 /// | `expiry` | the per-session expiry override, as JSON (absent when there is none) |
+/// | `owner` | the owner key's JSON ([`Record::owner`]; absent when there is none) |
 ///
 /// and a Redis expiry (`PEXPIREAT`) at `expires_at`, so `delete_expired` has nothing to do.
+///
+/// # Sessions of an owner
+///
+/// The sessions of an owner are listed in a sorted set, `<prefix>owner:<SHA-256 of the owner's
+/// JSON, in hex>`, of their store keys in hex, each scored with when it was added. On a Redis
+/// Cluster that set is in another hash slot than the sessions, so it cannot be written by their
+/// scripts: a session is added to it *before* the write that gives the session its owner, so the
+/// set holds at least every session of the owner, and listing reads each member's hash
+/// (concurrently: one round trip's wait in all) and keeps those that are live and still have that
+/// owner. The others (expired, deleted, given another owner) are removed from the set then, unless
+/// added in the last minute (their write may still be on its way); and the set is pruned so when
+/// a session is added to it once it has 64 members. Redis deletes a set left empty. Ending the
+/// sessions of an owner lists them and deletes their hashes.
 ///
 /// The values are one field, not one field each: loading a session is then one bulk string to
 /// parse whatever its size (a reply of one field per value costs the client an allocation and a
@@ -573,6 +596,7 @@ fn record_from_hash<'a>(fields: impl Iterator<Item = (&'a str, &'a str)> + Clone
             VALUES => record.values = from_string_object(value, "the session hash's `values` field")?,
             FLASH => record.flash = from_string_object(value, "the session hash's `flash` field")?,
             EXPIRY => record.expiry = Some(expiry_from_json(value, "the session hash's `expiry` field")?),
+            OWNER => record.owner = Some(value.to_owned()),
             // One field per value was the layout of development builds before 0.1.0: such a
             // session is not read as one without values (it starts over instead).
             old if old.starts_with("v:") || old.starts_with("f:") => {
@@ -611,6 +635,11 @@ impl SessionStore for RedisStore {
         if let Some(expiry) = &record.expiry {
             args.extend([EXPIRY.to_owned(), expiry_json(expiry)?]);
         }
+        if let Some(owner) = &record.owner {
+            // Indexed first: the index lists at least every session that has the owner.
+            self.index_owner(owner, key).await?;
+            args.extend([OWNER.to_owned(), owner.clone()]);
+        }
         for (field, map) in [(VALUES, &record.values), (FLASH, &record.flash)] {
             if !map.is_empty() {
                 args.extend([
@@ -628,6 +657,9 @@ impl SessionStore for RedisStore {
     }
 
     async fn apply(&self, key: &StoreKey, changes: &Changes) -> Result<Applied, StoreError> {
+        if let Some(Some(owner)) = &changes.owner {
+            self.index_owner(owner, key).await?;
+        }
         let applied: i64 = self.invoke(&APPLY, key, &apply_args(changes)?).await?;
         Ok(if applied == 1 {
             Applied::Applied
@@ -687,6 +719,9 @@ impl SessionStore for RedisStore {
         token: &LockToken,
         changes: &Changes,
     ) -> Result<LockedApply, StoreError> {
+        if let Some(Some(owner)) = &changes.owner {
+            self.index_owner(owner, key).await?;
+        }
         let mut args = apply_args(changes)?.to_vec();
         args.push(token.to_hex());
         let applied: i64 = self.invoke_locked(&APPLY_LOCKED, key, &args).await?;
@@ -708,6 +743,14 @@ impl SessionStore for RedisStore {
             .await
             .map(drop)
     }
+
+    async fn owner_sessions(&self, owner: &str) -> Result<Vec<(StoreKey, Record)>, StoreError> {
+        self.listed(owner).await
+    }
+
+    async fn end_owner_sessions(&self, owner: &str, except: Option<&StoreKey>) -> Result<u64, StoreError> {
+        self.end_listed(owner, except).await
+    }
 }
 
 /// A lease in whole milliseconds for `PX`/`PEXPIRE`: at least 1, at most what Redis accepts.
@@ -717,7 +760,7 @@ fn lease_millis(lease: Duration) -> String {
 }
 
 /// `APPLY`'s arguments for `changes`.
-fn apply_args(changes: &Changes) -> Result<[String; 5], StoreError> {
+fn apply_args(changes: &Changes) -> Result<[String; 6], StoreError> {
     let patch = |patch: &Patch| -> Result<String, StoreError> {
         if patch.is_empty() {
             return Ok(String::new());
@@ -733,6 +776,11 @@ fn apply_args(changes: &Changes) -> Result<[String; 5], StoreError> {
         .expires_at
         .map(|at| to_unix_millis(at).to_string())
         .unwrap_or_default();
+    let owner = match &changes.owner {
+        None => String::new(),
+        Some(None) => "-".to_owned(),
+        Some(Some(owner)) => format!("={owner}"),
+    };
 
     Ok([
         now_millis().to_string(),
@@ -740,5 +788,6 @@ fn apply_args(changes: &Changes) -> Result<[String; 5], StoreError> {
         expiry,
         patch(&changes.values)?,
         patch(&changes.flash)?,
+        owner,
     ])
 }
