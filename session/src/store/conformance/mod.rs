@@ -26,6 +26,9 @@ use crate::id::SessionId;
 use crate::record::{Changes, Record};
 use crate::value_map::ValueMap;
 
+mod owners;
+pub use owners::{ending_an_owners_sessions_spares_one, owner_index_follows_the_owner};
+
 /// Runs every check, in order.
 pub async fn run<S: SessionStore + ?Sized>(store: &S) {
     round_trip(store).await;
@@ -42,6 +45,8 @@ pub async fn run<S: SessionStore + ?Sized>(store: &S) {
     loaded_records_are_snapshots(store).await;
     locked_increments_are_never_lost(store).await;
     locks_are_exclusive_and_fenced(store).await;
+    owner_index_follows_the_owner(store).await;
+    ending_an_owners_sessions_spares_one(store).await;
 }
 
 /// A random store key, as a new session would have: for a store's own tests.
@@ -132,6 +137,7 @@ fn assert_same_record(loaded: &Record, expected: &Record, check: &str) {
     assert_eq!(loaded.created_at, expected.created_at, "{check}: created_at differs");
     assert_eq!(loaded.expires_at, expected.expires_at, "{check}: expires_at differs");
     assert_eq!(loaded.expiry, expected.expiry, "{check}: the expiry override differs");
+    assert_eq!(loaded.owner, expected.owner, "{check}: the owner differs");
 }
 
 /// Loading a key that was never written gives `None`, not an error.
