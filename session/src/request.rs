@@ -125,6 +125,7 @@ impl RequestSession {
         let now = config.clock.now();
         // One deadline for the whole load, however many cookies are tried.
         let give_up = locking.then(|| later(Instant::now(), config.lock_wait));
+        let mut stale_cookie = false;
         for candidate in config
             .cookie
             .session_ids(headers, &config.signing_keys)
@@ -142,6 +143,7 @@ impl RequestSession {
             // An id the store does not know (or whose session has expired) is never adopted;
             // its lock, if taken, goes with it.
             let Some(record) = record.filter(|r| config.expiry.is_live(r.created_at, r.expires_at, now)) else {
+                stale_cookie = true;
                 continue;
             };
             if !cached {
@@ -150,7 +152,11 @@ impl RequestSession {
             self.install(|| State::loaded(candidate.id, key, record, candidate.signed_by_old_key, held_lock, now));
             return Ok(());
         }
-        self.install(|| State::fresh(now));
+        self.install(|| {
+            let mut state = State::fresh(now);
+            state.stale_cookie = stale_cookie;
+            state
+        });
         Ok(())
     }
 

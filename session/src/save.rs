@@ -250,7 +250,12 @@ fn create_plan(state: &mut State, rules: &ExpiryRules, delete: Option<SessionId>
         owner: state.pending_owner.take().flatten(),
     };
     if record.values.is_empty() && record.flash.is_empty() {
-        return Plan::ending(state.now, delete);
+        let mut plan = Plan::ending(state.now, delete);
+        if state.stale_cookie {
+            // A cookie of a session that ended (on another device, say) goes on its next request.
+            plan.cookie = CookiePlan::Remove;
+        }
+        return plan;
     }
     Plan {
         now: state.now,

@@ -38,6 +38,9 @@ pub(crate) struct State {
     pub(crate) loaded_key: Option<StoreKey>,
     /// The cookie was signed by a retired key: send a freshly signed one.
     pub(crate) resign_cookie: bool,
+    /// The request's cookie names no live session (it was ended elsewhere, or expired): unless
+    /// this request stores a session, the response removes the cookie.
+    pub(crate) stale_cookie: bool,
     /// The record as loaded (values and incoming flash; its buffers shared with the store that
     /// produced it); `None` for a session not stored yet, and once the save is planned or the
     /// session destroyed.
@@ -77,6 +80,7 @@ impl State {
             loaded_id: None,
             loaded_key: None,
             resign_cookie: false,
+            stale_cookie: false,
             stored: None,
             pending: Patch::new(),
             flash: None,

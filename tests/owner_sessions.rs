@@ -1,0 +1,290 @@
+//! Sessions of a user through the layer: listing them from a handler, ending the others or one
+//! of them, and what the ended ones see on their next request — on a store that answers at once
+//! (`MemoryStore`) and on one that is awaited (`SqliteStore`).
+
+#[path = "common/browser.rs"]
+mod browser;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query};
+use axum::routing::get;
+use axum::Router;
+use browser::{send, Browser};
+use serde::Deserialize;
+use typed_sessions::store::SessionStore;
+use typed_sessions::clock::ManualClock;
+use typed_sessions::{
+    MemoryStore, OwnerIndex, Session, SessionHandle, SessionLayer, SessionRejection, SessionSchema,
+    SqliteStore,
+};
+
+#[derive(SessionSchema)]
+struct Values {
+    #[session(owner)]
+    user_id: u64,
+    user_agent: String,
+    theme: String,
+}
+
+#[derive(Deserialize)]
+struct Login {
+    user: u64,
+    agent: String,
+}
+
+/// One line per listed session: `<agent> <handle>[ current]`, this one first.
+async fn devices(session: Session<Values>) -> Result<String, SessionRejection> {
+    let listed = session.owner_sessions().await?;
+    Ok(listed
+        .iter()
+        .map(|s| {
+            assert!(s.created_at() <= s.last_active() && s.last_active() < s.expires_at());
+            let agent = s.get(Values::USER_AGENT).unwrap_or_default();
+            let current = if s.is_current() { " current" } else { "" };
+            format!("{agent} {}{current}\n", s.handle())
+        })
+        .collect())
+}
+
+fn app(layer: SessionLayer) -> Router {
+    Router::new()
+        .route(
+            "/login",
+            get(|mut session: Session<Values>, Query(login): Query<Login>| async move {
+                session.regenerate_id(true);
+                session.set(Values::USER_ID, login.user);
+                session.set(Values::USER_AGENT, login.agent);
+                "ok"
+            }),
+        )
+        .route("/devices", get(devices))
+        .route(
+            "/end-others",
+            get(|session: Session<Values>| async move { session.end_other_sessions().await.map(|n| n.to_string()) }),
+        )
+        .route(
+            "/end/{handle}",
+            get(|session: Session<Values>, Path(handle): Path<String>| async move {
+                let handle: SessionHandle = handle.parse().expect("a handle");
+                session.end_session(&handle).await.map(|ended| ended.to_string())
+            }),
+        )
+        .route(
+            "/whoami",
+            get(|session: Session<Values>| async move { format!("{:?}", session.get(Values::USER_ID)) }),
+        )
+        .route(
+            "/theme",
+            get(|mut session: Session<Values>| async move {
+                session.set(Values::THEME, "dark".to_owned());
+                "ok"
+            }),
+        )
+        .route(
+            "/forget-user",
+            get(|mut session: Session<Values>| async move {
+                session.unset(Values::USER_ID);
+                "ok"
+            }),
+        )
+        .route(
+            "/logout",
+            get(|mut session: Session<Values>| async move {
+                session.destroy();
+                "ok"
+            }),
+        )
+        .layer(layer)
+}
+
+async fn login(browser: &mut Browser, user: u64, agent: &str) {
+    let reply = browser.get(&format!("/login?user={user}&agent={agent}")).await;
+    assert_eq!(reply.body, "ok");
+}
+
+/// The agents listed on `browser`'s devices page, in order, and the handle of each.
+async fn listed(browser: &mut Browser) -> Vec<(String, String)> {
+    let reply = browser.get("/devices").await;
+    assert!(reply.status.is_success(), "{reply:?}");
+    reply
+        .body
+        .lines()
+        .map(|line| {
+            let mut parts = line.split(' ');
+            let agent = parts.next().unwrap().to_owned();
+            let handle = parts.next().unwrap().to_owned();
+            let agent = if parts.next() == Some("current") { format!("{agent}*") } else { agent };
+            (agent, handle)
+        })
+        .collect()
+}
+
+fn agents(listed: &[(String, String)]) -> Vec<&str> {
+    listed.iter().map(|(agent, _)| agent.as_str()).collect()
+}
+
+async fn ending_other_devices(layer: SessionLayer) {
+    let app = app(layer);
+    let [mut laptop, mut phone, mut tablet, mut someone_else] = std::array::from_fn(|_| Browser::new(app.clone()));
+    login(&mut laptop, 1, "laptop").await;
+    login(&mut phone, 1, "phone").await;
+    login(&mut tablet, 1, "tablet").await;
+    login(&mut someone_else, 2, "other").await;
+
+    let seen = listed(&mut laptop).await;
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(seen[0].0, "laptop*", "this device is listed first: {seen:?}");
+    let mut others: Vec<&str> = agents(&seen)[1..].to_vec();
+    others.sort_unstable();
+    assert_eq!(others, ["phone", "tablet"]);
+    assert_eq!(agents(&listed(&mut someone_else).await), ["other*"]);
+
+    // End the phone from the laptop, by its handle; the laptop's own handle ends nothing.
+    let phone_handle = &seen.iter().find(|(agent, _)| agent == "phone").unwrap().1;
+    assert_eq!(laptop.get(&format!("/end/{phone_handle}")).await.body, "true");
+    assert_eq!(laptop.get(&format!("/end/{}", seen[0].1)).await.body, "false");
+    // Another user cannot end the laptop's sessions by their handles.
+    let tablet_handle = &seen.iter().find(|(agent, _)| agent == "tablet").unwrap().1;
+    assert_eq!(someone_else.get(&format!("/end/{tablet_handle}")).await.body, "false");
+
+    // The phone is logged out on its next request, and its cookie goes.
+    let reply = phone.get("/whoami").await;
+    assert_eq!(reply.body, "None");
+    let removed = reply.session_cookie().expect("the ended session's cookie is removed");
+    assert_eq!(removed.max_age(), Some(cookie::time::Duration::ZERO));
+    assert!(phone.cookie.is_none());
+
+    // "Log out other devices": the tablet goes, the laptop stays, the other user is untouched.
+    assert_eq!(laptop.get("/end-others").await.body, "1");
+    assert_eq!(tablet.get("/whoami").await.body, "None");
+    assert_eq!(laptop.get("/whoami").await.body, "Some(1)");
+    assert_eq!(someone_else.get("/whoami").await.body, "Some(2)");
+    assert_eq!(agents(&listed(&mut laptop).await), ["laptop*"]);
+
+    // Logging in again moves the session to a new id: still listed once.
+    login(&mut laptop, 1, "laptop").await;
+    assert_eq!(agents(&listed(&mut laptop).await), ["laptop*"]);
+    // Removing the owner key unlists it; logging out removes it.
+    login(&mut phone, 1, "phone").await;
+    assert_eq!(laptop.get("/forget-user").await.body, "ok");
+    assert_eq!(agents(&listed(&mut phone).await), ["phone*"]);
+    assert_eq!(phone.get("/logout").await.body, "ok");
+    assert_eq!(agents(&listed(&mut someone_else).await), ["other*"]);
+}
+
+#[tokio::test]
+async fn ending_other_devices_on_a_store_that_answers_at_once() {
+    ending_other_devices(SessionLayer::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn ending_other_devices_on_an_awaited_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("sessions.db")).await.unwrap();
+    ending_other_devices(SessionLayer::new(store)).await;
+}
+
+/// A request of a session already running when the session is ended does not bring it back: its
+/// write is dropped, and the session stays ended.
+#[tokio::test]
+async fn a_request_in_flight_does_not_resurrect_an_ended_session() {
+    let store = Arc::new(MemoryStore::new());
+    let (entered_tx, entered_rx) = tokio::sync::oneshot::channel::<()>();
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let gates = Arc::new(parking_lot::Mutex::new(Some((entered_tx, release_rx))));
+    let slow = Router::new().route(
+        "/slow-write",
+        get(move |mut session: Session<Values>| {
+            let gates = gates.lock().take();
+            async move {
+                if let Some((entered, release)) = gates {
+                    entered.send(()).unwrap();
+                    release.await.unwrap();
+                }
+                session.set(Values::THEME, "light".to_owned());
+                "written"
+            }
+        }),
+    );
+    let layer = SessionLayer::new(Arc::clone(&store));
+    let app = app(layer.clone()).merge(slow.layer(layer));
+    let mut laptop = Browser::new(app.clone());
+    let mut phone = Browser::new(app.clone());
+    login(&mut laptop, 7, "laptop").await;
+    login(&mut phone, 7, "phone").await;
+
+    let phone_cookie = phone.cookie.clone();
+    let slow_app = app.clone();
+    let in_flight = tokio::spawn(async move { send(&slow_app, "/slow-write", phone_cookie.as_deref()).await });
+    entered_rx.await.unwrap();
+    assert_eq!(laptop.get("/end-others").await.body, "1");
+    release_tx.send(()).unwrap();
+    let reply = in_flight.await.unwrap();
+    assert_eq!(reply.body, "written");
+
+    assert_eq!(phone.get("/whoami").await.body, "None", "the slow write brought the session back");
+    assert_eq!(agents(&listed(&mut laptop).await), ["laptop*"]);
+}
+
+/// Admin code lists and ends a user's sessions by the owner value, with the layer's expiry rules.
+#[tokio::test]
+async fn admin_code_lists_and_ends_by_owner() {
+    let clock = ManualClock::new(std::time::SystemTime::now());
+    let layer = SessionLayer::new(MemoryStore::new())
+        .with_expiry(typed_sessions::Expiry::Idle(Duration::from_secs(3600)))
+        .with_clock(clock.clone());
+    let index: OwnerIndex<Values> = layer.owner_index();
+    let app = app(layer);
+    let mut first = Browser::new(app.clone());
+    let mut second = Browser::new(app.clone());
+    login(&mut first, 9, "first").await;
+    clock.advance(Duration::from_secs(60));
+    login(&mut second, 9, "second").await;
+
+    let sessions = index.list(&9).await.unwrap();
+    let agents: Vec<String> = sessions.iter().map(|s| s.get(Values::USER_AGENT).unwrap()).collect();
+    assert_eq!(agents, ["second", "first"], "most recently active first");
+    assert!(sessions.iter().all(|s| !s.is_current()));
+    assert!(index.list(&10).await.unwrap().is_empty());
+
+    assert!(index.end(&9, &sessions[1].handle()).await.unwrap());
+    assert!(!index.end(&9, &sessions[1].handle()).await.unwrap(), "already ended");
+    assert_eq!(first.get("/whoami").await.body, "None");
+
+    // Past its idle window a session is no longer listed, even before a sweep removes it.
+    clock.advance(Duration::from_secs(3601));
+    assert!(index.list(&9).await.unwrap().is_empty());
+    assert_eq!(index.end_all(&9).await.unwrap(), 0);
+}
+
+/// Listing on a store without an owner index is an error that says so, not an empty list.
+#[tokio::test]
+async fn a_store_without_an_owner_index_says_so() {
+    use typed_sessions::store::{Applied, Changes, Created, Record, StoreError, StoreKey};
+
+    /// Forwards the five methods a store must have, and nothing else.
+    struct Plain(MemoryStore);
+    impl SessionStore for Plain {
+        async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
+            self.0.load(key).await
+        }
+        async fn create(&self, key: &StoreKey, record: &Record) -> Result<Created, StoreError> {
+            self.0.create(key, record).await
+        }
+        async fn apply(&self, key: &StoreKey, changes: &Changes) -> Result<Applied, StoreError> {
+            self.0.apply(key, changes).await
+        }
+        async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+            self.0.delete(key).await
+        }
+        async fn delete_expired(&self) -> Result<u64, StoreError> {
+            self.0.delete_expired().await
+        }
+    }
+    let mut browser = Browser::new(app(SessionLayer::new(Plain(MemoryStore::new()))));
+    login(&mut browser, 1, "laptop").await;
+    let reply = browser.get("/devices").await;
+    assert_eq!(reply.status, axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+}
