@@ -1,1 +1,4 @@
-//! Helpers shared by the examples.
+//! Helpers shared by the examples, and the apps a test drives.
+
+#[path = "login_app.rs"]
+pub mod login;
