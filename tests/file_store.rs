@@ -272,3 +272,34 @@ async fn deletes_and_sweeps_racing_applies() {
         }
     }
 }
+
+/// The owner index's files go with their sessions: an entry whose session was deleted is removed
+/// by the next listing of its owner or by the sweep, which also removes the owner's emptied
+/// folder; nothing is left of an owner once all their sessions are gone.
+#[tokio::test]
+async fn owner_index_files_go_with_their_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    let owners = dir.path().join("owners");
+    let mut record = live_record();
+    record.owner = Some("\"ada\"".to_owned());
+    let (kept, deleted) = (fresh_key(), fresh_key());
+    for key in [&kept, &deleted] {
+        assert_eq!(store.create(key, &record).await.unwrap(), Created::Created);
+    }
+    let owner_dirs: Vec<_> = fs::read_dir(&owners).unwrap().map(|entry| entry.unwrap().path()).collect();
+    assert_eq!(owner_dirs.len(), 1);
+    let entries = || names(&owner_dirs[0]);
+    assert_eq!(entries(), [kept.to_hex(), deleted.to_hex()].into_iter().collect());
+
+    store.delete(&deleted).await.unwrap();
+    let listed = store.owner_sessions("\"ada\"").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].0, kept);
+    assert_eq!(entries(), [kept.to_hex()].into_iter().collect(), "the listing pruned the entry");
+
+    store.delete(&kept).await.unwrap();
+    assert_eq!(store.delete_expired().await.unwrap(), 0);
+    assert!(!owner_dirs[0].exists(), "the sweep removed the emptied owner folder");
+    assert_eq!(names(dir.path()), ["owners".to_owned()].into_iter().collect());
+}

@@ -257,8 +257,8 @@ async fn unreachable_postgres_is_unavailable_quickly() {
     );
 }
 
-/// A session table made before `LockedSession` (no lock columns) gains them when the store
-/// opens it, and its locks then keep their contract.
+/// A session table made before `LockedSession` (no lock columns, no owner column) gains them
+/// when the store opens it, and its locks and owner index then keep their contract.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_made_before_locks_gains_its_lock_columns() {
     init_tracing();
@@ -277,4 +277,6 @@ async fn a_table_made_before_locks_gains_its_lock_columns() {
     let store = PostgresStore::from_pool_with_table(pool, "before_locks").await.unwrap();
     conformance::locks_are_exclusive_and_fenced(&store).await;
     conformance::locked_increments_are_never_lost(&store).await;
+    conformance::owner_index_follows_the_owner(&store).await;
+    conformance::ending_an_owners_sessions_spares_one(&store).await;
 }

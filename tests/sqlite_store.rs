@@ -26,6 +26,37 @@ async fn conformance_on_a_multi_thread_runtime() {
     conformance::run(&store).await;
 }
 
+/// A session table made before sessions had owners (no `owner` column) gains it when the store
+/// opens it, keeps its rows, and then passes the whole suite.
+#[tokio::test]
+async fn a_table_made_before_owners_gains_its_owner_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = SqlitePool::connect_with(SqliteStore::connect_options(dir.path().join("old.db")))
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TABLE typed_sessions (key TEXT PRIMARY KEY NOT NULL, data_values TEXT NOT NULL, \
+         flash TEXT NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, expiry TEXT NULL)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let old = fresh_key();
+    sqlx::query("INSERT INTO typed_sessions VALUES (?1, '{\"user_id\":7}', '{}', 0, ?2, NULL)")
+        .bind(old.to_hex())
+        .bind(to_unix_millis(millis_from_now(3_600_000)))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let store = SqliteStore::from_pool(pool).await.unwrap();
+    let record = store.load(&old).await.unwrap().expect("the old row is still there");
+    assert_eq!(record.values.get("user_id"), Some("7"));
+    assert_eq!(record.owner, None);
+    conformance::run(&store).await;
+    // Opening it again finds the column there and changes nothing.
+    SqliteStore::from_pool(store.pool().clone()).await.unwrap();
+}
+
 #[tokio::test]
 async fn conformance_on_an_existing_pool_with_a_custom_table() {
     let dir = tempfile::tempdir().unwrap();
