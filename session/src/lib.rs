@@ -55,6 +55,10 @@
 //! - **Same-key read-modify-write**: a handler taking [`LockedSession`] holds the session's lock
 //!   from its load to its save — on Redis and PostgreSQL shared by every app instance — so
 //!   concurrent increments of one key are all kept.
+//! - **Sessions of a user**: `#[session(owner)]` on the field that says whose session it is
+//!   indexes each session under its value on every store, so that a handler can list the user's
+//!   sessions ([`Session::owner_sessions`]) and end the others ([`Session::end_other_sessions`],
+//!   "log out other devices"), and admin code can do the same ([`OwnerIndex`]).
 //! - **Flash** is shown to the next request that loads the session, then dropped
 //!   ([`keep_flash`](Session::keep_flash), [`reflash`](Session::reflash),
 //!   [`flash_now`](Session::flash_now)).
