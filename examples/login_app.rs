@@ -172,7 +172,11 @@ async fn end_session(mut session: AppSession, Form(form): Form<EndSession>) -> R
         Ok(handle) => session.end_session(&handle).await?,
         Err(_) => false,
     };
-    let notice = if ended { "Session ended" } else { "That session had already ended" };
+    let notice = if ended {
+        "Session ended"
+    } else {
+        "That session had already ended"
+    };
     session.flash(Flash::NOTICE, notice.to_owned());
     Ok(Redirect::to("/sessions"))
 }

@@ -287,7 +287,10 @@ async fn owner_index_files_go_with_their_sessions() {
     for key in [&kept, &deleted] {
         assert_eq!(store.create(key, &record).await.unwrap(), Created::Created);
     }
-    let owner_dirs: Vec<_> = fs::read_dir(&owners).unwrap().map(|entry| entry.unwrap().path()).collect();
+    let owner_dirs: Vec<_> = fs::read_dir(&owners)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
     assert_eq!(owner_dirs.len(), 1);
     let entries = || names(&owner_dirs[0]);
     assert_eq!(entries(), [kept.to_hex(), deleted.to_hex()].into_iter().collect());
@@ -296,7 +299,11 @@ async fn owner_index_files_go_with_their_sessions() {
     let listed = store.owner_sessions("\"ada\"").await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].0, kept);
-    assert_eq!(entries(), [kept.to_hex()].into_iter().collect(), "the listing pruned the entry");
+    assert_eq!(
+        entries(),
+        [kept.to_hex()].into_iter().collect(),
+        "the listing pruned the entry"
+    );
 
     store.delete(&kept).await.unwrap();
     assert_eq!(store.delete_expired().await.unwrap(), 0);

@@ -13,11 +13,10 @@ use axum::routing::get;
 use axum::Router;
 use browser::{send, Browser};
 use serde::Deserialize;
-use typed_sessions::store::SessionStore;
 use typed_sessions::clock::ManualClock;
+use typed_sessions::store::SessionStore;
 use typed_sessions::{
-    MemoryStore, OwnerIndex, Session, SessionHandle, SessionLayer, SessionRejection, SessionSchema,
-    SqliteStore,
+    MemoryStore, OwnerIndex, Session, SessionHandle, SessionLayer, SessionRejection, SessionSchema, SqliteStore,
 };
 
 #[derive(SessionSchema)]
@@ -115,7 +114,11 @@ async fn listed(browser: &mut Browser) -> Vec<(String, String)> {
             let mut parts = line.split(' ');
             let agent = parts.next().unwrap().to_owned();
             let handle = parts.next().unwrap().to_owned();
-            let agent = if parts.next() == Some("current") { format!("{agent}*") } else { agent };
+            let agent = if parts.next() == Some("current") {
+                format!("{agent}*")
+            } else {
+                agent
+            };
             (agent, handle)
         })
         .collect()
@@ -224,7 +227,11 @@ async fn a_request_in_flight_does_not_resurrect_an_ended_session() {
     let reply = in_flight.await.unwrap();
     assert_eq!(reply.body, "written");
 
-    assert_eq!(phone.get("/whoami").await.body, "None", "the slow write brought the session back");
+    assert_eq!(
+        phone.get("/whoami").await.body,
+        "None",
+        "the slow write brought the session back"
+    );
     assert_eq!(agents(&listed(&mut laptop).await), ["laptop*"]);
 }
 

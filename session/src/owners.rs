@@ -236,18 +236,19 @@ fn owner_json<T: Serialize>(owner: &T) -> Option<String> {
 }
 
 /// The live sessions of `owner`, most recently active first; `current` marks the request's own.
-async fn list<V>(config: &Config, owner: &str, current: Option<&StoreKey>) -> Result<Vec<ListedSession<V>>, StoreError> {
+async fn list<V>(
+    config: &Config,
+    owner: &str,
+    current: Option<&StoreKey>,
+) -> Result<Vec<ListedSession<V>>, StoreError> {
     let now = config.clock.now();
-    let found = config
-        .timed(config.storage.store().owner_sessions(owner), now)
-        .await?;
+    let found = config.timed(config.storage.store().owner_sessions(owner), now).await?;
     let mut listed: Vec<ListedSession<V>> = found
         .into_iter()
         // The store's view of expiry is its own clock's; the layer's cap on a session's
         // lifetime is known here only.
         .filter(|(_, record)| {
-            record.owner.as_deref() == Some(owner)
-                && config.expiry.is_live(record.created_at, record.expires_at, now)
+            record.owner.as_deref() == Some(owner) && config.expiry.is_live(record.created_at, record.expires_at, now)
         })
         .map(|(key, record)| {
             let idle = config.expiry.effective(record.expiry).idle_window();

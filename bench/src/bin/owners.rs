@@ -20,14 +20,19 @@ fn record(owner: &str) -> Record {
     let now = std::time::SystemTime::now();
     let mut record = Record::new(now, now + Duration::from_secs(3600));
     record.values.insert("user_id", owner);
-    record.values.insert("user_agent", "\"Mozilla/5.0 (X11; Linux x86_64) Chrome/156\"");
+    record
+        .values
+        .insert("user_agent", "\"Mozilla/5.0 (X11; Linux x86_64) Chrome/156\"");
     record.owner = Some(owner.to_owned());
     record
 }
 
 async fn fill<S: SessionStore>(store: &S, owner: &str, count: usize) {
     for _ in 0..count {
-        store.create(&conformance::fresh_key(), &record(owner)).await.expect("create");
+        store
+            .create(&conformance::fresh_key(), &record(owner))
+            .await
+            .expect("create");
     }
 }
 
@@ -48,7 +53,10 @@ async fn measure<S: SessionStore>(name: &str, store: &S) {
         }
         listings.sort();
         let started = Instant::now();
-        let ended = store.end_owner_sessions(&owner, None).await.expect("end_owner_sessions");
+        let ended = store
+            .end_owner_sessions(&owner, None)
+            .await
+            .expect("end_owner_sessions");
         let ending = started.elapsed();
         assert_eq!(ended, count as u64);
         println!(

@@ -301,8 +301,12 @@ impl Inner {
         };
         let now = SystemTime::now();
         for owner_dir in owners {
-            let owner_dir = owner_dir.map_err(|error| io_error("list", &self.owners_dir(), error))?.path();
-            let Ok(entries) = fs::read_dir(&owner_dir) else { continue };
+            let owner_dir = owner_dir
+                .map_err(|error| io_error("list", &self.owners_dir(), error))?
+                .path();
+            let Ok(entries) = fs::read_dir(&owner_dir) else {
+                continue;
+            };
             for entry in entries.flatten() {
                 let name = entry.file_name();
                 let Some(hex) = name.to_str().filter(|name| is_key_hex(name)) else {

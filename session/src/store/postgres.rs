@@ -352,7 +352,6 @@ impl PostgresStore {
         tracing::debug!(table = %self.sql.table_name, "session table ready");
         Ok(())
     }
-
 }
 
 fn map_error(error: sqlx::Error) -> StoreError {
@@ -388,6 +387,9 @@ fn split_patch(patch: &Patch) -> Result<(Vec<String>, String), StoreError> {
 }
 
 type Row = (String, String, i64, i64, Option<String>, Option<String>);
+
+/// A [`Row`] with its key in front (an owner's sessions).
+type KeyedRow = (Vec<u8>, String, String, i64, i64, Option<String>, Option<String>);
 
 fn record_from_row((values, flash, created_at, expires_at, expiry, owner): Row) -> Result<Record, StoreError> {
     let expiry = expiry
@@ -580,13 +582,12 @@ impl SessionStore for PostgresStore {
     }
 
     async fn owner_sessions(&self, owner: &str) -> Result<Vec<(StoreKey, Record)>, StoreError> {
-        let rows: Vec<(Vec<u8>, String, String, i64, i64, Option<String>, Option<String>)> =
-            sqlx::query_as(&self.sql.owner_sessions)
-                .bind(owner)
-                .bind(now_millis())
-                .fetch_all(&self.pool)
-                .await
-                .map_err(map_error)?;
+        let rows: Vec<KeyedRow> = sqlx::query_as(&self.sql.owner_sessions)
+            .bind(owner)
+            .bind(now_millis())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_error)?;
         rows.into_iter()
             .map(|(key, values, flash, created_at, expires_at, expiry, owner)| {
                 let key = <[u8; 32]>::try_from(key.as_slice())

@@ -180,9 +180,8 @@ impl SqliteStore {
             sqlx::query(&add_owner).execute(&pool).await.map_err(map_error)?;
         }
         // Only sessions with an owner are listed by it: they alone are in the index.
-        let owner_index = format!(
-            "CREATE INDEX IF NOT EXISTS \"{table}_owner\" ON \"{table}\" (owner) WHERE owner IS NOT NULL"
-        );
+        let owner_index =
+            format!("CREATE INDEX IF NOT EXISTS \"{table}_owner\" ON \"{table}\" (owner) WHERE owner IS NOT NULL");
         sqlx::query(&create_index).execute(&pool).await.map_err(map_error)?;
         sqlx::query(&owner_index).execute(&pool).await.map_err(map_error)?;
         Ok(SqliteStore {

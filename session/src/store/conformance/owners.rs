@@ -72,7 +72,11 @@ pub async fn owner_index_follows_the_owner<S: SessionStore + ?Sized>(store: &S) 
     must_create(store, &b, &owned_record(&owner), check).await;
     must_create(store, &c, &live_record(), check).await;
     must_create(store, &d, &owned_record(&other), check).await;
-    assert_eq!(must_list(store, &owner, check).await, keys([&a, &b]), "{check}: listed after create");
+    assert_eq!(
+        must_list(store, &owner, check).await,
+        keys([&a, &b]),
+        "{check}: listed after create"
+    );
     assert_eq!(
         must_load(store, &d, check).await.owner.as_deref(),
         Some(other.as_str()),
@@ -87,8 +91,16 @@ pub async fn owner_index_follows_the_owner<S: SessionStore + ?Sized>(store: &S) 
     );
 
     must_apply(store, &a, &owner_change(Some(&other)), check).await;
-    assert_eq!(must_list(store, &owner, check).await, keys([&b, &c]), "{check}: a changed owner unlists");
-    assert_eq!(must_list(store, &other, check).await, keys([&a, &d]), "{check}: a changed owner lists");
+    assert_eq!(
+        must_list(store, &owner, check).await,
+        keys([&b, &c]),
+        "{check}: a changed owner unlists"
+    );
+    assert_eq!(
+        must_list(store, &other, check).await,
+        keys([&a, &d]),
+        "{check}: a changed owner lists"
+    );
 
     must_apply(store, &b, &owner_change(None), check).await;
     assert_eq!(
@@ -96,13 +108,21 @@ pub async fn owner_index_follows_the_owner<S: SessionStore + ?Sized>(store: &S) 
         None,
         "{check}: a removed owner stays removed"
     );
-    assert_eq!(must_list(store, &owner, check).await, keys([&c]), "{check}: a removed owner unlists");
+    assert_eq!(
+        must_list(store, &owner, check).await,
+        keys([&c]),
+        "{check}: a removed owner unlists"
+    );
 
     store
         .delete(&c)
         .await
         .unwrap_or_else(|error| panic!("{check}: delete failed: {error}"));
-    assert_eq!(must_list(store, &owner, check).await, keys([]), "{check}: a deleted record is unlisted");
+    assert_eq!(
+        must_list(store, &owner, check).await,
+        keys([]),
+        "{check}: a deleted record is unlisted"
+    );
 
     must_create(store, &e, &owned_record(&other), check).await;
     let expire = Changes {
@@ -110,11 +130,19 @@ pub async fn owner_index_follows_the_owner<S: SessionStore + ?Sized>(store: &S) 
         ..Changes::default()
     };
     must_apply(store, &e, &expire, check).await;
-    assert_eq!(must_list(store, &other, check).await, keys([&a, &d]), "{check}: an expired record is unlisted");
+    assert_eq!(
+        must_list(store, &other, check).await,
+        keys([&a, &d]),
+        "{check}: an expired record is unlisted"
+    );
 
     // Other writes leave the owner alone.
     must_apply(store, &d, &super::set_value("theme", "\"dark\""), check).await;
-    assert_eq!(must_list(store, &other, check).await, keys([&a, &d]), "{check}: other writes keep the owner");
+    assert_eq!(
+        must_list(store, &other, check).await,
+        keys([&a, &d]),
+        "{check}: other writes keep the owner"
+    );
     for key in [a, b, d] {
         let _ = store.delete(&key).await;
     }
@@ -141,9 +169,16 @@ pub async fn ending_an_owners_sessions_spares_one<S: SessionStore + ?Sized>(stor
         .await
         .unwrap_or_else(|error| panic!("{check}: end_owner_sessions failed: {error}"));
     assert_eq!(ended, 2, "{check}: two sessions were to end");
-    assert_eq!(must_list(store, &owner, check).await, keys([&sessions[0]]), "{check}: the spared one stays");
+    assert_eq!(
+        must_list(store, &owner, check).await,
+        keys([&sessions[0]]),
+        "{check}: the spared one stays"
+    );
     for key in &sessions[1..] {
-        let loaded = store.load(key).await.unwrap_or_else(|error| panic!("{check}: load failed: {error}"));
+        let loaded = store
+            .load(key)
+            .await
+            .unwrap_or_else(|error| panic!("{check}: load failed: {error}"));
         assert!(loaded.is_none(), "{check}: an ended session still loads");
         assert_eq!(
             must_apply(store, key, &super::set_value("late", "1"), check).await,
@@ -158,6 +193,10 @@ pub async fn ending_an_owners_sessions_spares_one<S: SessionStore + ?Sized>(stor
         .await
         .unwrap_or_else(|error| panic!("{check}: end_owner_sessions failed: {error}"));
     assert_eq!(ended, 1, "{check}: with none spared, the last one ends");
-    assert_eq!(must_list(store, &owner, check).await, keys([]), "{check}: nothing is left");
+    assert_eq!(
+        must_list(store, &owner, check).await,
+        keys([]),
+        "{check}: nothing is left"
+    );
     let _ = store.delete(&bystander).await;
 }
