@@ -183,8 +183,8 @@ pub struct Record {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expiry: Option<Expiry>,
     /// The JSON form of the owner key's value (`#[session(owner)]`), which the store indexes
-    /// the session under (see [`SessionStore::owner_sessions`](crate::store::SessionStore::owner_sessions));
-    /// `None` for a session without an owner.
+    /// the session under (see "Sessions of an owner" in the `SessionStore` docs); `None` for a
+    /// session without an owner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
 }

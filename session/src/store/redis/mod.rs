@@ -1,5 +1,9 @@
 //! [`RedisStore`]: one Redis hash per session, merged by Lua scripts in one round trip, on one
 //! Redis server or a Redis Cluster.
+//!
+//! Longer than most modules: each Lua script sits next to the code that calls it and the layout
+//! docs it implements, so that a reader checks one against the other in one place. The owner
+//! index, which touches other keys than the session's, is in `owners`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::LazyLock;
