@@ -295,3 +295,180 @@ async fn a_store_without_an_owner_index_says_so() {
     let reply = browser.get("/devices").await;
     assert_eq!(reply.status, axum::http::StatusCode::INTERNAL_SERVER_ERROR);
 }
+
+/// A gate a store call waits at, once, when armed: the test sees the call arrive and lets it go.
+#[derive(Default, Clone)]
+struct Gate(Arc<parking_lot::Mutex<Option<(tokio::sync::oneshot::Sender<()>, tokio::sync::oneshot::Receiver<()>)>>>);
+
+impl Gate {
+    /// Arms the gate: returns (the call arrived, let it go).
+    fn arm(&self) -> (tokio::sync::oneshot::Receiver<()>, tokio::sync::oneshot::Sender<()>) {
+        let (arrived_tx, arrived_rx) = tokio::sync::oneshot::channel();
+        let (release_tx, release_rx) = tokio::sync::oneshot::channel();
+        *self.0.lock() = Some((arrived_tx, release_rx));
+        (arrived_rx, release_tx)
+    }
+
+    async fn pass(&self) {
+        let armed = self.0.lock().take();
+        if let Some((arrived, release)) = armed {
+            arrived.send(()).unwrap();
+            release.await.unwrap();
+        }
+    }
+}
+
+/// A `MemoryStore` whose `create` and `delete` can be held at a gate.
+struct GatedStore {
+    inner: MemoryStore,
+    create: Gate,
+    delete: Gate,
+}
+
+impl SessionStore for GatedStore {
+    async fn load(
+        &self,
+        key: &typed_sessions::store::StoreKey,
+    ) -> Result<Option<typed_sessions::store::Record>, typed_sessions::store::StoreError> {
+        self.inner.load(key).await
+    }
+    async fn create(
+        &self,
+        key: &typed_sessions::store::StoreKey,
+        record: &typed_sessions::store::Record,
+    ) -> Result<typed_sessions::store::Created, typed_sessions::store::StoreError> {
+        self.create.pass().await;
+        self.inner.create(key, record).await
+    }
+    async fn apply(
+        &self,
+        key: &typed_sessions::store::StoreKey,
+        changes: &typed_sessions::store::Changes,
+    ) -> Result<typed_sessions::store::Applied, typed_sessions::store::StoreError> {
+        self.inner.apply(key, changes).await
+    }
+    async fn delete(&self, key: &typed_sessions::store::StoreKey) -> Result<(), typed_sessions::store::StoreError> {
+        self.delete.pass().await;
+        self.inner.delete(key).await
+    }
+    async fn delete_expired(&self) -> Result<u64, typed_sessions::store::StoreError> {
+        self.inner.delete_expired().await
+    }
+    async fn owner_sessions(
+        &self,
+        owner: &str,
+    ) -> Result<Vec<(typed_sessions::store::StoreKey, typed_sessions::store::Record)>, typed_sessions::store::StoreError>
+    {
+        self.inner.owner_sessions(owner).await
+    }
+}
+
+/// "Log out other devices" while another device logs in again (`regenerate_id`: its session
+/// moves to a new id): the end lists the old id, the move reaches the new id and checks the old
+/// one is still live, then the end deletes the old one. The moved session must still end.
+#[tokio::test]
+async fn ending_a_session_as_it_moves_to_a_new_id_ends_it() {
+    let store = Arc::new(GatedStore {
+        inner: MemoryStore::new(),
+        create: Gate::default(),
+        delete: Gate::default(),
+    });
+    let app = app(SessionLayer::new(Arc::clone(&store)));
+    let mut laptop = Browser::new(app.clone());
+    let mut phone = Browser::new(app.clone());
+    login(&mut laptop, 3, "laptop").await;
+    login(&mut phone, 3, "phone").await;
+
+    // The phone logs in again; its move has read its session and waits before creating the new id.
+    let (create_arrived, create_release) = store.create.arm();
+    let phone_app = app.clone();
+    let phone_cookie = phone.cookie.clone();
+    let relogin =
+        tokio::spawn(async move { send(&phone_app, "/login?user=3&agent=phone", phone_cookie.as_deref()).await });
+    create_arrived.await.unwrap();
+
+    // The laptop ends the others: it lists the phone's old id and waits before deleting it.
+    let (delete_arrived, delete_release) = store.delete.arm();
+    let laptop_app = app.clone();
+    let laptop_cookie = laptop.cookie.clone();
+    let end = tokio::spawn(async move { send(&laptop_app, "/end-others", laptop_cookie.as_deref()).await });
+    delete_arrived.await.unwrap();
+
+    // The move completes (the old id is still live), then the end deletes the old id.
+    create_release.send(()).unwrap();
+    let relogin = relogin.await.unwrap();
+    assert_eq!(relogin.body, "ok");
+    let moved_cookie = relogin.cookie_header().expect("the move sends the new id");
+    delete_release.send(()).unwrap();
+    assert_eq!(end.await.unwrap().body, "2", "the old id, then the new one it moved to");
+
+    assert_eq!(send(&app, "/whoami", Some(&moved_cookie)).await.body, "None");
+    assert_eq!(agents(&listed(&mut laptop).await), ["laptop*"]);
+}
+
+/// The schema of an app version before `#[session(owner)]` was added: same stored name.
+#[derive(SessionSchema)]
+struct BeforeOwners {
+    user_id: u64,
+}
+
+/// A session stored without its owner (before the schema marked it) is indexed by the first
+/// request that takes it with the owner schema, and listed from then on.
+#[tokio::test]
+async fn sessions_stored_before_the_owner_was_marked_are_indexed() {
+    let store = Arc::new(MemoryStore::new());
+    let layer = SessionLayer::new(Arc::clone(&store));
+    let old = Router::new()
+        .route(
+            "/old-login",
+            get(|mut session: Session<BeforeOwners>| async move {
+                session.set(BeforeOwners::USER_ID, 5);
+                "ok"
+            }),
+        )
+        .layer(layer.clone());
+    let app = app(layer.clone()).merge(old);
+    let index: OwnerIndex<Values> = layer.owner_index();
+    let mut browser = Browser::new(app);
+    assert_eq!(browser.get("/old-login").await.body, "ok");
+    assert!(index.list(&5).await.unwrap().is_empty(), "not indexed yet");
+    assert_eq!(browser.get("/whoami").await.body, "Some(5)");
+    assert_eq!(
+        index.list(&5).await.unwrap().len(),
+        1,
+        "indexed by the first request that took it"
+    );
+    assert_eq!(store.owner_sessions("5").await.unwrap().len(), 1);
+}
+
+/// An ended session's cookie is removed by the next page load, but not by a background `fetch`
+/// (`Sec-Fetch-Mode: cors`), which may have left before a login in another tab set a newer
+/// cookie that the removal would remove.
+#[tokio::test]
+async fn a_background_fetch_does_not_remove_a_stale_cookie() {
+    use tower::ServiceExt;
+
+    let app = app(SessionLayer::new(MemoryStore::new()));
+    let mut laptop = Browser::new(app.clone());
+    let mut phone = Browser::new(app.clone());
+    login(&mut laptop, 4, "laptop").await;
+    login(&mut phone, 4, "phone").await;
+    assert_eq!(laptop.get("/end-others").await.body, "1");
+
+    let request = |mode: &str| {
+        axum::http::Request::builder()
+            .uri("/whoami")
+            .header("cookie", phone.cookie.clone().unwrap())
+            .header("sec-fetch-mode", mode)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    let fetch = app.clone().oneshot(request("cors")).await.unwrap();
+    assert!(
+        fetch.headers().get("set-cookie").is_none(),
+        "a fetch removed the cookie"
+    );
+    let navigation = app.clone().oneshot(request("navigate")).await.unwrap();
+    let removal = navigation.headers().get("set-cookie").expect("a page load removes it");
+    assert!(removal.to_str().unwrap().contains("Max-Age=0"), "{removal:?}");
+}

@@ -42,18 +42,23 @@ fn expand(cont: &Container<'_>) -> TokenStream {
         .iter()
         .flatten()
         .find(|field| field.attrs.owner.is_some() && field.const_ident.is_some());
-    let owner_name = match owner {
-        Some(field) => {
-            let name = &field.stored_name;
-            quote!(::core::option::Option::Some(#name))
+    let owner_items = owner.map(|field| {
+        let name = &field.stored_name;
+        let ty = field.ty;
+        quote! {
+            const OWNER: ::core::option::Option<&'static str> = ::core::option::Option::Some(#name);
+            fn __owner_index_json(
+                json: &::core::primitive::str,
+            ) -> ::core::option::Option<::std::string::String> {
+                ::typed_sessions::__private::owner_index_json::<#ty>(json)
+            }
         }
-        None => quote!(::core::option::Option::None),
-    };
+    });
     let schema_impl = quote! {
         #[automatically_derived]
         impl ::typed_sessions::__private::SessionSchema for #ident {
             const STORED_NAMES: &'static [&'static str] = &[#(#stored_names),*];
-            const OWNER: ::core::option::Option<&'static str> = #owner_name;
+            #owner_items
         }
     };
     // A schema with an owner lists its sessions; one without can be a flash schema (a flash

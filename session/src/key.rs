@@ -98,6 +98,15 @@ pub trait SessionSchema: 'static {
     /// The stored name of the key marked `#[session(owner)]`, if the schema has one (see
     /// [`OwnedSchema`]).
     const OWNER: Option<&'static str> = None;
+
+    /// Used by the derive; not part of the public API. The owner key's stored JSON in the form
+    /// the owner index keys it by (decoded as the owner's type and encoded again, as `set` would
+    /// have encoded it); `None` for a value that does not decode, or `null` (no owner).
+    #[doc(hidden)]
+    fn __owner_index_json(json: &str) -> Option<String> {
+        let _ = json;
+        None
+    }
 }
 
 impl SessionSchema for () {

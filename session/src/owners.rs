@@ -109,9 +109,13 @@ impl<V: SessionSchema> ListedSession<V> {
         self.record.created_at
     }
 
-    /// When the session was last renewed by a request: every request that changes it, and one
-    /// that only reads it once the layer's `with_touch_after` share of its idle window has
+    /// About when a request last renewed the session: every request that changes it does, and
+    /// one that only reads it once the layer's `with_touch_after` share of its idle window has
     /// passed (half, by default) — so this lags by up to that much behind its last read.
+    ///
+    /// It is worked out from the session's expiry (its end, less its idle window), not stored:
+    /// for a session whose end is set by the layer's `with_max_lifetime` cap rather than by its
+    /// idle window, it shows a time earlier than its last request (at least its start).
     pub fn last_active(&self) -> SystemTime {
         self.last_active
     }
@@ -230,9 +234,9 @@ where
 }
 
 /// The JSON form of an owner value, as `Session::set` stores it; `None` for a value that
-/// `serde_json` cannot encode (no session can have it as owner).
+/// `serde_json` cannot encode, or `null` (no session has either as owner).
 fn owner_json<T: Serialize>(owner: &T) -> Option<String> {
-    serde_json::to_string(owner).ok()
+    serde_json::to_string(owner).ok().filter(|json| json != "null")
 }
 
 /// The live sessions of `owner`, most recently active first; `current` marks the request's own.
@@ -285,15 +289,42 @@ async fn end_one(
     if Some(key) == current {
         return Ok(false);
     }
-    config.timed(store.delete(key), now).await?;
+    let (key, created_at) = (*key, found_created_at(&found, key));
+    config.timed(store.delete(&key), now).await?;
+    // The session may have been moving to a new id (`regenerate_id`) as it was ended, and
+    // reached it: the move keeps its start time, which names it.
+    let moved = config.timed(store.owner_sessions(owner), now).await?;
+    for (other, record) in &moved {
+        if Some(other) != current && *other != key && Some(record.created_at) == created_at {
+            config.timed(store.delete(other), now).await?;
+        }
+    }
     Ok(true)
 }
 
+fn found_created_at(found: &[(StoreKey, Record)], key: &StoreKey) -> Option<SystemTime> {
+    found
+        .iter()
+        .find(|(found, _)| found == key)
+        .map(|(_, record)| record.created_at)
+}
+
+/// Ends every session of `owner` but `except`; returns how many.
 async fn end_all_but(config: &Config, owner: &str, except: Option<&StoreKey>) -> Result<u64, StoreError> {
     let now = config.clock.now();
-    config
-        .timed(config.storage.store().end_owner_sessions(owner, except), now)
-        .await
+    let store = config.storage.store();
+    let mut ended = config.timed(store.end_owner_sessions(owner, except), now).await?;
+    // A session moving to a new id (`regenerate_id`) while its old id was ended may have reached
+    // the new one (its move had read the old record before the end, and checked it was still
+    // live just before): a second look ends what started before this call.
+    let moved = config.timed(store.owner_sessions(owner), now).await?;
+    for (key, record) in &moved {
+        if Some(key) != except && record.created_at <= now {
+            config.timed(store.delete(key), now).await?;
+            ended += 1;
+        }
+    }
+    Ok(ended)
 }
 
 /// Listing and ending the sessions of this session's owner. Only on schemas with an owner key
@@ -303,7 +334,8 @@ impl<V: OwnedSchema, F: FlashSchema> Session<V, F> {
     /// key is not set) and its store key (`None` when it is not stored yet).
     fn owner_and_key(&self) -> (Option<String>, Option<StoreKey>) {
         let state = self.request().state();
-        let owner = state.value_json(V::OWNER_KEY.name()).map(str::to_owned);
+        // In the form the index holds it (a store may have re-formatted the stored value).
+        let owner = state.value_json(V::OWNER_KEY.name()).and_then(V::__owner_index_json);
         (owner, state.loaded_key)
     }
 

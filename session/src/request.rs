@@ -39,6 +39,16 @@ impl From<StoreError> for LoadError {
     }
 }
 
+/// Whether a browser says the request is not a page load (`Sec-Fetch-Mode` other than
+/// `navigate`: a `fetch` or an XHR). Such a request may have left before a login in another tab
+/// set a newer cookie, which removing its stale cookie would then remove: only navigations (and
+/// clients that send no `Sec-Fetch-Mode`) get a stale cookie removed.
+fn is_background_fetch(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-mode")
+        .is_some_and(|mode| mode.as_bytes() != b"navigate")
+}
+
 /// The session of one request, before and after it is loaded. Lives in the request's extensions.
 pub(crate) struct RequestSession {
     pub(crate) config: Arc<Config>,
@@ -143,7 +153,7 @@ impl RequestSession {
             // An id the store does not know (or whose session has expired) is never adopted;
             // its lock, if taken, goes with it.
             let Some(record) = record.filter(|r| config.expiry.is_live(r.created_at, r.expires_at, now)) else {
-                stale_cookie = true;
+                stale_cookie = !is_background_fetch(headers);
                 continue;
             };
             if !cached {

@@ -76,6 +76,9 @@ impl<V: SessionSchema, F: FlashSchema> Session<V, F> {
     /// `request` must be loaded: the extractor loads it before it builds a `Session`.
     pub(crate) fn from_loaded(request: Arc<RequestSession>) -> Self {
         debug_assert!(request.is_loaded());
+        if let Some(owner) = V::OWNER {
+            request.state().index_unindexed_owner(owner, V::__owner_index_json);
+        }
         Session {
             request,
             schema: PhantomData,

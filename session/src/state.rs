@@ -176,7 +176,7 @@ impl State {
             return;
         }
         if owner {
-            self.pending_owner = Some(Some(json.clone()));
+            self.note_owner(Some(&json));
         }
         if self.base().holds(name, &json) {
             // Back to the stored value: nothing to write for this key.
@@ -191,7 +191,7 @@ impl State {
             return;
         }
         if owner {
-            self.pending_owner = Some(None);
+            self.note_owner(None);
         }
         if self.base().contains_key(name) {
             self.pending.insert(name, None);
@@ -259,7 +259,7 @@ impl State {
         }
         self.pending = self.base().keys().map(|name| (name.to_owned(), None)).collect();
         // Whichever schema cleared it, the owner key went with the rest.
-        self.pending_owner = Some(None);
+        self.note_owner(None);
         self.flash = None;
         self.reflash = false;
         // The stored flash must be removed on save, not just hidden from this request.
@@ -348,6 +348,32 @@ impl State {
         }
     }
 
+    /// The owner the loaded record is indexed under.
+    fn stored_owner(&self) -> Option<&str> {
+        self.stored.as_ref().and_then(|record| record.owner.as_deref())
+    }
+
+    /// Notes the owner key's JSON after this request's change to it (`None`: removed): a change
+    /// for the index only if it differs from the stored one, so that setting the same user again
+    /// writes nothing. `null` (an `Option` owner set to `None`) is no owner: otherwise every
+    /// such session would share the owner `null`.
+    fn note_owner(&mut self, owner: Option<&str>) {
+        let owner = owner.filter(|json| *json != "null");
+        self.pending_owner = (owner != self.stored_owner()).then(|| owner.map(str::to_owned));
+    }
+
+    /// A session stored before its schema marked the owner key (or by a schema that does not)
+    /// has the owner's value but is not indexed under it: index it on this request's save.
+    /// `index_json` is the schema's `__owner_index_json`.
+    pub(crate) fn index_unindexed_owner(&mut self, name: &str, index_json: fn(&str) -> Option<String>) {
+        if self.pending_owner.is_some() || self.destroyed || self.stored.is_none() || self.stored_owner().is_some() {
+            return;
+        }
+        if let Some(owner) = self.value_json(name).and_then(index_json) {
+            self.pending_owner = Some(Some(owner));
+        }
+    }
+
     /// The owner the session is indexed under after this request's changes.
     pub(crate) fn owner(&self) -> Option<String> {
         match &self.pending_owner {
@@ -376,5 +402,43 @@ impl State {
     /// The flash set for the next request, taken out of the state.
     pub(crate) fn take_outgoing_flash(&mut self) -> ValueMap {
         self.flash.take().map(|flash| flash.outgoing).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn owned_by_five() -> State {
+        let now = SystemTime::now();
+        let mut record = Record::new(now, now + Duration::from_secs(3600));
+        record.values.insert("user_id", "5");
+        record.owner = Some("5".to_owned());
+        let id = SessionId::random();
+        let key = id.store_key();
+        State::loaded(id, key, record, false, None, now)
+    }
+
+    /// The index is written only when the owner changes: the same user set again is no change,
+    /// and `null` (an `Option` owner set to `None`) is no owner rather than an owner "null".
+    #[test]
+    fn the_owner_is_a_change_only_when_it_changes() {
+        let mut state = owned_by_five();
+        state.set_value("user_id", "5".to_owned(), true);
+        assert_eq!(state.pending_owner, None);
+        state.set_value("user_id", "6".to_owned(), true);
+        assert_eq!(state.pending_owner, Some(Some("6".to_owned())));
+        state.set_value("user_id", "5".to_owned(), true);
+        assert_eq!(state.pending_owner, None, "back to the stored owner");
+        state.set_value("user_id", "null".to_owned(), true);
+        assert_eq!(state.pending_owner, Some(None));
+        let mut state = owned_by_five();
+        state.clear();
+        assert_eq!(state.pending_owner, Some(None));
+        let mut state = owned_by_five();
+        state.set_value("theme", "\"dark\"".to_owned(), false);
+        assert_eq!(state.pending_owner, None, "other keys leave the owner alone");
     }
 }

@@ -222,23 +222,41 @@ impl Inner {
     /// Indexes the session `hex` under `owner`, durably, before the write that gives it the owner.
     fn index_owner(&self, owner: &str, hex: &str) -> Result<(), StoreError> {
         let dir = self.owner_dir(owner);
-        let mut builder = fs::DirBuilder::new();
-        builder.recursive(true);
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(&dir).map_err(|error| io_error("create", &dir, error))?;
         let entry = dir.join(hex);
         if entry.exists() {
             return Ok(());
         }
-        private_file()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&entry)
-            .map_err(|error| io_error("create", &entry, error))?;
-        File::open(&dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(|error| io_error("sync", &dir, error))
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true);
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        let create_entry = || private_file().write(true).create(true).truncate(false).open(&entry);
+        let mut attempts = 0;
+        loop {
+            builder.create(&dir).map_err(|error| io_error("create", &dir, error))?;
+            match create_entry() {
+                Ok(_) => break,
+                // The sweep removed the folder, empty, between the two steps: make it again.
+                Err(error) if error.kind() == io::ErrorKind::NotFound && attempts < 3 => attempts += 1,
+                Err(error) => return Err(io_error("create", &entry, error)),
+            }
+        }
+        // The entry, and the folders that hold it, must be on disk before the write they index.
+        for synced in [&dir, &self.owners_dir(), &self.dir] {
+            File::open(synced)
+                .and_then(|folder| folder.sync_all())
+                .map_err(|error| io_error("sync", synced, error))?;
+        }
+        Ok(())
+    }
+
+    /// The record under `hex` as the owner index judges it: `None` if it is gone or does not
+    /// decode (no one's live session); an error if it cannot be read now, so that an entry of a
+    /// session that may well be live is kept.
+    fn read_for_index(&self, hex: &str) -> Result<Option<Record>, StoreError> {
+        match self.read(hex) {
+            Err(StoreError::Corrupt(_)) => Ok(None),
+            other => other,
+        }
     }
 
     /// The live records indexed under `owner`; index entries of sessions that are gone or have
@@ -264,10 +282,10 @@ impl Inner {
                     .as_ref()
                     .is_some_and(|record| !record.is_expired_at(now) && record.owner.as_deref() == Some(owner))
             };
-            match self.read(&hex) {
+            match self.read_for_index(&hex) {
                 Ok(record) if owned_by(&record) => listed.extend(record.map(|record| (key, record))),
                 Ok(_) => self.prune_owner_entry(&dir, &hex, &owned_by)?,
-                Err(error) => tracing::warn!(%error, "a session of an owner does not read; not listed"),
+                Err(error) => return Err(error),
             }
         }
         Ok(listed)
@@ -282,7 +300,7 @@ impl Inner {
         owned_by: &dyn Fn(&Option<Record>) -> bool,
     ) -> Result<(), StoreError> {
         let lock = self.lock(hex)?;
-        let record = self.read(hex).unwrap_or(None);
+        let record = self.read_for_index(hex)?;
         if !owned_by(&record) {
             remove_if_present(&dir.join(hex))?;
         }
@@ -314,8 +332,12 @@ impl Inner {
                 };
                 // Kept while its session lives: the session's own owner is checked when listed.
                 let live = |record: &Option<Record>| record.as_ref().is_some_and(|record| !record.is_expired_at(now));
-                if !live(&self.read(hex).unwrap_or(None)) {
-                    self.prune_owner_entry(&owner_dir, hex, &live)?;
+                match self.read_for_index(hex) {
+                    Ok(record) if live(&record) => {}
+                    Ok(_) => self.prune_owner_entry(&owner_dir, hex, &live)?,
+                    Err(error) => {
+                        tracing::warn!(%error, "FileStore::delete_expired keeps an owner index entry it cannot check")
+                    }
                 }
             }
             // Fails, harmlessly, unless the folder is empty.

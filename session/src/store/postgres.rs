@@ -127,6 +127,9 @@ struct Statements {
     create_table: String,
     create_index: String,
     create_owner_index: String,
+    has_owner_index: String,
+    /// The owner index's name, qualified and quoted as `to_regclass` takes it.
+    quoted_owner_index: String,
     has_lock_columns: String,
     add_lock_columns: String,
     lock_state: String,
@@ -169,6 +172,11 @@ impl Statements {
             .join(".");
         let index = format!("\"{}_expires_at_idx\"", parts[parts.len() - 1]);
         let owner_index = format!("\"{}_owner_idx\"", parts[parts.len() - 1]);
+        // An index lives in its table's schema.
+        let quoted_owner_index = match parts.as_slice() {
+            [schema, _] => format!("\"{schema}\".{owner_index}"),
+            _ => owner_index.clone(),
+        };
         let merge = "data_values = (data_values - $2::text[]) || $3::jsonb, \
                      flash = (flash - $4::text[]) || $5::jsonb, \
                      expires_at = COALESCE($6, expires_at), \
@@ -198,6 +206,8 @@ impl Statements {
             create_owner_index: format!(
                 "CREATE INDEX IF NOT EXISTS {owner_index} ON {table} (owner) WHERE owner IS NOT NULL"
             ),
+            has_owner_index: "SELECT to_regclass($1) IS NOT NULL".to_owned(),
+            quoted_owner_index,
             // Tables made before `LockedSession` have no lock columns, and those made before
             // owners no `owner`. `ALTER TABLE` locks the whole table even when it has nothing to
             // do: it runs only when one is missing.
@@ -281,7 +291,8 @@ impl PostgresStore {
     }
 
     /// A store on an existing pool, using the table `typed_sessions`, without touching the
-    /// database: call [`migrate`](Self::migrate) if the table may be missing.
+    /// database: call [`migrate`](Self::migrate) if the table may be missing or was made by an
+    /// older version (one without the lock or owner columns), once before the store is used.
     ///
     /// ```no_run
     /// # async fn demo(pool: sqlx::PgPool) -> Result<(), typed_sessions::store::StoreError> {
@@ -317,8 +328,14 @@ impl PostgresStore {
         &self.pool
     }
 
-    /// Creates the table and its index if they are missing. Safe to run from several servers at
-    /// once (it takes a transaction-scoped advisory lock).
+    /// Creates the table and its indexes if they are missing, and adds the columns an older
+    /// version's table lacks. Safe to run from several servers at once (it takes a
+    /// transaction-scoped advisory lock).
+    ///
+    /// Adding the owner index to a large existing table scans it while holding off writes: on a
+    /// busy one, create it yourself beforehand with `CREATE INDEX CONCURRENTLY
+    /// typed_sessions_owner_idx ON typed_sessions (owner) WHERE owner IS NOT NULL` (after adding
+    /// the column with `ALTER TABLE typed_sessions ADD COLUMN owner TEXT`).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let mut transaction = self.pool.begin().await.map_err(map_error)?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
@@ -345,11 +362,20 @@ impl PostgresStore {
                 .await
                 .map_err(map_error)?;
         }
-        sqlx::query(&self.sql.create_owner_index)
-            .persistent(false)
-            .execute(&mut *transaction)
+        // `CREATE INDEX IF NOT EXISTS` locks the table against writes even when the index is
+        // there: it runs only when it is missing.
+        let has_owner_index: bool = sqlx::query_scalar(&self.sql.has_owner_index)
+            .bind(&self.sql.quoted_owner_index)
+            .fetch_one(&mut *transaction)
             .await
             .map_err(map_error)?;
+        if !has_owner_index {
+            sqlx::query(&self.sql.create_owner_index)
+                .persistent(false)
+                .execute(&mut *transaction)
+                .await
+                .map_err(map_error)?;
+        }
         transaction.commit().await.map_err(map_error)?;
         tracing::debug!(table = %self.sql.table_name, "session table ready");
         Ok(())

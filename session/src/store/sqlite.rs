@@ -169,15 +169,22 @@ impl SqliteStore {
         );
         let create_index = format!("CREATE INDEX IF NOT EXISTS \"{table}_expires_at\" ON \"{table}\" (expires_at)");
         sqlx::query(&create_table).execute(&pool).await.map_err(map_error)?;
-        // A table made before sessions had owners gets the column.
-        let has_owner: bool = sqlx::query_scalar("SELECT count(*) > 0 FROM pragma_table_info(?1) WHERE name = 'owner'")
-            .bind(table)
-            .fetch_one(&pool)
-            .await
-            .map_err(map_error)?;
-        if !has_owner {
+        // A table made before sessions had owners gets the column. Two processes may both find it
+        // missing: the second `ALTER` fails, and a second look finds the column there.
+        let has_owner = || async {
+            sqlx::query_scalar::<_, bool>("SELECT count(*) > 0 FROM pragma_table_info(?1) WHERE name = 'owner'")
+                .bind(table)
+                .fetch_one(&pool)
+                .await
+                .map_err(map_error)
+        };
+        if !has_owner().await? {
             let add_owner = format!("ALTER TABLE \"{table}\" ADD COLUMN owner TEXT NULL");
-            sqlx::query(&add_owner).execute(&pool).await.map_err(map_error)?;
+            if let Err(error) = sqlx::query(&add_owner).execute(&pool).await {
+                if !has_owner().await? {
+                    return Err(map_error(error));
+                }
+            }
         }
         // Only sessions with an owner are listed by it: they alone are in the index.
         let owner_index =

@@ -3,9 +3,13 @@
 
 use std::collections::BTreeSet;
 
-use super::{fresh_key, live_record, millis_from_now, must_apply, must_create, must_load};
+use std::time::Duration;
+
+use super::{
+    fresh_key, live_record, millis_from_now, must_apply, must_apply_locked, must_create, must_load, take_lock,
+};
 use crate::record::{Changes, Record};
-use crate::store::{Applied, SessionStore, StoreError, StoreKey};
+use crate::store::{Applied, LockToken, SessionStore, StoreError, StoreKey};
 
 /// A new owner's JSON, so that checks never see each other's sessions in a shared store.
 fn fresh_owner() -> String {
@@ -143,6 +147,18 @@ pub async fn owner_index_follows_the_owner<S: SessionStore + ?Sized>(store: &S) 
         keys([&a, &d]),
         "{check}: other writes keep the owner"
     );
+
+    // A store that keeps the session locks writes a locked session's owner too.
+    if S::SHARED_LOCKS {
+        let token = LockToken::random();
+        take_lock(store, &b, &token, Duration::from_secs(10), check).await;
+        must_apply_locked(store, &b, &token, &owner_change(Some(&other)), check).await;
+        assert_eq!(
+            must_list(store, &other, check).await,
+            keys([&a, &b, &d]),
+            "{check}: apply_locked that sets the owner lists the record"
+        );
+    }
     for key in [a, b, d] {
         let _ = store.delete(&key).await;
     }

@@ -267,9 +267,15 @@ impl Lua {
 /// set holds at least every session of the owner, and listing reads each member's hash
 /// (concurrently: one round trip's wait in all) and keeps those that are live and still have that
 /// owner. The others (expired, deleted, given another owner) are removed from the set then, unless
-/// added in the last minute (their write may still be on its way); and the set is pruned so when
-/// a session is added to it once it has 64 members. Redis deletes a set left empty. Ending the
-/// sessions of an owner lists them and deletes their hashes.
+/// added in the last minute by Redis' clock (their write may still be on its way); and the set is
+/// pruned so when an added session takes it to 64 members, 128, 256, …. Redis deletes a set left
+/// empty. Ending the sessions of an owner lists them and deletes their hashes.
+///
+/// The sets have no expiry (a session's does not move its set's): with an eviction policy that
+/// may evict any key (`allkeys-lru`, `allkeys-lfu`, `allkeys-random`), Redis could drop an
+/// owner's set while their sessions live, and they would not be listed until a new login. Use
+/// `noeviction` or a `volatile-*` policy (sessions themselves have an expiry) for a Redis that
+/// holds sessions.
 ///
 /// The values are one field, not one field each: loading a session is then one bulk string to
 /// parse whatever its size (a reply of one field per value costs the client an allocation and a

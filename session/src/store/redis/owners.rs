@@ -12,31 +12,35 @@ use super::{record_from_hash, Lua, RedisStore};
 use crate::store::codec::{now_millis, to_unix_millis};
 use crate::store::{Record, StoreError, StoreKey};
 
-/// A set this large is pruned of its stale members when a session is added to it, so that the
-/// set of an owner who never lists their sessions stays bounded.
+/// A set is pruned of its stale members when a session added to it makes it this large, or any
+/// larger power of two: the set of an owner who never lists their sessions stays bounded, and an
+/// owner with many live sessions pays for a pruning pass once per doubling, not per login.
 const PRUNE_AT: i64 = 64;
 
 /// A member is removed as stale only if it was last added this long ago: a session added just
 /// before its create or apply (which may not have run yet) is not mistaken for a gone one.
 const GRACE_MILLIS: i64 = 60_000;
 
-/// `index_owner`: adds `ARGV[1]` to the sorted set `KEYS[1]` with the time `ARGV[2]` (Unix ms,
-/// replacing an older one); returns the set's size.
+/// `index_owner`: adds `ARGV[1]` to the sorted set `KEYS[1]`, scored with Redis' time in ms
+/// (replacing an older score), so that app servers whose clocks disagree agree on it; returns
+/// the set's size.
 static ADD_MEMBER: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         r"
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+local time = redis.call('TIME')
+redis.call('ZADD', KEYS[1], time[1] * 1000 + math.floor(time[2] / 1000), ARGV[1])
 return redis.call('ZCARD', KEYS[1])
 ",
     )
 });
 
-/// Removes the members `ARGV[2..]` of `KEYS[1]` that were last added before `ARGV[1]` (Unix ms),
-/// in one step, so that a member added again meanwhile stays.
+/// Removes the members `ARGV[2..]` of `KEYS[1]` that were last added more than `ARGV[1]` ms
+/// ago by Redis' clock, in one step, so that a member added again meanwhile stays.
 static PRUNE: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         r"
-local cutoff = tonumber(ARGV[1])
+local time = redis.call('TIME')
+local cutoff = time[1] * 1000 + math.floor(time[2] / 1000) - tonumber(ARGV[1])
 for i = 2, #ARGV do
   local added = redis.call('ZSCORE', KEYS[1], ARGV[i])
   if added and tonumber(added) < cutoff then
@@ -63,10 +67,10 @@ impl RedisStore {
             .send(&super::Request::Script {
                 script: &ADD_MEMBER,
                 keys: &[&set],
-                args: &[key.to_hex(), now_millis().to_string()],
+                args: &[key.to_hex()],
             })
             .await?;
-        if size >= PRUNE_AT {
+        if size >= PRUNE_AT && (size as u64).is_power_of_two() {
             self.listed(owner).await?;
         }
         Ok(())
@@ -112,7 +116,7 @@ impl RedisStore {
             }
         }
         if !stale.is_empty() {
-            let mut args = vec![(now - GRACE_MILLIS).to_string()];
+            let mut args = vec![GRACE_MILLIS.to_string()];
             args.extend(stale.into_iter().cloned());
             self.send::<i64>(&super::Request::Script {
                 script: &PRUNE,
