@@ -296,9 +296,12 @@ async fn a_store_without_an_owner_index_says_so() {
     assert_eq!(reply.status, axum::http::StatusCode::INTERNAL_SERVER_ERROR);
 }
 
+/// What an armed gate holds: whom to tell that the call arrived, and what lets it go.
+type Armed = (tokio::sync::oneshot::Sender<()>, tokio::sync::oneshot::Receiver<()>);
+
 /// A gate a store call waits at, once, when armed: the test sees the call arrive and lets it go.
 #[derive(Default, Clone)]
-struct Gate(Arc<parking_lot::Mutex<Option<(tokio::sync::oneshot::Sender<()>, tokio::sync::oneshot::Receiver<()>)>>>);
+struct Gate(Arc<parking_lot::Mutex<Option<Armed>>>);
 
 impl Gate {
     /// Arms the gate: returns (the call arrived, let it go).
