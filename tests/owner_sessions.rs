@@ -475,3 +475,47 @@ async fn a_background_fetch_does_not_remove_a_stale_cookie() {
     let removal = navigation.headers().get("set-cookie").expect("a page load removes it");
     assert!(removal.to_str().unwrap().contains("Max-Age=0"), "{removal:?}");
 }
+
+/// "Log out other devices" while this device's own session moves to a new id in another of its
+/// requests: the move's new id is this device's, and survives; the other device is ended.
+#[tokio::test]
+async fn ending_others_spares_this_devices_own_move() {
+    let store = Arc::new(GatedStore {
+        inner: MemoryStore::new(),
+        create: Gate::default(),
+        delete: Gate::default(),
+    });
+    let app = app(SessionLayer::new(Arc::clone(&store)));
+    let mut laptop = Browser::new(app.clone());
+    let mut phone = Browser::new(app.clone());
+    login(&mut laptop, 8, "laptop").await;
+    login(&mut phone, 8, "phone").await;
+
+    // One laptop tab logs in again; its move waits before creating the new id.
+    let (create_arrived, create_release) = store.create.arm();
+    let relogin_app = app.clone();
+    let laptop_cookie = laptop.cookie.clone();
+    let relogin =
+        tokio::spawn(async move { send(&relogin_app, "/login?user=8&agent=laptop", laptop_cookie.as_deref()).await });
+    create_arrived.await.unwrap();
+
+    // Another laptop tab ends the other devices; it waits before deleting the phone's session.
+    let (delete_arrived, delete_release) = store.delete.arm();
+    let end_app = app.clone();
+    let laptop_cookie = laptop.cookie.clone();
+    let end = tokio::spawn(async move { send(&end_app, "/end-others", laptop_cookie.as_deref()).await });
+    delete_arrived.await.unwrap();
+
+    create_release.send(()).unwrap();
+    let relogin = relogin.await.unwrap();
+    let moved_cookie = relogin.cookie_header().expect("the move sends the new id");
+    delete_release.send(()).unwrap();
+    assert_eq!(end.await.unwrap().body, "1", "only the phone");
+
+    assert_eq!(
+        send(&app, "/whoami", Some(&moved_cookie)).await.body,
+        "Some(8)",
+        "the laptop's move survived"
+    );
+    assert_eq!(phone.get("/whoami").await.body, "None");
+}

@@ -40,6 +40,11 @@ impl Storage {
 }
 
 impl Storage {
+    /// Whether sessions are kept where an owner index can list them (a store, not the cookie).
+    pub(crate) fn indexes_owners(&self) -> bool {
+        matches!(self, Storage::Store(_))
+    }
+
     /// The store, if it keeps session locks shared by every app instance
     /// (`SessionStore::SHARED_LOCKS`); `None`: the layer's in-process locks serve.
     pub(crate) fn shared_locks(&self) -> Option<&Arc<dyn ErasedStore>> {

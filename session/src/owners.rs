@@ -221,7 +221,7 @@ where
         let Some(owner) = owner_json(owner) else {
             return Ok(false);
         };
-        end_one(&self.config, &owner, handle, None).await
+        end_one(&self.config, &owner, handle, Caller::default()).await
     }
 
     /// Ends every session of the owner; returns how many it ended.
@@ -229,7 +229,7 @@ where
         let Some(owner) = owner_json(owner) else {
             return Ok(0);
         };
-        end_all_but(&self.config, &owner, None).await
+        end_all_but(&self.config, &owner, Caller::default()).await
     }
 }
 
@@ -270,57 +270,90 @@ async fn list<V>(
     Ok(listed)
 }
 
-/// Ends the session of `owner` named `handle`, unless it is `current`.
-async fn end_one(
-    config: &Config,
-    owner: &str,
-    handle: &SessionHandle,
-    current: Option<&StoreKey>,
-) -> Result<bool, StoreError> {
+/// The session asking to end others, if a request asks: its key (`None` if not stored yet) and
+/// when it started. A session moving to a new id keeps its start, so a session of the owner with
+/// the caller's start is the caller's own, reached by a concurrent `regenerate_id`, and is spared.
+#[derive(Clone, Copy, Default)]
+struct Caller {
+    key: Option<StoreKey>,
+    started: Option<SystemTime>,
+}
+
+impl Caller {
+    /// Whether the session under `key`, started at `started`, is the caller's own.
+    fn owns(&self, key: &StoreKey, started: SystemTime) -> bool {
+        self.key.as_ref() == Some(key) || self.started == Some(started)
+    }
+}
+
+/// Ends the session of `owner` named `handle`, unless it is the caller's.
+async fn end_one(config: &Config, owner: &str, handle: &SessionHandle, caller: Caller) -> Result<bool, StoreError> {
     let now = config.clock.now();
     let store = config.storage.store();
     let found = config.timed(store.owner_sessions(owner), now).await?;
-    let Some((key, _)) = found
+    let Some((key, record)) = found
         .iter()
         .find(|(key, record)| SessionHandle::of(key) == *handle && record.owner.as_deref() == Some(owner))
     else {
         return Ok(false);
     };
-    if Some(key) == current {
+    if caller.owns(key, record.created_at) {
         return Ok(false);
     }
-    let (key, created_at) = (*key, found_created_at(&found, key));
-    config.timed(store.delete(&key), now).await?;
-    // The session may have been moving to a new id (`regenerate_id`) as it was ended, and
-    // reached it: the move keeps its start time, which names it.
-    let moved = config.timed(store.owner_sessions(owner), now).await?;
-    for (other, record) in &moved {
-        if Some(other) != current && *other != key && Some(record.created_at) == created_at {
-            config.timed(store.delete(other), now).await?;
-        }
-    }
+    config.timed(store.delete(key), now).await?;
+    end_moved(config, owner, &found, &[record.created_at], caller).await?;
     Ok(true)
 }
 
-fn found_created_at(found: &[(StoreKey, Record)], key: &StoreKey) -> Option<SystemTime> {
-    found
-        .iter()
-        .find(|(found, _)| found == key)
-        .map(|(_, record)| record.created_at)
-}
-
-/// Ends every session of `owner` but `except`; returns how many.
-async fn end_all_but(config: &Config, owner: &str, except: Option<&StoreKey>) -> Result<u64, StoreError> {
+/// Ends every session of `owner` but the caller's; returns how many.
+async fn end_all_but(config: &Config, owner: &str, caller: Caller) -> Result<u64, StoreError> {
     let now = config.clock.now();
     let store = config.storage.store();
-    let mut ended = config.timed(store.end_owner_sessions(owner, except), now).await?;
-    // A session moving to a new id (`regenerate_id`) while its old id was ended may have reached
-    // the new one (its move had read the old record before the end, and checked it was still
-    // live just before): a second look ends what started before this call.
-    let moved = config.timed(store.owner_sessions(owner), now).await?;
-    for (key, record) in &moved {
-        if Some(key) != except && record.created_at <= now {
+    let found = config.timed(store.owner_sessions(owner), now).await?;
+    let ending: Vec<&(StoreKey, Record)> = found
+        .iter()
+        .filter(|(key, record)| !caller.owns(key, record.created_at))
+        .collect();
+    let callers_other_keys = found
+        .iter()
+        .filter(|(key, record)| caller.owns(key, record.created_at) && caller.key.as_ref() != Some(key))
+        .count();
+    let mut ended = if callers_other_keys == 0 {
+        // Nothing of the caller's but its own key: the store ends them all in one step.
+        config
+            .timed(store.end_owner_sessions(owner, caller.key.as_ref()), now)
+            .await?
+    } else {
+        // The caller's session has also reached a new id: end the others one by one.
+        for (key, _) in &ending {
             config.timed(store.delete(key), now).await?;
+        }
+        ending.len() as u64
+    };
+    let started: Vec<SystemTime> = ending.iter().map(|(_, record)| record.created_at).collect();
+    ended += end_moved(config, owner, &found, &started, caller).await?;
+    Ok(ended)
+}
+
+/// After ending sessions found in `found`: a session that was moving to a new id
+/// (`regenerate_id`) as it was ended may have reached the new id, which `found` does not hold —
+/// its move had read the old record before the end, and found it still live just before. A
+/// second look ends the sessions not in `found` that started when an ended one did (a move keeps
+/// the start); a session that logged in meanwhile started at another time and stays.
+async fn end_moved(
+    config: &Config,
+    owner: &str,
+    found: &[(StoreKey, Record)],
+    started: &[SystemTime],
+    caller: Caller,
+) -> Result<u64, StoreError> {
+    let now = config.clock.now();
+    let store = config.storage.store();
+    let mut ended = 0;
+    for (key, record) in config.timed(store.owner_sessions(owner), now).await? {
+        let moved = started.contains(&record.created_at) && !found.iter().any(|(seen, _)| *seen == key);
+        if moved && !caller.owns(&key, record.created_at) {
+            config.timed(store.delete(&key), now).await?;
             ended += 1;
         }
     }
@@ -330,13 +363,18 @@ async fn end_all_but(config: &Config, owner: &str, except: Option<&StoreKey>) ->
 /// Listing and ending the sessions of this session's owner. Only on schemas with an owner key
 /// (`#[session(owner)]`); on others these methods do not exist (a compile error).
 impl<V: OwnedSchema, F: FlashSchema> Session<V, F> {
-    /// The owner's and this request's session: its owner's JSON form (`None` when the owner
-    /// key is not set) and its store key (`None` when it is not stored yet).
-    fn owner_and_key(&self) -> (Option<String>, Option<StoreKey>) {
+    /// This request's session: its owner's JSON form (`None` when the owner key is not set),
+    /// and the session as a [`Caller`].
+    fn owner_and_caller(&self) -> (Option<String>, Caller) {
         let state = self.request().state();
         // In the form the index holds it (a store may have re-formatted the stored value).
         let owner = state.value_json(V::OWNER_KEY.name()).and_then(V::__owner_index_json);
-        (owner, state.loaded_key)
+        let caller = Caller {
+            key: state.loaded_key,
+            // A session not stored yet has no start any other session could share.
+            started: state.loaded_key.map(|_| state.created_at),
+        };
+        (owner, caller)
     }
 
     /// The live sessions of this session's owner (the value of its `#[session(owner)]` key),
@@ -367,10 +405,10 @@ impl<V: OwnedSchema, F: FlashSchema> Session<V, F> {
     /// }
     /// ```
     pub async fn owner_sessions(&self) -> Result<Vec<ListedSession<V>>, SessionRejection> {
-        let (Some(owner), key) = self.owner_and_key() else {
+        let (Some(owner), caller) = self.owner_and_caller() else {
             return Ok(Vec::new());
         };
-        Ok(list(&self.request().config, &owner, key.as_ref()).await?)
+        Ok(list(&self.request().config, &owner, caller.key.as_ref()).await?)
     }
 
     /// Ends every other session of this session's owner ("log out other devices"); returns how
@@ -378,19 +416,19 @@ impl<V: OwnedSchema, F: FlashSchema> Session<V, F> {
     /// (its save finds no session and writes nothing). A session not stored yet ends all of the
     /// owner's sessions.
     pub async fn end_other_sessions(&self) -> Result<u64, SessionRejection> {
-        let (Some(owner), key) = self.owner_and_key() else {
+        let (Some(owner), caller) = self.owner_and_caller() else {
             return Ok(0);
         };
-        Ok(end_all_but(&self.request().config, &owner, key.as_ref()).await?)
+        Ok(end_all_but(&self.request().config, &owner, caller).await?)
     }
 
     /// Ends the session of this session's owner named by `handle` (from
     /// [`ListedSession::handle`]); `false` if the owner has no such live session, or if it is
     /// this one (end this one with [`destroy`](Session::destroy)).
     pub async fn end_session(&self, handle: &SessionHandle) -> Result<bool, SessionRejection> {
-        let (Some(owner), key) = self.owner_and_key() else {
+        let (Some(owner), caller) = self.owner_and_caller() else {
             return Ok(false);
         };
-        Ok(end_one(&self.request().config, &owner, handle, key.as_ref()).await?)
+        Ok(end_one(&self.request().config, &owner, handle, caller).await?)
     }
 }

@@ -77,7 +77,9 @@ impl<V: SessionSchema, F: FlashSchema> Session<V, F> {
     pub(crate) fn from_loaded(request: Arc<RequestSession>) -> Self {
         debug_assert!(request.is_loaded());
         if let Some(owner) = V::OWNER {
-            request.state().index_unindexed_owner(owner, V::__owner_index_json);
+            if request.config.storage.indexes_owners() {
+                request.state().index_unindexed_owner(owner, V::__owner_index_json);
+            }
         }
         Session {
             request,

@@ -285,7 +285,9 @@ impl Inner {
             match self.read_for_index(&hex) {
                 Ok(record) if owned_by(&record) => listed.extend(record.map(|record| (key, record))),
                 Ok(_) => self.prune_owner_entry(&dir, &hex, &owned_by)?,
-                Err(error) => return Err(error),
+                // Its entry is kept: the session may be live, and is listed once it reads again.
+                // (It cannot be loaded either meanwhile: its requests get a 503.)
+                Err(error) => tracing::warn!(%error, "a session of an owner cannot be read; not listed"),
             }
         }
         Ok(listed)
@@ -332,12 +334,13 @@ impl Inner {
                 };
                 // Kept while its session lives: the session's own owner is checked when listed.
                 let live = |record: &Option<Record>| record.as_ref().is_some_and(|record| !record.is_expired_at(now));
-                match self.read_for_index(hex) {
-                    Ok(record) if live(&record) => {}
-                    Ok(_) => self.prune_owner_entry(&owner_dir, hex, &live)?,
-                    Err(error) => {
-                        tracing::warn!(%error, "FileStore::delete_expired keeps an owner index entry it cannot check")
-                    }
+                let pruned = match self.read_for_index(hex) {
+                    Ok(record) if live(&record) => Ok(()),
+                    Ok(_) => self.prune_owner_entry(&owner_dir, hex, &live),
+                    Err(error) => Err(error),
+                };
+                if let Err(error) = pruned {
+                    tracing::warn!(%error, "FileStore::delete_expired keeps an owner index entry it cannot check");
                 }
             }
             // Fails, harmlessly, unless the folder is empty.

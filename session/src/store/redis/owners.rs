@@ -23,10 +23,12 @@ const GRACE_MILLIS: i64 = 60_000;
 
 /// `index_owner`: adds `ARGV[1]` to the sorted set `KEYS[1]`, scored with Redis' time in ms
 /// (replacing an older score), so that app servers whose clocks disagree agree on it; returns
-/// the set's size.
+/// the set's size. (`replicate_commands` lets a script write after reading the time on Redis
+/// before 5; later versions always replicate so.)
 static ADD_MEMBER: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         r"
+redis.replicate_commands()
 local time = redis.call('TIME')
 redis.call('ZADD', KEYS[1], time[1] * 1000 + math.floor(time[2] / 1000), ARGV[1])
 return redis.call('ZCARD', KEYS[1])
@@ -39,6 +41,7 @@ return redis.call('ZCARD', KEYS[1])
 static PRUNE: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         r"
+redis.replicate_commands()
 local time = redis.call('TIME')
 local cutoff = time[1] * 1000 + math.floor(time[2] / 1000) - tonumber(ARGV[1])
 for i = 2, #ARGV do
@@ -70,7 +73,7 @@ impl RedisStore {
                 args: &[key.to_hex()],
             })
             .await?;
-        if size >= PRUNE_AT && (size as u64).is_power_of_two() {
+        if size >= PRUNE_AT && u64::try_from(size).is_ok_and(u64::is_power_of_two) {
             self.listed(owner).await?;
         }
         Ok(())
