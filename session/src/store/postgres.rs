@@ -127,8 +127,9 @@ struct Statements {
     create_table: String,
     create_index: String,
     create_owner_index: String,
-    has_owner_index: String,
-    /// The owner index's name, qualified and quoted as `to_regclass` takes it.
+    has_index: String,
+    /// The indexes' names, qualified and quoted as `to_regclass` takes them.
+    quoted_expires_index: String,
     quoted_owner_index: String,
     has_lock_columns: String,
     add_lock_columns: String,
@@ -173,10 +174,12 @@ impl Statements {
         let index = format!("\"{}_expires_at_idx\"", parts[parts.len() - 1]);
         let owner_index = format!("\"{}_owner_idx\"", parts[parts.len() - 1]);
         // An index lives in its table's schema.
-        let quoted_owner_index = match parts.as_slice() {
-            [schema, _] => format!("\"{schema}\".{owner_index}"),
-            _ => owner_index.clone(),
+        let qualified = |index: &str| match parts.as_slice() {
+            [schema, _] => format!("\"{schema}\".{index}"),
+            _ => index.to_owned(),
         };
+        let quoted_expires_index = qualified(&index);
+        let quoted_owner_index = qualified(&owner_index);
         let merge = "data_values = (data_values - $2::text[]) || $3::jsonb, \
                      flash = (flash - $4::text[]) || $5::jsonb, \
                      expires_at = COALESCE($6, expires_at), \
@@ -206,7 +209,8 @@ impl Statements {
             create_owner_index: format!(
                 "CREATE INDEX IF NOT EXISTS {owner_index} ON {table} (owner) WHERE owner IS NOT NULL"
             ),
-            has_owner_index: "SELECT to_regclass($1) IS NOT NULL".to_owned(),
+            has_index: "SELECT to_regclass($1) IS NOT NULL".to_owned(),
+            quoted_expires_index,
             quoted_owner_index,
             // Tables made before `LockedSession` have no lock columns, and those made before
             // owners no `owner`. `ALTER TABLE` locks the whole table even when it has nothing to
@@ -343,13 +347,11 @@ impl PostgresStore {
             .execute(&mut *transaction)
             .await
             .map_err(map_error)?;
-        for ddl in [&self.sql.create_table, &self.sql.create_index] {
-            sqlx::query(ddl)
-                .persistent(false)
-                .execute(&mut *transaction)
-                .await
-                .map_err(map_error)?;
-        }
+        sqlx::query(&self.sql.create_table)
+            .persistent(false)
+            .execute(&mut *transaction)
+            .await
+            .map_err(map_error)?;
         let lock_columns: i64 = sqlx::query_scalar(&self.sql.has_lock_columns)
             .bind(&self.sql.quoted_table)
             .fetch_one(&mut *transaction)
@@ -363,18 +365,23 @@ impl PostgresStore {
                 .map_err(map_error)?;
         }
         // `CREATE INDEX IF NOT EXISTS` locks the table against writes even when the index is
-        // there: it runs only when it is missing.
-        let has_owner_index: bool = sqlx::query_scalar(&self.sql.has_owner_index)
-            .bind(&self.sql.quoted_owner_index)
-            .fetch_one(&mut *transaction)
-            .await
-            .map_err(map_error)?;
-        if !has_owner_index {
-            sqlx::query(&self.sql.create_owner_index)
-                .persistent(false)
-                .execute(&mut *transaction)
+        // there: each runs only when its index is missing.
+        for (index, create) in [
+            (&self.sql.quoted_expires_index, &self.sql.create_index),
+            (&self.sql.quoted_owner_index, &self.sql.create_owner_index),
+        ] {
+            let exists: bool = sqlx::query_scalar(&self.sql.has_index)
+                .bind(index)
+                .fetch_one(&mut *transaction)
                 .await
                 .map_err(map_error)?;
+            if !exists {
+                sqlx::query(create)
+                    .persistent(false)
+                    .execute(&mut *transaction)
+                    .await
+                    .map_err(map_error)?;
+            }
         }
         transaction.commit().await.map_err(map_error)?;
         tracing::debug!(table = %self.sql.table_name, "session table ready");
