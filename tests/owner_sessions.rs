@@ -366,11 +366,23 @@ impl SessionStore for GatedStore {
     }
 }
 
-/// "Log out other devices" while another device logs in again (`regenerate_id`: its session
-/// moves to a new id): the end lists the old id, the move reaches the new id and checks the old
-/// one is still live, then the end deletes the old one. The moved session must still end.
-#[tokio::test]
-async fn ending_a_session_as_it_moves_to_a_new_id_ends_it() {
+/// What [`end_others_while_one_moves`] saw.
+struct Interleaved {
+    app: Router,
+    laptop: Browser,
+    phone: Browser,
+    /// The reply to the login again.
+    relogin: browser::Reply,
+    /// The reply to "log out other devices".
+    end: browser::Reply,
+}
+
+/// Laptop and phone logged in as `user`; then `mover` (`"laptop"` or `"phone"`) logs in again
+/// (`regenerate_id`: its session moves to a new id) while the laptop ends the other devices, in
+/// this order: the move reads its session and waits before creating the new id; the end lists
+/// the sessions and waits before its first delete; the move completes (its old id still live);
+/// then the end completes.
+async fn end_others_while_one_moves(user: u64, mover: &str) -> Interleaved {
     let store = Arc::new(GatedStore {
         inner: MemoryStore::new(),
         create: Gate::default(),
@@ -379,31 +391,50 @@ async fn ending_a_session_as_it_moves_to_a_new_id_ends_it() {
     let app = app(SessionLayer::new(Arc::clone(&store)));
     let mut laptop = Browser::new(app.clone());
     let mut phone = Browser::new(app.clone());
-    login(&mut laptop, 3, "laptop").await;
-    login(&mut phone, 3, "phone").await;
+    login(&mut laptop, user, "laptop").await;
+    login(&mut phone, user, "phone").await;
 
-    // The phone logs in again; its move has read its session and waits before creating the new id.
     let (create_arrived, create_release) = store.create.arm();
-    let phone_app = app.clone();
-    let phone_cookie = phone.cookie.clone();
-    let relogin =
-        tokio::spawn(async move { send(&phone_app, "/login?user=3&agent=phone", phone_cookie.as_deref()).await });
+    let relogin_app = app.clone();
+    let mover_cookie = if mover == "laptop" { &laptop } else { &phone }.cookie.clone();
+    let relogin_path = format!("/login?user={user}&agent={mover}");
+    let relogin = tokio::spawn(async move { send(&relogin_app, &relogin_path, mover_cookie.as_deref()).await });
     create_arrived.await.unwrap();
 
-    // The laptop ends the others: it lists the phone's old id and waits before deleting it.
     let (delete_arrived, delete_release) = store.delete.arm();
-    let laptop_app = app.clone();
+    let end_app = app.clone();
     let laptop_cookie = laptop.cookie.clone();
-    let end = tokio::spawn(async move { send(&laptop_app, "/end-others", laptop_cookie.as_deref()).await });
+    let end = tokio::spawn(async move { send(&end_app, "/end-others", laptop_cookie.as_deref()).await });
     delete_arrived.await.unwrap();
 
-    // The move completes (the old id is still live), then the end deletes the old id.
     create_release.send(()).unwrap();
     let relogin = relogin.await.unwrap();
+    delete_release.send(()).unwrap();
+    let end = end.await.unwrap();
+    Interleaved {
+        app,
+        laptop,
+        phone,
+        relogin,
+        end,
+    }
+}
+
+/// "Log out other devices" while another device logs in again (`regenerate_id`: its session
+/// moves to a new id): the end lists the old id, the move reaches the new id and checks the old
+/// one is still live, then the end deletes the old one. The moved session must still end.
+#[tokio::test]
+async fn ending_a_session_as_it_moves_to_a_new_id_ends_it() {
+    let Interleaved {
+        app,
+        mut laptop,
+        relogin,
+        end,
+        ..
+    } = end_others_while_one_moves(3, "phone").await;
     assert_eq!(relogin.body, "ok");
     let moved_cookie = relogin.cookie_header().expect("the move sends the new id");
-    delete_release.send(()).unwrap();
-    assert_eq!(end.await.unwrap().body, "2", "the old id, then the new one it moved to");
+    assert_eq!(end.body, "2", "the old id, then the new one it moved to");
 
     assert_eq!(send(&app, "/whoami", Some(&moved_cookie)).await.body, "None");
     assert_eq!(agents(&listed(&mut laptop).await), ["laptop*"]);
@@ -480,37 +511,15 @@ async fn a_background_fetch_does_not_remove_a_stale_cookie() {
 /// requests: the move's new id is this device's, and survives; the other device is ended.
 #[tokio::test]
 async fn ending_others_spares_this_devices_own_move() {
-    let store = Arc::new(GatedStore {
-        inner: MemoryStore::new(),
-        create: Gate::default(),
-        delete: Gate::default(),
-    });
-    let app = app(SessionLayer::new(Arc::clone(&store)));
-    let mut laptop = Browser::new(app.clone());
-    let mut phone = Browser::new(app.clone());
-    login(&mut laptop, 8, "laptop").await;
-    login(&mut phone, 8, "phone").await;
-
-    // One laptop tab logs in again; its move waits before creating the new id.
-    let (create_arrived, create_release) = store.create.arm();
-    let relogin_app = app.clone();
-    let laptop_cookie = laptop.cookie.clone();
-    let relogin =
-        tokio::spawn(async move { send(&relogin_app, "/login?user=8&agent=laptop", laptop_cookie.as_deref()).await });
-    create_arrived.await.unwrap();
-
-    // Another laptop tab ends the other devices; it waits before deleting the phone's session.
-    let (delete_arrived, delete_release) = store.delete.arm();
-    let end_app = app.clone();
-    let laptop_cookie = laptop.cookie.clone();
-    let end = tokio::spawn(async move { send(&end_app, "/end-others", laptop_cookie.as_deref()).await });
-    delete_arrived.await.unwrap();
-
-    create_release.send(()).unwrap();
-    let relogin = relogin.await.unwrap();
+    let Interleaved {
+        app,
+        mut phone,
+        relogin,
+        end,
+        ..
+    } = end_others_while_one_moves(8, "laptop").await;
     let moved_cookie = relogin.cookie_header().expect("the move sends the new id");
-    delete_release.send(()).unwrap();
-    assert_eq!(end.await.unwrap().body, "1", "only the phone");
+    assert_eq!(end.body, "1", "only the phone");
 
     assert_eq!(
         send(&app, "/whoami", Some(&moved_cookie)).await.body,
