@@ -115,25 +115,12 @@ impl StoreKey {
 
     /// Lower-case hex, 64 characters: safe in file names, SQL text and Redis keys.
     pub fn to_hex(&self) -> String {
-        let mut hex = String::with_capacity(64);
-        for byte in self.0 {
-            hex.push(char::from(HEX[usize::from(byte >> 4)]));
-            hex.push(char::from(HEX[usize::from(byte & 0x0f)]));
-        }
-        hex
+        to_hex(&self.0)
     }
 
     /// Parses [`to_hex`](Self::to_hex)'s output.
     pub fn from_hex(hex: &str) -> Option<Self> {
-        let hex = hex.as_bytes();
-        if hex.len() != 64 {
-            return None;
-        }
-        let mut bytes = [0u8; 32];
-        for (byte, pair) in bytes.iter_mut().zip(hex.chunks_exact(2)) {
-            *byte = (hex_digit(pair[0])? << 4) | hex_digit(pair[1])?;
-        }
-        Some(StoreKey(bytes))
+        from_hex(hex).map(StoreKey)
     }
 }
 
@@ -211,6 +198,35 @@ impl StoreKeyCache {
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// `bytes` in lower-case hex.
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
+    let mut hex = String::with_capacity(bytes.len() * 2);
+    for &byte in bytes {
+        hex.push(char::from(HEX[usize::from(byte >> 4)]));
+        hex.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    hex
+}
+
+/// The `N` bytes that `hex` (lower-case, exactly `2 * N` digits) writes.
+pub(crate) fn from_hex<const N: usize>(hex: &str) -> Option<[u8; N]> {
+    let hex = hex.as_bytes();
+    if hex.len() != 2 * N {
+        return None;
+    }
+    let mut bytes = [0u8; N];
+    for (byte, pair) in bytes.iter_mut().zip(hex.chunks_exact(2)) {
+        *byte = (hex_digit(pair[0])? << 4) | hex_digit(pair[1])?;
+    }
+    Some(bytes)
+}
+
+/// The SHA-256 of `text`, in hex: a name of bounded length, safe in file names and keys, for any
+/// text (an owner's JSON).
+pub(crate) fn sha256_hex(text: &str) -> String {
+    to_hex(&Sha256::digest(text.as_bytes()))
+}
 
 fn hex_digit(c: u8) -> Option<u8> {
     match c {

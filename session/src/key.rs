@@ -158,3 +158,15 @@ pub trait OwnedSchema: SessionSchema + Sized {
 pub trait FlashSchema: SessionSchema {}
 
 impl FlashSchema for () {}
+
+/// The form the owner index keys a session by: the owner key's value as compact JSON, as
+/// `Session::set` stores it. `None` for `null` (an `Option` owner set to `None` is no owner,
+/// rather than one owner shared by every such session) and for a value that does not encode.
+pub(crate) fn owner_index_form<T: serde::Serialize + ?Sized>(owner: &T) -> Option<String> {
+    serde_json::to_string(owner).ok().filter(|json| is_owner_json(json))
+}
+
+/// Whether an owner key's stored JSON names an owner ([`owner_index_form`]'s rule).
+pub(crate) fn is_owner_json(json: &str) -> bool {
+    json != "null"
+}

@@ -18,8 +18,8 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::extract::SessionRejection;
-use crate::id::StoreKey;
-use crate::key::{FlashSchema, Key, OwnedSchema, SessionSchema};
+use crate::id::{from_hex, to_hex, StoreKey};
+use crate::key::{owner_index_form, FlashSchema, Key, OwnedSchema, SessionSchema};
 use crate::record::Record;
 use crate::session::Session;
 use crate::store::StoreError;
@@ -54,7 +54,7 @@ impl SessionHandle {
 
 impl fmt::Display for SessionHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.iter().try_for_each(|byte| write!(f, "{byte:02x}"))
+        f.write_str(&to_hex(&self.0))
     }
 }
 
@@ -73,16 +73,9 @@ impl FromStr for SessionHandle {
     type Err = NotAHandle;
 
     fn from_str(text: &str) -> Result<Self, NotAHandle> {
-        let text = text.as_bytes();
-        if text.len() != 32 || !text.iter().all(u8::is_ascii_hexdigit) {
-            return Err(NotAHandle);
-        }
-        let mut handle = [0u8; 16];
-        for (byte, pair) in handle.iter_mut().zip(text.chunks_exact(2)) {
-            let pair = std::str::from_utf8(pair).map_err(|_| NotAHandle)?;
-            *byte = u8::from_str_radix(pair, 16).map_err(|_| NotAHandle)?;
-        }
-        Ok(SessionHandle(handle))
+        from_hex(&text.to_ascii_lowercase())
+            .map(SessionHandle)
+            .ok_or(NotAHandle)
     }
 }
 
@@ -210,7 +203,7 @@ where
 
     /// The owner's live sessions, most recently active first.
     pub async fn list(&self, owner: &V::Owner) -> Result<Vec<ListedSession<V>>, StoreError> {
-        let Some(owner) = owner_json(owner) else {
+        let Some(owner) = owner_index_form(owner) else {
             return Ok(Vec::new());
         };
         list(&self.config, &owner, None).await
@@ -218,7 +211,7 @@ where
 
     /// Ends the owner's session named by `handle`; `false` if the owner has no such live session.
     pub async fn end(&self, owner: &V::Owner, handle: &SessionHandle) -> Result<bool, StoreError> {
-        let Some(owner) = owner_json(owner) else {
+        let Some(owner) = owner_index_form(owner) else {
             return Ok(false);
         };
         end_one(&self.config, &owner, handle, Caller::default()).await
@@ -226,17 +219,11 @@ where
 
     /// Ends every session of the owner; returns how many it ended.
     pub async fn end_all(&self, owner: &V::Owner) -> Result<u64, StoreError> {
-        let Some(owner) = owner_json(owner) else {
+        let Some(owner) = owner_index_form(owner) else {
             return Ok(0);
         };
         end_all_but(&self.config, &owner, Caller::default()).await
     }
-}
-
-/// The JSON form of an owner value, as `Session::set` stores it; `None` for a value that
-/// `serde_json` cannot encode, or `null` (no session has either as owner).
-fn owner_json<T: Serialize>(owner: &T) -> Option<String> {
-    serde_json::to_string(owner).ok().filter(|json| json != "null")
 }
 
 /// The live sessions of `owner`, most recently active first; `current` marks the request's own.

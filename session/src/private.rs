@@ -5,7 +5,7 @@ pub use crate::key::{FlashSchema, Key, OwnedSchema, SessionSchema};
 /// [`SessionSchema::__owner_index_json`] of an owner of type `T`.
 pub fn owner_index_json<T: serde::Serialize + serde::de::DeserializeOwned>(json: &str) -> Option<String> {
     let value: T = serde_json::from_str(json).ok()?;
-    serde_json::to_string(&value).ok().filter(|json| json != "null")
+    crate::key::owner_index_form(&value)
 }
 
 /// Fails to compile, on the field's type, when it cannot be written to a session.

@@ -358,7 +358,7 @@ impl State {
     /// writes nothing. `null` (an `Option` owner set to `None`) is no owner: otherwise every
     /// such session would share the owner `null`.
     fn note_owner(&mut self, owner: Option<&str>) {
-        let owner = owner.filter(|json| *json != "null");
+        let owner = owner.filter(|json| crate::key::is_owner_json(json));
         self.pending_owner = (owner != self.stored_owner()).then(|| owner.map(str::to_owned));
     }
 

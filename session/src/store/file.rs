@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use fs4::fs_std::FileExt as _;
-use sha2::{Digest, Sha256};
 
 use super::{Applied, Created, SessionStore, StoreError, StoreKey};
 use crate::record::{Changes, Record};
@@ -215,8 +214,7 @@ impl Inner {
     /// The folder of `owner`'s index entries: named by a hash of the owner's JSON, so any owner
     /// value makes a safe name of bounded length.
     fn owner_dir(&self, owner: &str) -> PathBuf {
-        let digest: [u8; 32] = Sha256::digest(owner.as_bytes()).into();
-        self.owners_dir().join(StoreKey::from_bytes(digest).to_hex())
+        self.owners_dir().join(crate::id::sha256_hex(owner))
     }
 
     /// Indexes the session `hex` under `owner`, durably, before the write that gives it the owner.

@@ -26,7 +26,7 @@ impl LockToken {
 
     /// The token in lowercase hex (32 characters), for a store that keeps it as text.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|byte| format!("{byte:02x}")).collect()
+        crate::id::to_hex(&self.0)
     }
 }
 

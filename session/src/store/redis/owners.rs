@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use futures_util::future::join_all;
-use sha2::{Digest, Sha256};
 
 use super::{record_from_hash, Lua, RedisStore};
+use crate::id::sha256_hex;
 use crate::store::codec::{now_millis, to_unix_millis};
 use crate::store::{Record, StoreError, StoreKey};
 
@@ -59,8 +59,7 @@ impl RedisStore {
     /// The key of the set of `owner`'s sessions: under the prefix, named by a hash of the owner's
     /// JSON, so that any owner value makes a key of bounded length.
     fn owner_set(&self, owner: &str) -> String {
-        let digest: [u8; 32] = Sha256::digest(owner.as_bytes()).into();
-        format!("{}owner:{}", self.prefix, StoreKey::from_bytes(digest).to_hex())
+        format!("{}owner:{}", self.prefix, sha256_hex(owner))
     }
 
     /// Adds the session `key` to `owner`'s set; called before the write that gives it the owner.
