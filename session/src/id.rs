@@ -224,6 +224,7 @@ pub(crate) fn from_hex<const N: usize>(hex: &str) -> Option<[u8; N]> {
 
 /// The SHA-256 of `text`, in hex: a name of bounded length, safe in file names and keys, for any
 /// text (an owner's JSON).
+#[cfg(any(feature = "redis", all(feature = "file", unix)))]
 pub(crate) fn sha256_hex(text: &str) -> String {
     to_hex(&Sha256::digest(text.as_bytes()))
 }
