@@ -273,27 +273,22 @@ impl RequestSession {
     /// [`planned`](Self::planned).
     pub(crate) fn plan_save(&self) -> Option<&Plan> {
         let mut state = self.loaded_state()?;
-        // A sealed cookie carries the whole session, so its save needs the loaded record too.
-        #[cfg(feature = "client-side")]
-        if let Storage::Cookie(_) = self.config.storage {
-            return self
-                .plan
-                .try_call_once(|| {
-                    crate::save::plan_rewrite(&mut state, &self.config.expiry, self.config.max_session_size).ok_or(())
-                })
-                .ok();
-        }
-        // Planned in its place: a plan is one of the largest values a request makes.
-        self.plan
-            .try_call_once(|| {
-                crate::save::plan(&mut state, &self.config.expiry, self.config.max_session_size).ok_or(())
-            })
-            .ok()
+        let config = &*self.config;
+        // Made where it is kept: a plan is one of the largest values a request makes.
+        let plan = self.plan.call_once(|| {
+            // A sealed cookie carries the whole session, so its save needs the loaded record too.
+            #[cfg(feature = "client-side")]
+            if let Storage::Cookie(_) = config.storage {
+                return crate::save::plan_rewrite(&mut state, &config.expiry, config.max_session_size);
+            }
+            crate::save::plan(&mut state, &config.expiry, config.max_session_size)
+        });
+        plan.does_something().then_some(plan)
     }
 
-    /// The plan [`plan_save`](Self::plan_save) made.
+    /// The plan [`plan_save`](Self::plan_save) made, if it does anything.
     pub(crate) fn planned(&self) -> Option<&Plan> {
-        self.plan.get()
+        self.plan.get().filter(|plan| plan.does_something())
     }
 
     /// Puts the loaded session in place (built there, not moved: it is the largest part of a

@@ -101,7 +101,7 @@ impl Plan {
     }
 
     /// Whether the plan writes, deletes or sends anything.
-    fn does_something(&self) -> bool {
+    pub(crate) fn does_something(&self) -> bool {
         self.write.is_some() || self.delete.is_some() || self.cookie != CookiePlan::Keep
     }
 
@@ -126,18 +126,21 @@ impl Plan {
     }
 }
 
-/// What saving the request's session takes; `None` when there is nothing to write and no
-/// cookie to send, as for most requests (read, unchanged, not due for a touch). Called once,
-/// after the handler: moves this request's changes out of `state`, and lets go of the loaded
-/// record, so that a store holding it in memory merges the changes in place instead of copying
-/// it.
+/// What saving the request's session takes; nothing ([`Plan::does_something`] is false) when
+/// there is nothing to write and no cookie to send, as for most requests (read, unchanged, not
+/// due for a touch). Called once, after the handler: moves this request's changes out of
+/// `state`, and lets go of the loaded record, so that a store holding it in memory merges the
+/// changes in place instead of copying it.
 ///
 /// The session's lock, if the request holds it, goes into the plan, whose writes are made only
 /// while it is still held; with nothing to save it is released here.
-pub(crate) fn plan(state: &mut State, rules: &ExpiryRules, max_size: usize) -> Option<Plan> {
+///
+/// A plan is returned as it is, never wrapped: it is one of the largest values of a request, and
+/// each `Option` or `Result` around it on the way to where it is kept costs a copy.
+pub(crate) fn plan(state: &mut State, rules: &ExpiryRules, max_size: usize) -> Plan {
     let mut plan = plan_changes(state, rules);
     let fence = state.held_lock.take();
-    if let Some(plan) = &mut plan {
+    if plan.does_something() {
         plan.fence = fence;
         if let Some(write) = &plan.write {
             plan.size = grown_past(state.stored.as_ref(), write, max_size);
@@ -146,29 +149,31 @@ pub(crate) fn plan(state: &mut State, rules: &ExpiryRules, max_size: usize) -> O
     // Dropped before the store works, so that a store holding the same values can change them
     // in place rather than copy them.
     state.stored = None;
-    plan.filter(Plan::does_something)
+    plan
 }
 
 /// [`plan`] for a save that rewrites the whole session (client-side sessions): the plan keeps
 /// the record as loaded, which the changes are merged into.
 #[cfg(feature = "client-side")]
-pub(crate) fn plan_rewrite(state: &mut State, rules: &ExpiryRules, max_size: usize) -> Option<Plan> {
+pub(crate) fn plan_rewrite(state: &mut State, rules: &ExpiryRules, max_size: usize) -> Plan {
     let base = state.stored.clone();
-    let mut plan = plan(state, rules, max_size)?;
-    plan.base = base.map(Box::new);
-    Some(plan)
+    let mut plan = plan(state, rules, max_size);
+    if plan.does_something() {
+        plan.base = base.map(Box::new);
+    }
+    plan
 }
 
-fn plan_changes(state: &mut State, rules: &ExpiryRules) -> Option<Plan> {
+fn plan_changes(state: &mut State, rules: &ExpiryRules) -> Plan {
     let delete = state.delete_id.take();
     if state.destroyed {
-        return Some(Plan::ending(state.now, delete));
+        return Plan::ending(state.now, delete);
     }
     let (Some(loaded), Some(key)) = (&state.loaded_id, state.loaded_key) else {
-        return Some(create_plan(state, rules, delete));
+        return create_plan(state, rules, delete);
     };
     if state.new_id.is_some() {
-        return Some(move_plan(state, rules, key, delete));
+        return move_plan(state, rules, key, delete);
     }
     let (expires_at, cookie) = renewal(state, rules);
     let flash = state.flash_patch();
@@ -179,7 +184,7 @@ fn plan_changes(state: &mut State, rules: &ExpiryRules) -> Option<Plan> {
         && state.pending_owner.is_none()
     {
         // Read, not changed, not due for a touch: no change set to build.
-        return Some(Plan {
+        return Plan {
             now: state.now,
             write: None,
             delete,
@@ -188,7 +193,7 @@ fn plan_changes(state: &mut State, rules: &ExpiryRules) -> Option<Plan> {
             base: None,
             fence: None,
             size: 0,
-        });
+        };
     }
     let changes = Changes {
         values: std::mem::take(&mut state.pending),
@@ -197,7 +202,7 @@ fn plan_changes(state: &mut State, rules: &ExpiryRules) -> Option<Plan> {
         expiry: state.pending_expiry,
         owner: state.pending_owner.take(),
     };
-    Some(Plan {
+    Plan {
         now: state.now,
         write: Some(Write::Apply {
             key,
@@ -210,7 +215,7 @@ fn plan_changes(state: &mut State, rules: &ExpiryRules) -> Option<Plan> {
         base: None,
         fence: None,
         size: 0,
-    })
+    }
 }
 
 /// The renewal of a stored session saved at the request's time: its new expiry time, if it is
@@ -689,10 +694,11 @@ mod properties {
                     model.retain(|name, _| kept.contains(name));
                 }
                 model.extend(outgoing);
-                match plan(&mut state, &rules, usize::MAX) {
-                    None => {}
-                    Some(Plan { write: Some(Write::Apply { changes, .. }), delete: None, .. }) => record.apply(&changes),
-                    Some(other) => prop_assert!(false, "a loaded session planned {:?}", other),
+                let planned = plan(&mut state, &rules, usize::MAX);
+                match planned {
+                    _ if !planned.does_something() => {}
+                    Plan { write: Some(Write::Apply { changes, .. }), delete: None, .. } => record.apply(&changes),
+                    other => prop_assert!(false, "a loaded session planned {:?}", other),
                 }
                 let stored: BTreeMap<&str, String> = record.flash.iter().map(|(n, v)| (n, v.to_owned())).collect();
                 let expected: BTreeMap<&str, String> = model.iter().map(|(n, v)| (*n, v.clone())).collect();
