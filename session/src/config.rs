@@ -1,6 +1,7 @@
 //! What the layer applies to every request: where sessions are kept, the cookie, expiry, the clock; and
 //! reading a record by the layer's rules.
 
+use std::any::TypeId;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -14,7 +15,7 @@ use crate::id::StoreKeyCache;
 use crate::lock::LockTable;
 use crate::record::Record;
 use crate::store::erased::{ErasedStore, StoreFuture, Timed};
-use crate::store::{SessionStore, StoreError};
+use crate::store::{MemoryStore, SessionStore, StoreError};
 
 /// Where the layer keeps sessions.
 #[derive(Clone)]
@@ -40,6 +41,20 @@ impl Storage {
 }
 
 impl Storage {
+    /// Whether every load and save made on this storage is done the first time it is polled:
+    /// this crate's [`MemoryStore`], whose calls never wait, and client-side sessions, which
+    /// call no store. Their loads and saves are polled where they are made, once, and never
+    /// kept (see `extract::loaded_session` and `layer::ResponseFuture`); any other store's are
+    /// boxed and awaited. A store is known by its type: a store of yours, even one that never
+    /// waits, is awaited like a network store.
+    pub(crate) fn answers_at_once(&self) -> bool {
+        match self {
+            Storage::Store(store) => store.store_type() == TypeId::of::<MemoryStore>(),
+            #[cfg(feature = "client-side")]
+            Storage::Cookie(_) => true,
+        }
+    }
+
     /// Whether sessions are kept where an owner index can list them (a store, not the cookie).
     pub(crate) fn indexes_owners(&self) -> bool {
         matches!(self, Storage::Store(_))

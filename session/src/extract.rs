@@ -1,7 +1,10 @@
 //! `Session<V, F>` as an axum extractor, and what it answers when it cannot be extracted.
 
+use std::future::Future;
 use std::ops::{Deref, DerefMut};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
@@ -95,22 +98,60 @@ impl IntoResponse for SessionRejection {
     }
 }
 
-/// The request's session, loaded. One path for every store: a store that answers at once is
-/// never waited for, so this future is ready when first polled.
-async fn loaded_session(parts: &Parts, locking: bool) -> Result<Arc<RequestSession>, SessionRejection> {
-    let session = parts
-        .extensions
-        .get::<Arc<RequestSession>>()
-        .ok_or(SessionRejection::MissingLayer)?;
-    session
-        .load(&parts.headers, locking)
-        .await
-        .map_err(|error| match error {
-            LoadError::Store(error) => SessionRejection::StoreUnavailable(error),
-            LoadError::Busy(waited) => SessionRejection::LockBusy { waited },
-            LoadError::LockedTooLate => SessionRejection::LockedTooLate,
-        })?;
+/// The request's session, loaded: the first extractor of a request loads it (see
+/// [`RequestSession::load`]), later ones share it.
+///
+/// One path for every store; only how its future is driven differs. A storage whose loads are
+/// done the first time they are polled (`Storage::answers_at_once`: the memory store, client-side
+/// sessions) is loaded here and now, polled once on the stack, so that the extractor's future is
+/// only the result: the handler's future, which axum boxes and moves, stays small. Any other
+/// store's load (and every locking load, which may wait for the lock) is boxed and awaited.
+fn loaded_session(parts: &Parts, locking: bool) -> Loading<'_> {
+    let Some(session) = parts.extensions.get::<Arc<RequestSession>>() else {
+        return Loading::Done(Some(Err(SessionRejection::MissingLayer)));
+    };
+    if !locking && session.config.storage.answers_at_once() {
+        let load = std::pin::pin!(load_and_share(session, &parts.headers, false));
+        if let Poll::Ready(loaded) = load.poll(&mut Context::from_waker(Waker::noop())) {
+            return Loading::Done(Some(loaded));
+        }
+        // Not reached for such a storage. A load only reads, so dropping it and starting
+        // again, awaited, is safe.
+        tracing::debug!("a session load expected to finish at once had to wait; awaiting it");
+    }
+    Loading::Waiting(Box::pin(load_and_share(session, &parts.headers, locking)))
+}
+
+/// Loads `session` from the request's `headers`; a handle on it once loaded.
+async fn load_and_share(
+    session: &Arc<RequestSession>,
+    headers: &http::HeaderMap,
+    locking: bool,
+) -> Result<Arc<RequestSession>, SessionRejection> {
+    session.load(headers, locking).await.map_err(|error| match error {
+        LoadError::Store(error) => SessionRejection::StoreUnavailable(error),
+        LoadError::Busy(waited) => SessionRejection::LockBusy { waited },
+        LoadError::LockedTooLate => SessionRejection::LockedTooLate,
+    })?;
     Ok(Arc::clone(session))
+}
+
+/// A session being loaded: done already, or a load to await.
+enum Loading<'a> {
+    /// Taken when polled.
+    Done(Option<Result<Arc<RequestSession>, SessionRejection>>),
+    Waiting(Pin<Box<dyn Future<Output = Result<Arc<RequestSession>, SessionRejection>> + Send + 'a>>),
+}
+
+impl Future for Loading<'_> {
+    type Output = Result<Arc<RequestSession>, SessionRejection>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Loading::Done(loaded) => Poll::Ready(loaded.take().expect("a load is not polled after it is done")),
+            Loading::Waiting(load) => load.as_mut().poll(cx),
+        }
+    }
 }
 
 impl<S, V, F> FromRequestParts<S> for Session<V, F>
@@ -121,8 +162,9 @@ where
 {
     type Rejection = SessionRejection;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        loaded_session(parts, false).await.map(Session::from_loaded)
+    fn from_request_parts(parts: &mut Parts, _state: &S) -> impl Future<Output = Result<Self, Self::Rejection>> + Send {
+        let loading = loaded_session(parts, false);
+        async move { loading.await.map(Session::from_loaded) }
     }
 }
 
@@ -137,10 +179,16 @@ where
 {
     type Rejection = SessionRejection;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Option<Self>, Self::Rejection> {
-        let request = loaded_session(parts, false).await?;
-        let stored = request.state().loaded_id.is_some();
-        Ok(stored.then(|| Session::from_loaded(request)))
+    fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> impl Future<Output = Result<Option<Self>, Self::Rejection>> + Send {
+        let loading = loaded_session(parts, false);
+        async move {
+            let request = loading.await?;
+            let stored = request.state().loaded_id.is_some();
+            Ok(stored.then(|| Session::from_loaded(request)))
+        }
     }
 }
 

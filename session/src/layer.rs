@@ -12,7 +12,6 @@ use cookie::SameSite;
 use http::header::{CACHE_CONTROL, SET_COOKIE};
 use http::{HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
-use stackfuture::StackFuture;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -24,7 +23,7 @@ use crate::cookie::{vary_on_cookie, SigningKey};
 use crate::expiry::Expiry;
 use crate::request::RequestSession;
 use crate::save::{save, SaveError};
-use crate::store::SessionStore;
+use crate::store::{SessionStore, StoreError};
 
 /// Adds sessions to every request of the service it wraps.
 ///
@@ -363,12 +362,8 @@ where
 #[cfg(feature = "client-side")]
 const MIN_COOKIE_SIZE: usize = 256;
 
-/// Bytes the save may take inside the response future before it is boxed: enough for a store
-/// that answers at once, so that its requests allocate nothing for the save.
-const INLINE_SAVE: usize = 256;
-
-/// The save in progress: the `Set-Cookie` to send, or why the save failed.
-type SaveFuture = StackFuture<'static, Result<Option<HeaderValue>, SaveError>, INLINE_SAVE>;
+/// A save that had to be awaited: the `Set-Cookie` to send, or why the save failed.
+type SaveFuture = Pin<Box<dyn Future<Output = Result<Option<HeaderValue>, SaveError>> + Send>>;
 
 pin_project! {
     /// The response future of [`SessionService`]: the handler's, then the save.
@@ -424,8 +419,18 @@ where
                         return Poll::Ready(Ok(response));
                     }
                     let session = session.take().expect("the session is taken once, by the save");
+                    if session.config.storage.answers_at_once() {
+                        // This storage's saves are done when first polled: polled here, on the
+                        // stack, the save's future is never kept nor moved.
+                        let saved = match std::pin::pin!(planned_save(session)).poll(cx) {
+                            Poll::Ready(saved) => saved,
+                            Poll::Pending => Err(save_had_to_wait()),
+                        };
+                        finish(saved, &mut response);
+                        return Poll::Ready(Ok(response));
+                    }
                     ResponseState::Saving {
-                        save: start_save(session),
+                        save: Box::pin(planned_save(session)),
                         response: Some(response),
                     }
                 }
@@ -443,16 +448,15 @@ where
     }
 }
 
-/// The save that `session` planned, stored in the response future when it fits.
-fn start_save(session: Arc<RequestSession>) -> SaveFuture {
-    let save = planned_save(session);
-    // Boxing would still work, but cost every save an allocation: keep `INLINE_SAVE` up to date.
-    debug_assert!(
-        SaveFuture::has_space_for_val(&save),
-        "{} bytes",
-        std::mem::size_of_val(&save)
-    );
-    StackFuture::from_or_box(save)
+/// A save on a storage whose saves never wait (`Storage::answers_at_once`) that had to wait:
+/// not reached, since those are this crate's memory store and client-side sessions. Answered as a
+/// store failure rather than a panic; the save's future, pinned where it was polled, is dropped.
+#[cold]
+#[inline(never)]
+fn save_had_to_wait() -> SaveError {
+    SaveError::Store(StoreError::backend(
+        "a save expected to finish at once had to wait; it was abandoned",
+    ))
 }
 
 /// Carries out the plan `session` made.
@@ -511,10 +515,10 @@ mod tests {
     use crate::store::erased::StoreFuture;
     use crate::MemoryStore;
 
-    /// A store that answers at once costs a request no allocation for its calls or its save:
-    /// each is kept inline, in the future that awaits it.
+    /// A store that answers at once costs a request no allocation for its calls: each is kept
+    /// inline, in the future that awaits it.
     #[test]
-    fn memory_store_calls_and_the_save_fit_inline() {
+    fn memory_store_calls_fit_inline() {
         let store = MemoryStore::new();
         let key = crate::SessionId::random().store_key();
         let record = crate::store::Record::new(std::time::SystemTime::now(), std::time::SystemTime::now());
@@ -531,13 +535,47 @@ mod tests {
         assert!(StoreFuture::<()>::has_space_for_val(&SessionStore::delete(
             &store, &key
         )));
+    }
 
-        let session = Arc::new(RequestSession::new(Arc::new(Config::new(store))));
-        let save = planned_save(session);
-        assert!(
-            SaveFuture::has_space_for_val(&save),
-            "{} bytes",
-            std::mem::size_of_val(&save)
-        );
+    /// A store that only forwards to a memory store: a store of someone else's type.
+    struct Forwarding(MemoryStore);
+
+    impl SessionStore for Forwarding {
+        async fn load(&self, key: &crate::store::StoreKey) -> Result<Option<crate::store::Record>, StoreError> {
+            self.0.load(key).await
+        }
+        async fn create(
+            &self,
+            key: &crate::store::StoreKey,
+            record: &crate::store::Record,
+        ) -> Result<crate::store::Created, StoreError> {
+            self.0.create(key, record).await
+        }
+        async fn apply(
+            &self,
+            key: &crate::store::StoreKey,
+            changes: &crate::store::Changes,
+        ) -> Result<crate::store::Applied, StoreError> {
+            self.0.apply(key, changes).await
+        }
+        async fn delete(&self, key: &crate::store::StoreKey) -> Result<(), StoreError> {
+            self.0.delete(key).await
+        }
+        async fn delete_expired(&self) -> Result<u64, StoreError> {
+            self.0.delete_expired().await
+        }
+    }
+
+    /// Only this crate's memory store (and client-side sessions) are polled once where their
+    /// loads and saves are made; a store of another type, even one that never waits, is awaited.
+    #[test]
+    fn only_the_memory_store_is_polled_in_place() {
+        assert!(Config::new(MemoryStore::new()).storage.answers_at_once());
+        assert!(!Config::new(Forwarding(MemoryStore::new())).storage.answers_at_once());
+        #[cfg(feature = "client-side")]
+        assert!(SessionLayer::client_side([crate::EncryptionKey::generate()])
+            .config
+            .storage
+            .answers_at_once());
     }
 }

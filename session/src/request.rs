@@ -57,8 +57,8 @@ pub(crate) struct RequestSession {
     loaded: AtomicBool,
     /// `None` until a handler extracts the session.
     state: StateLock,
-    /// What the save does, once planned: here rather than in the save's future, which borrows it
-    /// while the store works, so that the future stays small enough to be kept inline.
+    /// What the save does, once planned: here, where the save's future can borrow it while the
+    /// store works, so that the future, which is moved, stays small.
     plan: spin::Once<Plan>,
 }
 
@@ -110,7 +110,7 @@ impl RequestSession {
     /// The cookie is read here rather than when the request arrives: a request whose handler
     /// takes no session never reads it. A store that answers at once is not waited for (see
     /// `Timed` in `store::erased`), so for an in-memory store this future is ready when first
-    /// polled.
+    /// polled (which `extract::loaded_session` relies on).
     ///
     /// With `locking` (a [`LockedSession`](crate::LockedSession)), each stored session is locked
     /// before it is read, and the lock of the one adopted is kept until the save is done.

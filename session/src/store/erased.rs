@@ -7,6 +7,7 @@
 //! calls finish without waiting, so a request pays no allocation for them) and boxed otherwise
 //! (a network store's future, boxed once per call as an `async_trait` would).
 
+use std::any::TypeId;
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
@@ -36,6 +37,8 @@ pub(crate) trait ErasedStore: Send + Sync + 'static {
     fn delete<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, ()>;
     /// [`SessionStore::SHARED_LOCKS`].
     fn shares_locks(&self) -> bool;
+    /// The store's type, for `config::Storage::answers_at_once`.
+    fn store_type(&self) -> TypeId;
     fn lock_and_load<'a>(
         &'a self,
         key: &'a StoreKey,
@@ -73,6 +76,10 @@ impl<S: SessionStore> ErasedStore for S {
 
     fn shares_locks(&self) -> bool {
         S::SHARED_LOCKS
+    }
+
+    fn store_type(&self) -> TypeId {
+        TypeId::of::<S>()
     }
 
     fn lock_and_load<'a>(
