@@ -22,7 +22,7 @@ use crate::config::Storage;
 use crate::cookie::{vary_on_cookie, SigningKey};
 use crate::expiry::Expiry;
 use crate::request::RequestSession;
-use crate::save::{save, SaveError};
+use crate::save::{save, Plan, SaveError};
 use crate::store::{SessionStore, StoreError};
 
 /// Adds sessions to every request of the service it wraps.
@@ -414,23 +414,25 @@ where
                     let Some(loaded) = session.as_ref().filter(|session| session.is_loaded()) else {
                         return Poll::Ready(Ok(response));
                     };
-                    if loaded.plan_save().is_none() {
+                    let plan = loaded.plan_save();
+                    if !plan.does_something() {
                         vary_on_cookie(response.headers_mut());
                         return Poll::Ready(Ok(response));
                     }
                     let session = session.take().expect("the session is taken once, by the save");
                     if session.config.storage.answers_at_once() {
                         // This storage's saves are done when first polled: polled here, on the
-                        // stack, the save's future is never kept nor moved.
-                        let saved = match std::pin::pin!(planned_save(session)).poll(cx) {
+                        // stack, neither the save's future nor the plan is kept or moved.
+                        let saved = match std::pin::pin!(save(&session.config, &plan)).poll(cx) {
                             Poll::Ready(saved) => saved,
                             Poll::Pending => Err(save_had_to_wait()),
                         };
+                        release_lock(&plan, &saved);
                         finish(saved, &mut response);
                         return Poll::Ready(Ok(response));
                     }
                     ResponseState::Saving {
-                        save: Box::pin(planned_save(session)),
+                        save: Box::pin(save_and_release(session, plan)),
                         response: Some(response),
                     }
                 }
@@ -459,18 +461,22 @@ fn save_had_to_wait() -> SaveError {
     ))
 }
 
-/// Carries out the plan `session` made.
-async fn planned_save(session: Arc<RequestSession>) -> Result<Option<HeaderValue>, SaveError> {
-    let plan = session.planned().expect("a save starts once its plan is made");
-    let saved = save(&session.config, plan).await;
-    // A store that failed may still apply the write it was sent: the lease, not this request,
-    // then frees the session's lock, so the next holder does not read before the write lands.
+/// Carries out `plan`, made by `session`, when the store must be awaited.
+async fn save_and_release(session: Arc<RequestSession>, plan: Plan) -> Result<Option<HeaderValue>, SaveError> {
+    let saved = save(&session.config, &plan).await;
+    release_lock(&plan, &saved);
+    saved
+}
+
+/// Releases the session's lock that `plan`'s writes were fenced by, once its save is done. A store
+/// that failed may still apply the write it was sent: the lease, not this request, then frees the
+/// lock, so that the next holder does not read before the write lands.
+fn release_lock(plan: &Plan, saved: &Result<Option<HeaderValue>, SaveError>) {
     if !matches!(saved, Err(SaveError::Store(_))) {
-        if let Some(held) = session.lock_to_release() {
+        if let Some(held) = plan.fence() {
             held.release();
         }
     }
-    saved
 }
 
 /// Puts the save's cookie and `Vary: Cookie` on the response — or answers 503 (500 for a

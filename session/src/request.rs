@@ -57,9 +57,6 @@ pub(crate) struct RequestSession {
     loaded: AtomicBool,
     /// `None` until a handler extracts the session.
     state: StateLock,
-    /// What the save does, once planned: here, where the save's future can borrow it while the
-    /// store works, so that the future, which is moved, stays small.
-    plan: spin::Once<Plan>,
 }
 
 /// The lock on a request's session state: a spin lock, whose unlock is a plain store where a
@@ -77,7 +74,6 @@ impl RequestSession {
             config,
             loaded: AtomicBool::new(false),
             state: StateLock::new(None),
-            plan: spin::Once::new(),
         }
     }
 
@@ -262,33 +258,23 @@ impl RequestSession {
         Ok(())
     }
 
-    /// The session's lock this request holds, to release once the planned save is done (a
-    /// request with nothing to save released it when it planned).
-    pub(crate) fn lock_to_release(&self) -> Option<&HeldLock> {
-        self.planned().and_then(Plan::fence)
-    }
-
-    /// Plans the save of a loaded session (see [`save::plan`](crate::save::plan)); `None` if
-    /// there is nothing to save, or no handler loaded the session. The plan is kept here, for
-    /// [`planned`](Self::planned).
-    pub(crate) fn plan_save(&self) -> Option<&Plan> {
-        let mut state = self.loaded_state()?;
+    /// Plans the save of the loaded session (see [`save::plan`](crate::save::plan)), once, after
+    /// the handler. The plan is returned as it is, one that does nothing when there is nothing to
+    /// save: it is one of the largest values a request makes, and each wrapper around it on its
+    /// way would be one more copy.
+    ///
+    /// # Panics
+    ///
+    /// If no handler loaded the session: the layer asks only when one did.
+    pub(crate) fn plan_save(&self) -> Plan {
+        let mut state = self.state();
         let config = &*self.config;
-        // Made where it is kept: a plan is one of the largest values a request makes.
-        let plan = self.plan.call_once(|| {
-            // A sealed cookie carries the whole session, so its save needs the loaded record too.
-            #[cfg(feature = "client-side")]
-            if let Storage::Cookie(_) = config.storage {
-                return crate::save::plan_rewrite(&mut state, &config.expiry, config.max_session_size);
-            }
-            crate::save::plan(&mut state, &config.expiry, config.max_session_size)
-        });
-        plan.does_something().then_some(plan)
-    }
-
-    /// The plan [`plan_save`](Self::plan_save) made, if it does anything.
-    pub(crate) fn planned(&self) -> Option<&Plan> {
-        self.plan.get().filter(|plan| plan.does_something())
+        // A sealed cookie carries the whole session, so its save needs the loaded record too.
+        #[cfg(feature = "client-side")]
+        if let Storage::Cookie(_) = config.storage {
+            return crate::save::plan_rewrite(&mut state, &config.expiry, config.max_session_size);
+        }
+        crate::save::plan(&mut state, &config.expiry, config.max_session_size)
     }
 
     /// Puts the loaded session in place (built there, not moved: it is the largest part of a
