@@ -241,6 +241,12 @@ impl<'a> Iterator for CookieValues<'a> {
 /// session response to another: merged into the `Vary` the handler set (one header listing
 /// both), left alone when it already names `Cookie` or is `*`.
 pub(crate) fn vary_on_cookie(headers: &mut HeaderMap) {
+    // A response has few headers, and comparing a standard name is cheaper than hashing it:
+    // without a `Vary` among them, appending needs no look-up first.
+    if headers.keys_len() <= 8 && headers.keys().all(|name| name != VARY) {
+        headers.append(VARY, HeaderValue::from_static("Cookie"));
+        return;
+    }
     match headers.entry(VARY) {
         Entry::Vacant(vacant) => {
             vacant.insert(HeaderValue::from_static("Cookie"));
@@ -425,6 +431,23 @@ mod tests {
         assert_eq!(vary(&["accept, COOKIE"]), ["accept, COOKIE"]);
         assert_eq!(vary(&["*"]), ["*"]);
         assert_eq!(vary(&["Cookie"]), ["Cookie"]);
+    }
+
+    /// A response with more headers than are scanned for `Vary` is looked up instead, with the
+    /// same result.
+    #[test]
+    fn vary_on_a_response_with_many_headers() {
+        let mut many = HeaderMap::new();
+        for i in 0..12 {
+            let name = http::HeaderName::from_bytes(format!("x-header-{i}").as_bytes()).unwrap();
+            many.insert(name, HeaderValue::from_static("1"));
+        }
+        let mut with_vary = many.clone();
+        with_vary.insert(VARY, HeaderValue::from_static("Origin"));
+        vary_on_cookie(&mut many);
+        vary_on_cookie(&mut with_vary);
+        assert_eq!(many.get_all(VARY).iter().collect::<Vec<_>>(), ["Cookie"]);
+        assert_eq!(with_vary.get_all(VARY).iter().collect::<Vec<_>>(), ["Origin, Cookie"]);
     }
 
     #[test]
