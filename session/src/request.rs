@@ -282,7 +282,12 @@ impl RequestSession {
     fn install(&self, state: impl FnOnce() -> State) {
         // Extractors run one after another, so a second load in one request is not expected;
         // should two race, the first to finish wins and both see its session.
-        self.state.lock().get_or_insert_with(state);
+        // Not `get_or_insert_with`, whose closure's result is copied once more on its way in.
+        let mut slot = self.state.lock();
+        if slot.is_none() {
+            *slot = Some(state());
+        }
+        drop(slot);
         self.loaded.store(true, Ordering::Release);
     }
 }
