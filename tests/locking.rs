@@ -76,6 +76,10 @@ fn app(layer: SessionLayer, holding: Arc<Notify>) -> Router {
             get(|s: LockedSession<Values>| async move { s.get(Values::COUNT).unwrap_or(0).to_string() }),
         )
         .route(
+            "/locked-too-big",
+            get(|mut s: LockedSession<Values>| async move { s.set(Values::USER, "x".repeat(2000)) }),
+        )
+        .route(
             "/locked-destroy",
             get(|mut s: LockedSession<Values>| async move { s.destroy() }),
         )
@@ -335,6 +339,28 @@ async fn locks_are_released_by_reads_and_by_destroy() {
     let destroyed = send(&app, "/locked-destroy", Some(&cookie)).await;
     assert_eq!(destroyed.cookie_header().as_deref(), Some("id="));
     assert_eq!(send(&app, "/locked-read", Some(&cookie)).await.status, StatusCode::OK);
+}
+
+/// A locked save refused for its size (413) writes nothing and releases the lock at once, as a
+/// save that succeeds does: the next locked request does not wait for the lease.
+#[tokio::test(start_paused = true)]
+async fn a_locked_save_refused_for_its_size_releases_the_lock() {
+    let (app, _) = memory_app(|layer| layer.with_lock_wait(Duration::ZERO).with_max_session_size(1000));
+    let cookie = logged_in(&app).await;
+    assert_eq!(
+        send(&app, "/locked-too-big", Some(&cookie)).await.status,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    assert_eq!(
+        send(&app, "/locked", Some(&cookie)).await.status,
+        StatusCode::OK,
+        "the refused save released the lock"
+    );
+    assert_eq!(
+        send(&app, "/user", Some(&cookie)).await.body,
+        "ada",
+        "nothing of it was written"
+    );
 }
 
 /// A `LockedSession` after a plain `Session` of the same request takes the lock then and reads

@@ -42,14 +42,18 @@ impl Storage {
 
 impl Storage {
     /// Whether every load and save made on this storage is done the first time it is polled:
-    /// this crate's [`MemoryStore`], whose calls never wait, and client-side sessions, which
+    /// this crate's [`MemoryStore`] (or an `Arc` of one), whose calls never wait, and client-side
+    /// sessions, which
     /// call no store. Their loads and saves are polled where they are made, once, and never
     /// kept (see `extract::loaded_session` and `layer::ResponseFuture`); any other store's are
     /// boxed and awaited. A store is known by its type: a store of yours, even one that never
     /// waits, is awaited like a network store.
     pub(crate) fn answers_at_once(&self) -> bool {
         match self {
-            Storage::Store(store) => store.store_type() == TypeId::of::<MemoryStore>(),
+            Storage::Store(store) => {
+                let store = store.store_type();
+                store == TypeId::of::<MemoryStore>() || store == TypeId::of::<Arc<MemoryStore>>()
+            }
             #[cfg(feature = "client-side")]
             Storage::Cookie(_) => true,
         }

@@ -577,6 +577,7 @@ mod tests {
     #[test]
     fn only_the_memory_store_is_polled_in_place() {
         assert!(Config::new(MemoryStore::new()).storage.answers_at_once());
+        assert!(Config::new(Arc::new(MemoryStore::new())).storage.answers_at_once());
         assert!(!Config::new(Forwarding(MemoryStore::new())).storage.answers_at_once());
         #[cfg(feature = "client-side")]
         assert!(SessionLayer::client_side([crate::EncryptionKey::generate()])

@@ -365,8 +365,8 @@ pub(crate) async fn save(config: &Config, plan: &Plan) -> Result<Option<HeaderVa
     let mut cookie_id = None;
     match &plan.write {
         None => {}
-        // Boxed: the rare writes take the most room, and the save's future is kept small enough
-        // to live inline in the response future.
+        // Boxed: the rare writes take the most room, and the save's future (polled on the stack
+        // for a store that never waits) stays small.
         Some(Write::Create { record }) => {
             cookie_id = Some(Box::pin(create(config, SessionId::random(), record, plan.now)).await?);
         }

@@ -1060,6 +1060,13 @@ pub async fn concurrent_applies_from_two_instances_all_survive<S>(
 /// How a [`TestStore`] answers: at once, as `MemoryStore` does, or only after yielding to the
 /// runtime on every call, as a store across a network does. The layer has one path for both;
 /// the end-to-end suites run every test both ways ([`on_both_paths!`]).
+///
+/// The layer polls loads and saves in place, without keeping their futures, only for storage it
+/// knows never waits (`MemoryStore` itself and client-side sessions); a `TestStore` is another
+/// type, so both modes go through the boxed, awaited driver, one with calls that are ready at
+/// once. The in-place driver is run by the suites' client-side runs ([`run_client_side`]) and by
+/// the tests on `MemoryStore` itself (`locking`, `owner_sessions`, `regenerate_race`,
+/// `memory_store`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Answers {
     /// Every call is ready when first polled.
