@@ -43,12 +43,9 @@ impl Storage {
 impl Storage {
     /// Whether every load and save made on this storage is done the first time it is polled:
     /// this crate's [`MemoryStore`] (or an `Arc` of one), whose calls never wait, and client-side
-    /// sessions, which
-    /// call no store. Their loads and saves are polled where they are made, once, and never
-    /// kept (see `extract::loaded_session` and `layer::ResponseFuture`); any other store's are
-    /// boxed and awaited. A store is known by its type: a store of yours, even one that never
-    /// waits, is awaited like a network store.
-    pub(crate) fn answers_at_once(&self) -> bool {
+    /// sessions, which call no store. A store is known by its type: a store of yours, even one
+    /// that never waits, is awaited like a network store. Kept in [`Config::answers_at_once`].
+    fn answers_at_once(&self) -> bool {
         match self {
             Storage::Store(store) => {
                 let store = store.store_type();
@@ -135,6 +132,11 @@ pub(crate) struct Config {
     pub(crate) lock_lease: Duration,
     /// The most bytes of values and flash a session may hold.
     pub(crate) max_session_size: usize,
+    /// `storage`'s loads and saves are done the first time they are polled
+    /// (`Storage::answers_at_once`), so they are polled where they are made, once, and never
+    /// kept (see `extract::loaded_session` and `layer::ResponseFuture`); any other store's are
+    /// boxed and awaited. Worked out once, with the storage.
+    pub(crate) answers_at_once: bool,
 }
 
 impl Config {
@@ -144,6 +146,7 @@ impl Config {
 
     pub(crate) fn with_storage(storage: Storage) -> Self {
         Config {
+            answers_at_once: storage.answers_at_once(),
             storage,
             cookie: CookieSettings::default(),
             signing_keys: Vec::new(),

@@ -102,7 +102,7 @@ impl IntoResponse for SessionRejection {
 /// [`RequestSession::load`]), later ones share it.
 ///
 /// One path for every store; only how its future is driven differs. A storage whose loads are
-/// done the first time they are polled (`Storage::answers_at_once`: the memory store, client-side
+/// done the first time they are polled (`Config::answers_at_once`: the memory store, client-side
 /// sessions) is loaded here and now, polled once on the stack, so that the extractor's future is
 /// only the result: the handler's future, which axum boxes and moves, stays small. Any other
 /// store's load (and every locking load, which may wait for the lock) is boxed and awaited.
@@ -110,7 +110,7 @@ fn loaded_session(parts: &Parts, locking: bool) -> Loading<'_> {
     let Some(session) = parts.extensions.get::<Arc<RequestSession>>() else {
         return Loading::Done(Some(Err(SessionRejection::MissingLayer)));
     };
-    if !locking && session.config.storage.answers_at_once() {
+    if !locking && session.config.answers_at_once {
         let load = std::pin::pin!(load_and_share(session, &parts.headers, false));
         if let Poll::Ready(loaded) = load.poll(&mut Context::from_waker(Waker::noop())) {
             return Loading::Done(Some(loaded));

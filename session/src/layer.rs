@@ -420,7 +420,7 @@ where
                         return Poll::Ready(Ok(response));
                     }
                     let session = session.take().expect("the session is taken once, by the save");
-                    if session.config.storage.answers_at_once() {
+                    if session.config.answers_at_once {
                         // This storage's saves are done when first polled: polled here, on the
                         // stack, neither the save's future nor the plan is kept or moved.
                         let saved = match std::pin::pin!(save(&session.config, &plan)).poll(cx) {
@@ -450,7 +450,7 @@ where
     }
 }
 
-/// A save on a storage whose saves never wait (`Storage::answers_at_once`) that had to wait:
+/// A save on a storage whose saves never wait (`Config::answers_at_once`) that had to wait:
 /// not reached, since those are this crate's memory store and client-side sessions. Answered as a
 /// store failure rather than a panic; the save's future, pinned where it was polled, is dropped.
 #[cold]
@@ -543,46 +543,19 @@ mod tests {
         )));
     }
 
-    /// A store that only forwards to a memory store: a store of someone else's type.
-    struct Forwarding(MemoryStore);
-
-    impl SessionStore for Forwarding {
-        async fn load(&self, key: &crate::store::StoreKey) -> Result<Option<crate::store::Record>, StoreError> {
-            self.0.load(key).await
-        }
-        async fn create(
-            &self,
-            key: &crate::store::StoreKey,
-            record: &crate::store::Record,
-        ) -> Result<crate::store::Created, StoreError> {
-            self.0.create(key, record).await
-        }
-        async fn apply(
-            &self,
-            key: &crate::store::StoreKey,
-            changes: &crate::store::Changes,
-        ) -> Result<crate::store::Applied, StoreError> {
-            self.0.apply(key, changes).await
-        }
-        async fn delete(&self, key: &crate::store::StoreKey) -> Result<(), StoreError> {
-            self.0.delete(key).await
-        }
-        async fn delete_expired(&self) -> Result<u64, StoreError> {
-            self.0.delete_expired().await
-        }
-    }
-
     /// Only this crate's memory store (and client-side sessions) are polled once where their
     /// loads and saves are made; a store of another type, even one that never waits, is awaited.
     #[test]
     fn only_the_memory_store_is_polled_in_place() {
-        assert!(Config::new(MemoryStore::new()).storage.answers_at_once());
-        assert!(Config::new(Arc::new(MemoryStore::new())).storage.answers_at_once());
-        assert!(!Config::new(Forwarding(MemoryStore::new())).storage.answers_at_once());
+        assert!(Config::new(MemoryStore::new()).answers_at_once);
+        assert!(Config::new(Arc::new(MemoryStore::new())).answers_at_once);
+        // Another type (the `Arc` impl forwarding to another `Arc`), though it never waits.
+        assert!(!Config::new(Arc::new(Arc::new(MemoryStore::new()))).answers_at_once);
         #[cfg(feature = "client-side")]
-        assert!(SessionLayer::client_side([crate::EncryptionKey::generate()])
-            .config
-            .storage
-            .answers_at_once());
+        assert!(
+            SessionLayer::client_side([crate::EncryptionKey::generate()])
+                .config
+                .answers_at_once
+        );
     }
 }
