@@ -2,7 +2,7 @@
 //!
 //! (Long because every statement's SQL is built here, next to the reasons for its shape.)
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -60,10 +60,12 @@ const MAX_TABLE_LEN: usize = 63 - "_expires_at_idx".len();
 /// # Statements
 ///
 /// Every operation is one statement, so one round trip:
-/// - `apply` is `UPDATE .. SET data_values = (data_values - $removed) || $set, flash = .., ..
+/// - `apply` is `UPDATE .. SET data_values = (data_values - $removed) || $set, ..
 ///   WHERE key = $1 AND expires_at > $now`: the merge happens in the database under the row
 ///   lock, so two requests of one session that change different keys both keep their changes,
-///   and a session that was deleted (or has expired) is never written back.
+///   and a session that was deleted (or has expired) is never written back. The statement names
+///   only the columns the change set touches: a request that sets one value binds three
+///   parameters and rewrites one column.
 /// - `create` is `INSERT .. ON CONFLICT (key) DO UPDATE .. WHERE <the existing row expired>`: an
 ///   expired row never blocks a new session, a live one is a [`Created::Collision`].
 /// - `delete_expired` is one `DELETE .. WHERE expires_at <= $now`; run it now and then (expired
@@ -136,9 +138,10 @@ struct Statements {
     lock_state: String,
     load: String,
     create: String,
-    apply: String,
+    /// `apply` and `apply_locked`, one `UPDATE` per [`ApplyParts`] a change set has, made when
+    /// first needed.
+    apply: [OnceLock<String>; ApplyParts::COMBINATIONS],
     lock_and_load: String,
-    apply_locked: String,
     renew_lock: String,
     unlock: String,
     is_live: String,
@@ -180,11 +183,6 @@ impl Statements {
         };
         let quoted_expires_index = qualified(&index);
         let quoted_owner_index = qualified(&owner_index);
-        let merge = "data_values = (data_values - $2::text[]) || $3::jsonb, \
-                     flash = (flash - $4::text[]) || $5::jsonb, \
-                     expires_at = COALESCE($6, expires_at), \
-                     expiry = CASE WHEN $7 THEN $8::jsonb ELSE expiry END, \
-                     owner = CASE WHEN $10 THEN $11 ELSE owner END";
         let columns = "data_values::text, flash::text, created_at, expires_at, expiry::text, owner";
         // The database's clock, in Unix ms, fixed for the statement: leases are judged by it.
         let now = "(extract(epoch FROM statement_timestamp()) * 1000)::bigint";
@@ -232,7 +230,7 @@ impl Statements {
                  expiry = EXCLUDED.expiry, owner = EXCLUDED.owner, lock_token = NULL, lock_until = NULL \
                  WHERE s.expires_at <= $7"
             ),
-            apply: format!("UPDATE {table} SET {merge} WHERE key = $1 AND expires_at > $9"),
+            apply: std::array::from_fn(|_| OnceLock::new()),
             lock_and_load: format!(
                 "UPDATE {table} SET lock_token = $2, lock_until = {now} + $3 \
                  WHERE key = $1 AND expires_at > $4 AND {lease_free} \
@@ -240,10 +238,6 @@ impl Statements {
             ),
             // Why `lock_and_load` took nothing: no live row, or how long its lease still runs.
             lock_state: format!("SELECT lock_until - {now} FROM {table} WHERE key = $1 AND expires_at > $2"),
-            apply_locked: format!(
-                "UPDATE {table} SET {merge}, lock_token = NULL, lock_until = NULL \
-                 WHERE key = $1 AND expires_at > $9 AND lock_token = $12"
-            ),
             renew_lock: format!(
                 "WITH renewed AS (UPDATE {table} SET lock_until = {now} + $3 \
                  WHERE key = $1 AND lock_token = $2 RETURNING 1) \
@@ -406,19 +400,180 @@ fn map_error(error: sqlx::Error) -> StoreError {
     StoreError::classify(error, unavailable)
 }
 
-/// A patch as the `UPDATE` takes it: names to remove, and an object of entries to set.
-fn split_patch(patch: &Patch) -> Result<(Vec<String>, String), StoreError> {
+/// A patch as the `UPDATE` takes it: names to remove, and an object of entries to set (`None`
+/// when the patch sets nothing).
+fn split_patch(patch: &Patch) -> Result<(Vec<&str>, Option<String>), StoreError> {
     let removed = patch
         .iter()
         .filter(|(_, change)| change.is_none())
-        .map(|(name, _)| name.to_string())
+        .map(|(name, _)| name)
         .collect();
-    let set = json_object(
-        patch
-            .iter()
-            .filter_map(|(name, change)| change.as_deref().map(|json| (name, json))),
-    )?;
+    let mut set = patch
+        .iter()
+        .filter_map(|(name, change)| change.as_deref().map(|json| (name, json)))
+        .peekable();
+    let set = match set.peek() {
+        Some(_) => Some(json_object(set)?),
+        None => None,
+    };
     Ok((removed, set))
+}
+
+/// Which parts of a [`Changes`] an `apply` writes, as bits. Each combination has an `UPDATE` of
+/// its own that sets only those columns and binds only their parameters: most applies set one
+/// value and nothing else, and a statement that also rewrote the flash, the expiry and the owner
+/// with no-op expressions cost the database and the client more than the write itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ApplyParts(u8);
+
+impl ApplyParts {
+    const REMOVE_VALUES: u8 = 1;
+    const SET_VALUES: u8 = 1 << 1;
+    const REMOVE_FLASH: u8 = 1 << 2;
+    const SET_FLASH: u8 = 1 << 3;
+    const EXPIRES_AT: u8 = 1 << 4;
+    const EXPIRY: u8 = 1 << 5;
+    const OWNER: u8 = 1 << 6;
+    /// `apply_locked`: fenced by the lock's token, and releasing the lock.
+    const LOCKED: u8 = 1 << 7;
+    const COMBINATIONS: usize = 1 << 8;
+
+    fn has(self, part: u8) -> bool {
+        self.0 & part != 0
+    }
+
+    /// The statement: `$1` the key, `$2` now (Unix ms), then one parameter per part present, in
+    /// the order of the bits, then the lock's token. [`ApplyArguments::bind`] binds in that order.
+    fn sql(self, table: &str) -> String {
+        let mut parameter = 2;
+        let mut next = || {
+            parameter += 1;
+            parameter
+        };
+        let mut sets = Vec::new();
+        for (column, remove, set) in [
+            ("data_values", Self::REMOVE_VALUES, Self::SET_VALUES),
+            ("flash", Self::REMOVE_FLASH, Self::SET_FLASH),
+        ] {
+            let mut merged = column.to_owned();
+            if self.has(remove) {
+                merged = format!("({merged} - ${}::text[])", next());
+            }
+            if self.has(set) {
+                merged = format!("{merged} || ${}::jsonb", next());
+            }
+            if merged != column {
+                sets.push(format!("{column} = {merged}"));
+            }
+        }
+        if self.has(Self::EXPIRES_AT) {
+            sets.push(format!("expires_at = ${}", next()));
+        }
+        if self.has(Self::EXPIRY) {
+            sets.push(format!("expiry = ${}::jsonb", next()));
+        }
+        if self.has(Self::OWNER) {
+            sets.push(format!("owner = ${}", next()));
+        }
+        let mut fence = String::new();
+        if self.has(Self::LOCKED) {
+            sets.push("lock_token = NULL, lock_until = NULL".to_owned());
+            fence = format!(" AND lock_token = ${}", next());
+        }
+        if sets.is_empty() {
+            // Nothing to change, but whether the session is live is still the answer.
+            sets.push("expires_at = expires_at".to_owned());
+        }
+        format!(
+            "UPDATE {table} SET {} WHERE key = $1 AND expires_at > $2{fence}",
+            sets.join(", ")
+        )
+    }
+}
+
+/// A [`Changes`] encoded for the `UPDATE`: only the parts it has.
+struct ApplyArguments<'c> {
+    removed_values: Vec<&'c str>,
+    set_values: Option<String>,
+    removed_flash: Vec<&'c str>,
+    set_flash: Option<String>,
+    expires_at: Option<i64>,
+    expiry: Option<Option<String>>,
+    owner: Option<Option<&'c str>>,
+}
+
+impl<'c> ApplyArguments<'c> {
+    fn new(changes: &'c Changes) -> Result<Self, StoreError> {
+        let (removed_values, set_values) = split_patch(&changes.values)?;
+        let (removed_flash, set_flash) = split_patch(&changes.flash)?;
+        Ok(ApplyArguments {
+            removed_values,
+            set_values,
+            removed_flash,
+            set_flash,
+            expires_at: changes.expires_at.map(to_unix_millis),
+            expiry: changes
+                .expiry
+                .as_ref()
+                .map(|expiry| optional_expiry_json(expiry.as_ref()))
+                .transpose()?,
+            owner: changes.owner.as_ref().map(Option::as_deref),
+        })
+    }
+
+    fn parts(&self, locked: bool) -> ApplyParts {
+        let bit = |present: bool, part: u8| if present { part } else { 0 };
+        ApplyParts(
+            bit(!self.removed_values.is_empty(), ApplyParts::REMOVE_VALUES)
+                | bit(self.set_values.is_some(), ApplyParts::SET_VALUES)
+                | bit(!self.removed_flash.is_empty(), ApplyParts::REMOVE_FLASH)
+                | bit(self.set_flash.is_some(), ApplyParts::SET_FLASH)
+                | bit(self.expires_at.is_some(), ApplyParts::EXPIRES_AT)
+                | bit(self.expiry.is_some(), ApplyParts::EXPIRY)
+                | bit(self.owner.is_some(), ApplyParts::OWNER)
+                | bit(locked, ApplyParts::LOCKED),
+        )
+    }
+
+    /// `sql` (made by [`ApplyParts::sql`] for these arguments) with them bound.
+    fn bind<'q>(self, sql: &'q str, key: &'q StoreKey, token: Option<&'q LockToken>) -> PgQuery<'q>
+    where
+        'c: 'q,
+    {
+        let mut query = sqlx::query(sql).bind(key.as_bytes().as_slice()).bind(now_millis());
+        if !self.removed_values.is_empty() {
+            query = query.bind(self.removed_values);
+        }
+        if let Some(set) = self.set_values {
+            query = query.bind(set);
+        }
+        if !self.removed_flash.is_empty() {
+            query = query.bind(self.removed_flash);
+        }
+        if let Some(set) = self.set_flash {
+            query = query.bind(set);
+        }
+        if let Some(expires_at) = self.expires_at {
+            query = query.bind(expires_at);
+        }
+        if let Some(expiry) = self.expiry {
+            query = query.bind(expiry);
+        }
+        if let Some(owner) = self.owner {
+            query = query.bind(owner);
+        }
+        if let Some(token) = token {
+            query = query.bind(token.as_bytes().as_slice());
+        }
+        query
+    }
+}
+
+impl Statements {
+    /// The `UPDATE` for `parts`, made the first time it is needed.
+    fn apply(&self, parts: ApplyParts) -> &str {
+        self.apply[usize::from(parts.0)].get_or_init(|| parts.sql(&self.quoted_table))
+    }
 }
 
 type Row = (String, String, i64, i64, Option<String>, Option<String>);
@@ -438,28 +593,6 @@ fn record_from_row((values, flash, created_at, expires_at, expiry, owner): Row) 
         expiry,
         owner,
     })
-}
-
-/// `sql` (`apply` or `apply_locked`) with the session's key and `changes` bound as `$1`..`$11`.
-fn bind_changes<'q>(sql: &'q str, key: &StoreKey, changes: &Changes) -> Result<PgQuery<'q>, StoreError> {
-    let (removed_values, set_values) = split_patch(&changes.values)?;
-    let (removed_flash, set_flash) = split_patch(&changes.flash)?;
-    let (change_expiry, expiry) = match &changes.expiry {
-        None => (false, None),
-        Some(expiry) => (true, optional_expiry_json(expiry.as_ref())?),
-    };
-    Ok(sqlx::query(sql)
-        .bind(key.as_bytes().to_vec())
-        .bind(removed_values)
-        .bind(set_values)
-        .bind(removed_flash)
-        .bind(set_flash)
-        .bind(changes.expires_at.map(to_unix_millis))
-        .bind(change_expiry)
-        .bind(expiry)
-        .bind(now_millis())
-        .bind(changes.owner.is_some())
-        .bind(changes.owner.clone().flatten()))
 }
 
 type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
@@ -503,7 +636,10 @@ impl SessionStore for PostgresStore {
     }
 
     async fn apply(&self, key: &StoreKey, changes: &Changes) -> Result<Applied, StoreError> {
-        let result = bind_changes(&self.sql.apply, key, changes)?
+        let arguments = ApplyArguments::new(changes)?;
+        let sql = self.sql.apply(arguments.parts(false));
+        let result = arguments
+            .bind(sql, key, None)
             .execute(&self.pool)
             .await
             .map_err(map_error)?;
@@ -574,8 +710,10 @@ impl SessionStore for PostgresStore {
         token: &LockToken,
         changes: &Changes,
     ) -> Result<LockedApply, StoreError> {
-        let result = bind_changes(&self.sql.apply_locked, key, changes)?
-            .bind(token.as_bytes().to_vec())
+        let arguments = ApplyArguments::new(changes)?;
+        let sql = self.sql.apply(arguments.parts(true));
+        let result = arguments
+            .bind(sql, key, Some(token))
             .execute(&self.pool)
             .await
             .map_err(map_error)?;

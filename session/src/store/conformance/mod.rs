@@ -44,6 +44,7 @@ pub async fn run<S: SessionStore + ?Sized>(store: &S) {
     delete_removes_and_is_idempotent(store).await;
     flash_is_separate_from_values(store).await;
     apply_updates_expiry(store).await;
+    every_kind_of_change_applies_as_the_model(store).await;
     odd_values_survive(store).await;
     loaded_records_are_snapshots(store).await;
     locked_increments_are_never_lost(store).await;
@@ -427,6 +428,61 @@ pub async fn apply_updates_expiry<S: SessionStore + ?Sized>(store: &S) {
         None,
         "{check}: the expiry override was not removed"
     );
+}
+
+/// Every combination of the parts a change set may have (values set and removed, flash set and
+/// removed, a new expiry time, expiry override and owner, each present or not) applies to a
+/// stored record as [`Record::apply`] applies it in memory: a store that writes only the parts
+/// present (as the SQL stores do) must bind and merge each combination right.
+pub async fn every_kind_of_change_applies_as_the_model<S: SessionStore + ?Sized>(store: &S) {
+    let check = "every kind of change applies as the model";
+    let owner = format!("\"owner-{}\"", fresh_key().to_hex());
+    for parts in 0u8..128 {
+        let has = |part: u8| parts & (1 << part) != 0;
+        let mut record = live_record();
+        record.flash.insert("alert", r#""Saved""#);
+        record.expiry = Some(Expiry::Idle(Duration::from_secs(600)));
+        record.owner = Some(owner.clone());
+        let key = fresh_key();
+        must_create(store, &key, &record, check).await;
+
+        let mut changes = Changes::default();
+        if has(0) {
+            changes.values.insert("cart", None);
+        }
+        if has(1) {
+            changes.values.insert("theme", Some(format!(r#"{{"parts":{parts}}}"#)));
+        }
+        if has(2) {
+            changes.flash.insert("notice", None);
+        }
+        if has(3) {
+            changes.flash.insert("error", Some(r#""Try again""#.to_owned()));
+        }
+        if has(4) {
+            changes.expires_at = Some(millis_from_now(7_200_000 + i64::from(parts)));
+        }
+        // The expiry override and the owner are set by some combinations, removed by others.
+        if has(5) {
+            changes.expiry = Some(has(0).then_some(Expiry::Idle(Duration::from_secs(60 + u64::from(parts)))));
+        }
+        if has(6) {
+            changes.owner = Some(has(1).then(|| format!("\"owner-{}\"", fresh_key().to_hex())));
+        }
+        let combination = format!("{check} (parts {parts:#09b})");
+        assert_eq!(
+            must_apply(store, &key, &changes, &combination).await,
+            Applied::Applied,
+            "{combination}: apply on a live record must say Applied"
+        );
+        let mut expected = record;
+        expected.apply(&changes);
+        assert_same_record(&must_load(store, &key, &combination).await, &expected, &combination);
+        store
+            .delete(&key)
+            .await
+            .unwrap_or_else(|error| panic!("{combination}: delete failed: {error}"));
+    }
 }
 
 /// Unicode, quotes, odd key names, empty containers and large values survive unchanged.
