@@ -51,6 +51,8 @@ pub use crate::id::StoreKey;
 pub use crate::record::{Changes, Patch, PatchIter, Record};
 pub use crate::value_map::{ValueMap, ValueMapIter};
 
+#[cfg(feature = "postgres")]
+mod batched_loads;
 #[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
 pub(crate) mod codec;
 pub(crate) mod erased;

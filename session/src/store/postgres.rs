@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
+use super::batched_loads::{BatchedLoads, Found, LoadMany};
 use super::codec::{
     expiry_from_json, from_unix_millis, json_object, now_millis, optional_expiry_json, to_unix_millis, value_map,
 };
@@ -60,6 +61,12 @@ const MAX_TABLE_LEN: usize = 63 - "_expires_at_idx".len();
 /// # Statements
 ///
 /// Every operation is one statement, so one round trip:
+/// - `load` is one `SELECT` by key while the store is quiet. When two loads are already running,
+///   further loads wait and are then read together, by one `SELECT .. WHERE key = ANY($keys)`
+///   for all of them (up to 64): a statement costs the database and the client far more than a
+///   row, so under load this serves several times the reads for the same CPU. A queued load is
+///   answered by a statement sent after it was queued, so it sees every write finished before
+///   it began, as a load of its own would.
 /// - `apply` is `UPDATE .. SET data_values = (data_values - $removed) || $set, ..
 ///   WHERE key = $1 AND expires_at > $now`: the merge happens in the database under the row
 ///   lock, so two requests of one session that change different keys both keep their changes,
@@ -110,6 +117,7 @@ const MAX_TABLE_LEN: usize = 63 - "_expires_at_idx".len();
 pub struct PostgresStore {
     pool: PgPool,
     sql: Arc<Statements>,
+    loads: Arc<BatchedLoads>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -137,6 +145,8 @@ struct Statements {
     add_lock_columns: String,
     lock_state: String,
     load: String,
+    /// The live rows among many keys: the loads of concurrent requests in one statement.
+    load_many: String,
     create: String,
     /// `apply` and `apply_locked`, one `UPDATE` per [`ApplyParts`] a change set has, made when
     /// first needed.
@@ -221,6 +231,7 @@ impl Statements {
                  ADD COLUMN IF NOT EXISTS lock_until BIGINT, ADD COLUMN IF NOT EXISTS owner TEXT"
             ),
             load: format!("SELECT {columns} FROM {table} WHERE key = $1 AND expires_at > $2"),
+            load_many: format!("SELECT key, {columns} FROM {table} WHERE key = ANY($1) AND expires_at > $2"),
             create: format!(
                 "INSERT INTO {table} AS s (key, data_values, flash, created_at, expires_at, expiry, owner) \
                  VALUES ($1, $2::jsonb, $3::jsonb, $4, $5, $6::jsonb, $8) \
@@ -304,6 +315,7 @@ impl PostgresStore {
         PostgresStore {
             pool,
             sql: Arc::new(Statements::new(DEFAULT_TABLE).expect("the default table name is valid")),
+            loads: Arc::default(),
         }
     }
 
@@ -595,6 +607,23 @@ fn record_from_row((values, flash, created_at, expires_at, expiry, owner): Row) 
     })
 }
 
+/// A keyed row's key and record. A key that is not 32 bytes (which no row written by this store
+/// has) reads as the all-zero key, which no session has, and its record as corrupt.
+fn keyed_record(
+    (key, values, flash, created_at, expires_at, expiry, owner): KeyedRow,
+) -> (StoreKey, Result<Record, StoreError>) {
+    match <[u8; 32]>::try_from(key.as_slice()) {
+        Ok(key) => (
+            StoreKey::from_bytes(key),
+            record_from_row((values, flash, created_at, expires_at, expiry, owner)),
+        ),
+        Err(_) => (
+            StoreKey::from_bytes([0; 32]),
+            Err(StoreError::Corrupt("a session row's key is not 32 bytes".into())),
+        ),
+    }
+}
+
 type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
 /// A lease in whole milliseconds, at least 1 (and far from overflowing `lock_until`).
@@ -604,15 +633,31 @@ fn lease_millis(lease: Duration) -> i64 {
         .clamp(1, i64::MAX / 4)
 }
 
-impl SessionStore for PostgresStore {
-    async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        let row: Option<Row> = sqlx::query_as(&self.sql.load)
-            .bind(key.as_bytes().as_slice())
+impl LoadMany for PostgresStore {
+    async fn load_many(&self, keys: Vec<StoreKey>) -> Result<Found, StoreError> {
+        let keys: Vec<&[u8]> = keys.iter().map(|key| key.as_bytes().as_slice()).collect();
+        let rows: Vec<KeyedRow> = sqlx::query_as(&self.sql.load_many)
+            .bind(keys)
             .bind(now_millis())
-            .fetch_optional(&self.pool)
+            .fetch_all(&self.pool)
             .await
             .map_err(map_error)?;
-        row.map(record_from_row).transpose()
+        Ok(rows.into_iter().map(keyed_record).collect())
+    }
+}
+
+impl SessionStore for PostgresStore {
+    async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
+        let load_one = async {
+            let row: Option<Row> = sqlx::query_as(&self.sql.load)
+                .bind(key.as_bytes().as_slice())
+                .bind(now_millis())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_error)?;
+            row.map(record_from_row).transpose()
+        };
+        self.loads.load(self, key, load_one).await
     }
 
     async fn create(&self, key: &StoreKey, record: &Record) -> Result<Created, StoreError> {
@@ -762,11 +807,9 @@ impl SessionStore for PostgresStore {
             .await
             .map_err(map_error)?;
         rows.into_iter()
-            .map(|(key, values, flash, created_at, expires_at, expiry, owner)| {
-                let key = <[u8; 32]>::try_from(key.as_slice())
-                    .map_err(|_| StoreError::Corrupt("a session row's key is not 32 bytes".into()))?;
-                let record = record_from_row((values, flash, created_at, expires_at, expiry, owner))?;
-                Ok((StoreKey::from_bytes(key), record))
+            .map(|row| {
+                let (key, record) = keyed_record(row);
+                Ok((key, record?))
             })
             .collect()
     }

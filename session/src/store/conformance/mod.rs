@@ -38,6 +38,7 @@ pub async fn run<S: SessionStore + ?Sized>(store: &S) {
     load_of_unknown_key_is_none(store).await;
     apply_merges_key_by_key(store).await;
     concurrent_changes_to_different_keys_all_survive(store).await;
+    concurrent_loads_each_get_their_own_session(store).await;
     apply_never_resurrects(store).await;
     create_reports_collision(store).await;
     expired_records_are_gone(store).await;
@@ -187,6 +188,43 @@ pub async fn apply_merges_key_by_key<S: SessionStore + ?Sized>(store: &S) {
         Some(r#""Welcome back""#),
         "{check}: flash changed although the change did not name it"
     );
+}
+
+/// Many loads at once, of live, expired and unknown sessions, some of the same session, each get
+/// their own answer (a store that reads concurrent loads in one query must hand each its row).
+pub async fn concurrent_loads_each_get_their_own_session<S: SessionStore + ?Sized>(store: &S) {
+    let check = "concurrent loads each get their own session";
+    let mut keys = Vec::new();
+    for index in 0..8 {
+        let key = fresh_key();
+        let mut record = live_record();
+        record.values.insert("index", index.to_string());
+        must_create(store, &key, &record, check).await;
+        keys.push((key, Some(index)));
+    }
+    for _ in 0..2 {
+        let key = fresh_key();
+        let expired = Record::new(millis_from_now(-10_000), millis_from_now(-1_000));
+        must_create(store, &key, &expired, check).await;
+        keys.push((key, None));
+    }
+    keys.push((fresh_key(), None));
+    let loads = (0..64).map(|turn| {
+        let (key, expected) = &keys[turn * 7 % keys.len()];
+        async move { (load(store, key).await, *expected) }
+    });
+    for (loaded, expected) in join_all(loads).await {
+        let loaded = loaded.unwrap_or_else(|error| panic!("{check}: load failed: {error}"));
+        let index = loaded.map(|record| {
+            record
+                .values
+                .get("index")
+                .unwrap_or_else(|| panic!("{check}: a loaded session lost its values"))
+                .parse::<i32>()
+                .unwrap_or_else(|error| panic!("{check}: a loaded value changed: {error}"))
+        });
+        assert_eq!(index, expected, "{check}: a load got another session's answer");
+    }
 }
 
 /// Many change sets applied at once to one record, each on its own key, all survive.
