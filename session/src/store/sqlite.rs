@@ -5,6 +5,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteRow, SqliteSynchronous};
 use sqlx::Row;
 
+use super::batched_loads::{BatchedLoads, Found, LoadMany};
 use super::codec::{
     expiry_from_json, from_unix_millis, json_object, now_millis, optional_expiry_json, to_unix_millis, value_map,
 };
@@ -48,6 +49,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// expired is never written again. Expired rows are invisible to reads; remove them with
 /// [`delete_expired`](SessionStore::delete_expired) (one `DELETE` on the indexed `expires_at`).
 ///
+/// A load is one `SELECT` by key while the store is quiet; when two are already running, further
+/// loads wait and are then read together by one `SELECT .. WHERE key IN (..)` (each statement
+/// goes through a connection's worker thread, which costs far more than a row). A queued load is
+/// answered by a statement that began after it was queued.
+///
 /// [`open`](Self::open) sets up the connections in WAL journal mode with `synchronous = NORMAL`
 /// (a killed process loses nothing; a power cut may lose the last commits) and a 5 second busy
 /// timeout. Clones share one connection pool.
@@ -59,11 +65,15 @@ pub struct SqliteStore {
     /// Writes of this store wait here rather than in SQLite's busy handler, which polls with
     /// sleeps of up to 100 ms; other processes are still kept out by SQLite's own lock.
     write_lock: Arc<tokio::sync::Mutex<()>>,
+    loads: Arc<BatchedLoads>,
 }
 
 /// The statements, formatted once for the table name.
 struct Sql {
     load: String,
+    /// The live rows among many keys (a JSON array of their hex): the loads of concurrent
+    /// requests in one statement.
+    load_many: String,
     create: String,
     update: String,
     touch: String,
@@ -80,6 +90,10 @@ impl Sql {
             load: format!(
                 "SELECT data_values, flash, created_at, expires_at, expiry, owner FROM {t} \
                  WHERE key = ?1 AND expires_at > ?2"
+            ),
+            load_many: format!(
+                "SELECT key, data_values, flash, created_at, expires_at, expiry, owner FROM {t} \
+                 WHERE key IN (SELECT value FROM json_each(?1)) AND expires_at > ?2"
             ),
             // An expired row under the same key does not block: it is replaced in the same statement.
             create: format!(
@@ -196,6 +210,7 @@ impl SqliteStore {
             sql: Arc::new(Sql::new(table)),
             table: table.into(),
             write_lock: Arc::new(tokio::sync::Mutex::new(())),
+            loads: Arc::default(),
         })
     }
 
@@ -207,6 +222,13 @@ impl SqliteStore {
     /// The name of the table the sessions are in.
     pub fn table_name(&self) -> &str {
         &self.table
+    }
+
+    /// A keyed row's key (an owner's sessions, a batch of loads).
+    fn decode_key(row: &SqliteRow) -> Result<StoreKey, StoreError> {
+        let hex: String = row.try_get("key").map_err(map_error)?;
+        StoreKey::from_hex(&hex)
+            .ok_or_else(|| StoreError::Corrupt(format!("a session row's key {hex:?} is not a store key")))
     }
 
     fn decode_row(row: &SqliteRow) -> Result<Record, StoreError> {
@@ -274,15 +296,36 @@ fn map_error(error: sqlx::Error) -> StoreError {
     }
 }
 
-impl SessionStore for SqliteStore {
-    async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        let row = sqlx::query(&self.sql.load)
-            .bind(key.to_hex())
+impl LoadMany for SqliteStore {
+    async fn load_many(&self, keys: Vec<StoreKey>) -> Result<Found, StoreError> {
+        let hex: Vec<String> = keys.iter().map(StoreKey::to_hex).collect();
+        let keys = serde_json::to_string(&hex).map_err(StoreError::backend)?;
+        let rows = sqlx::query(&self.sql.load_many)
+            .bind(keys)
             .bind(now_millis())
-            .fetch_optional(&self.pool)
+            .fetch_all(&self.pool)
             .await
             .map_err(map_error)?;
-        row.as_ref().map(Self::decode_row).transpose()
+        // A row whose key does not decode answers no load (none asked for such a key).
+        Ok(rows
+            .iter()
+            .filter_map(|row| Some((Self::decode_key(row).ok()?, Self::decode_row(row))))
+            .collect())
+    }
+}
+
+impl SessionStore for SqliteStore {
+    async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
+        let load_one = async {
+            let row = sqlx::query(&self.sql.load)
+                .bind(key.to_hex())
+                .bind(now_millis())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_error)?;
+            row.as_ref().map(Self::decode_row).transpose()
+        };
+        self.loads.load(self, key, load_one).await
     }
 
     async fn create(&self, key: &StoreKey, record: &Record) -> Result<Created, StoreError> {
@@ -395,12 +438,7 @@ impl SessionStore for SqliteStore {
             .await
             .map_err(map_error)?;
         rows.iter()
-            .map(|row| {
-                let hex: String = row.try_get("key").map_err(map_error)?;
-                let key = StoreKey::from_hex(&hex)
-                    .ok_or_else(|| StoreError::Corrupt(format!("a session row's key {hex:?} is not a store key")))?;
-                Ok((key, Self::decode_row(row)?))
-            })
+            .map(|row| Ok((Self::decode_key(row)?, Self::decode_row(row)?)))
             .collect()
     }
 
