@@ -19,6 +19,7 @@ pub(crate) fn expiry_json(expiry: &Expiry) -> Result<String, StoreError> {
 }
 
 /// [`expiry_json`] of an optional expiry.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn optional_expiry_json(expiry: Option<&Expiry>) -> Result<Option<String>, StoreError> {
     expiry.map(expiry_json).transpose()
 }

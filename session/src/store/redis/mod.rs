@@ -6,14 +6,15 @@
 //! index, which touches other keys than the session's, is in `owners`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind};
+use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, Script, ServerErrorKind};
 
+use super::batched_loads::{BatchedLoads, Found, LoadMany};
 use super::codec::{expiry_from_json, expiry_json, from_unix_millis, now_millis, to_unix_millis};
 use super::{Applied, Created, LockAttempt, LockToken, LockedApply, SessionStore, StoreError, StoreKey};
 use crate::record::{Changes, Patch, Record};
@@ -319,6 +320,7 @@ impl Lua {
 pub struct RedisStore {
     connection: Connection,
     prefix: String,
+    loads: Arc<BatchedLoads>,
 }
 
 /// One server or a cluster. Both are handles to one multiplexed connection (per node): cloning
@@ -423,6 +425,7 @@ impl RedisStore {
         RedisStore {
             connection,
             prefix: DEFAULT_PREFIX.to_owned(),
+            loads: Arc::default(),
         }
     }
 
@@ -491,9 +494,10 @@ impl RedisStore {
     }
 }
 
-/// What the store sends Redis: a command, or a script on one session's key.
+/// What the store sends Redis: a command, a pipeline of them, or a script on one session's key.
 enum Request<'a> {
     Command(&'a Cmd),
+    Pipeline(&'a Pipeline),
     Script {
         script: &'a Lua,
         keys: &'a [&'a str],
@@ -518,6 +522,7 @@ impl Request<'_> {
     async fn send<T: FromRedisValue>(&self, connection: &mut impl ConnectionLike) -> redis::RedisResult<T> {
         match *self {
             Request::Command(cmd) => cmd.query_async(connection).await,
+            Request::Pipeline(pipeline) => pipeline.query_async(connection).await,
             Request::Script { script, keys, args } => {
                 match script.call(keys, args, false).query_async(connection).await {
                     Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
@@ -620,16 +625,46 @@ fn record_from_hash<'a>(fields: impl Iterator<Item = (&'a str, &'a str)> + Clone
     Ok(record)
 }
 
+/// The live record in a session's hash (`HGETALL`'s answer, empty if there is none).
+fn live_record(fields: &HashMap<String, String>, now_millis: i64) -> Result<Option<Record>, StoreError> {
+    if fields.is_empty() {
+        return Ok(None);
+    }
+    let record = record_from_hash(fields.iter().map(|(name, value)| (name.as_str(), value.as_str())))?;
+    Ok(Some(record).filter(|record| to_unix_millis(record.expires_at) > now_millis))
+}
+
+/// Loads of concurrent requests, on one server, as one pipeline of `HGETALL`s.
+impl LoadMany for RedisStore {
+    async fn load_many(&self, keys: Vec<StoreKey>) -> Result<Found, StoreError> {
+        let mut pipeline = redis::pipe();
+        for key in &keys {
+            pipeline.cmd("HGETALL").arg(self.redis_key(key));
+        }
+        let hashes: Vec<HashMap<String, String>> = self.send(&Request::Pipeline(&pipeline)).await?;
+        let now = now_millis();
+        Ok(keys
+            .into_iter()
+            .zip(hashes)
+            .filter_map(|(key, fields)| live_record(&fields, now).transpose().map(|record| (key, record)))
+            .collect())
+    }
+}
+
 impl SessionStore for RedisStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        let mut cmd = redis::cmd("HGETALL");
-        cmd.arg(self.redis_key(key));
-        let fields: HashMap<String, String> = self.query(&cmd).await?;
-        if fields.is_empty() {
-            return Ok(None);
+        let load_one = async {
+            let mut cmd = redis::cmd("HGETALL");
+            cmd.arg(self.redis_key(key));
+            let fields: HashMap<String, String> = self.query(&cmd).await?;
+            live_record(&fields, now_millis())
+        };
+        match self.connection {
+            Connection::Server(_) => self.loads.load(self, key, load_one).await,
+            // A cluster's sessions are on several nodes: its connection already sends each
+            // node's commands together.
+            Connection::Cluster(_) => load_one.await,
         }
-        let record = record_from_hash(fields.iter().map(|(name, value)| (name.as_str(), value.as_str())))?;
-        Ok(Some(record).filter(|record| to_unix_millis(record.expires_at) > now_millis()))
     }
 
     async fn create(&self, key: &StoreKey, record: &Record) -> Result<Created, StoreError> {
