@@ -100,6 +100,9 @@ async fn passes_the_conformance_suite_under_any_table_name() {
         .unwrap();
     custom.migrate().await.unwrap();
     run_conformance(&custom).await;
+    // A clone renamed to another table reads its own table, also while both load at once.
+    let renamed = store.clone().with_table_name("auth.WebSessions").unwrap();
+    typed_sessions_tests::clones_apart_load_their_own_sessions(&store, &renamed).await;
     let tables: Vec<(String, String)> = sqlx::query_as(
         "SELECT table_schema::text, table_name::text FROM information_schema.tables \
          WHERE table_schema IN ('public', 'auth') ORDER BY 1, 2",

@@ -24,6 +24,9 @@ async fn plain(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
 async fn run_conformance(store: RedisStore) {
     conformance::run(&store).await;
     conformance::run(&store.clone().with_prefix("other-app:")).await;
+    // A clone with another prefix reads its own keys, also while both load at once.
+    let other = store.clone().with_prefix("other-app:");
+    typed_sessions_tests::clones_apart_load_their_own_sessions(&store, &other).await;
     // A prefix with a hash tag of its own: the lock's key must share the session's slot.
     conformance::locks_are_exclusive_and_fenced(&store.with_prefix("{app}:")).await;
 }

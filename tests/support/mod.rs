@@ -1005,6 +1005,39 @@ pub fn live_record() -> typed_sessions::store::Record {
     record
 }
 
+/// Two stores over one server that keep sessions apart (a clone given another table or prefix)
+/// load at once, interleaved, each a session of its own under the same key: each reads its own,
+/// also when its loads are queued behind the other's and read together.
+pub async fn clones_apart_load_their_own_sessions<S: SessionStore>(one: &S, two: &S) {
+    let keys: Vec<StoreKey> = (0..16)
+        .map(|_| typed_sessions::store::conformance::fresh_key())
+        .collect();
+    for (store, marker) in [(one, "\"one\""), (two, "\"two\"")] {
+        for key in &keys {
+            let mut record = live_record();
+            record.values.insert("store", marker);
+            assert_eq!(store.create(key, &record).await.unwrap(), Created::Created);
+        }
+    }
+    let loads = (0..128).map(|turn| {
+        let (store, marker) = if turn % 2 == 0 {
+            (one, "\"one\"")
+        } else {
+            (two, "\"two\"")
+        };
+        let key = keys[turn / 2 % keys.len()];
+        async move { (store.load(&key).await, marker) }
+    });
+    for (loaded, marker) in futures_util::future::join_all(loads).await {
+        let record = loaded.unwrap().expect("a session of this store was not found");
+        assert_eq!(
+            record.values.get("store"),
+            Some(marker),
+            "a load read the other store's session"
+        );
+    }
+}
+
 /// Tasks on a multi-thread runtime apply patches to one session, alternating between two store
 /// instances over the same storage (as two processes would): every key survives, and two values
 /// written in one patch are never seen apart, by a reader in between or at the end.

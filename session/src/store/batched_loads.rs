@@ -48,6 +48,10 @@ impl BatchedLoads {
     const MAX_IN_FLIGHT: usize = 2;
     /// Most sessions one query reads; more queued loads wait for the next one.
     const MAX_BATCH: usize = 64;
+    /// How long a batch's read may take before its loads fail: a load alone is bounded by the
+    /// layer's store timeout (5 s unless changed), which cancels it; a batch is read by a task
+    /// of its own, which nothing cancels.
+    const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
     /// Loads `key` with `load_one` when few loads are running, else in the next batch `store`
     /// reads.
@@ -110,17 +114,21 @@ impl<S: LoadMany> Drop for Running<S> {
         let Some(batch) = self.loads.next_batch() else {
             return;
         };
+        // The place is the batch reader's from here; `reading` gives it back however that ends.
+        let mut reading = Reading {
+            loads: Arc::clone(&self.loads),
+            emptied: false,
+        };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            // No runtime to read them in (it is shutting down): the queued loads fail.
-            self.loads.queue.lock().in_flight -= 1;
+            // No runtime to read them in (it is shutting down): `reading` fails them.
             return;
         };
-        let (loads, store) = (Arc::clone(&self.loads), self.store.clone());
+        let store = self.store.clone();
         runtime.spawn(async move {
             let mut batch = batch;
             loop {
                 answer(&store, batch).await;
-                match loads.next_batch() {
+                match reading.next_batch() {
                     Some(next) => batch = next,
                     None => break,
                 }
@@ -129,12 +137,52 @@ impl<S: LoadMany> Drop for Running<S> {
     }
 }
 
+/// A batch reader's place. A reader that ends before the queue is empty (its task panicked, or
+/// was dropped with its runtime) gives the place back, and the loads still queued fail at once
+/// rather than wait for a reader that will not come.
+struct Reading {
+    loads: Arc<BatchedLoads>,
+    /// Set when `next_batch` found the queue empty, which also gave the place back.
+    emptied: bool,
+}
+
+impl Reading {
+    /// The queue's next batch, or `None` when it is empty (which gives the place back).
+    fn next_batch(&mut self) -> Option<Vec<(StoreKey, Reply)>> {
+        let next = self.loads.next_batch();
+        self.emptied = next.is_none();
+        next
+    }
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        if self.emptied {
+            return;
+        }
+        let abandoned = {
+            let mut queue = self.loads.queue.lock();
+            queue.in_flight -= 1;
+            std::mem::take(&mut queue.waiting)
+        };
+        // Each dropped reply answers its load with an error.
+        drop(abandoned);
+    }
+}
+
 /// Reads `batch`'s sessions in one query and answers each waiting load.
 async fn answer<S: LoadMany>(store: &S, batch: Vec<(StoreKey, Reply)>) {
     let mut keys: Vec<StoreKey> = batch.iter().map(|(key, _)| *key).collect();
     keys.sort_unstable();
     keys.dedup();
-    match store.load_many(keys).await {
+    let found = match tokio::time::timeout(BatchedLoads::READ_TIMEOUT, store.load_many(keys)).await {
+        Ok(found) => found,
+        Err(_) => Err(StoreError::unavailable(format!(
+            "reading a batch of sessions took longer than {:?}",
+            BatchedLoads::READ_TIMEOUT
+        ))),
+    };
+    match found {
         Ok(mut found) => {
             let mut batch = batch;
             while let Some((key, reply)) = batch.pop() {
@@ -315,6 +363,87 @@ mod tests {
         }
         assert_eq!(queued.await.unwrap().unwrap().as_deref(), Some("\"3\""));
         assert_eq!(loads.queue.lock().in_flight, 0);
+    }
+
+    /// Takes both places with loads held until `gate` opens, queues three more, opens the gate
+    /// and returns the queued loads' answers.
+    async fn queue_behind_held_loads<S: LoadMany>(
+        store: S,
+        loads: &Arc<BatchedLoads>,
+    ) -> Vec<Result<Option<Record>, StoreError>> {
+        let gate = Arc::new(Notify::new());
+        let mut running = Vec::new();
+        for _ in 0..BatchedLoads::MAX_IN_FLIGHT {
+            let (store, loads, gate) = (store.clone(), Arc::clone(loads), Arc::clone(&gate));
+            running.push(tokio::spawn(async move {
+                let load_one = async {
+                    gate.notified().await;
+                    Ok(None)
+                };
+                let _ = loads.load(&store, &key(9), load_one).await;
+            }));
+        }
+        while loads.queue.lock().in_flight < BatchedLoads::MAX_IN_FLIGHT {
+            tokio::task::yield_now().await;
+        }
+        let queued: Vec<_> = (0..3)
+            .map(|byte| {
+                let (store, loads) = (store.clone(), Arc::clone(loads));
+                tokio::spawn(async move { loads.load(&store, &key(byte), async { panic!("ran alone") }).await })
+            })
+            .collect();
+        until_waiting(loads, 3).await;
+        gate.notify_waiters();
+        let mut answers = Vec::new();
+        for load in queued {
+            answers.push(load.await.unwrap());
+        }
+        for load in running {
+            load.await.unwrap();
+        }
+        answers
+    }
+
+    #[tokio::test]
+    async fn a_batch_reader_that_panics_fails_its_loads_and_gives_its_place_back() {
+        #[derive(Clone)]
+        struct Panicking;
+        impl LoadMany for Panicking {
+            async fn load_many(&self, _: Vec<StoreKey>) -> Result<Found, StoreError> {
+                panic!("a bug in the store")
+            }
+        }
+        let loads = Arc::new(BatchedLoads::default());
+        for answer in queue_behind_held_loads(Panicking, &loads).await {
+            assert!(matches!(answer, Err(StoreError::Unavailable(_))), "{answer:?}");
+        }
+        while loads.queue.lock().in_flight > 0 {
+            tokio::task::yield_now().await;
+        }
+        // The store still loads afterwards.
+        let loaded = loads
+            .load(&Panicking, &key(1), async { Ok(Some(record("after"))) })
+            .await;
+        assert!(loaded.unwrap().is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_read_that_hangs_fails_its_loads_after_the_read_timeout() {
+        #[derive(Clone)]
+        struct Hanging;
+        impl LoadMany for Hanging {
+            async fn load_many(&self, _: Vec<StoreKey>) -> Result<Found, StoreError> {
+                std::future::pending().await
+            }
+        }
+        let loads = Arc::new(BatchedLoads::default());
+        let started = tokio::time::Instant::now();
+        for answer in queue_behind_held_loads(Hanging, &loads).await {
+            let error = answer.unwrap_err();
+            assert!(error.to_string().contains("took longer than"), "{error}");
+        }
+        assert!(started.elapsed() >= BatchedLoads::READ_TIMEOUT);
+        assert_eq!(loads.queue.lock().in_flight, 0, "the hung reader kept its place");
     }
 
     #[tokio::test]

@@ -325,6 +325,9 @@ impl PostgresStore {
     /// Fails with [`StoreError::Backend`] for any other name: the name is put into SQL text.
     pub fn with_table_name(mut self, name: &str) -> Result<Self, StoreError> {
         self.sql = Arc::new(Statements::new(name)?);
+        // Loads queued together are read from one table: a store of another table (a clone of
+        // this one renamed) queues apart.
+        self.loads = Arc::default();
         Ok(self)
     }
 

@@ -302,7 +302,11 @@ impl Lua {
 ///
 /// # Round trips
 ///
-/// `load` is one `HGETALL`; `create` and `apply` are one `EVALSHA` each: Lua scripts that check
+/// `load` is one `HGETALL`. On one server (not a cluster), when two loads are already running,
+/// further loads wait and are then sent together, as one pipeline of `HGETALL`s (up to 64): one
+/// message through the multiplexed connection instead of one per load, answered in one reply.
+/// A queued load is sent after it was queued, so it sees every write finished before it began.
+/// `create` and `apply` are one `EVALSHA` each: Lua scripts that check
 /// the record is live and write it (`HSET`, `HDEL`, `PEXPIREAT`) atomically, `apply` merging the
 /// changed names into the stored objects. Two requests of one
 /// session that change different keys both keep their changes; a change to a session that was
@@ -435,6 +439,9 @@ impl RedisStore {
     /// stray brace a session's lock key cannot share its slot, and `LockedSession` requests fail.
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
+        // Loads queued together are read under one prefix: a store of another prefix (a clone
+        // of this one with its prefix changed) queues apart.
+        self.loads = Arc::default();
         self
     }
 
@@ -634,19 +641,31 @@ fn live_record(fields: &HashMap<String, String>, now_millis: i64) -> Result<Opti
     Ok(Some(record).filter(|record| to_unix_millis(record.expires_at) > now_millis))
 }
 
-/// Loads of concurrent requests, on one server, as one pipeline of `HGETALL`s.
+/// Loads of concurrent requests, on one server, as one pipeline of `HGETALL`s; a key whose
+/// answer is an error (a key of another type under the prefix) fails only its own load.
 impl LoadMany for RedisStore {
     async fn load_many(&self, keys: Vec<StoreKey>) -> Result<Found, StoreError> {
         let mut pipeline = redis::pipe();
+        pipeline.ignore_errors();
         for key in &keys {
             pipeline.cmd("HGETALL").arg(self.redis_key(key));
         }
-        let hashes: Vec<HashMap<String, String>> = self.send(&Request::Pipeline(&pipeline)).await?;
+        let hashes: Vec<redis::RedisResult<HashMap<String, String>>> = self.send(&Request::Pipeline(&pipeline)).await?;
+        if hashes.len() != keys.len() {
+            return Err(StoreError::backend(format!(
+                "Redis answered {} of a pipeline's {} HGETALLs",
+                hashes.len(),
+                keys.len()
+            )));
+        }
         let now = now_millis();
         Ok(keys
             .into_iter()
             .zip(hashes)
-            .filter_map(|(key, fields)| live_record(&fields, now).transpose().map(|record| (key, record)))
+            .filter_map(|(key, fields)| {
+                let record = fields.map_err(map_error).and_then(|fields| live_record(&fields, now));
+                record.transpose().map(|record| (key, record))
+            })
             .collect())
     }
 }
