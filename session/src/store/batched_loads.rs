@@ -4,7 +4,7 @@
 //!
 //! A load goes alone, as before, while fewer than [`BatchedLoads::MAX_IN_FLIGHT`] loads of the
 //! store are running: a quiet app sees no difference. Past that it waits in a queue, and the
-//! next load to finish hands everything queued to one query for all of them (run in a task of
+//! next load to finish hands what is queued (up to 64 at a time) to one query (run in a task of
 //! its own, so that no request's cancellation can strand the others). Every queued load is
 //! answered by a query sent after it was queued: it sees every write finished before it began,
 //! as a load of its own would.
@@ -48,9 +48,10 @@ impl BatchedLoads {
     const MAX_IN_FLIGHT: usize = 2;
     /// Most sessions one query reads; more queued loads wait for the next one.
     const MAX_BATCH: usize = 64;
-    /// How long a batch's read may take before its loads fail: a load alone is bounded by the
-    /// layer's store timeout (5 s unless changed), which cancels it; a batch is read by a task
-    /// of its own, which nothing cancels.
+    /// How long a batch's read may take before its loads fail, whatever the layer's store
+    /// timeout: a load alone is bounded by that timeout, which cancels it, but a batch is read
+    /// by a task of its own, which nothing cancels. Each waiting request is still answered
+    /// within the layer's timeout (5 s by default) when that is shorter.
     const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
     /// Loads `key` with `load_one` when few loads are running, else in the next batch `store`
@@ -120,10 +121,13 @@ impl<S: LoadMany> Drop for Running<S> {
             emptied: false,
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            // No runtime to read them in (it is shutting down): `reading` fails them.
+            // No runtime to read them in (the load was dropped outside one): `reading` fails
+            // them as it is dropped.
             return;
         };
         let store = self.store.clone();
+        // A runtime that is shutting down drops the task unpolled: `reading`, moved into it,
+        // then fails the queued loads as it is dropped.
         runtime.spawn(async move {
             let mut batch = batch;
             loop {

@@ -650,19 +650,23 @@ impl LoadMany for RedisStore {
         for key in &keys {
             pipeline.cmd("HGETALL").arg(self.redis_key(key));
         }
-        let hashes: Vec<redis::RedisResult<HashMap<String, String>>> = self.send(&Request::Pipeline(&pipeline)).await?;
-        if hashes.len() != keys.len() {
+        // Decoded one reply at a time, so that a reply that does not decode fails its own load.
+        let replies: Vec<redis::Value> = self.send(&Request::Pipeline(&pipeline)).await?;
+        if replies.len() != keys.len() {
             return Err(StoreError::backend(format!(
                 "Redis answered {} of a pipeline's {} HGETALLs",
-                hashes.len(),
+                replies.len(),
                 keys.len()
             )));
         }
         let now = now_millis();
         Ok(keys
             .into_iter()
-            .zip(hashes)
-            .filter_map(|(key, fields)| {
+            .zip(replies)
+            .filter_map(|(key, reply)| {
+                let fields = redis::from_redis_value::<redis::RedisResult<HashMap<String, String>>>(reply)
+                    .map_err(RedisError::from)
+                    .and_then(|fields| fields);
                 let record = fields.map_err(map_error).and_then(|fields| live_record(&fields, now));
                 record.transpose().map(|record| (key, record))
             })
