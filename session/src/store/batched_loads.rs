@@ -460,36 +460,10 @@ mod tests {
             }
         }
         let loads = Arc::new(BatchedLoads::default());
-        let gate = Arc::new(Notify::new());
-        let mut running = Vec::new();
-        for _ in 0..BatchedLoads::MAX_IN_FLIGHT {
-            let (loads, gate) = (Arc::clone(&loads), Arc::clone(&gate));
-            running.push(tokio::spawn(async move {
-                let load_one = async {
-                    gate.notified().await;
-                    Ok(None)
-                };
-                let _ = loads.load(&Down, &key(9), load_one).await;
-            }));
-        }
-        while loads.queue.lock().in_flight < BatchedLoads::MAX_IN_FLIGHT {
-            tokio::task::yield_now().await;
-        }
-        let queued: Vec<_> = (0..3)
-            .map(|byte| {
-                let loads = Arc::clone(&loads);
-                tokio::spawn(async move { loads.load(&Down, &key(byte), async { panic!("ran alone") }).await })
-            })
-            .collect();
-        until_waiting(&loads, 3).await;
-        gate.notify_waiters();
-        for load in queued {
-            let error = load.await.unwrap().unwrap_err();
+        for answer in queue_behind_held_loads(Down, &loads).await {
+            let error = answer.unwrap_err();
             assert!(matches!(error, StoreError::Unavailable(_)), "{error}");
             assert!(error.to_string().contains("connection refused"), "{error}");
-        }
-        for load in running {
-            load.await.unwrap();
         }
     }
 }
