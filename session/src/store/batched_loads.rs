@@ -79,10 +79,7 @@ impl BatchedLoads {
         };
         match queued {
             None => {
-                let _running = Running {
-                    loads: Arc::clone(self),
-                    store: store.clone(),
-                };
+                let _running = Running { loads: self, store };
                 load_one.await
             }
             Some(answer) => answer
@@ -104,20 +101,21 @@ impl BatchedLoads {
 }
 
 /// A running load: when it ends (or is cancelled), whatever queued meanwhile is read in a task
-/// that keeps its place until the queue is empty.
-struct Running<S: LoadMany> {
-    loads: Arc<BatchedLoads>,
-    store: S,
+/// that keeps its place until the queue is empty. It borrows the queue and the store: they are
+/// cloned for that task only, not for every load.
+struct Running<'a, S: LoadMany> {
+    loads: &'a Arc<BatchedLoads>,
+    store: &'a S,
 }
 
-impl<S: LoadMany> Drop for Running<S> {
+impl<S: LoadMany> Drop for Running<'_, S> {
     fn drop(&mut self) {
         let Some(batch) = self.loads.next_batch() else {
             return;
         };
         // The place is the batch reader's from here; `reading` gives it back however that ends.
         let mut reading = Reading {
-            loads: Arc::clone(&self.loads),
+            loads: Arc::clone(self.loads),
             emptied: false,
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
