@@ -610,21 +610,11 @@ fn record_from_row((values, flash, created_at, expires_at, expiry, owner): Row) 
     })
 }
 
-/// A keyed row's key and record. A key that is not 32 bytes (which no row written by this store
-/// has) reads as the all-zero key, which no session has, and its record as corrupt.
-fn keyed_record(
-    (key, values, flash, created_at, expires_at, expiry, owner): KeyedRow,
-) -> (StoreKey, Result<Record, StoreError>) {
-    match <[u8; 32]>::try_from(key.as_slice()) {
-        Ok(key) => (
-            StoreKey::from_bytes(key),
-            record_from_row((values, flash, created_at, expires_at, expiry, owner)),
-        ),
-        Err(_) => (
-            StoreKey::from_bytes([0; 32]),
-            Err(StoreError::Corrupt("a session row's key is not 32 bytes".into())),
-        ),
-    }
+/// A keyed row's key (an owner's sessions, a batch of loads).
+fn row_key(key: &[u8]) -> Result<StoreKey, StoreError> {
+    <[u8; 32]>::try_from(key)
+        .map(StoreKey::from_bytes)
+        .map_err(|_| StoreError::Corrupt("a session row's key is not 32 bytes".into()))
 }
 
 type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
@@ -645,7 +635,17 @@ impl LoadMany for PostgresStore {
             .fetch_all(&self.pool)
             .await
             .map_err(map_error)?;
-        Ok(rows.into_iter().map(keyed_record).collect())
+        // A row whose key does not decode answers no load (none asked for such a key).
+        Ok(rows
+            .into_iter()
+            .filter_map(|(key, values, flash, created_at, expires_at, expiry, owner)| {
+                let key = row_key(&key).ok()?;
+                Some((
+                    key,
+                    record_from_row((values, flash, created_at, expires_at, expiry, owner)),
+                ))
+            })
+            .collect())
     }
 }
 
@@ -810,9 +810,12 @@ impl SessionStore for PostgresStore {
             .await
             .map_err(map_error)?;
         rows.into_iter()
-            .map(|row| {
-                let (key, record) = keyed_record(row);
-                Ok((key, record?))
+            .map(|(key, values, flash, created_at, expires_at, expiry, owner)| {
+                let key = row_key(&key)?;
+                Ok((
+                    key,
+                    record_from_row((values, flash, created_at, expires_at, expiry, owner))?,
+                ))
             })
             .collect()
     }
