@@ -271,16 +271,29 @@ mod tests {
         (store, Arc::default())
     }
 
-    /// Starts a load that goes alone and holds its place until `gate` opens.
-    fn held_load(store: &Counted, loads: &Arc<BatchedLoads>, gate: &Arc<Notify>) -> tokio::task::JoinHandle<()> {
-        let (store, loads, gate) = (store.clone(), Arc::clone(loads), Arc::clone(gate));
-        tokio::spawn(async move {
-            let load_one = async {
-                gate.notified().await;
-                Ok(None)
-            };
-            let _ = loads.load(&store, &key(9), load_one).await;
-        })
+    /// Starts as many loads as may run at once, each holding its place until `gate` opens, and
+    /// waits until they all run.
+    async fn take_every_place<S: LoadMany>(
+        store: &S,
+        loads: &Arc<BatchedLoads>,
+        gate: &Arc<Notify>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let running = (0..BatchedLoads::MAX_IN_FLIGHT)
+            .map(|_| {
+                let (store, loads, gate) = (store.clone(), Arc::clone(loads), Arc::clone(gate));
+                tokio::spawn(async move {
+                    let load_one = async {
+                        gate.notified().await;
+                        Ok(None)
+                    };
+                    let _ = loads.load(&store, &key(9), load_one).await;
+                })
+            })
+            .collect();
+        while loads.queue.lock().in_flight < BatchedLoads::MAX_IN_FLIGHT {
+            tokio::task::yield_now().await;
+        }
+        running
     }
 
     /// Queues a load of `byte`'s key (both places are taken), returning its answer's marker.
@@ -320,10 +333,7 @@ mod tests {
     async fn loads_queued_behind_running_ones_are_read_in_one_batch() {
         let (store, loads) = setup();
         let gate = Arc::new(Notify::new());
-        let running = [held_load(&store, &loads, &gate), held_load(&store, &loads, &gate)];
-        while loads.queue.lock().in_flight < BatchedLoads::MAX_IN_FLIGHT {
-            tokio::task::yield_now().await;
-        }
+        let running = take_every_place(&store, &loads, &gate).await;
         // Two loads of one session, one of a session that does not exist.
         let queued: Vec<_> = [1, 2, 2, 7, 3].map(|byte| queued_load(&store, &loads, byte)).into();
         until_waiting(&loads, 5).await;
@@ -352,10 +362,7 @@ mod tests {
     async fn queued_loads_are_answered_when_the_running_ones_are_cancelled() {
         let (store, loads) = setup();
         let gate = Arc::new(Notify::new());
-        let running = [held_load(&store, &loads, &gate), held_load(&store, &loads, &gate)];
-        while loads.queue.lock().in_flight < BatchedLoads::MAX_IN_FLIGHT {
-            tokio::task::yield_now().await;
-        }
+        let running = take_every_place(&store, &loads, &gate).await;
         let queued = queued_load(&store, &loads, 3);
         until_waiting(&loads, 1).await;
 
@@ -374,20 +381,7 @@ mod tests {
         loads: &Arc<BatchedLoads>,
     ) -> Vec<Result<Option<Record>, StoreError>> {
         let gate = Arc::new(Notify::new());
-        let mut running = Vec::new();
-        for _ in 0..BatchedLoads::MAX_IN_FLIGHT {
-            let (store, loads, gate) = (store.clone(), Arc::clone(loads), Arc::clone(&gate));
-            running.push(tokio::spawn(async move {
-                let load_one = async {
-                    gate.notified().await;
-                    Ok(None)
-                };
-                let _ = loads.load(&store, &key(9), load_one).await;
-            }));
-        }
-        while loads.queue.lock().in_flight < BatchedLoads::MAX_IN_FLIGHT {
-            tokio::task::yield_now().await;
-        }
+        let running = take_every_place(&store, loads, &gate).await;
         let queued: Vec<_> = (0..3)
             .map(|byte| {
                 let (store, loads) = (store.clone(), Arc::clone(loads));
