@@ -149,7 +149,7 @@ async fn passes_the_conformance_suite_under_any_table_name() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rows_hold_jsonb_under_the_hashed_key_and_expired_rows_are_swept() {
+async fn rows_hold_json_objects_under_the_hashed_key_and_expired_rows_are_swept() {
     init_tracing();
     let Some(postgres) = PostgresServer::start().await else {
         return;
@@ -164,10 +164,11 @@ async fn rows_hold_jsonb_under_the_hashed_key_and_expired_rows_are_swept() {
     record.flash.insert("notice", r#""hi""#);
     assert_eq!(store.create(&key, &record).await.unwrap(), Created::Created);
 
-    // The row is filed under the SHA-256 of the id, never the id; values are real JSONB.
+    // The row is filed under the SHA-256 of the id, never the id; values are JSON objects whose
+    // members are the values themselves.
     let (user_id, cart_len, notice, expires_at): (i64, i32, String, i64) = sqlx::query_as(
-        "SELECT (data_values->>'user_id')::bigint, jsonb_array_length(data_values->'cart'), \
-         flash->>'notice', expires_at FROM typed_sessions WHERE key = $1",
+        "SELECT (data_values::jsonb->>'user_id')::bigint, jsonb_array_length(data_values::jsonb->'cart'), \
+         flash::jsonb->>'notice', expires_at FROM typed_sessions WHERE key = $1",
     )
     .bind(key.as_bytes().as_slice())
     .fetch_one(store.pool())
@@ -182,7 +183,8 @@ async fn rows_hold_jsonb_under_the_hashed_key_and_expired_rows_are_swept() {
         .unwrap();
     assert_eq!(by_id, 0);
 
-    // Numbers keep every digit (jsonb is numeric), values written by serde_json read back.
+    // Numbers keep every digit (merged as jsonb, which is numeric), values written by serde_json
+    // read back.
     let mut changes = Changes::default();
     changes.values.insert("big", Some(u128::MAX.to_string()));
     store.apply(&key, &changes).await.unwrap();
@@ -260,8 +262,9 @@ async fn unreachable_postgres_is_unavailable_quickly() {
     );
 }
 
-/// A session table made before `LockedSession` (no lock columns, no owner column) gains them
-/// when the store opens it, and its locks and owner index then keep their contract.
+/// A session table made before `LockedSession` (no lock columns, no owner column, the objects
+/// as `JSONB`) gains the columns and has its objects turned to text when the store opens it; its
+/// sessions load as before, and its locks and owner index then keep their contract.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_made_before_locks_gains_its_lock_columns() {
     init_tracing();
@@ -277,7 +280,37 @@ async fn a_table_made_before_locks_gains_its_lock_columns() {
     .execute(&pool)
     .await
     .unwrap();
+    let key = SessionId::random().store_key();
+    sqlx::query(
+        "INSERT INTO before_locks (key, data_values, flash, created_at, expires_at) \
+         VALUES ($1, '{\"user_id\": 7, \"cart\": [\"apple\"]}', '{\"notice\": \"hi\"}', $2, $3)",
+    )
+    .bind(key.as_bytes().as_slice())
+    .bind(to_unix_millis(millis_from_now(0)))
+    .bind(to_unix_millis(millis_from_now(60_000)))
+    .execute(&pool)
+    .await
+    .unwrap();
     let store = PostgresStore::from_pool_with_table(pool, "before_locks").await.unwrap();
+    let types: Vec<String> = sqlx::query_scalar(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+         WHERE attrelid = 'before_locks'::regclass AND attname IN ('data_values', 'flash')",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(types, ["text", "text"]);
+    let loaded = store.load(&key).await.unwrap().expect("the session made before");
+    assert_eq!(loaded.values.get("user_id"), Some("7"));
+    assert_eq!(loaded.values.get("cart"), Some(r#"["apple"]"#));
+    assert_eq!(loaded.flash.get("notice"), Some(r#""hi""#));
+    let mut changes = Changes::default();
+    changes.values.insert("user_id", Some("8".to_owned()));
+    assert_eq!(store.apply(&key, &changes).await.unwrap(), Applied::Applied);
+    assert_eq!(
+        store.load(&key).await.unwrap().unwrap().values.get("cart"),
+        Some(r#"["apple"]"#)
+    );
     conformance::locks_are_exclusive_and_fenced(&store).await;
     conformance::locked_increments_are_never_lost(&store).await;
     conformance::owner_index_follows_the_owner(&store).await;

@@ -1,12 +1,13 @@
 //! [`ValueMap`]: a session's stored values (or its flash), name → JSON text, in one allocation.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
 use smallvec::SmallVec;
 
-use serde::de::{MapAccess, Visitor};
+use serde::de::{DeserializeSeed, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Each entry starts with its name's and its value's lengths, as little-endian `u32`s.
@@ -292,6 +293,59 @@ impl std::ops::Index<&str> for ValueMap {
     }
 }
 
+/// Builds a [`ValueMap`] from entries given one at a time, straight into one buffer, for the
+/// stores' decoders: a stored object comes back in name order (it was written from a map), and
+/// those entries are appended as they come, with no allocation per entry. Entries out of order
+/// or repeated are put in order at the end, the last of a name winning, as when collecting.
+#[derive(Default)]
+pub(crate) struct ValueMapBuilder {
+    bytes: Vec<u8>,
+    /// Where the last entry's name lies in `bytes`.
+    last_name: Range<usize>,
+    in_order: bool,
+}
+
+/// A name or value too long for a [`ValueMap`] (see [`MAX_LEN`]).
+#[derive(Debug)]
+pub(crate) struct EntryTooLong(String);
+
+impl fmt::Display for EntryTooLong {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the session entry {:?} is 4 GiB or longer", self.0)
+    }
+}
+
+impl ValueMapBuilder {
+    /// Adds the entry `name` → `json`.
+    pub(crate) fn push(&mut self, name: &str, json: &str) -> Result<(), EntryTooLong> {
+        if name.len().max(json.len()) > MAX_LEN {
+            let shown = name.get(..64).unwrap_or("(name too long to show)");
+            return Err(EntryTooLong(shown.to_owned()));
+        }
+        if self.bytes.is_empty() {
+            self.in_order = true;
+        } else if self.in_order && name.as_bytes() <= &self.bytes[self.last_name.clone()] {
+            self.in_order = false;
+        }
+        let start = self.bytes.len() + HEADER;
+        self.bytes.extend(entry(name.as_bytes(), json.as_bytes()));
+        self.last_name = start..start + name.len();
+        Ok(())
+    }
+
+    /// The map of the entries pushed.
+    pub(crate) fn finish(self) -> ValueMap {
+        let mut map = ValueMap::new();
+        map.set_buffer(&self.bytes);
+        if self.in_order || map.is_empty() {
+            map
+        } else {
+            // The buffer's entries are whole, only not in order: walked as they lie, and sorted.
+            map.iter().collect()
+        }
+    }
+}
+
 /// Later entries replace earlier ones with the same name.
 impl<N: AsRef<str>, J: AsRef<str>> FromIterator<(N, J)> for ValueMap {
     fn from_iter<I: IntoIterator<Item = (N, J)>>(entries: I) -> Self {
@@ -345,21 +399,76 @@ impl<'de> Deserialize<'de> for ValueMap {
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<ValueMap, A::Error> {
-                let mut entries = Vec::with_capacity(access.size_hint().unwrap_or(0).min(1024));
-                while let Some((name, json)) = access.next_entry::<String, String>()? {
-                    if name.len().max(json.len()) > MAX_LEN {
-                        return Err(serde::de::Error::custom(format_args!(
-                            "the session entry {:?} is 4 GiB or longer",
-                            name.get(..64).unwrap_or("(name too long to show)")
-                        )));
-                    }
-                    entries.push((name, json));
+                let mut map = ValueMapBuilder::default();
+                while let Some(Name(name)) = access.next_key()? {
+                    access.next_value_seed(StringEntry {
+                        map: &mut map,
+                        name: &name,
+                    })?;
                 }
-                Ok(entries.into_iter().collect())
+                Ok(map.finish())
+            }
+        }
+
+        /// A value's JSON text, as a JSON string, added to the map as it is read (no `String`
+        /// of its own).
+        struct StringEntry<'m> {
+            map: &'m mut ValueMapBuilder,
+            name: &'m str,
+        }
+
+        impl<'de> DeserializeSeed<'de> for StringEntry<'_> {
+            type Value = ();
+
+            fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+                deserializer.deserialize_str(self)
+            }
+        }
+
+        impl Visitor<'_> for StringEntry<'_> {
+            type Value = ();
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a session value's JSON text, as a string")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, json: &str) -> Result<(), E> {
+                self.map.push(self.name, json).map_err(E::custom)
             }
         }
 
         deserializer.deserialize_map(Entries)
+    }
+}
+
+/// A name in a stored object, borrowed from the text when it has no escapes.
+pub(crate) struct Name<'de>(pub(crate) Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Name<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text;
+
+        impl<'de> Visitor<'de> for Text {
+            type Value = Name<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a session name")
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(self, name: &'de str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Borrowed(name)))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(name.to_owned())))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, name: String) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(name)))
+            }
+        }
+
+        deserializer.deserialize_str(Text)
     }
 }
 

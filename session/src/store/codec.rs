@@ -35,10 +35,14 @@ pub(crate) use self::json_objects::{json_object, value_map};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod json_objects {
     use std::collections::BTreeMap;
+    use std::fmt;
 
+    use serde::de::{Error as _, MapAccess, Visitor};
+    use serde::{Deserialize, Deserializer};
     use serde_json::value::RawValue;
 
     use crate::store::{StoreError, ValueMap};
+    use crate::value_map::{Name, ValueMapBuilder};
 
     /// A JSON object of the given entries whose members are the values' own JSON (not strings
     /// holding it), each value checked to be JSON.
@@ -52,15 +56,40 @@ mod json_objects {
         serde_json::to_string(&object).map_err(StoreError::backend)
     }
 
-    /// The inverse of [`json_object`]: each member's JSON text, exactly as stored. `what` names
-    /// where the object was stored, for the error.
+    /// The inverse of [`json_object`]: each member's JSON text, exactly as stored, copied
+    /// straight into the map's buffer. `what` names where the object was stored, for the error.
     pub(crate) fn value_map(json: &str, what: &str) -> Result<ValueMap, StoreError> {
-        let object: BTreeMap<String, Box<RawValue>> = serde_json::from_str(json)
-            .map_err(|error| StoreError::Corrupt(format!("{what} is not a JSON object: {error}")))?;
-        Ok(object
-            .into_iter()
-            .map(|(name, raw)| (name, raw.get().to_owned()))
-            .collect())
+        serde_json::from_str::<RawObject>(json)
+            .map(|object| object.0)
+            .map_err(|error| StoreError::Corrupt(format!("{what} is not a JSON object: {error}")))
+    }
+
+    /// A JSON object whose members are values' own JSON, read as a [`ValueMap`].
+    struct RawObject(ValueMap);
+
+    impl<'de> Deserialize<'de> for RawObject {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct Members;
+
+            impl<'de> Visitor<'de> for Members {
+                type Value = RawObject;
+
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a JSON object of session values")
+                }
+
+                fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<RawObject, A::Error> {
+                    let mut map = ValueMapBuilder::default();
+                    while let Some(Name(name)) = access.next_key()? {
+                        let json: &RawValue = access.next_value()?;
+                        map.push(&name, json.get()).map_err(A::Error::custom)?;
+                    }
+                    Ok(RawObject(map.finish()))
+                }
+            }
+
+            deserializer.deserialize_map(Members)
+        }
     }
 
     #[cfg(test)]
@@ -77,6 +106,17 @@ mod json_objects {
             assert_eq!(value_map(&object, "values").unwrap(), map);
             assert!(json_object([("bad", "not json")]).is_err());
             assert!(matches!(value_map("[1]", "values"), Err(StoreError::Corrupt(_))));
+        }
+
+        #[test]
+        fn objects_out_of_order_or_with_repeated_or_escaped_names_read_as_a_map() {
+            let map = value_map(r#"{"b": 1, "a": [2], "\u00e9": "x", "b": {"c": 3}}"#, "values").unwrap();
+            let expected: ValueMap = [("a", "[2]"), ("b", r#"{"c": 3}"#), ("é", r#""x""#)]
+                .into_iter()
+                .collect();
+            assert_eq!(map, expected);
+            assert!(value_map("{}", "values").unwrap().is_empty());
+            assert!(matches!(value_map(r#"{"a": }"#, "values"), Err(StoreError::Corrupt(_))));
         }
     }
 }

@@ -21,7 +21,7 @@ const DEFAULT_TABLE: &str = "typed_sessions";
 /// appends `_expires_at_idx`.
 const MAX_TABLE_LEN: usize = 63 - "_expires_at_idx".len();
 
-/// Sessions in PostgreSQL: one row per session, values and flash as `jsonb` objects.
+/// Sessions in PostgreSQL: one row per session, values and flash as JSON objects.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), typed_sessions::store::StoreError> {
@@ -37,8 +37,8 @@ const MAX_TABLE_LEN: usize = 63 - "_expires_at_idx".len();
 /// ```sql
 /// CREATE TABLE typed_sessions (
 ///     key         BYTEA PRIMARY KEY,               -- SHA-256 of the session id (32 bytes)
-///     data_values JSONB NOT NULL DEFAULT '{}',     -- stored name → value
-///     flash       JSONB NOT NULL DEFAULT '{}',     -- stored name → flash value
+///     data_values TEXT NOT NULL DEFAULT '{}',      -- JSON object: stored name → value
+///     flash       TEXT NOT NULL DEFAULT '{}',      -- JSON object: stored name → flash value
 ///     created_at  BIGINT NOT NULL,                 -- Unix milliseconds
 ///     expires_at  BIGINT NOT NULL,                 -- Unix milliseconds (indexed)
 ///     expiry      JSONB,                           -- per-session expiry override
@@ -51,7 +51,11 @@ const MAX_TABLE_LEN: usize = 63 - "_expires_at_idx".len();
 /// ```
 ///
 /// The key is the raw hash, not its hex: half the bytes in the table and its index, and
-/// compared as bytes. The fill factor leaves room in each page so that an `apply` that does not
+/// compared as bytes. The values and the flash are JSON objects kept as text (query them with
+/// `data_values::jsonb ->> 'user_id'`): merged as `jsonb` by the write that changes them, they
+/// are read back as they lie, where a `jsonb` column would be printed anew on every read — for
+/// a session of 100 values that printing doubled the database's work per read. A table made
+/// with `JSONB` columns by an earlier build is converted when the store opens it. The fill factor leaves room in each page so that an `apply` that does not
 /// move `expires_at` (most requests: the expiry is renewed once per touch window) is a HOT
 /// update, which writes no index entry.
 ///
@@ -67,7 +71,7 @@ const MAX_TABLE_LEN: usize = 63 - "_expires_at_idx".len();
 ///   row, so under load this serves several times the reads for the same CPU. A queued load is
 ///   answered by a statement sent after it was queued, so it sees every write finished before
 ///   it began, as a load of its own would.
-/// - `apply` is `UPDATE .. SET data_values = (data_values - $removed) || $set, ..
+/// - `apply` is `UPDATE .. SET data_values = ((data_values::jsonb - $removed) || $set)::text, ..
 ///   WHERE key = $1 AND expires_at > $now`: the merge happens in the database under the row
 ///   lock, so two requests of one session that change different keys both keep their changes,
 ///   and a session that was deleted (or has expired) is never written back. The statement names
@@ -143,6 +147,8 @@ struct Statements {
     quoted_owner_index: String,
     has_lock_columns: String,
     add_lock_columns: String,
+    has_jsonb_objects: String,
+    objects_to_text: String,
     lock_state: String,
     load: String,
     /// The live rows among many keys: the loads of concurrent requests in one statement.
@@ -193,7 +199,7 @@ impl Statements {
         };
         let quoted_expires_index = qualified(&index);
         let quoted_owner_index = qualified(&owner_index);
-        let columns = "data_values::text, flash::text, created_at, expires_at, expiry::text, owner";
+        let columns = "data_values, flash, created_at, expires_at, expiry::text, owner";
         // The database's clock, in Unix ms, fixed for the statement: leases are judged by it.
         let now = "(extract(epoch FROM statement_timestamp()) * 1000)::bigint";
         let lease_free = format!("(lock_until IS NULL OR lock_until <= {now})");
@@ -203,8 +209,8 @@ impl Statements {
             create_table: format!(
                 "CREATE TABLE IF NOT EXISTS {table} (\
                  key BYTEA PRIMARY KEY, \
-                 data_values JSONB NOT NULL DEFAULT '{{}}'::jsonb, \
-                 flash JSONB NOT NULL DEFAULT '{{}}'::jsonb, \
+                 data_values TEXT NOT NULL DEFAULT '{{}}', \
+                 flash TEXT NOT NULL DEFAULT '{{}}', \
                  created_at BIGINT NOT NULL, \
                  expires_at BIGINT NOT NULL, \
                  expiry JSONB, \
@@ -230,11 +236,23 @@ impl Statements {
                 "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS lock_token BYTEA, \
                  ADD COLUMN IF NOT EXISTS lock_until BIGINT, ADD COLUMN IF NOT EXISTS owner TEXT"
             ),
+            // Tables made before the objects were `TEXT` hold them as `JSONB`.
+            has_jsonb_objects: "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1) \
+                                AND attname IN ('data_values', 'flash') AND atttypid = 'jsonb'::regtype \
+                                AND NOT attisdropped"
+                .to_owned(),
+            objects_to_text: format!(
+                "ALTER TABLE {table} \
+                 ALTER COLUMN data_values TYPE TEXT USING data_values::text, \
+                 ALTER COLUMN data_values SET DEFAULT '{{}}', \
+                 ALTER COLUMN flash TYPE TEXT USING flash::text, \
+                 ALTER COLUMN flash SET DEFAULT '{{}}'"
+            ),
             load: format!("SELECT {columns} FROM {table} WHERE key = $1 AND expires_at > $2"),
             load_many: format!("SELECT key, {columns} FROM {table} WHERE key = ANY($1) AND expires_at > $2"),
             create: format!(
                 "INSERT INTO {table} AS s (key, data_values, flash, created_at, expires_at, expiry, owner) \
-                 VALUES ($1, $2::jsonb, $3::jsonb, $4, $5, $6::jsonb, $8) \
+                 VALUES ($1, $2::jsonb::text, $3::jsonb::text, $4, $5, $6::jsonb, $8) \
                  ON CONFLICT (key) DO UPDATE SET \
                  data_values = EXCLUDED.data_values, flash = EXCLUDED.flash, \
                  created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at, \
@@ -373,6 +391,18 @@ impl PostgresStore {
                 .await
                 .map_err(map_error)?;
         }
+        let jsonb_objects: i64 = sqlx::query_scalar(&self.sql.has_jsonb_objects)
+            .bind(&self.sql.quoted_table)
+            .fetch_one(&mut *transaction)
+            .await
+            .map_err(map_error)?;
+        if jsonb_objects > 0 {
+            sqlx::query(&self.sql.objects_to_text)
+                .persistent(false)
+                .execute(&mut *transaction)
+                .await
+                .map_err(map_error)?;
+        }
         // `CREATE INDEX IF NOT EXISTS` locks the table against writes even when the index is
         // there: each runs only when its index is missing.
         for (index, create) in [
@@ -470,15 +500,18 @@ impl ApplyParts {
             ("data_values", Self::REMOVE_VALUES, Self::SET_VALUES),
             ("flash", Self::REMOVE_FLASH, Self::SET_FLASH),
         ] {
-            let mut merged = column.to_owned();
+            // Merged as `jsonb` (a name's removal, then the new values) and kept as the text
+            // `jsonb` prints: a load then reads the column as it lies, where a `jsonb` column is
+            // printed anew on every read.
+            let mut merged = format!("{column}::jsonb");
             if self.has(remove) {
                 merged = format!("({merged} - ${}::text[])", next());
             }
             if self.has(set) {
                 merged = format!("{merged} || ${}::jsonb", next());
             }
-            if merged != column {
-                sets.push(format!("{column} = {merged}"));
+            if self.has(remove) || self.has(set) {
+                sets.push(format!("{column} = ({merged})::text"));
             }
         }
         if self.has(Self::EXPIRES_AT) {

@@ -5,7 +5,7 @@
 //! docs it implements, so that a reader checks one against the other in one place. The owner
 //! index, which touches other keys than the session's, is in `owners`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -593,11 +593,11 @@ fn string_object<'a>(entries: impl Iterator<Item = (&'a str, Option<&'a str>)>) 
     String::from_utf8(object).map_err(|error| StoreError::Corrupt(error.to_string()))
 }
 
-/// The `ValueMap` a stored `values` or `flash` field holds (see [`string_object`]).
+/// The `ValueMap` a stored `values` or `flash` field holds (see [`string_object`]), read
+/// straight into the map's buffer.
 fn from_string_object(text: &str, what: &str) -> Result<ValueMap, StoreError> {
-    let entries: BTreeMap<String, String> = serde_json::from_str(text)
-        .map_err(|error| StoreError::Corrupt(format!("{what} is not an object of strings: {error}")))?;
-    Ok(entries.into_iter().collect())
+    serde_json::from_str(text)
+        .map_err(|error| StoreError::Corrupt(format!("{what} is not an object of strings: {error}")))
 }
 
 fn parse_millis(text: Option<&str>, name: &str) -> Result<i64, StoreError> {
