@@ -316,6 +316,15 @@ impl fmt::Display for EntryTooLong {
 }
 
 impl ValueMapBuilder {
+    /// A builder with room for `bytes` bytes of entries (a stored object's length is a little
+    /// more than its entries take).
+    pub(crate) fn with_capacity(bytes: usize) -> Self {
+        ValueMapBuilder {
+            bytes: Vec::with_capacity(bytes),
+            ..Self::default()
+        }
+    }
+
     /// Adds the entry `name` → `json`.
     pub(crate) fn push(&mut self, name: &str, json: &str) -> Result<(), EntryTooLong> {
         if name.len().max(json.len()) > MAX_LEN {
@@ -328,7 +337,11 @@ impl ValueMapBuilder {
             self.in_order = false;
         }
         let start = self.bytes.len() + HEADER;
-        self.bytes.extend(entry(name.as_bytes(), json.as_bytes()));
+        self.bytes.reserve(HEADER + name.len() + json.len());
+        self.bytes.extend_from_slice(&length(name.as_bytes()).to_le_bytes());
+        self.bytes.extend_from_slice(&length(json.as_bytes()).to_le_bytes());
+        self.bytes.extend_from_slice(name.as_bytes());
+        self.bytes.extend_from_slice(json.as_bytes());
         self.last_name = start..start + name.len();
         Ok(())
     }
@@ -389,55 +402,86 @@ impl Serialize for ValueMap {
 
 impl<'de> Deserialize<'de> for ValueMap {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Entries;
+        StringObject { capacity: 0 }.deserialize(deserializer)
+    }
+}
 
-        impl<'de> Visitor<'de> for Entries {
-            type Value = ValueMap;
+/// [`ValueMap`]'s JSON form (an object of strings) read with room for `text`'s entries made
+/// up front: a store's stored `values` or `flash`.
+#[cfg(feature = "redis")]
+pub(crate) fn from_json_object_of_strings(text: &str) -> serde_json::Result<ValueMap> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let map = StringObject {
+        capacity: capacity_for(text),
+    }
+    .deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(map)
+}
 
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a map of session names to JSON text")
-            }
+/// Room for the entries of a stored object of `text`: an entry's lengths take a few more bytes
+/// in the buffer than its quotes, colon and comma in the text.
+#[cfg(any(feature = "redis", feature = "sqlite", feature = "postgres"))]
+pub(crate) fn capacity_for(text: &str) -> usize {
+    text.len() + text.len() / 2
+}
 
-            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<ValueMap, A::Error> {
-                let mut map = ValueMapBuilder::default();
-                while let Some(Name(name)) = access.next_key()? {
-                    access.next_value_seed(StringEntry {
-                        map: &mut map,
-                        name: &name,
-                    })?;
-                }
-                Ok(map.finish())
-            }
+/// A map of names to strings holding each value's JSON text, read into one buffer.
+struct StringObject {
+    capacity: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for StringObject {
+    type Value = ValueMap;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<ValueMap, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StringObject {
+    type Value = ValueMap;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a map of session names to JSON text")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<ValueMap, A::Error> {
+        let mut map = ValueMapBuilder::with_capacity(self.capacity);
+        while let Some(Name(name)) = access.next_key()? {
+            access.next_value_seed(StringEntry {
+                map: &mut map,
+                name: &name,
+            })?;
         }
+        Ok(map.finish())
+    }
+}
 
-        /// A value's JSON text, as a JSON string, added to the map as it is read (no `String`
-        /// of its own).
-        struct StringEntry<'m> {
-            map: &'m mut ValueMapBuilder,
-            name: &'m str,
-        }
+/// A value's JSON text, as a JSON string, added to the map as it is read (no `String` of its
+/// own).
+struct StringEntry<'m> {
+    map: &'m mut ValueMapBuilder,
+    name: &'m str,
+}
 
-        impl<'de> DeserializeSeed<'de> for StringEntry<'_> {
-            type Value = ();
+impl<'de> DeserializeSeed<'de> for StringEntry<'_> {
+    type Value = ();
 
-            fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-                deserializer.deserialize_str(self)
-            }
-        }
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
 
-        impl Visitor<'_> for StringEntry<'_> {
-            type Value = ();
+impl Visitor<'_> for StringEntry<'_> {
+    type Value = ();
 
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a session value's JSON text, as a string")
-            }
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a session value's JSON text, as a string")
+    }
 
-            fn visit_str<E: serde::de::Error>(self, json: &str) -> Result<(), E> {
-                self.map.push(self.name, json).map_err(E::custom)
-            }
-        }
-
-        deserializer.deserialize_map(Entries)
+    fn visit_str<E: serde::de::Error>(self, json: &str) -> Result<(), E> {
+        self.map.push(self.name, json).map_err(E::custom)
     }
 }
 

@@ -37,12 +37,12 @@ mod json_objects {
     use std::collections::BTreeMap;
     use std::fmt;
 
-    use serde::de::{Error as _, MapAccess, Visitor};
-    use serde::{Deserialize, Deserializer};
+    use serde::de::{DeserializeSeed, Error as _, MapAccess, Visitor};
+    use serde::Deserializer;
     use serde_json::value::RawValue;
 
     use crate::store::{StoreError, ValueMap};
-    use crate::value_map::{Name, ValueMapBuilder};
+    use crate::value_map::{capacity_for, Name, ValueMapBuilder};
 
     /// A JSON object of the given entries whose members are the values' own JSON (not strings
     /// holding it), each value checked to be JSON.
@@ -59,36 +59,42 @@ mod json_objects {
     /// The inverse of [`json_object`]: each member's JSON text, exactly as stored, copied
     /// straight into the map's buffer. `what` names where the object was stored, for the error.
     pub(crate) fn value_map(json: &str, what: &str) -> Result<ValueMap, StoreError> {
-        serde_json::from_str::<RawObject>(json)
-            .map(|object| object.0)
-            .map_err(|error| StoreError::Corrupt(format!("{what} is not a JSON object: {error}")))
+        let mut deserializer = serde_json::Deserializer::from_str(json);
+        let map = Members {
+            capacity: capacity_for(json),
+        }
+        .deserialize(&mut deserializer)
+        .and_then(|map| deserializer.end().map(|()| map));
+        map.map_err(|error| StoreError::Corrupt(format!("{what} is not a JSON object: {error}")))
     }
 
     /// A JSON object whose members are values' own JSON, read as a [`ValueMap`].
-    struct RawObject(ValueMap);
+    struct Members {
+        capacity: usize,
+    }
 
-    impl<'de> Deserialize<'de> for RawObject {
-        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-            struct Members;
+    impl<'de> DeserializeSeed<'de> for Members {
+        type Value = ValueMap;
 
-            impl<'de> Visitor<'de> for Members {
-                type Value = RawObject;
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<ValueMap, D::Error> {
+            deserializer.deserialize_map(self)
+        }
+    }
 
-                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                    f.write_str("a JSON object of session values")
-                }
+    impl<'de> Visitor<'de> for Members {
+        type Value = ValueMap;
 
-                fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<RawObject, A::Error> {
-                    let mut map = ValueMapBuilder::default();
-                    while let Some(Name(name)) = access.next_key()? {
-                        let json: &RawValue = access.next_value()?;
-                        map.push(&name, json.get()).map_err(A::Error::custom)?;
-                    }
-                    Ok(RawObject(map.finish()))
-                }
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object of session values")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<ValueMap, A::Error> {
+            let mut map = ValueMapBuilder::with_capacity(self.capacity);
+            while let Some(Name(name)) = access.next_key()? {
+                let json: &RawValue = access.next_value()?;
+                map.push(&name, json.get()).map_err(A::Error::custom)?;
             }
-
-            deserializer.deserialize_map(Members)
+            Ok(map.finish())
         }
     }
 

@@ -18,7 +18,7 @@ use super::batched_loads::{BatchedLoads, Found, LoadMany};
 use super::codec::{expiry_from_json, expiry_json, from_unix_millis, now_millis, to_unix_millis};
 use super::{Applied, Created, LockAttempt, LockToken, LockedApply, SessionStore, StoreError, StoreKey};
 use crate::record::{Changes, Patch, Record};
-use crate::value_map::ValueMap;
+use crate::value_map::{self, ValueMap};
 
 mod owners;
 
@@ -596,7 +596,7 @@ fn string_object<'a>(entries: impl Iterator<Item = (&'a str, Option<&'a str>)>) 
 /// The `ValueMap` a stored `values` or `flash` field holds (see [`string_object`]), read
 /// straight into the map's buffer.
 fn from_string_object(text: &str, what: &str) -> Result<ValueMap, StoreError> {
-    serde_json::from_str(text)
+    value_map::from_json_object_of_strings(text)
         .map_err(|error| StoreError::Corrupt(format!("{what} is not an object of strings: {error}")))
 }
 
