@@ -167,8 +167,8 @@ async fn rows_hold_json_objects_under_the_hashed_key_and_expired_rows_are_swept(
     // The row is filed under the SHA-256 of the id, never the id; values are JSON objects whose
     // members are the values themselves.
     let (user_id, cart_len, notice, expires_at): (i64, i32, String, i64) = sqlx::query_as(
-        "SELECT (data_values::jsonb->>'user_id')::bigint, jsonb_array_length(data_values::jsonb->'cart'), \
-         flash::jsonb->>'notice', expires_at FROM typed_sessions WHERE key = $1",
+        "SELECT (values_json::jsonb->>'user_id')::bigint, jsonb_array_length(values_json::jsonb->'cart'), \
+         flash_json::jsonb->>'notice', expires_at FROM typed_sessions WHERE key = $1",
     )
     .bind(key.as_bytes().as_slice())
     .fetch_one(store.pool())
@@ -263,8 +263,9 @@ async fn unreachable_postgres_is_unavailable_quickly() {
 }
 
 /// A session table made before `LockedSession` (no lock columns, no owner column, the objects
-/// as `JSONB`) gains the columns and has its objects turned to text when the store opens it; its
-/// sessions load as before, and its locks and owner index then keep their contract.
+/// as `JSONB` columns `data_values` and `flash`) gains the columns and has its objects renamed
+/// and turned to text when the store opens it; its sessions load as before, and its locks and
+/// owner index then keep their contract.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_made_before_locks_gains_its_lock_columns() {
     init_tracing();
@@ -292,14 +293,16 @@ async fn a_table_made_before_locks_gains_its_lock_columns() {
     .await
     .unwrap();
     let store = PostgresStore::from_pool_with_table(pool, "before_locks").await.unwrap();
-    let types: Vec<String> = sqlx::query_scalar(
-        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
-         WHERE attrelid = 'before_locks'::regclass AND attname IN ('data_values', 'flash')",
+    let columns: Vec<(String, String)> = sqlx::query_as(
+        "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \
+         WHERE attrelid = 'before_locks'::regclass AND attnum > 0 AND NOT attisdropped \
+         AND attname IN ('data_values', 'flash', 'values_json', 'flash_json') ORDER BY attnum",
     )
     .fetch_all(store.pool())
     .await
     .unwrap();
-    assert_eq!(types, ["text", "text"]);
+    let text = |name: &str| (name.to_owned(), "text".to_owned());
+    assert_eq!(columns, [text("values_json"), text("flash_json")]);
     let loaded = store.load(&key).await.unwrap().expect("the session made before");
     assert_eq!(loaded.values.get("user_id"), Some("7"));
     assert_eq!(loaded.values.get("cart"), Some(r#"["apple"]"#));

@@ -197,12 +197,7 @@ impl ValueMap {
     }
 
     fn slot(&self, start: usize) -> Option<Slot> {
-        let header = self.buffer().get(start..start + HEADER)?;
-        let name_len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        let value_len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
-        let name = start + HEADER..start + HEADER + name_len;
-        let value = name.end..name.end + value_len;
-        Some(Slot { start, name, value })
+        slot_at(self.buffer(), start)
     }
 
     /// The slot holding `name`, or where an entry for it belongs.
@@ -221,6 +216,16 @@ impl ValueMap {
         // Only `str`s are ever written, whole, at the offsets the headers give.
         std::str::from_utf8(&self.buffer()[range]).expect("a ValueMap holds whole UTF-8 strings")
     }
+}
+
+/// The entry of `buffer` that starts at `start`, if one does.
+fn slot_at(buffer: &[u8], start: usize) -> Option<Slot> {
+    let header = buffer.get(start..start + HEADER)?;
+    let name_len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let value_len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+    let name = start + HEADER..start + HEADER + name_len;
+    let value = name.end..name.end + value_len;
+    Some(Slot { start, name, value })
 }
 
 /// The bytes of one entry: its header, then `name` and `json`.
@@ -293,10 +298,12 @@ impl std::ops::Index<&str> for ValueMap {
     }
 }
 
-/// Builds a [`ValueMap`] from entries given one at a time, straight into one buffer, for the
-/// stores' decoders: a stored object comes back in name order (it was written from a map), and
-/// those entries are appended as they come, with no allocation per entry. Entries out of order
-/// or repeated are put in order at the end, the last of a name winning, as when collecting.
+/// Builds a [`ValueMap`] from entries given one at a time, straight into one buffer, with no
+/// allocation per entry: for the stores' decoders and `ValueMap`'s own `Deserialize`. Entries
+/// that come in name order (an object this crate wrote and nothing re-ordered) are the map's
+/// buffer as they are; otherwise (PostgreSQL's `jsonb` prints shorter names first, Lua's `cjson`
+/// in hash order) they are put in order once at the end, the last of a repeated name winning,
+/// as when collecting.
 #[derive(Default)]
 pub(crate) struct ValueMapBuilder {
     bytes: Vec<u8>,
@@ -328,8 +335,11 @@ impl ValueMapBuilder {
     /// Adds the entry `name` → `json`.
     pub(crate) fn push(&mut self, name: &str, json: &str) -> Result<(), EntryTooLong> {
         if name.len().max(json.len()) > MAX_LEN {
-            let shown = name.get(..64).unwrap_or("(name too long to show)");
-            return Err(EntryTooLong(shown.to_owned()));
+            let mut shown = name.len().min(64);
+            while !name.is_char_boundary(shown) {
+                shown -= 1;
+            }
+            return Err(EntryTooLong(name[..shown].to_owned()));
         }
         if self.bytes.is_empty() {
             self.in_order = true;
@@ -349,13 +359,29 @@ impl ValueMapBuilder {
     /// The map of the entries pushed.
     pub(crate) fn finish(self) -> ValueMap {
         let mut map = ValueMap::new();
-        map.set_buffer(&self.bytes);
-        if self.in_order || map.is_empty() {
-            map
-        } else {
-            // The buffer's entries are whole, only not in order: walked as they lie, and sorted.
-            map.iter().collect()
+        if self.in_order {
+            map.set_buffer(&self.bytes);
+            return map;
         }
+        // Each entry is whole, only not in its place: the places are sorted by name (stably, so
+        // the last of a name comes last and is kept) and the entries copied once, in that order.
+        let mut places = Vec::new();
+        let mut at = 0;
+        while let Some(slot) = slot_at(&self.bytes, at) {
+            at = slot.value.end;
+            places.push(slot);
+        }
+        let name = |slot: &Slot| &self.bytes[slot.name.clone()];
+        places.sort_by(|a, b| name(a).cmp(name(b)));
+        let mut sorted = Vec::with_capacity(self.bytes.len());
+        for (index, slot) in places.iter().enumerate() {
+            if places.get(index + 1).is_some_and(|next| name(next) == name(slot)) {
+                continue;
+            }
+            sorted.extend_from_slice(&self.bytes[slot.start..slot.value.end]);
+        }
+        map.set_buffer(&sorted);
+        map
     }
 }
 
@@ -483,6 +509,13 @@ impl Visitor<'_> for StringEntry<'_> {
     fn visit_str<E: serde::de::Error>(self, json: &str) -> Result<(), E> {
         self.map.push(self.name, json).map_err(E::custom)
     }
+
+    /// Formats that give strings as bytes (MessagePack's `bin`), as serde's `String` accepts.
+    fn visit_bytes<E: serde::de::Error>(self, json: &[u8]) -> Result<(), E> {
+        let json =
+            std::str::from_utf8(json).map_err(|_| E::invalid_value(serde::de::Unexpected::Bytes(json), &self))?;
+        self.visit_str(json)
+    }
 }
 
 /// A name in a stored object, borrowed from the text when it has no escapes.
@@ -509,6 +542,18 @@ impl<'de> Deserialize<'de> for Name<'de> {
 
             fn visit_string<E: serde::de::Error>(self, name: String) -> Result<Name<'de>, E> {
                 Ok(Name(Cow::Owned(name)))
+            }
+
+            fn visit_borrowed_bytes<E: serde::de::Error>(self, name: &'de [u8]) -> Result<Name<'de>, E> {
+                std::str::from_utf8(name)
+                    .map(|name| Name(Cow::Borrowed(name)))
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Bytes(name), &self))
+            }
+
+            fn visit_bytes<E: serde::de::Error>(self, name: &[u8]) -> Result<Name<'de>, E> {
+                std::str::from_utf8(name)
+                    .map(|name| Name(Cow::Owned(name.to_owned())))
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Bytes(name), &self))
             }
         }
 
@@ -594,6 +639,35 @@ mod tests {
         let mut inserted = ValueMap::new();
         inserted.extend([("c", "4"), ("a", "5"), ("b", "3")]);
         assert_eq!(map, inserted);
+    }
+
+    #[test]
+    fn a_builder_takes_entries_in_order_as_they_are_and_sorts_the_others() {
+        let mut in_order = ValueMapBuilder::default();
+        for (name, json) in [("a", "1"), ("b", "2")] {
+            in_order.push(name, json).unwrap();
+        }
+        assert_eq!(in_order.finish(), [("a", "1"), ("b", "2")].into_iter().collect());
+        // As `jsonb` prints names (shorter first), with a repeated name: the last one wins.
+        let entries = [
+            ("k9", "1"),
+            ("k10", "2"),
+            ("k1", "3"),
+            ("k9", "4"),
+            ("", "5"),
+            ("é", "6"),
+        ];
+        let mut builder = ValueMapBuilder::default();
+        for (name, json) in entries {
+            builder.push(name, json).unwrap();
+        }
+        let map = builder.finish();
+        assert_eq!(map, entries.into_iter().collect());
+        assert_eq!(
+            map.iter().collect::<Vec<_>>(),
+            [("", "5"), ("k1", "3"), ("k10", "2"), ("k9", "4"), ("é", "6")]
+        );
+        assert!(ValueMapBuilder::default().finish().is_empty());
     }
 
     #[test]

@@ -37,8 +37,8 @@ const MAX_TABLE_LEN: usize = 63 - "_expires_at_idx".len();
 /// ```sql
 /// CREATE TABLE typed_sessions (
 ///     key         BYTEA PRIMARY KEY,               -- SHA-256 of the session id (32 bytes)
-///     data_values TEXT NOT NULL DEFAULT '{}',      -- JSON object: stored name → value
-///     flash       TEXT NOT NULL DEFAULT '{}',      -- JSON object: stored name → flash value
+///     values_json TEXT NOT NULL DEFAULT '{}',      -- JSON object: stored name → value
+///     flash_json  TEXT NOT NULL DEFAULT '{}',      -- JSON object: stored name → flash value
 ///     created_at  BIGINT NOT NULL,                 -- Unix milliseconds
 ///     expires_at  BIGINT NOT NULL,                 -- Unix milliseconds (indexed)
 ///     expiry      JSONB,                           -- per-session expiry override
@@ -52,10 +52,11 @@ const MAX_TABLE_LEN: usize = 63 - "_expires_at_idx".len();
 ///
 /// The key is the raw hash, not its hex: half the bytes in the table and its index, and
 /// compared as bytes. The values and the flash are JSON objects kept as text (query them with
-/// `data_values::jsonb ->> 'user_id'`): merged as `jsonb` by the write that changes them, they
+/// `values_json::jsonb ->> 'user_id'`): merged as `jsonb` by the write that changes them, they
 /// are read back as they lie, where a `jsonb` column would be printed anew on every read — for
-/// a session of 100 values that printing doubled the database's work per read. A table made
-/// with `JSONB` columns by an earlier build is converted when the store opens it. The fill factor leaves room in each page so that an `apply` that does not
+/// a session of 100 values that printing doubled the database's work per read. A table made by
+/// an earlier build (`JSONB` columns `data_values` and `flash`) is converted by
+/// [`migrate`](Self::migrate). The fill factor leaves room in each page so that an `apply` that does not
 /// move `expires_at` (most requests: the expiry is renewed once per touch window) is a HOT
 /// update, which writes no index entry.
 ///
@@ -71,7 +72,7 @@ const MAX_TABLE_LEN: usize = 63 - "_expires_at_idx".len();
 ///   row, so under load this serves several times the reads for the same CPU. A queued load is
 ///   answered by a statement sent after it was queued, so it sees every write finished before
 ///   it began, as a load of its own would.
-/// - `apply` is `UPDATE .. SET data_values = ((data_values::jsonb - $removed) || $set)::text, ..
+/// - `apply` is `UPDATE .. SET values_json = ((values_json::jsonb - $removed) || $set)::text, ..
 ///   WHERE key = $1 AND expires_at > $now`: the merge happens in the database under the row
 ///   lock, so two requests of one session that change different keys both keep their changes,
 ///   and a session that was deleted (or has expired) is never written back. The statement names
@@ -148,7 +149,8 @@ struct Statements {
     has_lock_columns: String,
     add_lock_columns: String,
     has_jsonb_objects: String,
-    objects_to_text: String,
+    /// Run in order: the `JSONB` columns of an earlier build renamed, then made `TEXT`.
+    objects_to_text: [String; 3],
     lock_state: String,
     load: String,
     /// The live rows among many keys: the loads of concurrent requests in one statement.
@@ -199,7 +201,7 @@ impl Statements {
         };
         let quoted_expires_index = qualified(&index);
         let quoted_owner_index = qualified(&owner_index);
-        let columns = "data_values, flash, created_at, expires_at, expiry::text, owner";
+        let columns = "values_json, flash_json, created_at, expires_at, expiry::text, owner";
         // The database's clock, in Unix ms, fixed for the statement: leases are judged by it.
         let now = "(extract(epoch FROM statement_timestamp()) * 1000)::bigint";
         let lease_free = format!("(lock_until IS NULL OR lock_until <= {now})");
@@ -209,8 +211,8 @@ impl Statements {
             create_table: format!(
                 "CREATE TABLE IF NOT EXISTS {table} (\
                  key BYTEA PRIMARY KEY, \
-                 data_values TEXT NOT NULL DEFAULT '{{}}', \
-                 flash TEXT NOT NULL DEFAULT '{{}}', \
+                 values_json TEXT NOT NULL DEFAULT '{{}}', \
+                 flash_json TEXT NOT NULL DEFAULT '{{}}', \
                  created_at BIGINT NOT NULL, \
                  expires_at BIGINT NOT NULL, \
                  expiry JSONB, \
@@ -236,25 +238,31 @@ impl Statements {
                 "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS lock_token BYTEA, \
                  ADD COLUMN IF NOT EXISTS lock_until BIGINT, ADD COLUMN IF NOT EXISTS owner TEXT"
             ),
-            // Tables made before the objects were `TEXT` hold them as `JSONB`.
+            // Tables made before the objects were text hold them as `JSONB` columns `data_values`
+            // and `flash`. They are renamed as well as retyped: an older build still running
+            // against the table then fails ("column does not exist") instead of writing its
+            // `data_values || $patch`, which on a text column would join two texts.
             has_jsonb_objects: "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1) \
-                                AND attname IN ('data_values', 'flash') AND atttypid = 'jsonb'::regtype \
-                                AND NOT attisdropped"
+                                AND attname = 'data_values' AND NOT attisdropped"
                 .to_owned(),
-            objects_to_text: format!(
-                "ALTER TABLE {table} \
-                 ALTER COLUMN data_values TYPE TEXT USING data_values::text, \
-                 ALTER COLUMN data_values SET DEFAULT '{{}}', \
-                 ALTER COLUMN flash TYPE TEXT USING flash::text, \
-                 ALTER COLUMN flash SET DEFAULT '{{}}'"
-            ),
+            objects_to_text: [
+                format!("ALTER TABLE {table} RENAME COLUMN data_values TO values_json"),
+                format!("ALTER TABLE {table} RENAME COLUMN flash TO flash_json"),
+                format!(
+                    "ALTER TABLE {table} \
+                     ALTER COLUMN values_json TYPE TEXT USING values_json::text, \
+                     ALTER COLUMN values_json SET DEFAULT '{{}}', \
+                     ALTER COLUMN flash_json TYPE TEXT USING flash_json::text, \
+                     ALTER COLUMN flash_json SET DEFAULT '{{}}'"
+                ),
+            ],
             load: format!("SELECT {columns} FROM {table} WHERE key = $1 AND expires_at > $2"),
             load_many: format!("SELECT key, {columns} FROM {table} WHERE key = ANY($1) AND expires_at > $2"),
             create: format!(
-                "INSERT INTO {table} AS s (key, data_values, flash, created_at, expires_at, expiry, owner) \
+                "INSERT INTO {table} AS s (key, values_json, flash_json, created_at, expires_at, expiry, owner) \
                  VALUES ($1, $2::jsonb::text, $3::jsonb::text, $4, $5, $6::jsonb, $8) \
                  ON CONFLICT (key) DO UPDATE SET \
-                 data_values = EXCLUDED.data_values, flash = EXCLUDED.flash, \
+                 values_json = EXCLUDED.values_json, flash_json = EXCLUDED.flash_json, \
                  created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at, \
                  expiry = EXCLUDED.expiry, owner = EXCLUDED.owner, lock_token = NULL, lock_until = NULL \
                  WHERE s.expires_at <= $7"
@@ -319,7 +327,8 @@ impl PostgresStore {
 
     /// A store on an existing pool, using the table `typed_sessions`, without touching the
     /// database: call [`migrate`](Self::migrate) if the table may be missing or was made by an
-    /// older version (one without the lock or owner columns), once before the store is used.
+    /// older version (without the lock or owner columns, or with `JSONB` objects), once before
+    /// the store is used; an older table is not read or written right until then.
     ///
     /// ```no_run
     /// # async fn demo(pool: sqlx::PgPool) -> Result<(), typed_sessions::store::StoreError> {
@@ -359,9 +368,20 @@ impl PostgresStore {
         &self.pool
     }
 
-    /// Creates the table and its indexes if they are missing, and adds the columns an older
-    /// version's table lacks. Safe to run from several servers at once (it takes a
+    /// Creates the table and its indexes if they are missing, and brings an older version's
+    /// table up to date. Safe to run from several servers at once (it takes a
     /// transaction-scoped advisory lock).
+    ///
+    /// A table made before the objects were text (`JSONB` columns `data_values` and `flash`) has
+    /// them renamed to `values_json` and `flash_json` and turned into `TEXT`, once. That rewrites
+    /// the table while holding off its reads and writes: on a large one, run `migrate` when the
+    /// app is quiet. Stop the servers of the older version first: once the columns are renamed
+    /// their session calls fail (503) instead of writing the old form. To go back to the older
+    /// version, undo it by hand: `ALTER TABLE typed_sessions RENAME COLUMN values_json TO
+    /// data_values`, the same for `flash_json` to `flash`, then `ALTER TABLE typed_sessions
+    /// ALTER COLUMN data_values DROP DEFAULT, ALTER COLUMN data_values TYPE JSONB USING
+    /// data_values::jsonb, ALTER COLUMN data_values SET DEFAULT '{}'` and the same for `flash`.
+    /// The conversion fails (and `migrate` says so) while a view or an index uses the columns.
     ///
     /// Adding the owner index to a large existing table scans it while holding off writes: on a
     /// busy one, create it yourself beforehand with `CREATE INDEX CONCURRENTLY
@@ -397,11 +417,19 @@ impl PostgresStore {
             .await
             .map_err(map_error)?;
         if jsonb_objects > 0 {
-            sqlx::query(&self.sql.objects_to_text)
-                .persistent(false)
-                .execute(&mut *transaction)
-                .await
-                .map_err(map_error)?;
+            for step in &self.sql.objects_to_text {
+                sqlx::query(step)
+                    .persistent(false)
+                    .execute(&mut *transaction)
+                    .await
+                    .map_err(|error| {
+                        StoreError::backend(format!(
+                            "turning {}'s JSONB columns data_values and flash into the text columns \
+                             values_json and flash_json failed (does a view or an index use them?): {error}",
+                            self.sql.table_name
+                        ))
+                    })?;
+            }
         }
         // `CREATE INDEX IF NOT EXISTS` locks the table against writes even when the index is
         // there: each runs only when its index is missing.
@@ -497,8 +525,8 @@ impl ApplyParts {
         };
         let mut sets = Vec::new();
         for (column, remove, set) in [
-            ("data_values", Self::REMOVE_VALUES, Self::SET_VALUES),
-            ("flash", Self::REMOVE_FLASH, Self::SET_FLASH),
+            ("values_json", Self::REMOVE_VALUES, Self::SET_VALUES),
+            ("flash_json", Self::REMOVE_FLASH, Self::SET_FLASH),
         ] {
             // Merged as `jsonb` (a name's removal, then the new values) and kept as the text
             // `jsonb` prints: a load then reads the column as it lies, where a `jsonb` column is
@@ -634,8 +662,8 @@ fn record_from_row((values, flash, created_at, expires_at, expiry, owner): Row) 
         .map(|json| expiry_from_json(&json, "the session's `expiry` column"))
         .transpose()?;
     Ok(Record {
-        values: value_map(&values, "the session's `data_values` column")?,
-        flash: value_map(&flash, "the session's `flash` column")?,
+        values: value_map(&values, "the session's `values_json` column")?,
+        flash: value_map(&flash, "the session's `flash_json` column")?,
         created_at: from_unix_millis(created_at),
         expires_at: from_unix_millis(expires_at),
         expiry,
