@@ -35,14 +35,12 @@ pub(crate) use self::json_objects::{json_object, value_map};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod json_objects {
     use std::collections::BTreeMap;
-    use std::fmt;
 
-    use serde::de::{DeserializeSeed, Error as _, MapAccess, Visitor};
-    use serde::Deserializer;
+    use serde::de::{Error as _, MapAccess};
     use serde_json::value::RawValue;
 
     use crate::store::{StoreError, ValueMap};
-    use crate::value_map::{capacity_for, Name, ValueMapBuilder};
+    use crate::value_map::decode::{read_json_object, MemberForm, ValueMapBuilder};
 
     /// A JSON object of the given entries whose members are the values' own JSON (not strings
     /// holding it), each value checked to be JSON.
@@ -59,42 +57,23 @@ mod json_objects {
     /// The inverse of [`json_object`]: each member's JSON text, exactly as stored, copied
     /// straight into the map's buffer. `what` names where the object was stored, for the error.
     pub(crate) fn value_map(json: &str, what: &str) -> Result<ValueMap, StoreError> {
-        let mut deserializer = serde_json::Deserializer::from_str(json);
-        let map = Members {
-            capacity: capacity_for(json),
-        }
-        .deserialize(&mut deserializer)
-        .and_then(|map| deserializer.end().map(|()| map));
-        map.map_err(|error| StoreError::Corrupt(format!("{what} is not a JSON object: {error}")))
+        read_json_object::<RawMembers>(json)
+            .map_err(|error| StoreError::Corrupt(format!("{what} is not a JSON object: {error}")))
     }
 
-    /// A JSON object whose members are values' own JSON, read as a [`ValueMap`].
-    struct Members {
-        capacity: usize,
-    }
+    /// Each member is the value's own JSON: `{"user_id": 42}`.
+    struct RawMembers;
 
-    impl<'de> DeserializeSeed<'de> for Members {
-        type Value = ValueMap;
+    impl MemberForm for RawMembers {
+        const EXPECTING: &'static str = "a JSON object of session values";
 
-        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<ValueMap, D::Error> {
-            deserializer.deserialize_map(self)
-        }
-    }
-
-    impl<'de> Visitor<'de> for Members {
-        type Value = ValueMap;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a JSON object of session values")
-        }
-
-        fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<ValueMap, A::Error> {
-            let mut map = ValueMapBuilder::with_capacity(self.capacity);
-            while let Some(Name(name)) = access.next_key()? {
-                let json: &RawValue = access.next_value()?;
-                map.push(&name, json.get()).map_err(A::Error::custom)?;
-            }
-            Ok(map.finish())
+        fn read_into<'de, A: MapAccess<'de>>(
+            access: &mut A,
+            map: &mut ValueMapBuilder,
+            name: &str,
+        ) -> Result<(), A::Error> {
+            let json: &RawValue = access.next_value()?;
+            map.push(name, json.get()).map_err(A::Error::custom)
         }
     }
 

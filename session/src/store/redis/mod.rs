@@ -18,7 +18,8 @@ use super::batched_loads::{BatchedLoads, Found, LoadMany};
 use super::codec::{expiry_from_json, expiry_json, from_unix_millis, now_millis, to_unix_millis};
 use super::{Applied, Created, LockAttempt, LockToken, LockedApply, SessionStore, StoreError, StoreKey};
 use crate::record::{Changes, Patch, Record};
-use crate::value_map::{self, ValueMap};
+use crate::value_map::decode::{read_json_object, Strings};
+use crate::value_map::ValueMap;
 
 mod owners;
 
@@ -596,7 +597,7 @@ fn string_object<'a>(entries: impl Iterator<Item = (&'a str, Option<&'a str>)>) 
 /// The `ValueMap` a stored `values` or `flash` field holds (see [`string_object`]), read
 /// straight into the map's buffer.
 fn from_string_object(text: &str, what: &str) -> Result<ValueMap, StoreError> {
-    value_map::from_json_object_of_strings(text)
+    read_json_object::<Strings>(text)
         .map_err(|error| StoreError::Corrupt(format!("{what} is not an object of strings: {error}")))
 }
 
