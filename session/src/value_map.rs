@@ -8,6 +8,7 @@ use smallvec::SmallVec;
 
 use serde::{Serialize, Serializer};
 
+/// Stored objects read into a map's buffer, entry by entry (`Deserialize`, the stores' decoders).
 pub(crate) mod decode;
 
 /// Each entry starts with its name's and its value's lengths, as little-endian `u32`s.

@@ -56,9 +56,9 @@ const MAX_TABLE_LEN: usize = 63 - "_expires_at_idx".len();
 /// are read back as they lie, where a `jsonb` column would be printed anew on every read — for
 /// a session of 100 values that printing doubled the database's work per read. A table made by
 /// an earlier build (`JSONB` columns `data_values` and `flash`) is converted by
-/// [`migrate`](Self::migrate). The fill factor leaves room in each page so that an `apply` that does not
-/// move `expires_at` (most requests: the expiry is renewed once per touch window) is a HOT
-/// update, which writes no index entry.
+/// [`migrate`](Self::migrate). The fill factor leaves room in each page so that an `apply`
+/// that does not move `expires_at` (most requests: the expiry is renewed once per touch window)
+/// is a HOT update, which writes no index entry.
 ///
 /// [`connect`](Self::connect), [`from_pool`](Self::from_pool) and [`migrate`](Self::migrate)
 /// create it if it is missing. Another table name: [`with_table_name`](Self::with_table_name).
@@ -148,9 +148,12 @@ struct Statements {
     quoted_owner_index: String,
     has_lock_columns: String,
     add_lock_columns: String,
-    has_jsonb_objects: String,
-    /// Run in order: the `JSONB` columns of an earlier build renamed, then made `TEXT`.
-    objects_to_text: [String; 3],
+    /// The columns that hold the values and the flash, under their names now or an earlier
+    /// build's, with their types.
+    object_columns: String,
+    rename_values: String,
+    rename_flash: String,
+    objects_to_text: String,
     lock_state: String,
     load: String,
     /// The live rows among many keys: the loads of concurrent requests in one statement.
@@ -242,20 +245,19 @@ impl Statements {
             // and `flash`. They are renamed as well as retyped: an older build still running
             // against the table then fails ("column does not exist") instead of writing its
             // `data_values || $patch`, which on a text column would join two texts.
-            has_jsonb_objects: "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1) \
-                                AND attname = 'data_values' AND NOT attisdropped"
+            object_columns: "SELECT attname::text, format_type(atttypid, NULL) FROM pg_attribute \
+                             WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped \
+                             AND attname IN ('data_values', 'flash', 'values_json', 'flash_json')"
                 .to_owned(),
-            objects_to_text: [
-                format!("ALTER TABLE {table} RENAME COLUMN data_values TO values_json"),
-                format!("ALTER TABLE {table} RENAME COLUMN flash TO flash_json"),
-                format!(
-                    "ALTER TABLE {table} \
-                     ALTER COLUMN values_json TYPE TEXT USING values_json::text, \
-                     ALTER COLUMN values_json SET DEFAULT '{{}}', \
-                     ALTER COLUMN flash_json TYPE TEXT USING flash_json::text, \
-                     ALTER COLUMN flash_json SET DEFAULT '{{}}'"
-                ),
-            ],
+            rename_values: format!("ALTER TABLE {table} RENAME COLUMN data_values TO values_json"),
+            rename_flash: format!("ALTER TABLE {table} RENAME COLUMN flash TO flash_json"),
+            objects_to_text: format!(
+                "ALTER TABLE {table} \
+                 ALTER COLUMN values_json TYPE TEXT USING values_json::text, \
+                 ALTER COLUMN values_json SET DEFAULT '{{}}', \
+                 ALTER COLUMN flash_json TYPE TEXT USING flash_json::text, \
+                 ALTER COLUMN flash_json SET DEFAULT '{{}}'"
+            ),
             load: format!("SELECT {columns} FROM {table} WHERE key = $1 AND expires_at > $2"),
             load_many: format!("SELECT key, {columns} FROM {table} WHERE key = ANY($1) AND expires_at > $2"),
             create: format!(
@@ -328,7 +330,7 @@ impl PostgresStore {
     /// A store on an existing pool, using the table `typed_sessions`, without touching the
     /// database: call [`migrate`](Self::migrate) if the table may be missing or was made by an
     /// older version (without the lock or owner columns, or with `JSONB` objects), once before
-    /// the store is used; an older table is not read or written right until then.
+    /// the store is used: until then, requests on an older table fail (503).
     ///
     /// ```no_run
     /// # async fn demo(pool: sqlx::PgPool) -> Result<(), typed_sessions::store::StoreError> {
@@ -376,17 +378,25 @@ impl PostgresStore {
     /// them renamed to `values_json` and `flash_json` and turned into `TEXT`, once. That rewrites
     /// the table while holding off its reads and writes: on a large one, run `migrate` when the
     /// app is quiet. Stop the servers of the older version first: once the columns are renamed
-    /// their session calls fail (503) instead of writing the old form. To go back to the older
-    /// version, undo it by hand: `ALTER TABLE typed_sessions RENAME COLUMN values_json TO
-    /// data_values`, the same for `flash_json` to `flash`, then `ALTER TABLE typed_sessions
-    /// ALTER COLUMN data_values DROP DEFAULT, ALTER COLUMN data_values TYPE JSONB USING
-    /// data_values::jsonb, ALTER COLUMN data_values SET DEFAULT '{}'` and the same for `flash`.
-    /// The conversion fails (and `migrate` says so) while a view or an index uses the columns.
+    /// their session calls fail (503) instead of writing the old form. The conversion fails (and
+    /// `migrate` says so) while a view, or an index on a JSON expression, uses the columns.
     ///
-    /// Adding the owner index to a large existing table scans it while holding off writes: on a
-    /// busy one, create it yourself beforehand with `CREATE INDEX CONCURRENTLY
-    /// typed_sessions_owner_idx ON typed_sessions (owner) WHERE owner IS NOT NULL` (after adding
-    /// the column with `ALTER TABLE typed_sessions ADD COLUMN owner TEXT`).
+    /// To go back to the older version, undo it by hand, types first and names last, so that
+    /// no moment has text columns under the old names:
+    ///
+    /// ```sql
+    /// BEGIN;
+    /// ALTER TABLE typed_sessions
+    ///   ALTER COLUMN values_json DROP DEFAULT,
+    ///   ALTER COLUMN values_json TYPE JSONB USING values_json::jsonb,
+    ///   ALTER COLUMN values_json SET DEFAULT '{}',
+    ///   ALTER COLUMN flash_json DROP DEFAULT,
+    ///   ALTER COLUMN flash_json TYPE JSONB USING flash_json::jsonb,
+    ///   ALTER COLUMN flash_json SET DEFAULT '{}';
+    /// ALTER TABLE typed_sessions RENAME COLUMN values_json TO data_values;
+    /// ALTER TABLE typed_sessions RENAME COLUMN flash_json TO flash;
+    /// COMMIT;
+    /// ```
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let mut transaction = self.pool.begin().await.map_err(map_error)?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
@@ -411,26 +421,7 @@ impl PostgresStore {
                 .await
                 .map_err(map_error)?;
         }
-        let jsonb_objects: i64 = sqlx::query_scalar(&self.sql.has_jsonb_objects)
-            .bind(&self.sql.quoted_table)
-            .fetch_one(&mut *transaction)
-            .await
-            .map_err(map_error)?;
-        if jsonb_objects > 0 {
-            for step in &self.sql.objects_to_text {
-                sqlx::query(step)
-                    .persistent(false)
-                    .execute(&mut *transaction)
-                    .await
-                    .map_err(|error| {
-                        StoreError::backend(format!(
-                            "turning {}'s JSONB columns data_values and flash into the text columns \
-                             values_json and flash_json failed (does a view or an index use them?): {error}",
-                            self.sql.table_name
-                        ))
-                    })?;
-            }
-        }
+        self.objects_as_text(&mut transaction).await?;
         // `CREATE INDEX IF NOT EXISTS` locks the table against writes even when the index is
         // there: each runs only when its index is missing.
         for (index, create) in [
@@ -453,6 +444,57 @@ impl PostgresStore {
         transaction.commit().await.map_err(map_error)?;
         tracing::debug!(table = %self.sql.table_name, "session table ready");
         Ok(())
+    }
+
+    /// Brings an earlier build's object columns (`JSONB` `data_values` and `flash`) to what this
+    /// build reads (`TEXT` `values_json` and `flash_json`), each step only if it is still to do,
+    /// so that a table left half-way (by hand) is finished too; a table with both forms of a
+    /// column, or neither, is an error that names its columns.
+    async fn objects_as_text(&self, connection: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+        let columns: Vec<(String, String)> = sqlx::query_as(&self.sql.object_columns)
+            .bind(&self.sql.quoted_table)
+            .fetch_all(&mut *connection)
+            .await
+            .map_err(map_error)?;
+        let has = |name: &str| columns.iter().any(|(column, _)| column == name);
+        for (old, new, rename) in [
+            ("data_values", "values_json", &self.sql.rename_values),
+            ("flash", "flash_json", &self.sql.rename_flash),
+        ] {
+            match (has(old), has(new)) {
+                (false, true) => {}
+                (true, false) => self.convert(connection, rename).await?,
+                _ => {
+                    return Err(StoreError::backend(format!(
+                        "the session table {} has the columns {:?} where it needs either {old} (an \
+                         earlier build's) or {new}, not both or neither: fix its columns by hand",
+                        self.sql.table_name,
+                        columns.iter().map(|(column, _)| column).collect::<Vec<_>>()
+                    )));
+                }
+            }
+        }
+        if columns.iter().any(|(_, column_type)| column_type != "text") {
+            self.convert(connection, &self.sql.objects_to_text).await?;
+        }
+        Ok(())
+    }
+
+    /// One step of [`objects_as_text`](Self::objects_as_text).
+    async fn convert(&self, connection: &mut sqlx::PgConnection, step: &str) -> Result<(), StoreError> {
+        sqlx::query(step)
+            .persistent(false)
+            .execute(connection)
+            .await
+            .map(drop)
+            .map_err(|error| match error {
+                sqlx::Error::Database(refused) => StoreError::backend(format!(
+                    "turning {}'s JSONB columns data_values and flash into the text columns values_json \
+                     and flash_json failed (does a view, or an index on a JSON expression, use them?): {refused}",
+                    self.sql.table_name
+                )),
+                other => map_error(other),
+            })
     }
 }
 

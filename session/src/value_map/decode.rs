@@ -78,7 +78,8 @@ impl ValueMapBuilder {
             return map;
         }
         // Each entry is whole, only not in its place: the places are sorted by name (stably, so
-        // the last of a name comes last and is kept) and the entries copied once, in that order.
+        // the last of a name comes last and is kept) and the entries copied in that order into
+        // one new buffer.
         let mut places = Vec::new();
         let mut at = 0;
         while let Some(slot) = slot_at(&self.bytes, at) {
