@@ -302,20 +302,12 @@ impl std::ops::Index<&str> for ValueMap {
 /// Later entries replace earlier ones with the same name.
 impl<N: AsRef<str>, J: AsRef<str>> FromIterator<(N, J)> for ValueMap {
     fn from_iter<I: IntoIterator<Item = (N, J)>>(entries: I) -> Self {
-        let mut entries: Vec<(N, J)> = entries.into_iter().collect();
-        // Stable: among equal names the last one given comes last, and is the one kept.
-        entries.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
-        let mut bytes = Vec::new();
-        let mut entries = entries.iter().peekable();
-        while let Some((name, json)) = entries.next() {
-            if entries.peek().is_some_and(|(next, _)| next.as_ref() == name.as_ref()) {
-                continue;
-            }
-            bytes.extend(entry(name.as_ref().as_bytes(), json.as_ref().as_bytes()));
+        let mut map = decode::ValueMapBuilder::default();
+        for (name, json) in entries {
+            map.push(name.as_ref(), json.as_ref())
+                .unwrap_or_else(|too_long| panic!("{too_long}"));
         }
-        let mut map = ValueMap::new();
-        map.set_buffer(&bytes);
-        map
+        map.finish()
     }
 }
 

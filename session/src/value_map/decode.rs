@@ -13,11 +13,11 @@ use serde::{Deserialize, Deserializer};
 use super::{length, slot_at, Slot, ValueMap, HEADER, MAX_LEN};
 
 /// Builds a [`ValueMap`] from entries given one at a time, straight into one buffer, with no
-/// allocation per entry: for the stores' decoders and `ValueMap`'s own `Deserialize`. Entries
-/// that come in name order (an object this crate wrote and nothing re-ordered) are the map's
-/// buffer as they are; otherwise (PostgreSQL's `jsonb` prints shorter names first, Lua's `cjson`
-/// in hash order) they are put in order once at the end, the last of a repeated name winning,
-/// as when collecting.
+/// allocation per entry: for the stores' decoders, `ValueMap`'s own `Deserialize` and
+/// collecting. Entries that come in name order (an object this crate wrote and nothing
+/// re-ordered) are the map's buffer as they are; otherwise (PostgreSQL's `jsonb` prints shorter
+/// names first, Lua's `cjson` in hash order) they are put in order once at the end, the last of
+/// a repeated name winning.
 #[derive(Default)]
 pub(crate) struct ValueMapBuilder {
     bytes: Vec<u8>,
