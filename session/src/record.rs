@@ -195,10 +195,10 @@ impl Record {
         self.values.byte_size() + self.flash.byte_size()
     }
 
-    /// [`byte_size`](Self::byte_size) once `changes` are merged in, as [`apply`](Self::apply)
-    /// would merge them.
-    pub(crate) fn byte_size_with(&self, changes: &Changes) -> usize {
-        merged_size(&self.values, &changes.values) + merged_size(&self.flash, &changes.flash)
+    /// [`byte_size`](Self::byte_size) once the changes to `values` and `flash` are merged in,
+    /// as [`apply`](Self::apply) would merge them.
+    pub(crate) fn byte_size_with(&self, values: &Patch, flash: &Patch) -> usize {
+        merged_size(&self.values, values) + merged_size(&self.flash, flash)
     }
 
     /// An empty record created at `now` that expires at `expires_at`.
@@ -408,17 +408,13 @@ mod properties {
     }
 }
 
-impl Changes {
-    /// The bytes of the values and flash these changes set (entries they replace not counted
-    /// off): an upper bound of what they add to a record.
+impl Patch {
+    /// The bytes of the values this patch sets (entries they replace not counted off): an upper
+    /// bound of what it adds to a map.
     pub(crate) fn added_size(&self) -> usize {
-        let added = |patch: &Patch| -> usize {
-            patch
-                .iter()
-                .filter_map(|(name, change)| change.as_deref().map(|json| entry_size(name, json)))
-                .sum()
-        };
-        added(&self.values) + added(&self.flash)
+        self.iter()
+            .filter_map(|(name, change)| change.as_deref().map(|json| entry_size(name, json)))
+            .sum()
     }
 }
 

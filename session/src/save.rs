@@ -17,7 +17,7 @@ use crate::cookie::{seal, EncryptionKey};
 use crate::expiry::{ExpiryRules, Renewed};
 use crate::id::{SessionId, StoreKey};
 use crate::lock::HeldLock;
-use crate::record::{Changes, Record};
+use crate::record::{Changes, Patch, Record};
 use crate::state::State;
 use crate::store::{Applied, Created, LockToken, LockedApply, StoreError};
 
@@ -105,24 +105,31 @@ impl Plan {
         self.write.is_some() || self.delete.is_some() || self.cookie != CookiePlan::Keep
     }
 
-    /// A session that ends without a successor: its record is deleted if it had one, and then
-    /// its cookie goes too (a session that was never stored has no cookie of ours to remove).
-    fn ending(now: SystemTime, delete: Option<SessionId>) -> Self {
-        let cookie = if delete.is_some() {
-            CookiePlan::Remove
-        } else {
-            CookiePlan::Keep
-        };
+    /// A plan with no write: `delete`, if any, is deleted, and then `cookie` sent.
+    fn without_write(state: &mut State, delete: Option<SessionId>, cookie: CookiePlan) -> Self {
+        let fence = let_go(state, delete.is_some() || cookie != CookiePlan::Keep);
         Plan {
-            now,
+            now: state.now,
             write: None,
             delete,
             cookie,
             #[cfg(feature = "client-side")]
             base: None,
-            fence: None,
+            fence,
             size: 0,
         }
+    }
+
+    /// A session that ends without a successor: its record is deleted if it had one, and then
+    /// its cookie goes too (a session that was never stored has no cookie of ours to remove).
+    /// `stale_cookie`: the request's cookie names no live session, so it goes anyway.
+    fn ending(state: &mut State, delete: Option<SessionId>, stale_cookie: bool) -> Self {
+        let cookie = if delete.is_some() || stale_cookie {
+            CookiePlan::Remove
+        } else {
+            CookiePlan::Keep
+        };
+        Plan::without_write(state, delete, cookie)
     }
 }
 
@@ -135,21 +142,54 @@ impl Plan {
 /// The session's lock, if the request holds it, goes into the plan, whose writes are made only
 /// while it is still held; with nothing to save it is released here.
 ///
-/// A plan is returned as it is, never wrapped: it is one of the largest values of a request, and
-/// each `Option` or `Result` around it on the way to where it is kept costs a copy.
+/// A plan is built once, where it is returned, never wrapped nor changed after: it is one of the
+/// largest values of a request, and each move of it is a copy. So each kind of plan below works
+/// out its size check and takes the lock itself, before it is built.
 pub(crate) fn plan(state: &mut State, rules: &ExpiryRules, max_size: usize) -> Plan {
-    let mut plan = plan_changes(state, rules);
-    let fence = state.held_lock.take();
-    if plan.does_something() {
-        plan.fence = fence;
-        if let Some(write) = &plan.write {
-            plan.size = grown_past(state.stored.as_ref(), write, max_size);
-        }
+    let delete = state.delete_id.take();
+    if state.destroyed {
+        return Plan::ending(state, delete, false);
     }
-    // Dropped before the store works, so that a store holding the same values can change them
-    // in place rather than copy them.
-    state.stored = None;
-    plan
+    let (Some(loaded), Some(key)) = (&state.loaded_id, state.loaded_key) else {
+        return create_plan(state, rules, delete, max_size);
+    };
+    if state.new_id.is_some() {
+        return move_plan(state, rules, key, delete, max_size);
+    }
+    let (expires_at, cookie) = renewal(state, rules);
+    let flash = state.flash_patch();
+    if state.pending.is_empty()
+        && flash.is_empty()
+        && expires_at.is_none()
+        && state.pending_expiry.is_none()
+        && state.pending_owner.is_none()
+    {
+        // Read, not changed, not due for a touch: no change set to build.
+        return Plan::without_write(state, delete, CookiePlan::Keep);
+    }
+    let id = loaded.clone();
+    let size = grown_past(state.stored.as_ref(), &state.pending, &flash, max_size);
+    let fence = let_go(state, true);
+    Plan {
+        now: state.now,
+        write: Some(Write::Apply {
+            key,
+            changes: Changes {
+                values: std::mem::take(&mut state.pending),
+                flash,
+                expires_at,
+                expiry: state.pending_expiry,
+                owner: state.pending_owner.take(),
+            },
+            id,
+        }),
+        delete,
+        cookie,
+        #[cfg(feature = "client-side")]
+        base: None,
+        fence,
+        size,
+    }
 }
 
 /// [`plan`] for a save that rewrites the whole session (client-side sessions): the plan keeps
@@ -164,58 +204,12 @@ pub(crate) fn plan_rewrite(state: &mut State, rules: &ExpiryRules, max_size: usi
     plan
 }
 
-fn plan_changes(state: &mut State, rules: &ExpiryRules) -> Plan {
-    let delete = state.delete_id.take();
-    if state.destroyed {
-        return Plan::ending(state.now, delete);
-    }
-    let (Some(loaded), Some(key)) = (&state.loaded_id, state.loaded_key) else {
-        return create_plan(state, rules, delete);
-    };
-    if state.new_id.is_some() {
-        return move_plan(state, rules, key, delete);
-    }
-    let (expires_at, cookie) = renewal(state, rules);
-    let flash = state.flash_patch();
-    if state.pending.is_empty()
-        && flash.is_empty()
-        && expires_at.is_none()
-        && state.pending_expiry.is_none()
-        && state.pending_owner.is_none()
-    {
-        // Read, not changed, not due for a touch: no change set to build.
-        return Plan {
-            now: state.now,
-            write: None,
-            delete,
-            cookie: CookiePlan::Keep,
-            #[cfg(feature = "client-side")]
-            base: None,
-            fence: None,
-            size: 0,
-        };
-    }
-    let changes = Changes {
-        values: std::mem::take(&mut state.pending),
-        flash,
-        expires_at,
-        expiry: state.pending_expiry,
-        owner: state.pending_owner.take(),
-    };
-    Plan {
-        now: state.now,
-        write: Some(Write::Apply {
-            key,
-            changes,
-            id: loaded.clone(),
-        }),
-        delete,
-        cookie,
-        #[cfg(feature = "client-side")]
-        base: None,
-        fence: None,
-        size: 0,
-    }
+/// Lets go of the loaded record — before the store works, so that a store holding the same
+/// values can change them in place rather than copy them — and hands over the session's lock
+/// for the plan's writes to be fenced by, if it `writes`; else the lock is released here.
+fn let_go(state: &mut State, writes: bool) -> Option<Box<HeldLock>> {
+    state.stored = None;
+    state.held_lock.take().filter(|_| writes)
 }
 
 /// The renewal of a stored session saved at the request's time: its new expiry time, if it is
@@ -247,7 +241,7 @@ fn renewal(state: &State, rules: &ExpiryRules) -> (Option<SystemTime>, CookiePla
 /// request's values and flash. Stored only if it holds something.
 #[cold]
 #[inline(never)]
-fn create_plan(state: &mut State, rules: &ExpiryRules, delete: Option<SessionId>) -> Plan {
+fn create_plan(state: &mut State, rules: &ExpiryRules, delete: Option<SessionId>, max_size: usize) -> Plan {
     let renewed = rules.renewed(rules.effective(state.expiry_override()), state.created_at, state.now);
     let record = Record {
         values: state.current_values(),
@@ -258,13 +252,12 @@ fn create_plan(state: &mut State, rules: &ExpiryRules, delete: Option<SessionId>
         owner: state.pending_owner.take().flatten(),
     };
     if record.values.is_empty() && record.flash.is_empty() {
-        let mut plan = Plan::ending(state.now, delete);
-        if state.stale_cookie {
-            // A cookie of a session that ended (on another device, say) goes on its next request.
-            plan.cookie = CookiePlan::Remove;
-        }
-        return plan;
+        // A cookie of a session that ended (on another device, say) goes on its next request.
+        let stale_cookie = state.stale_cookie;
+        return Plan::ending(state, delete, stale_cookie);
     }
+    let size = record.byte_size();
+    let fence = let_go(state, true);
     Plan {
         now: state.now,
         write: Some(Write::Create { record }),
@@ -274,8 +267,8 @@ fn create_plan(state: &mut State, rules: &ExpiryRules, delete: Option<SessionId>
         },
         #[cfg(feature = "client-side")]
         base: None,
-        fence: None,
-        size: 0,
+        fence,
+        size: if size > max_size { size } else { 0 },
     }
 }
 
@@ -283,16 +276,26 @@ fn create_plan(state: &mut State, rules: &ExpiryRules, delete: Option<SessionId>
 /// of what is stored then, so a concurrent write is kept and a concurrent logout is not undone.
 #[cold]
 #[inline(never)]
-fn move_plan(state: &mut State, rules: &ExpiryRules, from: StoreKey, delete: Option<SessionId>) -> Plan {
+fn move_plan(
+    state: &mut State,
+    rules: &ExpiryRules,
+    from: StoreKey,
+    delete: Option<SessionId>,
+    max_size: usize,
+) -> Plan {
     let renewed = rules.renewed(rules.effective(state.expiry_override()), state.created_at, state.now);
+    let to = state.new_id.clone().expect("a move has a new id");
+    let flash = state.flash_patch();
+    let size = grown_past(state.stored.as_ref(), &state.pending, &flash, max_size);
+    let fence = let_go(state, true);
     Plan {
         now: state.now,
         write: Some(Write::Move {
             from,
-            to: state.new_id.clone().expect("a move has a new id"),
+            to,
             changes: Changes {
                 values: std::mem::take(&mut state.pending),
-                flash: state.flash_patch(),
+                flash,
                 expires_at: Some(renewed.expires_at),
                 expiry: state.pending_expiry,
                 owner: state.pending_owner.take(),
@@ -304,31 +307,25 @@ fn move_plan(state: &mut State, rules: &ExpiryRules, from: StoreKey, delete: Opt
         },
         #[cfg(feature = "client-side")]
         base: None,
-        fence: None,
-        size: 0,
+        fence,
+        size,
     }
 }
 
-/// The bytes of values and flash the session holds after `write`, merged into `loaded` (the
-/// record as this request loaded it), when that is over `limit` and more than it held when
-/// loaded; else 0. Only growth is refused: a session already over the limit (stored before a
-/// lower limit, or grown by two requests that each stayed under it) can still be renewed,
-/// shrunk or emptied of its flash.
-fn grown_past(loaded: Option<&Record>, write: &Write, limit: usize) -> usize {
-    let changes = match write {
-        Write::Create { record } => {
-            let size = record.byte_size();
-            return if size > limit { size } else { 0 };
-        }
-        Write::Apply { changes, .. } | Write::Move { changes, .. } => changes,
-    };
+/// The bytes of values and flash the session holds once `values` and `flash` (a change set's)
+/// are merged into `loaded` (the record as this request loaded it), when that is over `limit`
+/// and more than it held when loaded; else 0. Only growth is refused: a session already over
+/// the limit (stored before a lower limit, or grown by two requests that each stayed under it)
+/// can still be renewed, shrunk or emptied of its flash.
+fn grown_past(loaded: Option<&Record>, values: &Patch, flash: &Patch, limit: usize) -> usize {
     let before = loaded.map_or(0, Record::byte_size);
     // Most writes stay under the limit even counting every value they set as new: no need to
     // look up what each replaces.
-    if before + changes.added_size() <= limit {
+    let added = values.added_size() + flash.added_size();
+    if before + added <= limit {
         return 0;
     }
-    let size = loaded.map_or_else(|| changes.added_size(), |loaded| loaded.byte_size_with(changes));
+    let size = loaded.map_or(added, |loaded| loaded.byte_size_with(values, flash));
     if size > limit && size > before {
         size
     } else {
