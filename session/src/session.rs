@@ -99,12 +99,12 @@ impl<V: SessionSchema, F: FlashSchema> Session<V, F> {
     /// decodes as `T` (after a type change, say): that is logged as a warning, never an error.
     pub fn get<T: DeserializeOwned>(&self, key: Key<V, T>) -> Option<T> {
         let state = self.state();
-        decode(key.name(), "value", state.value_json(key.name())?)
+        decode(key.name(), "value", state.value_bytes(key.name())?)
     }
 
     /// Whether a value is stored under `key`.
     pub fn has<T>(&self, key: Key<V, T>) -> bool {
-        self.state().value_json(key.name()).is_some()
+        self.state().value_bytes(key.name()).is_some()
     }
 
     /// Stores `value` under `key`.
@@ -125,7 +125,7 @@ impl<V: SessionSchema, F: FlashSchema> Session<V, F> {
     pub fn take<T: DeserializeOwned>(&mut self, key: Key<V, T>) -> Option<T> {
         let mut state = self.state();
         let value = state
-            .value_json(key.name())
+            .value_bytes(key.name())
             .and_then(|json| decode(key.name(), "value", json));
         state.unset_value(key.name(), is_owner(key));
         value
@@ -165,7 +165,7 @@ impl<V: SessionSchema, F: FlashSchema> Session<V, F> {
             .flash_now()
             .get(key.name())
             .or_else(|| state.incoming_flash().get(key.name()))?;
-        decode(key.name(), "flash", json)
+        decode(key.name(), "flash", json.as_bytes())
     }
 
     /// Carries the flash under `key` that arrived with this request over to the next one.
@@ -272,8 +272,8 @@ fn is_owner<V: SessionSchema, T>(key: Key<V, T>) -> bool {
     V::OWNER.is_some_and(|owner| owner == key.name())
 }
 
-fn decode<T: DeserializeOwned>(name: &str, kind: &str, json: &str) -> Option<T> {
-    serde_json::from_str(json)
+fn decode<T: DeserializeOwned>(name: &str, kind: &str, json: &[u8]) -> Option<T> {
+    serde_json::from_slice(json)
         .map_err(|error| warn_undecodable(name, kind, &error))
         .ok()
 }

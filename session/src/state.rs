@@ -156,11 +156,17 @@ impl State {
         self.new_id.as_ref().or(self.loaded_id.as_ref())
     }
 
-    pub(crate) fn value_json(&self, name: &str) -> Option<&str> {
+    /// The JSON under `name` as this request sees it, as bytes (for decoding).
+    pub(crate) fn value_bytes(&self, name: &str) -> Option<&[u8]> {
         match self.pending.get(name) {
-            Some(change) => change.as_deref(),
-            None => self.base().get(name),
+            Some(change) => change.as_deref().map(str::as_bytes),
+            None => self.base().get_bytes(name),
         }
+    }
+
+    /// [`value_bytes`](Self::value_bytes) as text (only whole `str`s are ever stored).
+    pub(crate) fn value_json(&self, name: &str) -> Option<&str> {
+        self.value_bytes(name).and_then(|json| std::str::from_utf8(json).ok())
     }
 
     pub(crate) fn writable(&self, what: &str) -> bool {

@@ -120,6 +120,13 @@ impl ValueMap {
         Some(self.text(slot.value))
     }
 
+    /// [`get`](Self::get)'s value as bytes, not checked as UTF-8 again: for a JSON decoder,
+    /// which checks what it reads anyway.
+    pub(crate) fn get_bytes(&self, name: &str) -> Option<&[u8]> {
+        let slot = self.find(name)?;
+        Some(&self.buffer()[slot.value])
+    }
+
     /// Whether the map holds `name`.
     pub fn contains_key(&self, name: &str) -> bool {
         self.find(name).is_some()
