@@ -121,8 +121,8 @@ impl Plan {
     }
 
     /// A session that ends without a successor: its record is deleted if it had one, and then
-    /// its cookie goes too (a session that was never stored has no cookie of ours to remove).
-    /// `stale_cookie`: the request's cookie names no live session, so it goes anyway.
+    /// its cookie goes too. Without a record to delete the cookie stays, unless `stale_cookie`:
+    /// the request's cookie names a session that is no longer live.
     fn ending(state: &mut State, delete: Option<SessionId>, stale_cookie: bool) -> Self {
         let cookie = if delete.is_some() || stale_cookie {
             CookiePlan::Remove
@@ -142,9 +142,10 @@ impl Plan {
 /// The session's lock, if the request holds it, goes into the plan, whose writes are made only
 /// while it is still held; with nothing to save it is released here.
 ///
-/// A plan is built once, where it is returned, never wrapped nor changed after: it is one of the
-/// largest values of a request, and each move of it is a copy. So each kind of plan below works
-/// out its size check and takes the lock itself, before it is built.
+/// A plan is built once, where it is returned, never wrapped nor changed after (but for
+/// client-side sessions, whose `plan_rewrite` adds the loaded record): it is one of the largest
+/// values of a request, and each move of it is a copy. So each kind of plan below works out its
+/// size check and takes the lock itself, before it is built.
 pub(crate) fn plan(state: &mut State, rules: &ExpiryRules, max_size: usize) -> Plan {
     let delete = state.delete_id.take();
     if state.destroyed {

@@ -163,9 +163,9 @@ impl<V: SessionSchema, F: FlashSchema> Session<V, F> {
         let state = self.state();
         let json = state
             .flash_now()
-            .get(key.name())
-            .or_else(|| state.incoming_flash().get(key.name()))?;
-        decode(key.name(), "flash", json.as_bytes())
+            .get_bytes(key.name())
+            .or_else(|| state.incoming_flash().get_bytes(key.name()))?;
+        decode(key.name(), "flash", json)
     }
 
     /// Carries the flash under `key` that arrived with this request over to the next one.

@@ -164,9 +164,12 @@ impl State {
         }
     }
 
-    /// [`value_bytes`](Self::value_bytes) as text (only whole `str`s are ever stored).
+    /// [`value_bytes`](Self::value_bytes) as text.
     pub(crate) fn value_json(&self, name: &str) -> Option<&str> {
-        self.value_bytes(name).and_then(|json| std::str::from_utf8(json).ok())
+        match self.pending.get(name) {
+            Some(change) => change.as_deref(),
+            None => self.base().get(name),
+        }
     }
 
     pub(crate) fn writable(&self, what: &str) -> bool {
