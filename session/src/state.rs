@@ -166,10 +166,9 @@ impl State {
 
     /// [`value_bytes`](Self::value_bytes) as text.
     pub(crate) fn value_json(&self, name: &str) -> Option<&str> {
-        match self.pending.get(name) {
-            Some(change) => change.as_deref(),
-            None => self.base().get(name),
-        }
+        let json = self.value_bytes(name)?;
+        // Only whole `str`s are ever stored, as `ValueMap::get` also relies on.
+        Some(std::str::from_utf8(json).expect("a session value is UTF-8"))
     }
 
     pub(crate) fn writable(&self, what: &str) -> bool {

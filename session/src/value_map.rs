@@ -238,13 +238,16 @@ fn slot_at(buffer: &[u8], start: usize) -> Option<Slot> {
 
 /// The bytes of one entry: its header, then `name` and `json`.
 fn entry<'a>(name: &'a [u8], json: &'a [u8]) -> impl Iterator<Item = u8> + 'a {
-    let header = [length(name).to_le_bytes(), length(json).to_le_bytes()];
-    header.into_iter().flatten().chain(name.iter().chain(json).copied())
+    header(name, json).into_iter().chain(name.iter().chain(json).copied())
 }
 
-/// The length of a name or value as stored in an entry's header.
-fn length(text: &[u8]) -> u32 {
-    u32::try_from(text.len()).expect("session names and values are shorter than 4 GiB")
+/// The header of the entry `name` → `json`: both lengths, as [`slot_at`] reads them.
+fn header(name: &[u8], json: &[u8]) -> [u8; HEADER] {
+    let length = |text: &[u8]| u32::try_from(text.len()).expect("session names and values are shorter than 4 GiB");
+    let mut header = [0; HEADER];
+    header[..4].copy_from_slice(&length(name).to_le_bytes());
+    header[4..].copy_from_slice(&length(json).to_le_bytes());
+    header
 }
 
 /// The slots of a map's entries, in order.

@@ -10,7 +10,7 @@ use std::ops::Range;
 use serde::de::{DeserializeSeed, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use super::{length, slot_at, Slot, ValueMap, HEADER, MAX_LEN};
+use super::{header, slot_at, Slot, ValueMap, HEADER, MAX_LEN};
 
 /// Builds a [`ValueMap`] from entries given one at a time, straight into one buffer, with no
 /// allocation per entry: for the stores' decoders, `ValueMap`'s own `Deserialize` and
@@ -62,8 +62,7 @@ impl ValueMapBuilder {
         }
         let start = self.bytes.len() + HEADER;
         self.bytes.reserve(HEADER + name.len() + json.len());
-        self.bytes.extend_from_slice(&length(name.as_bytes()).to_le_bytes());
-        self.bytes.extend_from_slice(&length(json.as_bytes()).to_le_bytes());
+        self.bytes.extend_from_slice(&header(name.as_bytes(), json.as_bytes()));
         self.bytes.extend_from_slice(name.as_bytes());
         self.bytes.extend_from_slice(json.as_bytes());
         self.last_name = start..start + name.len();
