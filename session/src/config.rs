@@ -176,12 +176,20 @@ impl Config {
 
 /// A store read in which an undecodable record counts as none: one corrupt record must not
 /// answer 503 to its owner forever (the next write starts a new session).
+// Inlined: a call would move the whole read (a record) in and out on every load.
+#[inline]
 pub(crate) fn undecodable_is_none<T>(read: Result<Option<T>, StoreError>) -> Result<Option<T>, StoreError> {
     match read {
         Err(StoreError::Corrupt(reason)) => {
-            tracing::warn!(%reason, "the stored session does not decode; starting a new one");
+            warn_undecodable(&reason);
             Ok(None)
         }
         other => other,
     }
+}
+
+#[cold]
+#[inline(never)]
+fn warn_undecodable(reason: &str) {
+    tracing::warn!(%reason, "the stored session does not decode; starting a new one");
 }

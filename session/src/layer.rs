@@ -346,7 +346,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let session = Arc::new(RequestSession::new(Arc::clone(&self.config)));
+        let session = RequestSession::start(&self.config);
         request.extensions_mut().insert(Arc::clone(&session));
         ResponseFuture {
             state: ResponseState::Handler {
@@ -379,7 +379,7 @@ pin_project! {
         Handler {
             #[pin]
             future: F,
-            // Taken by the save, which owns it from then on.
+            // Taken when the handler is done.
             session: Option<Arc<RequestSession>>,
         },
         Saving {
@@ -409,26 +409,29 @@ where
             let next = match self.as_mut().project().state.project() {
                 ResponseStateProj::Handler { future, session } => {
                     let mut response = ready!(future.poll(cx))?;
+                    let session = session.take().expect("a response future is not polled after it is done");
                     // A request that never extracted the session has nothing to save, and its
                     // response does not depend on the session.
-                    let Some(loaded) = session.as_ref().filter(|session| session.is_loaded()) else {
-                        return Poll::Ready(Ok(response));
-                    };
-                    let plan = loaded.plan_save();
-                    if !plan.does_something() {
-                        vary_on_cookie(response.headers_mut());
+                    if !session.is_loaded() {
+                        RequestSession::finish(session);
                         return Poll::Ready(Ok(response));
                     }
-                    let session = session.take().expect("the session is taken once, by the save");
-                    if session.config.answers_at_once {
+                    let plan = session.plan_save();
+                    if !plan.does_something() {
+                        vary_on_cookie(response.headers_mut());
+                        RequestSession::finish(session);
+                        return Poll::Ready(Ok(response));
+                    }
+                    if session.config().answers_at_once {
                         // This storage's saves are done when first polled: polled here, on the
                         // stack, neither the save's future nor the plan is kept or moved.
-                        let saved = match std::pin::pin!(save(&session.config, &plan)).poll(cx) {
+                        let saved = match std::pin::pin!(save(session.config(), &plan)).poll(cx) {
                             Poll::Ready(saved) => saved,
                             Poll::Pending => Err(save_had_to_wait()),
                         };
                         release_lock(&plan, &saved);
                         finish(saved, &mut response);
+                        RequestSession::finish(session);
                         return Poll::Ready(Ok(response));
                     }
                     ResponseState::Saving {
@@ -463,8 +466,9 @@ fn save_had_to_wait() -> SaveError {
 
 /// Carries out `plan`, made by `session`, when the store must be awaited.
 async fn save_and_release(session: Arc<RequestSession>, plan: Plan) -> Result<Option<HeaderValue>, SaveError> {
-    let saved = save(&session.config, &plan).await;
+    let saved = save(session.config(), &plan).await;
     release_lock(&plan, &saved);
+    RequestSession::finish(session);
     saved
 }
 

@@ -395,7 +395,7 @@ impl<V: OwnedSchema, F: FlashSchema> Session<V, F> {
         let (Some(owner), caller) = self.owner_and_caller() else {
             return Ok(Vec::new());
         };
-        Ok(list(&self.request().config, &owner, caller.key.as_ref()).await?)
+        Ok(list(self.request().config(), &owner, caller.key.as_ref()).await?)
     }
 
     /// Ends every other session of this session's owner ("log out other devices"); returns how
@@ -406,7 +406,7 @@ impl<V: OwnedSchema, F: FlashSchema> Session<V, F> {
         let (Some(owner), caller) = self.owner_and_caller() else {
             return Ok(0);
         };
-        Ok(end_all_but(&self.request().config, &owner, caller).await?)
+        Ok(end_all_but(self.request().config(), &owner, caller).await?)
     }
 
     /// Ends the session of this session's owner named by `handle` (from
@@ -416,6 +416,6 @@ impl<V: OwnedSchema, F: FlashSchema> Session<V, F> {
         let (Some(owner), caller) = self.owner_and_caller() else {
             return Ok(false);
         };
-        Ok(end_one(&self.request().config, &owner, handle, caller).await?)
+        Ok(end_one(self.request().config(), &owner, handle, caller).await?)
     }
 }

@@ -1,6 +1,7 @@
 //! One request's session: the slot the layer puts in the request's extensions, and the load
 //! that fills it when a handler first takes the session — cookie, id, store key, store read.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -39,6 +40,13 @@ impl From<StoreError> for LoadError {
     }
 }
 
+/// Not reached: a slot is emptied only when nothing else holds it.
+#[cold]
+#[inline(never)]
+fn finished() -> ! {
+    unreachable!("a request's session slot was used after its request finished")
+}
+
 /// Whether a browser says the request is not a page load (`Sec-Fetch-Mode` other than
 /// `navigate`: a `fetch` or an XHR). Such a request may have left before a login in another tab
 /// set a newer cookie, which removing its stale cookie would then remove: only navigations (and
@@ -51,7 +59,10 @@ fn is_background_fetch(headers: &HeaderMap) -> bool {
 
 /// The session of one request, before and after it is loaded. Lives in the request's extensions.
 pub(crate) struct RequestSession {
-    pub(crate) config: Arc<Config>,
+    /// The layer's settings; `None` only while the slot waits, as a thread's spare, for its
+    /// next request (see [`start`](Self::start)), so that a spare keeps no layer (and no store)
+    /// alive.
+    config: Option<Arc<Config>>,
     /// Set once `state` holds the session: most routes never take it, and their response
     /// asks this instead of taking the lock.
     loaded: AtomicBool,
@@ -68,12 +79,52 @@ type StateLock = spin::lock_api::Mutex<Option<State>>;
 /// The locked state of a loaded session.
 pub(crate) type StateGuard<'a> = MappedMutexGuard<'a, spin::Mutex<()>, State>;
 
+std::thread_local! {
+    /// A finished request's slot, kept by the thread for its next request (see
+    /// [`RequestSession::start`]).
+    static SPARE: Cell<Option<Arc<RequestSession>>> = const { Cell::new(None) };
+}
+
 impl RequestSession {
-    pub(crate) fn new(config: Arc<Config>) -> Self {
-        RequestSession {
-            config,
+    /// The slot of a new request under the layer with `config`.
+    ///
+    /// A request's slot is shared by the layer and the handler's `Session`s, so it lives in an
+    /// `Arc`. Allocating and freeing it was one of the larger costs of a request that never
+    /// takes its session: each thread keeps the slot of its last finished request (see
+    /// [`finish`](Self::finish)) and starts the next one in it.
+    pub(crate) fn start(config: &Arc<Config>) -> Arc<Self> {
+        if let Ok(Some(mut spare)) = SPARE.try_with(Cell::take) {
+            if let Some(slot) = Arc::get_mut(&mut spare) {
+                slot.config = Some(Arc::clone(config));
+                return spare;
+            }
+        }
+        Arc::new(RequestSession {
+            config: Some(Arc::clone(config)),
             loaded: AtomicBool::new(false),
             state: StateLock::new(None),
+        })
+    }
+
+    /// Ends the request of `slot`: if nothing else holds the slot (no `Session` of the request
+    /// outlived it), it is emptied — its state dropped, its layer's settings let go — and kept as
+    /// the thread's spare for the next request.
+    pub(crate) fn finish(mut slot: Arc<Self>) {
+        let Some(emptied) = Arc::get_mut(&mut slot) else {
+            return;
+        };
+        emptied.config = None;
+        *emptied.loaded.get_mut() = false;
+        *emptied.state.get_mut() = None;
+        // Not kept if the thread is ending: the slot is then simply dropped.
+        let _ = SPARE.try_with(|spare| spare.set(Some(slot)));
+    }
+
+    /// The layer's settings.
+    pub(crate) fn config(&self) -> &Config {
+        match &self.config {
+            Some(config) => config,
+            None => finished(),
         }
     }
 
@@ -111,7 +162,7 @@ impl RequestSession {
     /// With `locking` (a [`LockedSession`](crate::LockedSession)), each stored session is locked
     /// before it is read, and the lock of the one adopted is kept until the save is done.
     pub(crate) async fn load(&self, headers: &HeaderMap, locking: bool) -> Result<(), LoadError> {
-        let config = &*self.config;
+        let config = self.config();
         #[cfg(feature = "client-side")]
         if let Storage::Cookie(keys) = &config.storage {
             // Nothing to lock: each response carries its own copy of the session.
@@ -170,7 +221,7 @@ impl RequestSession {
     /// layer's rules (its expiry travels inside it, so a cookie replayed past it is no session).
     #[cfg(feature = "client-side")]
     fn open_sealed(&self, keys: &[EncryptionKey], headers: &HeaderMap, now: SystemTime) {
-        let config = &*self.config;
+        let config = self.config();
         let live = config
             .cookie
             .sealed_sessions(headers, keys)
@@ -198,7 +249,7 @@ impl RequestSession {
         key: StoreKey,
         give_up: Instant,
     ) -> Result<(Option<Record>, Option<Box<HeldLock>>, SystemTime), LoadError> {
-        let config = &*self.config;
+        let config = self.config();
         let busy = || LoadError::Busy(config.lock_wait);
         if let Some(store) = config.storage.shared_locks() {
             let locked = lock_in_store(
@@ -232,7 +283,7 @@ impl RequestSession {
     /// the lock: takes the lock now and reads the session again under it — unless this request
     /// already changed it, which a second read would undo.
     async fn lock_loaded(&self) -> Result<(), LoadError> {
-        let config = &*self.config;
+        let config = self.config();
         let (id, key, resign_cookie) = {
             let state = self.state();
             let (Some(id), Some(key)) = (&state.loaded_id, state.loaded_key) else {
@@ -268,7 +319,7 @@ impl RequestSession {
     /// If no handler loaded the session: the layer asks only when one did.
     pub(crate) fn plan_save(&self) -> Plan {
         let mut state = self.state();
-        let config = &*self.config;
+        let config = self.config();
         // A sealed cookie carries the whole session, so its save needs the loaded record too.
         #[cfg(feature = "client-side")]
         if let Storage::Cookie(_) = config.storage {
@@ -289,5 +340,53 @@ impl RequestSession {
         }
         drop(slot);
         self.loaded.store(true, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryStore;
+
+    /// A finished request's slot starts the thread's next request, empty, under that request's
+    /// layer, and while it waits it keeps no layer (so no store) alive.
+    #[test]
+    fn a_finished_slot_is_reused_empty_and_keeps_no_layer_alive() {
+        let first_layer = Arc::new(Config::new(MemoryStore::new()));
+        let first_layer_gone = Arc::downgrade(&first_layer);
+        let slot = RequestSession::start(&first_layer);
+        let address = Arc::as_ptr(&slot);
+        slot.install(|| State::fresh(SystemTime::now()));
+        assert!(slot.is_loaded());
+        RequestSession::finish(slot);
+        drop(first_layer);
+        assert!(
+            first_layer_gone.upgrade().is_none(),
+            "the thread's spare slot kept a dropped layer's settings alive"
+        );
+
+        let second_layer = Arc::new(Config::new(MemoryStore::new()));
+        let next = RequestSession::start(&second_layer);
+        assert_eq!(Arc::as_ptr(&next), address, "the spare slot was not reused");
+        assert!(!next.is_loaded());
+        assert!(next.loaded_state().is_none());
+        assert!(next.state.lock().is_none(), "the previous request's state was kept");
+        assert!(std::ptr::eq(next.config(), &*second_layer));
+    }
+
+    /// A slot that something still holds when its request ends (a `Session` moved into a spawned
+    /// task, say) is left to it, untouched, and the next request gets a slot of its own.
+    #[test]
+    fn a_slot_still_held_is_left_alone() {
+        let layer = Arc::new(Config::new(MemoryStore::new()));
+        let slot = RequestSession::start(&layer);
+        slot.install(|| State::fresh(SystemTime::now()));
+        let outliving_session = Arc::clone(&slot);
+        RequestSession::finish(slot);
+        let next = RequestSession::start(&layer);
+        assert!(!Arc::ptr_eq(&next, &outliving_session));
+        assert!(!next.is_loaded());
+        assert!(outliving_session.is_loaded(), "a held slot was emptied");
+        assert!(std::ptr::eq(outliving_session.config(), &*layer));
     }
 }

@@ -77,7 +77,7 @@ impl<V: SessionSchema, F: FlashSchema> Session<V, F> {
     pub(crate) fn from_loaded(request: Arc<RequestSession>) -> Self {
         debug_assert!(request.is_loaded());
         if let Some(owner) = V::OWNER {
-            if request.config.storage.indexes_owners() {
+            if request.config().storage.indexes_owners() {
                 request.state().index_unindexed_owner(owner, V::__owner_index_json);
             }
         }
@@ -259,7 +259,7 @@ impl<V: SessionSchema, F: FlashSchema> Session<V, F> {
     /// The expiry that applies to this session: its override, or the layer's.
     pub fn expiry(&self) -> Expiry {
         let session_override = self.state().expiry_override();
-        self.request.config.expiry.effective(session_override)
+        self.request.config().expiry.effective(session_override)
     }
 }
 
