@@ -111,9 +111,9 @@ fn loaded_session(parts: &Parts, locking: bool) -> Loading<'_> {
         return Loading::Done(Some(Err(SessionRejection::MissingLayer)));
     };
     if !locking && session.config().answers_at_once {
-        let load = std::pin::pin!(load_and_share(session, &parts.headers, false));
+        let load = std::pin::pin!(session.load(&parts.headers, false));
         if let Poll::Ready(loaded) = load.poll(&mut Context::from_waker(Waker::noop())) {
-            return Loading::Done(Some(loaded));
+            return Loading::Done(Some(shared(session, loaded)));
         }
         // Not reached for such a storage. A load only reads, so dropping it and starting
         // again, awaited, is safe.
@@ -128,12 +128,17 @@ async fn load_and_share(
     headers: &http::HeaderMap,
     locking: bool,
 ) -> Result<Arc<RequestSession>, SessionRejection> {
-    session.load(headers, locking).await.map_err(|error| match error {
-        LoadError::Store(error) => SessionRejection::StoreUnavailable(error),
-        LoadError::Busy(waited) => SessionRejection::LockBusy { waited },
-        LoadError::LockedTooLate => SessionRejection::LockedTooLate,
-    })?;
-    Ok(Arc::clone(session))
+    shared(session, session.load(headers, locking).await)
+}
+
+/// A handle on `session` once its load is done, or why it could not be loaded.
+fn shared(session: &Arc<RequestSession>, loaded: Result<(), LoadError>) -> Result<Arc<RequestSession>, SessionRejection> {
+    match loaded {
+        Ok(()) => Ok(Arc::clone(session)),
+        Err(LoadError::Store(error)) => Err(SessionRejection::StoreUnavailable(error)),
+        Err(LoadError::Busy(waited)) => Err(SessionRejection::LockBusy { waited }),
+        Err(LoadError::LockedTooLate) => Err(SessionRejection::LockedTooLate),
+    }
 }
 
 /// A session being loaded: done already, or a load to await.
