@@ -95,6 +95,7 @@ mod record;
 mod request;
 mod save;
 mod session;
+mod short_bytes;
 mod state;
 pub mod store;
 mod value_map;

@@ -330,6 +330,7 @@ impl RequestSession {
 
     /// Puts the loaded session in place (built there, not moved: it is the largest part of a
     /// request's session).
+    #[inline(always)]
     fn install(&self, state: impl FnOnce() -> State) {
         // Extractors run one after another, so a second load in one request is not expected;
         // should two race, the first to finish wins and both see its session.

@@ -8,6 +8,8 @@ use smallvec::SmallVec;
 
 use serde::{Serialize, Serializer};
 
+use crate::short_bytes;
+
 /// Stored objects read into a map's buffer, entry by entry (`Deserialize`, the stores' decoders).
 pub(crate) mod decode;
 
@@ -136,7 +138,7 @@ impl ValueMap {
     /// as a `str`.
     pub(crate) fn holds(&self, name: &str, json: &str) -> bool {
         self.find(name)
-            .is_some_and(|slot| &self.buffer()[slot.value] == json.as_bytes())
+            .is_some_and(|slot| short_bytes::same(&self.buffer()[slot.value], json.as_bytes()))
     }
 
     /// Stores `json` under `name`; returns whether it replaced a value.
@@ -151,7 +153,7 @@ impl ValueMap {
                 match &mut self.bytes {
                     // Copied first only if a clone still shares the buffer.
                     Some(shared) if slot.value.len() == json.len() => {
-                        Arc::make_mut(shared)[slot.value].copy_from_slice(json);
+                        short_bytes::copy(&mut Arc::make_mut(shared)[slot.value], json);
                     }
                     _ => {
                         let bytes = self.spliced(slot.start..slot.value.end, entry(name, json));
@@ -197,7 +199,7 @@ impl ValueMap {
 
     fn find(&self, name: &str) -> Option<Slot> {
         self.slots()
-            .find(|slot| &self.buffer()[slot.name.clone()] == name.as_bytes())
+            .find(|slot| short_bytes::same(&self.buffer()[slot.name.clone()], name.as_bytes()))
     }
 
     fn slots(&self) -> Slots<'_> {
@@ -211,10 +213,12 @@ impl ValueMap {
     /// The slot holding `name`, or where an entry for it belongs.
     fn position(&self, name: &[u8]) -> Result<Slot, usize> {
         for slot in self.slots() {
-            match self.buffer()[slot.name.clone()].cmp(name) {
-                std::cmp::Ordering::Less => {}
-                std::cmp::Ordering::Equal => return Ok(slot),
-                std::cmp::Ordering::Greater => return Err(slot.start),
+            let stored = &self.buffer()[slot.name.clone()];
+            if short_bytes::same(stored, name) {
+                return Ok(slot);
+            }
+            if stored > name {
+                return Err(slot.start);
             }
         }
         Err(self.buffer().len())

@@ -7,6 +7,8 @@ use std::time::Duration;
 use cookie::{Cookie, SameSite};
 use http::header::{Entry, HeaderMap, HeaderValue, OccupiedEntry, COOKIE, VARY};
 
+use crate::short_bytes;
+
 #[cfg(feature = "client-side")]
 mod sealed;
 mod signing;
@@ -218,10 +220,8 @@ impl<'a> Iterator for CookieValues<'a> {
                 }
                 None => std::mem::take(&mut self.pairs),
             };
-            let Some(value) = pair
-                .trim_ascii()
-                .strip_prefix(self.name)
-                .and_then(|rest| rest.strip_prefix(b"="))
+            let pair = pair.trim_ascii();
+            let Some(value) = short_bytes::strip_prefix(pair, self.name).and_then(|rest| rest.strip_prefix(b"="))
             else {
                 continue;
             };
