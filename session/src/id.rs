@@ -42,6 +42,8 @@ fn all_id_bytes(word: u64) -> bool {
 /// The id is the secret a cookie carries. It is never written to a store as is: stores see its
 /// [`StoreKey`].
 #[derive(Clone, PartialEq, Eq, Hash)]
+// Word-aligned: moved as whole words where it sits in larger values (a save's plan).
+#[repr(align(8))]
 pub struct SessionId([u8; ID_LEN]);
 
 impl SessionId {
@@ -100,6 +102,8 @@ impl fmt::Debug for SessionId {
 
 /// The SHA-256 hash of a [`SessionId`]: the only form of the id a store ever sees.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+// Word-aligned, as `SessionId`.
+#[repr(align(8))]
 pub struct StoreKey([u8; 32]);
 
 impl StoreKey {

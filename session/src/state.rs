@@ -108,16 +108,28 @@ impl State {
         held_lock: Option<Box<HeldLock>>,
         now: SystemTime,
     ) -> Self {
+        // Every field spelled out rather than `..State::fresh(now)`, which is built whole and
+        // then copied from.
         State {
-            resign_cookie,
-            held_lock,
             loaded_id: Some(id),
             loaded_key: Some(key),
+            resign_cookie,
+            stale_cookie: false,
             stored_expires_at: Some(record.expires_at),
             stored_expiry: record.expiry,
             created_at: record.created_at,
             stored: Some(record),
-            ..State::fresh(now)
+            pending: Patch::new(),
+            flash: None,
+            reflash: false,
+            flash_cleared: false,
+            pending_expiry: None,
+            pending_owner: None,
+            new_id: None,
+            delete_id: None,
+            destroyed: false,
+            now,
+            held_lock,
         }
     }
 
