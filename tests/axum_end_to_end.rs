@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use typed_sessions::{Session, SessionLayer, SigningKey};
+use typed_sessions::{Session, SessionId, SessionLayer, SigningKey};
 use typed_sessions_tests::{Failure, TestStore};
 
 #[path = "common/browser.rs"]
@@ -763,7 +763,77 @@ async fn responses_that_set_the_cookie_are_private_to_caches() {
     );
 }
 
+/// A thread starts each request in the slot of the last request it finished (the layer reuses
+/// it): nothing of a finished request's session — its values, its flash, its id — reaches the
+/// next visitor served there, and the first visitor's session is intact afterwards.
+async fn a_finished_requests_session_never_reaches_the_next_visitor() {
+    let store = Arc::new(TestStore::default());
+    let app = app_on(store.clone());
+    let mut first = Browser::new(app.clone());
+    first.get("/login").await;
+    first.get("/flash?v=first").await;
+
+    let mut next = Browser::new(app.clone());
+    let reply = next.get("/whoami").await;
+    assert_eq!(reply.body, "None None");
+    assert!(reply.set_cookie.is_empty(), "{:?}", reply.set_cookie);
+    assert_eq!(next.get("/show-flash").await.body, "None None");
+    assert_eq!(next.get("/read-only").await.body, "0");
+    assert_eq!(next.get("/count").await.body, "1");
+    assert_eq!(next.get("/whoami").await.body, "None None");
+
+    assert_eq!(first.get("/show-flash").await.body, r#"Some("first") None"#);
+    assert_eq!(first.get("/whoami").await.body, r#"Some(42) Some("ada")"#);
+    assert_eq!(store.inner.len(), 2, "each visitor has a session of their own");
+}
+
+/// A `Session` moved into a task that outlives the response still names its own session while
+/// other visitors' requests run after it (the layer reuses a finished request's slot only when
+/// nothing holds it any more).
+async fn a_session_moved_into_a_task_outlives_its_request() {
+    let (seen_tx, seen_rx) = tokio::sync::oneshot::channel::<(Option<SessionId>, Option<SessionId>)>();
+    let seen_tx = Arc::new(parking_lot::Mutex::new(Some(seen_tx)));
+    let (others_done_tx, others_done_rx) = tokio::sync::oneshot::channel::<()>();
+    let others_done_rx = Arc::new(parking_lot::Mutex::new(Some(others_done_rx)));
+    let store = Arc::new(TestStore::default());
+    let app = routes()
+        .route(
+            "/later",
+            get(move |s: AppSession| {
+                let seen = seen_tx.lock().take().expect("one request to /later");
+                let others_done = others_done_rx.lock().take().expect("one request to /later");
+                async move {
+                    let during = s.id();
+                    tokio::spawn(async move {
+                        let _ = others_done.await;
+                        // Reads the layer's settings too: a slot emptied under it would panic here.
+                        let _ = s.expiry();
+                        let _ = seen.send((during, s.id()));
+                    });
+                    "later"
+                }
+            }),
+        )
+        .layer(SessionLayer::new(store.clone()));
+    let mut browser = Browser::new(app.clone());
+    browser.get("/login").await;
+    assert_eq!(browser.get("/later").await.body, "later");
+    // Other visitors' requests, each of which starts in a finished request's slot if one is free.
+    for _ in 0..3 {
+        let mut other = Browser::new(app.clone());
+        assert_eq!(other.get("/whoami").await.body, "None None");
+        other.get("/login").await;
+        assert_eq!(other.get("/whoami").await.body, r#"Some(42) Some("ada")"#);
+    }
+    others_done_tx.send(()).expect("the task waits");
+    let (during, after) = seen_rx.await.expect("the task reads its session");
+    assert!(during.is_some(), "the logged-in visitor's session has an id");
+    assert_eq!(after, during, "the task's session changed under it");
+}
+
 typed_sessions_tests::on_both_paths!(
+    a_finished_requests_session_never_reaches_the_next_visitor,
+    a_session_moved_into_a_task_outlives_its_request,
     a_session_over_its_size_limit_can_shrink_but_not_grow,
     a_session_over_its_size_limit_is_refused_with_413_and_nothing_is_written,
     responses_that_set_the_cookie_are_private_to_caches,

@@ -132,7 +132,10 @@ async fn load_and_share(
 }
 
 /// A handle on `session` once its load is done, or why it could not be loaded.
-fn shared(session: &Arc<RequestSession>, loaded: Result<(), LoadError>) -> Result<Arc<RequestSession>, SessionRejection> {
+fn shared(
+    session: &Arc<RequestSession>,
+    loaded: Result<(), LoadError>,
+) -> Result<Arc<RequestSession>, SessionRejection> {
     match loaded {
         Ok(()) => Ok(Arc::clone(session)),
         Err(LoadError::Store(error)) => Err(SessionRejection::StoreUnavailable(error)),

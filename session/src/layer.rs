@@ -409,7 +409,9 @@ where
             let next = match self.as_mut().project().state.project() {
                 ResponseStateProj::Handler { future, session } => {
                     let mut response = ready!(future.poll(cx))?;
-                    let session = session.take().expect("a response future is not polled after it is done");
+                    let session = session
+                        .take()
+                        .expect("a response future is not polled after it is done");
                     // A request that never extracted the session has nothing to save, and its
                     // response does not depend on the session.
                     if !session.is_loaded() {
@@ -430,7 +432,7 @@ where
                             Poll::Pending => Err(save_had_to_wait()),
                         };
                         release_lock(&plan, &saved);
-                        finish(saved, &mut response);
+                        finish_response(saved, &mut response);
                         RequestSession::finish(session);
                         return Poll::Ready(Ok(response));
                     }
@@ -444,7 +446,7 @@ where
                     let mut response = response
                         .take()
                         .expect("a response future is not polled after it is done");
-                    finish(saved, &mut response);
+                    finish_response(saved, &mut response);
                     return Poll::Ready(Ok(response));
                 }
             };
@@ -487,7 +489,7 @@ fn release_lock(plan: &Plan, saved: &Result<Option<HeaderValue>, SaveError>) {
 /// client-side session that cannot be sent) if the save
 /// failed. The response is changed where it is rather than moved through: it is larger than
 /// all the rest.
-fn finish<B: Default>(saved: Result<Option<HeaderValue>, SaveError>, response: &mut Response<B>) {
+fn finish_response<B: Default>(saved: Result<Option<HeaderValue>, SaveError>, response: &mut Response<B>) {
     match saved {
         Ok(set_cookie) => {
             if let Some(set_cookie) = set_cookie {

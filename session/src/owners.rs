@@ -260,6 +260,9 @@ async fn list<V>(
 /// The session asking to end others, if a request asks: its key (`None` if not stored yet) and
 /// when it started. A session moving to a new id keeps its start, so a session of the owner with
 /// the caller's start is the caller's own, reached by a concurrent `regenerate_id`, and is spared.
+/// The start is all that links a session to its new id, so a session of the same owner that
+/// started in the same instant as the caller's — the same millisecond on the SQL and Redis
+/// stores, which keep milliseconds — is spared too (see `Session::end_other_sessions`).
 #[derive(Clone, Copy, Default)]
 struct Caller {
     key: Option<StoreKey>,
@@ -402,6 +405,12 @@ impl<V: OwnedSchema, F: FlashSchema> Session<V, F> {
     /// many it ended. Each of them is gone on its next request, even one already in progress
     /// (its save finds no session and writes nothing). A session not stored yet ends all of the
     /// owner's sessions.
+    ///
+    /// This session is told from the others by its id and by when it started, which it keeps
+    /// across [`regenerate_id`](Session::regenerate_id) (so that a concurrent request of this
+    /// session that moved it to a new id is not ended). A session of the same owner that started
+    /// in the same millisecond as this one (the precision of the SQL and Redis stores) is taken
+    /// for this one and spared; [`end_session`](Self::end_session) refuses it likewise.
     pub async fn end_other_sessions(&self) -> Result<u64, SessionRejection> {
         let (Some(owner), caller) = self.owner_and_caller() else {
             return Ok(0);
@@ -411,7 +420,9 @@ impl<V: OwnedSchema, F: FlashSchema> Session<V, F> {
 
     /// Ends the session of this session's owner named by `handle` (from
     /// [`ListedSession::handle`]); `false` if the owner has no such live session, or if it is
-    /// this one (end this one with [`destroy`](Session::destroy)).
+    /// this one (end this one with [`destroy`](Session::destroy)) — which includes a session that
+    /// started in the same millisecond as this one (see
+    /// [`end_other_sessions`](Self::end_other_sessions)).
     pub async fn end_session(&self, handle: &SessionHandle) -> Result<bool, SessionRejection> {
         let (Some(owner), caller) = self.owner_and_caller() else {
             return Ok(false);

@@ -3,15 +3,17 @@
 //!
 //! `==` on slices and `copy_from_slice` call `memcmp` and `memcpy` whenever the length is not
 //! known when compiling, and a call into the C library costs more than the few bytes of a name
-//! (see "Short names compared and copied in place" in BENCHMARKS.md). Up to 16 bytes these read
+//! (BENCHMARKS.md, "In process: fewer instructions, and why the clock does not follow"). Up to 16 bytes these read
 //! at most two overlapping words of each side; longer strings go to the library as before.
 
 /// The eight bytes of `bytes` from `at`.
+#[inline]
 fn word8(bytes: &[u8], at: usize) -> u64 {
     u64::from_ne_bytes(bytes[at..at + 8].try_into().expect("eight bytes"))
 }
 
 /// The four bytes of `bytes` from `at`.
+#[inline]
 fn word4(bytes: &[u8], at: usize) -> u32 {
     u32::from_ne_bytes(bytes[at..at + 4].try_into().expect("four bytes"))
 }
