@@ -108,8 +108,9 @@ impl State {
         held_lock: Option<Box<HeldLock>>,
         now: SystemTime,
     ) -> Self {
-        // Every field spelled out rather than `..State::fresh(now)`, which is built whole and
-        // then copied from.
+        // Every field spelled out, as in `fresh`, rather than `..State::fresh(now)`, which is
+        // built whole and then copied from. (Filling in a `fresh` state, or one constructor for
+        // both, measured 130–150 instructions more per request that reads and writes a key.)
         State {
             loaded_id: Some(id),
             loaded_key: Some(key),
