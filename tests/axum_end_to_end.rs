@@ -789,9 +789,11 @@ async fn a_finished_requests_session_never_reaches_the_next_visitor() {
 
 /// A `Session` moved into a task that outlives the response still names its own session while
 /// other visitors' requests run after it (the layer reuses a finished request's slot only when
-/// nothing holds it any more).
+/// nothing holds it any more); as documented on `Session`, its values went to the save and it
+/// reads none.
 async fn a_session_moved_into_a_task_outlives_its_request() {
-    let (seen_tx, seen_rx) = tokio::sync::oneshot::channel::<(Option<SessionId>, Option<SessionId>)>();
+    type Seen = (Option<SessionId>, Option<SessionId>, Option<u64>);
+    let (seen_tx, seen_rx) = tokio::sync::oneshot::channel::<Seen>();
     let seen_tx = Arc::new(parking_lot::Mutex::new(Some(seen_tx)));
     let (others_done_tx, others_done_rx) = tokio::sync::oneshot::channel::<()>();
     let others_done_rx = Arc::new(parking_lot::Mutex::new(Some(others_done_rx)));
@@ -808,7 +810,7 @@ async fn a_session_moved_into_a_task_outlives_its_request() {
                         let _ = others_done.await;
                         // Reads the layer's settings too: a slot emptied under it would panic here.
                         let _ = s.expiry();
-                        let _ = seen.send((during, s.id()));
+                        let _ = seen.send((during, s.id(), s.get(Values::USER_ID)));
                     });
                     "later"
                 }
@@ -826,9 +828,10 @@ async fn a_session_moved_into_a_task_outlives_its_request() {
         assert_eq!(other.get("/whoami").await.body, r#"Some(42) Some("ada")"#);
     }
     others_done_tx.send(()).expect("the task waits");
-    let (during, after) = seen_rx.await.expect("the task reads its session");
+    let (during, after, user_after) = seen_rx.await.expect("the task reads its session");
     assert!(during.is_some(), "the logged-in visitor's session has an id");
     assert_eq!(after, during, "the task's session changed under it");
+    assert_eq!(user_after, None, "after the response the values belong to the save");
 }
 
 typed_sessions_tests::on_both_paths!(

@@ -46,6 +46,11 @@ use crate::value_map::MAX_LEN;
 /// Clones share one session; several schemas (`Session<AuthValues>` and `Session<CartValues>`)
 /// extracted in one request share it too. Reads take `&self`, writes `&mut self`. Nothing is
 /// written until the handler has returned: then the layer stores only what changed, key by key.
+///
+/// A `Session` belongs to its request. One kept past the response (moved into a spawned task,
+/// say) still names its session ([`id`](Self::id)), but the layer has handed its values and
+/// changes to the save by then: its reads find nothing, and what it writes is never saved. Read
+/// what a task needs before the handler returns, and give the task the values.
 pub struct Session<V: SessionSchema, F: FlashSchema = ()> {
     request: Arc<RequestSession>,
     schema: PhantomData<fn() -> (V, F)>,
