@@ -3,8 +3,9 @@
 //!
 //! `==` on slices and `copy_from_slice` call `memcmp` and `memcpy` whenever the length is not
 //! known when compiling, and a call into the C library costs more than the few bytes of a name
-//! (BENCHMARKS.md, "In process: fewer instructions, and why the clock does not follow"). Up to 16 bytes these read
-//! at most two overlapping words of each side; longer strings go to the library as before.
+//! (BENCHMARKS.md, "In process: fewer instructions, and why the clock does not follow"). Up to
+//! 16 bytes these read at most two overlapping words of each side; longer strings go to the
+//! library as before.
 
 // `word8` and `word4` are left to the compiler's inlining: marked `#[inline]`, a request that
 // reads and writes a key measured about 125 instructions more.
@@ -81,7 +82,11 @@ mod tests {
     proptest! {
         /// Every length up to past the word-sized cases, equal and differing at any byte.
         #[test]
-        fn same_is_slice_equality(a in proptest::collection::vec(any::<u8>(), 0..40), flip in any::<usize>(), other_len in 0usize..40) {
+        fn same_is_slice_equality(
+            a in proptest::collection::vec(any::<u8>(), 0..40),
+            flip in any::<usize>(),
+            other_len in 0usize..40,
+        ) {
             prop_assert!(super::same(&a, &a.clone()));
             let mut b = a.clone();
             if !b.is_empty() {
@@ -101,7 +106,10 @@ mod tests {
         }
 
         #[test]
-        fn strip_prefix_is_slice_strip_prefix(bytes in proptest::collection::vec(0u8..3, 0..24), prefix in proptest::collection::vec(0u8..3, 0..12)) {
+        fn strip_prefix_is_slice_strip_prefix(
+            bytes in proptest::collection::vec(0u8..3, 0..24),
+            prefix in proptest::collection::vec(0u8..3, 0..12),
+        ) {
             prop_assert_eq!(super::strip_prefix(&bytes, &prefix), bytes.strip_prefix(prefix.as_slice()));
         }
     }
