@@ -141,6 +141,13 @@ def cpu_seconds(pid, with_children=False):
     return total / TICKS
 
 
+def machine_ticks():
+    """(idle, total) clock ticks of every CPU so far, from `/proc/stat`."""
+    with open("/proc/stat") as stat:
+        fields = [int(n) for n in stat.readline().split()[1:]]
+    return fields[3] + fields[4], sum(fields)  # idle + iowait
+
+
 def parse_duration(text):
     number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
     return float(number) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
@@ -148,7 +155,9 @@ def parse_duration(text):
 
 def measure(args, servers, variant, store, workload):
     """One server, one wrk run: (requests/s, p50 ms, p99 ms, app CPU µs per request, database
-    CPU µs per request)."""
+    CPU µs per request, share of the machine idle during the run). An idle share well above
+    another variant's means that variant's requests wait (on round trips, on wake-ups) rather
+    than compute: its requests/s then do not follow its CPU per request."""
     port = free_port()
     work = tempfile.mkdtemp(prefix="typed-sessions-e2e-run-")
     cookies = os.path.join(work, "cookies.txt")
@@ -163,11 +172,13 @@ def measure(args, servers, variant, store, workload):
         wait_for_port(port, server)
         app_cpu = cpu_seconds(server.pid)
         database_cpu = cpu_seconds(database, with_children=True) if database else 0.0
+        idle_before, total_before = machine_ticks()
         out = subprocess.run(
             ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", f"{args.duration}s",
              "--timeout", "10s", "--latency", "-s", os.path.join(ROOT, "bench", "e2e.lua"), f"http://127.0.0.1:{port}/"],
             check=True, capture_output=True, text=True, env={**os.environ, "COOKIES": cookies},
         ).stdout
+        idle_after, total_after = machine_ticks()
         app_cpu = cpu_seconds(server.pid) - app_cpu
         database_cpu = (cpu_seconds(database, with_children=True) - database_cpu) if database else 0.0
     finally:
@@ -188,7 +199,8 @@ def measure(args, servers, variant, store, workload):
         raise SystemExit(f"no latency percentiles in wrk's output for {variant} on {store}:\n{out}")
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     return (rps, parse_duration(latency["50"]), parse_duration(latency["99"]),
-            1e6 * app_cpu / requests, 1e6 * database_cpu / requests)
+            1e6 * app_cpu / requests, 1e6 * database_cpu / requests,
+            (idle_after - idle_before) / max(1, total_after - total_before))
 
 
 def main():
@@ -230,7 +242,8 @@ def main():
                         results.setdefault((store, workload, variant), []).append(result)
                         print(f"round {round_number + 1} {store:8} {workload:10} {variant:5} "
                               f"{result[0]:9.0f} req/s  p50 {result[1]:.2f} ms  p99 {result[2]:.2f} ms  "
-                              f"CPU/request: app {result[3]:.1f} µs, database {result[4]:.1f} µs",
+                              f"CPU/request: app {result[3]:.1f} µs, database {result[4]:.1f} µs  "
+                              f"machine idle {100 * result[5]:.0f}%",
                               file=sys.stderr, flush=True)
     finally:
         servers.stop()
@@ -239,8 +252,9 @@ def main():
     print(f"\n{args.rounds} rounds of {args.duration} s, {args.connections} connections, "
           f"{args.sessions} sessions{keys}; medians over rounds\n")
     print("| store | workload | bare axum req/s | tower-sessions req/s (p50 / p99 ms; app + db CPU µs/req) "
-          "| typed-sessions req/s (p50 / p99 ms; app + db CPU µs/req) | typed / tower |")
-    print("|---|---|---|---|---|---|")
+          "| typed-sessions req/s (p50 / p99 ms; app + db CPU µs/req) | typed / tower "
+          "| machine idle (tower / typed) |")
+    print("|---|---|---|---|---|---|---|")
     for store in stores:
         for workload in workloads:
             def median(variant, index):
@@ -253,7 +267,8 @@ def main():
                 return (f"{median(variant, 0):.0f} ({median(variant, 1):.2f} / {median(variant, 2):.2f}; "
                         f"{median(variant, 3):.0f} + {median(variant, 4):.0f})")
             print(f"| {store} | {workload} | {bare_text} | {cells('tower')} | {cells('typed')} "
-                  f"| {statistics.median(ratios):.2f}× |")
+                  f"| {statistics.median(ratios):.2f}× "
+                  f"| {100 * median('tower', 5):.0f}% / {100 * median('typed', 5):.0f}% |")
 
 
 if __name__ == "__main__":

@@ -54,16 +54,21 @@ impl BatchedLoads {
     /// within the layer's timeout (5 s by default) when that is shorter.
     const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-    /// Loads `key` with `load_one` when few loads are running, else in the next batch `store`
-    /// reads.
-    pub(crate) async fn load<S, F>(
+    /// Loads `key` with the future `load_one` makes when few loads are running, else in the next
+    /// batch `store` reads.
+    ///
+    /// `load_one` makes its future only when it runs: a future passed in by value would take
+    /// room twice in the caller's future (once where it is made, once in this one), which for a
+    /// network store's load is past the size the allocator serves from its per-thread cache.
+    pub(crate) async fn load<S, F, L>(
         self: &Arc<Self>,
         store: &S,
         key: &StoreKey,
-        load_one: F,
+        load_one: L,
     ) -> Result<Option<Record>, StoreError>
     where
         S: LoadMany,
+        L: FnOnce() -> F,
         F: std::future::Future<Output = Result<Option<Record>, StoreError>>,
     {
         let queued = {
@@ -80,7 +85,7 @@ impl BatchedLoads {
         match queued {
             None => {
                 let _running = Running { loads: self, store };
-                load_one.await
+                load_one().await
             }
             Some(answer) => answer
                 .await
@@ -282,7 +287,7 @@ mod tests {
             .map(|_| {
                 let (store, loads, gate) = (store.clone(), Arc::clone(loads), Arc::clone(gate));
                 tokio::spawn(async move {
-                    let load_one = async {
+                    let load_one = || async {
                         gate.notified().await;
                         Ok(None)
                     };
@@ -304,7 +309,7 @@ mod tests {
     ) -> tokio::task::JoinHandle<Result<Option<String>, StoreError>> {
         let (store, loads) = (store.clone(), Arc::clone(loads));
         tokio::spawn(async move {
-            let load_one = async { panic!("a queued load ran alone") };
+            let load_one = || async { panic!("a queued load ran alone") };
             let loaded = loads.load(&store, &key(byte), load_one).await?;
             Ok(loaded.map(|record| record.values.get("marker").unwrap().to_owned()))
         })
@@ -321,7 +326,7 @@ mod tests {
         let (store, loads) = setup();
         for byte in [1, 2, 1] {
             let loaded = loads
-                .load(&store, &key(byte), async { Ok(Some(record("alone"))) })
+                .load(&store, &key(byte), || async { Ok(Some(record("alone"))) })
                 .await;
             assert_eq!(loaded.unwrap().unwrap().values.get("marker"), Some("alone"));
         }
@@ -385,7 +390,7 @@ mod tests {
         let queued: Vec<_> = (0..3)
             .map(|byte| {
                 let (store, loads) = (store.clone(), Arc::clone(loads));
-                tokio::spawn(async move { loads.load(&store, &key(byte), async { panic!("ran alone") }).await })
+                tokio::spawn(async move { loads.load(&store, &key(byte), || async { panic!("ran alone") }).await })
             })
             .collect();
         until_waiting(loads, 3).await;
@@ -418,7 +423,7 @@ mod tests {
         }
         // The store still loads afterwards.
         let loaded = loads
-            .load(&Panicking, &key(1), async { Ok(Some(record("after"))) })
+            .load(&Panicking, &key(1), || async { Ok(Some(record("after"))) })
             .await;
         assert!(loaded.unwrap().is_some());
     }

@@ -754,7 +754,7 @@ impl LoadMany for PostgresStore {
 
 impl SessionStore for PostgresStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        let load_one = async {
+        let load_one = || async {
             let row: Option<Row> = sqlx::query_as(&self.sql.load)
                 .bind(key.as_bytes().as_slice())
                 .bind(now_millis())

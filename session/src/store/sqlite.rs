@@ -316,7 +316,7 @@ impl LoadMany for SqliteStore {
 
 impl SessionStore for SqliteStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        let load_one = async {
+        let load_one = || async {
             let row = sqlx::query(&self.sql.load)
                 .bind(key.to_hex())
                 .bind(now_millis())

@@ -677,7 +677,7 @@ impl LoadMany for RedisStore {
 
 impl SessionStore for RedisStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        let load_one = async {
+        let load_one = || async {
             let mut cmd = redis::cmd("HGETALL");
             cmd.arg(self.redis_key(key));
             let fields: HashMap<String, String> = self.query(&cmd).await?;
@@ -687,7 +687,7 @@ impl SessionStore for RedisStore {
             Connection::Server(_) => self.loads.load(self, key, load_one).await,
             // A cluster's sessions are on several nodes: its connection already sends each
             // node's commands together.
-            Connection::Cluster(_) => load_one.await,
+            Connection::Cluster(_) => load_one().await,
         }
     }
 
