@@ -51,7 +51,7 @@ pub use crate::id::StoreKey;
 pub use crate::record::{Changes, Patch, PatchIter, Record};
 pub use crate::value_map::{ValueMap, ValueMapIter};
 
-#[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod batched_loads;
 #[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
 pub(crate) mod codec;

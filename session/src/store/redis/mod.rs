@@ -6,15 +6,14 @@
 //! index, which touches other keys than the session's, is in `owners`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, Script, ServerErrorKind};
+use redis::{Cmd, ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind};
 
-use super::batched_loads::{BatchedLoads, Found, LoadMany};
 use super::codec::{expiry_from_json, expiry_json, from_unix_millis, now_millis, to_unix_millis};
 use super::{Applied, Created, LockAttempt, LockToken, LockedApply, SessionStore, StoreError, StoreKey};
 use crate::record::{Changes, Patch, Record};
@@ -303,10 +302,10 @@ impl Lua {
 ///
 /// # Round trips
 ///
-/// `load` is one `HGETALL`. On one server (not a cluster), when two loads are already running,
-/// further loads wait and are then sent together, as one pipeline of `HGETALL`s (up to 64): one
-/// message through the multiplexed connection instead of one per load, answered in one reply.
-/// A queued load is sent after it was queued, so it sees every write finished before it began.
+/// `load` is one `HGETALL`, sent as soon as it is asked for: the multiplexed connection already
+/// writes the commands of concurrent requests together and reads their replies together, so
+/// loads are not queued for batches here as they are for the SQL stores (measured: queueing
+/// them halved the loads a second and cost both sides more CPU per load; see BENCHMARKS.md).
 /// `create` and `apply` are one `EVALSHA` each: Lua scripts that check
 /// the record is live and write it (`HSET`, `HDEL`, `PEXPIREAT`) atomically, `apply` merging the
 /// changed names into the stored objects. Two requests of one
@@ -325,7 +324,6 @@ impl Lua {
 pub struct RedisStore {
     connection: Connection,
     prefix: String,
-    loads: Arc<BatchedLoads>,
 }
 
 /// One server or a cluster. Both are handles to one multiplexed connection (per node): cloning
@@ -430,7 +428,6 @@ impl RedisStore {
         RedisStore {
             connection,
             prefix: DEFAULT_PREFIX.to_owned(),
-            loads: Arc::default(),
         }
     }
 
@@ -440,9 +437,6 @@ impl RedisStore {
     /// stray brace a session's lock key cannot share its slot, and `LockedSession` requests fail.
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
-        // Loads queued together are read under one prefix: a store of another prefix (a clone
-        // of this one with its prefix changed) queues apart.
-        self.loads = Arc::default();
         self
     }
 
@@ -502,10 +496,9 @@ impl RedisStore {
     }
 }
 
-/// What the store sends Redis: a command, a pipeline of them, or a script on one session's key.
+/// What the store sends Redis: a command, or a script on one session's key.
 enum Request<'a> {
     Command(&'a Cmd),
-    Pipeline(&'a Pipeline),
     Script {
         script: &'a Lua,
         keys: &'a [&'a str],
@@ -530,7 +523,6 @@ impl Request<'_> {
     async fn send<T: FromRedisValue>(&self, connection: &mut impl ConnectionLike) -> redis::RedisResult<T> {
         match *self {
             Request::Command(cmd) => cmd.query_async(connection).await,
-            Request::Pipeline(pipeline) => pipeline.query_async(connection).await,
             Request::Script { script, keys, args } => {
                 match script.call(keys, args, false).query_async(connection).await {
                     Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
@@ -642,53 +634,12 @@ fn live_record(fields: &HashMap<String, String>, now_millis: i64) -> Result<Opti
     Ok(Some(record).filter(|record| to_unix_millis(record.expires_at) > now_millis))
 }
 
-/// Loads of concurrent requests, on one server, as one pipeline of `HGETALL`s; a key whose
-/// answer is an error (a key of another type under the prefix) fails only its own load.
-impl LoadMany for RedisStore {
-    async fn load_many(&self, keys: Vec<StoreKey>) -> Result<Found, StoreError> {
-        let mut pipeline = redis::pipe();
-        pipeline.ignore_errors();
-        for key in &keys {
-            pipeline.cmd("HGETALL").arg(self.redis_key(key));
-        }
-        // Decoded one reply at a time, so that a reply that does not decode fails its own load.
-        let replies: Vec<redis::Value> = self.send(&Request::Pipeline(&pipeline)).await?;
-        if replies.len() != keys.len() {
-            return Err(StoreError::backend(format!(
-                "Redis answered {} of a pipeline's {} HGETALLs",
-                replies.len(),
-                keys.len()
-            )));
-        }
-        let now = now_millis();
-        Ok(keys
-            .into_iter()
-            .zip(replies)
-            .filter_map(|(key, reply)| {
-                let fields = redis::from_redis_value::<redis::RedisResult<HashMap<String, String>>>(reply)
-                    .map_err(RedisError::from)
-                    .and_then(|fields| fields);
-                let record = fields.map_err(map_error).and_then(|fields| live_record(&fields, now));
-                record.transpose().map(|record| (key, record))
-            })
-            .collect())
-    }
-}
-
 impl SessionStore for RedisStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        let load_one = || async {
-            let mut cmd = redis::cmd("HGETALL");
-            cmd.arg(self.redis_key(key));
-            let fields: HashMap<String, String> = self.query(&cmd).await?;
-            live_record(&fields, now_millis())
-        };
-        match self.connection {
-            Connection::Server(_) => self.loads.load(self, key, load_one).await,
-            // A cluster's sessions are on several nodes: its connection already sends each
-            // node's commands together.
-            Connection::Cluster(_) => load_one().await,
-        }
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(self.redis_key(key));
+        let fields: HashMap<String, String> = self.query(&cmd).await?;
+        live_record(&fields, now_millis())
     }
 
     async fn create(&self, key: &StoreKey, record: &Record) -> Result<Created, StoreError> {
