@@ -142,10 +142,12 @@ def cpu_seconds(pid, with_children=False):
 
 
 def machine_ticks():
-    """(idle, total) clock ticks of every CPU so far, from `/proc/stat`."""
+    """(idle, total) clock ticks of every CPU so far, from `/proc/stat`: the whole machine's,
+    so anything else running (a build) lowers the idle share too."""
     with open("/proc/stat") as stat:
         fields = [int(n) for n in stat.readline().split()[1:]]
-    return fields[3] + fields[4], sum(fields)  # idle + iowait
+    # user nice system idle iowait irq softirq steal; guest time is already counted in user.
+    return fields[3] + fields[4], sum(fields[:8])
 
 
 def parse_duration(text):

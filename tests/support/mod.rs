@@ -1007,7 +1007,8 @@ pub fn live_record() -> typed_sessions::store::Record {
 
 /// Two stores over one server that keep sessions apart (a clone given another table or prefix)
 /// load at once, interleaved, each a session of its own under the same key: each reads its own,
-/// also when its loads are queued behind the other's and read together.
+/// also (on the SQL stores, which batch their loads) when its loads are queued behind the
+/// other's and read together.
 pub async fn clones_apart_load_their_own_sessions<S: SessionStore>(one: &S, two: &S) {
     let keys: Vec<StoreKey> = (0..16)
         .map(|_| typed_sessions::store::conformance::fresh_key())
