@@ -310,13 +310,15 @@ mod tests {
     ) -> tokio::task::JoinHandle<Result<Option<String>, StoreError>> {
         let (store, loads) = (store.clone(), Arc::clone(loads));
         tokio::spawn(async move {
-            // Panics when called, not when awaited: a queued load must not even make its future.
-            let load_one = || -> std::future::Ready<Result<Option<Record>, StoreError>> {
-                panic!("a queued load made its single load")
-            };
-            let loaded = loads.load(&store, &key(byte), load_one).await?;
+            let loaded = loads.load(&store, &key(byte), made_while_queued).await?;
             Ok(loaded.map(|record| record.values.get("marker").unwrap().to_owned()))
         })
+    }
+
+    /// The single load of a load expected to queue. Panics when called, not when awaited: a
+    /// queued load must not even make its future.
+    fn made_while_queued() -> std::future::Ready<Result<Option<Record>, StoreError>> {
+        panic!("a queued load made its single load")
     }
 
     /// Fails, rather than spinning for ever, if the loads never queue: a load that panicked
@@ -401,10 +403,7 @@ mod tests {
         let queued: Vec<_> = (0..3)
             .map(|byte| {
                 let (store, loads) = (store.clone(), Arc::clone(loads));
-                let made_alone = || -> std::future::Ready<Result<Option<Record>, StoreError>> {
-                    panic!("a queued load made its single load")
-                };
-                tokio::spawn(async move { loads.load(&store, &key(byte), made_alone).await })
+                tokio::spawn(async move { loads.load(&store, &key(byte), made_while_queued).await })
             })
             .collect();
         until_waiting(loads, 3).await;
