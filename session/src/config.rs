@@ -1,7 +1,6 @@
 //! What the layer applies to every request: where sessions are kept, the cookie, expiry, the clock; and
 //! reading a record by the layer's rules.
 
-use std::any::TypeId;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -15,12 +14,15 @@ use crate::id::StoreKeyCache;
 use crate::lock::LockTable;
 use crate::record::Record;
 use crate::store::erased::{ErasedStore, StoreFuture, Timed};
-use crate::store::{MemoryStore, SessionStore, StoreError};
+use crate::store::{Applied, Changes, Created, MemoryStore, SessionStore, StoreError};
 
 /// Where the layer keeps sessions.
 #[derive(Clone)]
 pub(crate) enum Storage {
-    /// In a store, behind the interface whose calls the request path awaits; the cookie
+    /// This crate's [`MemoryStore`], called directly: its calls never wait (see
+    /// [`Config::answers_at_once`]).
+    Memory(Arc<MemoryStore>),
+    /// Any other store, behind the interface whose calls the request path awaits; the cookie
     /// carries the session id.
     Store(Arc<dyn ErasedStore>),
     /// In the cookie itself, sealed with the first of these keys (client-side sessions).
@@ -29,36 +31,37 @@ pub(crate) enum Storage {
 }
 
 impl Storage {
-    /// The store of server-side sessions. For client-side sessions, whose load and save never
-    /// reach a store, one that refuses every call.
+    /// `store` as the layer keeps it. This crate's [`MemoryStore`] (or an `Arc` of one) is known
+    /// by its type: a store of yours, even one that never waits, is awaited like a network store.
+    fn of<S: SessionStore>(store: S) -> Self {
+        let store = match downcast::<S, MemoryStore>(store) {
+            Ok(memory) => return Storage::Memory(Arc::new(memory)),
+            Err(store) => store,
+        };
+        match downcast::<S, Arc<MemoryStore>>(store) {
+            Ok(memory) => Storage::Memory(memory),
+            Err(store) => Storage::Store(Arc::new(store)),
+        }
+    }
+
+    /// The store of server-side sessions, for the calls the request path makes rarely. For
+    /// client-side sessions, whose load and save never reach a store, one that refuses every call.
     pub(crate) fn store(&self) -> &dyn ErasedStore {
         match self {
+            Storage::Memory(store) => &**store,
             Storage::Store(store) => &**store,
             #[cfg(feature = "client-side")]
             Storage::Cookie(_) => &NoStore,
         }
     }
-}
-
-impl Storage {
-    /// Whether every load and save made on this storage is done the first time it is polled:
-    /// this crate's [`MemoryStore`] (or an `Arc` of one), whose calls never wait, and client-side
-    /// sessions, which call no store. A store is known by its type: a store of yours, even one
-    /// that never waits, is awaited like a network store. Kept in [`Config::answers_at_once`].
-    fn answers_at_once(&self) -> bool {
-        match self {
-            Storage::Store(store) => {
-                let store = store.store_type();
-                store == TypeId::of::<MemoryStore>() || store == TypeId::of::<Arc<MemoryStore>>()
-            }
-            #[cfg(feature = "client-side")]
-            Storage::Cookie(_) => true,
-        }
-    }
 
     /// Whether sessions are kept where an owner index can list them (a store, not the cookie).
     pub(crate) fn indexes_owners(&self) -> bool {
-        matches!(self, Storage::Store(_))
+        match self {
+            Storage::Memory(_) | Storage::Store(_) => true,
+            #[cfg(feature = "client-side")]
+            Storage::Cookie(_) => false,
+        }
     }
 
     /// The store, if it keeps session locks shared by every app instance
@@ -68,6 +71,15 @@ impl Storage {
             Storage::Store(store) if store.shares_locks() => Some(store),
             _ => None,
         }
+    }
+}
+
+/// `value` as a `T`, if `T` is its type.
+fn downcast<S: 'static, T: 'static>(value: S) -> Result<T, S> {
+    let mut value = Some(value);
+    match (&mut value as &mut dyn std::any::Any).downcast_mut::<Option<T>>() {
+        Some(as_t) => Ok(as_t.take().expect("just put there")),
+        None => Err(value.expect("just put there")),
     }
 }
 
@@ -132,21 +144,22 @@ pub(crate) struct Config {
     pub(crate) lock_lease: Duration,
     /// The most bytes of values and flash a session may hold.
     pub(crate) max_session_size: usize,
-    /// `storage`'s loads and saves are done the first time they are polled
-    /// (`Storage::answers_at_once`), so they are polled where they are made, once, and never
-    /// kept (see `extract::loaded_session` and `layer::ResponseFuture`); any other store's are
-    /// boxed and awaited. Worked out once, with the storage.
+    /// `storage`'s loads and saves are done the first time they are polled: this crate's
+    /// [`MemoryStore`], whose calls never wait, and client-side sessions, which call no store.
+    /// They are then polled where they are made, once, and never kept (see
+    /// `extract::loaded_session` and `layer::ResponseFuture`); any other store's are boxed and
+    /// awaited. Worked out once, with the storage.
     pub(crate) answers_at_once: bool,
 }
 
 impl Config {
     pub(crate) fn new(store: impl SessionStore) -> Self {
-        Config::with_storage(Storage::Store(Arc::new(store)))
+        Config::with_storage(Storage::of(store))
     }
 
     pub(crate) fn with_storage(storage: Storage) -> Self {
         Config {
-            answers_at_once: storage.answers_at_once(),
+            answers_at_once: !matches!(storage, Storage::Store(_)),
             storage,
             cookie: CookieSettings::default(),
             signing_keys: Vec::new(),
@@ -170,7 +183,43 @@ impl Config {
     /// undecodable record counts as none, so that one corrupt record does not answer 503 to its
     /// owner forever (the next write starts a new session).
     pub(crate) async fn load_record(&self, key: &StoreKey, now: SystemTime) -> Result<Option<Record>, StoreError> {
-        undecodable_is_none(self.timed(self.storage.store().load(key), now).await)
+        let read = match &self.storage {
+            Storage::Memory(store) => return Ok(store.load_at(key, now)),
+            storage => self.timed(storage.store().load(key), now).await,
+        };
+        undecodable_is_none(read)
+    }
+
+    /// Stores a new session's first `record` under `key`, at the request's time `now`.
+    pub(crate) async fn create(&self, key: &StoreKey, record: &Record, now: SystemTime) -> Result<Created, StoreError> {
+        match &self.storage {
+            Storage::Memory(store) => Ok(store.create_at(key, record, now)),
+            storage => self.timed(storage.store().create(key, record), now).await,
+        }
+    }
+
+    /// Merges `changes` into the session under `key`, at the request's time `now`.
+    pub(crate) async fn apply(
+        &self,
+        key: &StoreKey,
+        changes: &Changes,
+        now: SystemTime,
+    ) -> Result<Applied, StoreError> {
+        match &self.storage {
+            Storage::Memory(store) => Ok(store.apply_at(key, changes, now)),
+            storage => self.timed(storage.store().apply(key, changes), now).await,
+        }
+    }
+
+    /// Deletes the session under `key`.
+    pub(crate) async fn delete(&self, key: &StoreKey, now: SystemTime) -> Result<(), StoreError> {
+        match &self.storage {
+            Storage::Memory(store) => {
+                store.delete_now(key);
+                Ok(())
+            }
+            storage => self.timed(storage.store().delete(key), now).await,
+        }
     }
 }
 

@@ -377,16 +377,14 @@ pub(crate) async fn save(config: &Config, plan: &Plan) -> Result<Option<HeaderVa
             }
         }
         Some(Write::Apply { key, changes, id }) => {
-            let applied = config
-                .timed(config.storage.store().apply(key, changes), plan.now)
-                .await?;
+            let applied = config.apply(key, changes, plan.now).await?;
             (cookie, cookie_id) = after_apply(applied, cookie, id);
         }
     }
     if let Some(old) = &plan.delete {
         config.key_cache.forget(old);
         let key = old.store_key();
-        config.timed(config.storage.store().delete(&key), plan.now).await?;
+        config.delete(&key, plan.now).await?;
     }
     Ok(cookie_header(config, cookie, cookie_id))
 }
@@ -429,7 +427,6 @@ async fn relocate(
     retire_old: bool,
     now: SystemTime,
 ) -> Result<Option<SessionId>, StoreError> {
-    let store = config.storage.store();
     let Some(mut record) = config.load_record(from, now).await? else {
         return Ok(None);
     };
@@ -443,11 +440,11 @@ async fn relocate(
         expires_at: retire_old.then_some(now),
         ..Changes::default()
     };
-    match config.timed(store.apply(from, &still_live), now).await? {
+    match config.apply(from, &still_live, now).await? {
         Applied::Applied => Ok(Some(moved)),
         Applied::Missing => {
             config.key_cache.forget(&moved);
-            config.timed(store.delete(&moved.store_key()), now).await?;
+            config.delete(&moved.store_key(), now).await?;
             Ok(None)
         }
     }
@@ -463,7 +460,7 @@ async fn create(
 ) -> Result<SessionId, StoreError> {
     for _ in 0..CREATE_ATTEMPTS {
         let key = candidate.store_key();
-        match config.timed(config.storage.store().create(&key, record), now).await? {
+        match config.create(&key, record, now).await? {
             Created::Created => {
                 config.key_cache.remember(&candidate, key);
                 return Ok(candidate);

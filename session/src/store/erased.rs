@@ -3,11 +3,9 @@
 //! `SessionStore`'s methods are `async fn`s, whose futures have a type of their own per store, so
 //! the trait cannot be a trait object. The layer keeps its one request path free of the store's
 //! type by calling the store through [`ErasedStore`], whose futures are [`StoreFuture`]s: the
-//! store's own future, stored inline when it is small (a store in this process's memory, whose
-//! calls finish without waiting, so a request pays no allocation for them) and boxed otherwise
-//! (a network store's future, boxed once per call as an `async_trait` would).
+//! store's own future, boxed once per call as an `async_trait` would. (This crate's
+//! `MemoryStore`, whose calls never wait, is called directly instead: `config::Storage::Memory`.)
 
-use std::any::TypeId;
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
@@ -15,19 +13,14 @@ use std::task::{ready, Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use pin_project_lite::pin_project;
-use stackfuture::StackFuture;
 use tokio::task::Unconstrained;
 use tokio::time::Sleep;
 
 use super::{Applied, Created, LockAttempt, LockToken, LockedApply, SessionStore, StoreError, StoreKey};
 use crate::record::{Changes, Record};
 
-/// Bytes a store call's future may take before it is boxed: room for `MemoryStore`'s futures
-/// (a test checks they fit); larger ones, network stores' and the tests' wrappers, are boxed.
-const INLINE_FUTURE: usize = 64;
-
 /// A store call in progress.
-pub(crate) type StoreFuture<'a, T> = StackFuture<'a, Result<T, StoreError>, INLINE_FUTURE>;
+pub(crate) type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// [`SessionStore`] as a trait object; implemented for every store.
 pub(crate) trait ErasedStore: Send + Sync + 'static {
@@ -37,8 +30,6 @@ pub(crate) trait ErasedStore: Send + Sync + 'static {
     fn delete<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, ()>;
     /// [`SessionStore::SHARED_LOCKS`].
     fn shares_locks(&self) -> bool;
-    /// The store's type, for `config::Storage::answers_at_once`.
-    fn store_type(&self) -> TypeId;
     fn lock_and_load<'a>(
         &'a self,
         key: &'a StoreKey,
@@ -59,27 +50,23 @@ pub(crate) trait ErasedStore: Send + Sync + 'static {
 
 impl<S: SessionStore> ErasedStore for S {
     fn load<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, Option<Record>> {
-        StackFuture::from_or_box(SessionStore::load(self, key))
+        Box::pin(SessionStore::load(self, key))
     }
 
     fn create<'a>(&'a self, key: &'a StoreKey, record: &'a Record) -> StoreFuture<'a, Created> {
-        StackFuture::from_or_box(SessionStore::create(self, key, record))
+        Box::pin(SessionStore::create(self, key, record))
     }
 
     fn apply<'a>(&'a self, key: &'a StoreKey, changes: &'a Changes) -> StoreFuture<'a, Applied> {
-        StackFuture::from_or_box(SessionStore::apply(self, key, changes))
+        Box::pin(SessionStore::apply(self, key, changes))
     }
 
     fn delete<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, ()> {
-        StackFuture::from_or_box(SessionStore::delete(self, key))
+        Box::pin(SessionStore::delete(self, key))
     }
 
     fn shares_locks(&self) -> bool {
         S::SHARED_LOCKS
-    }
-
-    fn store_type(&self) -> TypeId {
-        TypeId::of::<S>()
     }
 
     fn lock_and_load<'a>(
@@ -88,7 +75,7 @@ impl<S: SessionStore> ErasedStore for S {
         token: &'a LockToken,
         lease: Duration,
     ) -> StoreFuture<'a, LockAttempt> {
-        StackFuture::from_or_box(SessionStore::lock_and_load(self, key, token, lease))
+        Box::pin(SessionStore::lock_and_load(self, key, token, lease))
     }
 
     fn apply_locked<'a>(
@@ -97,23 +84,23 @@ impl<S: SessionStore> ErasedStore for S {
         token: &'a LockToken,
         changes: &'a Changes,
     ) -> StoreFuture<'a, LockedApply> {
-        StackFuture::from_or_box(SessionStore::apply_locked(self, key, token, changes))
+        Box::pin(SessionStore::apply_locked(self, key, token, changes))
     }
 
     fn renew_lock<'a>(&'a self, key: &'a StoreKey, token: &'a LockToken, lease: Duration) -> StoreFuture<'a, bool> {
-        StackFuture::from_or_box(SessionStore::renew_lock(self, key, token, lease))
+        Box::pin(SessionStore::renew_lock(self, key, token, lease))
     }
 
     fn unlock<'a>(&'a self, key: &'a StoreKey, token: &'a LockToken) -> StoreFuture<'a, ()> {
-        StackFuture::from_or_box(SessionStore::unlock(self, key, token))
+        Box::pin(SessionStore::unlock(self, key, token))
     }
 
     fn owner_sessions<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, Vec<(StoreKey, Record)>> {
-        StackFuture::from_or_box(SessionStore::owner_sessions(self, owner))
+        Box::pin(SessionStore::owner_sessions(self, owner))
     }
 
     fn end_owner_sessions<'a>(&'a self, owner: &'a str, except: Option<&'a StoreKey>) -> StoreFuture<'a, u64> {
-        StackFuture::from_or_box(SessionStore::end_owner_sessions(self, owner, except))
+        Box::pin(SessionStore::end_owner_sessions(self, owner, except))
     }
 }
 
@@ -121,8 +108,8 @@ pin_project! {
     /// A store call that may take at most `limit` (`None`: as long as it takes); one that outlasts
     /// it is [`StoreError::Unavailable`].
     ///
-    /// The timer is armed only once the call has had to wait: a store that answers at once (in
-    /// memory) costs no timer. It is boxed, because it is the largest part of a call's state and only
+    /// The timer is armed only once the call has had to wait: a store that answers at once
+    /// costs no timer. It is boxed, because it is the largest part of a call's state and only
     /// calls that wait need one (their stores allocate more than that per call anyway).
     pub(crate) struct Timed<'a, T> {
         #[pin]

@@ -172,24 +172,25 @@ fn make_room(store: &MemoryStore, shard: &mut RandomKeyMap<StoreKey, Record>, no
     );
 }
 
-impl SessionStore for MemoryStore {
-    async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        let now = request_time();
+/// The calls of the request path, at the request's time `now`. The layer makes them directly
+/// (`config::Storage::Memory`): they never wait, so they need no future, no timer and no
+/// indirect call; the `SessionStore` methods below are the same calls at [`request_time`].
+impl MemoryStore {
+    pub(crate) fn load_at(&self, key: &StoreKey, now: SystemTime) -> Option<Record> {
         let mut shard = self.shard(key).lock();
-        Ok(match shard.get(key) {
+        match shard.get(key) {
             Some(record) if record.is_expired_at(now) => {
                 self.remove(&mut shard, key);
                 None
             }
             found => found.cloned(),
-        })
+        }
     }
 
-    async fn create(&self, key: &StoreKey, record: &Record) -> Result<Created, StoreError> {
-        let now = request_time();
+    pub(crate) fn create_at(&self, key: &StoreKey, record: &Record, now: SystemTime) -> Created {
         let mut shard = self.shard(key).lock();
         if shard.get(key).is_some_and(|live| !live.is_expired_at(now)) {
-            return Ok(Created::Collision);
+            return Created::Collision;
         }
         if shard.len() >= self.shard_capacity && !shard.contains_key(key) {
             make_room(self, &mut shard, now);
@@ -197,13 +198,12 @@ impl SessionStore for MemoryStore {
         let replaced = shard.insert(*key, record.clone());
         let old_owner = replaced.as_ref().and_then(|old| old.owner.as_deref());
         reindex(&self.owners, key, old_owner, record.owner.as_deref());
-        Ok(Created::Created)
+        Created::Created
     }
 
-    async fn apply(&self, key: &StoreKey, changes: &Changes) -> Result<Applied, StoreError> {
-        let now = request_time();
+    pub(crate) fn apply_at(&self, key: &StoreKey, changes: &Changes, now: SystemTime) -> Applied {
         let mut shard = self.shard(key).lock();
-        Ok(match shard.get_mut(key) {
+        match shard.get_mut(key) {
             Some(record) if !record.is_expired_at(now) => {
                 // A value of the same length is rewritten in place unless a request still holds
                 // the values it loaded: that request keeps its snapshot and the store gets a copy.
@@ -214,11 +214,29 @@ impl SessionStore for MemoryStore {
                 Applied::Applied
             }
             _ => Applied::Missing,
-        })
+        }
+    }
+
+    pub(crate) fn delete_now(&self, key: &StoreKey) {
+        self.remove(&mut self.shard(key).lock(), key);
+    }
+}
+
+impl SessionStore for MemoryStore {
+    async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
+        Ok(self.load_at(key, request_time()))
+    }
+
+    async fn create(&self, key: &StoreKey, record: &Record) -> Result<Created, StoreError> {
+        Ok(self.create_at(key, record, request_time()))
+    }
+
+    async fn apply(&self, key: &StoreKey, changes: &Changes) -> Result<Applied, StoreError> {
+        Ok(self.apply_at(key, changes, request_time()))
     }
 
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
-        self.remove(&mut self.shard(key).lock(), key);
+        self.delete_now(key);
         Ok(())
     }
 
