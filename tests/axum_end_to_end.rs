@@ -19,7 +19,15 @@ use browser::{send, Browser, Reply};
 mod routes;
 use routes::{routes, AppSession, Other, Values};
 
+/// The routes over `store`'s records, on `MemoryStore` itself or the awaited wrapper as the
+/// running test says (see `TestStore::layer`).
 fn app_on(store: Arc<TestStore>) -> Router {
+    routes().layer(store.layer())
+}
+
+/// The routes over `store` itself, whose counters see every store call: for the tests that count
+/// them.
+fn counted_app_on(store: Arc<TestStore>) -> Router {
     routes().layer(SessionLayer::new(store))
 }
 
@@ -60,7 +68,7 @@ async fn values_survive_between_requests_with_secure_cookie_defaults() {
 
 async fn a_route_that_does_not_extract_the_session_never_touches_the_store() {
     let store = Arc::new(TestStore::default());
-    let mut browser = Browser::new(app_on(store.clone()));
+    let mut browser = Browser::new(counted_app_on(store.clone()));
     browser.get("/login").await;
     let before = store.counts();
     let reply = browser.get("/no-session").await;
@@ -71,7 +79,7 @@ async fn a_route_that_does_not_extract_the_session_never_touches_the_store() {
 
 async fn store_is_read_once_per_request_and_schemas_share_the_session() {
     let store = Arc::new(TestStore::default());
-    let mut browser = Browser::new(app_on(store.clone()));
+    let mut browser = Browser::new(counted_app_on(store.clone()));
     browser.get("/login").await;
     let loads = store.loads.load(Ordering::SeqCst);
     // `/other` extracts two schemas; the stored `name` is a string, which `Other` reads as u64.
@@ -87,7 +95,7 @@ async fn store_is_read_once_per_request_and_schemas_share_the_session() {
 
 async fn only_changed_keys_are_written_and_unchanged_requests_write_nothing() {
     let store = Arc::new(TestStore::default());
-    let mut browser = Browser::new(app_on(store.clone()));
+    let mut browser = Browser::new(counted_app_on(store.clone()));
     browser.get("/login").await;
     assert_eq!(browser.get("/count").await.body, "1");
     let changes = store.last_changes.lock().clone().unwrap();
@@ -283,7 +291,7 @@ async fn optional_extractor_is_none_without_a_stored_session() {
 async fn bad_cookies_mean_no_session_and_are_never_adopted() {
     let key = SigningKey::from_bytes(&[9; 32]).unwrap();
     let store = Arc::new(TestStore::default());
-    let app = routes().layer(SessionLayer::new(store.clone()).with_signing_keys([key.clone()]));
+    let app = routes().layer(store.layer().with_signing_keys([key.clone()]));
     let mut browser = Browser::new(app.clone());
     browser.get("/login").await;
     let good = browser.cookie.clone().unwrap();
@@ -328,12 +336,12 @@ async fn signing_key_rotation_keeps_old_cookies_working() {
     let old_key = SigningKey::from_bytes(&[1; 32]).unwrap();
     let new_key = SigningKey::from_bytes(&[2; 32]).unwrap();
     let store = Arc::new(TestStore::default());
-    let before = routes().layer(SessionLayer::new(store.clone()).with_signing_keys([old_key.clone()]));
+    let before = routes().layer(store.layer().with_signing_keys([old_key.clone()]));
     let mut browser = Browser::new(before);
     browser.get("/login").await;
     let old_cookie = browser.cookie.clone().unwrap();
 
-    let rotated = routes().layer(SessionLayer::new(store.clone()).with_signing_keys([new_key.clone(), old_key]));
+    let rotated = routes().layer(store.layer().with_signing_keys([new_key.clone(), old_key]));
     assert_eq!(
         send(&rotated, "/whoami", Some(&old_cookie)).await.body,
         r#"Some(42) Some("ada")"#
@@ -342,7 +350,7 @@ async fn signing_key_rotation_keeps_old_cookies_working() {
     let resigned = format!("id={}", reply.session_cookie().unwrap().value());
     assert_ne!(resigned, old_cookie, "a write re-signs the cookie with the new key");
 
-    let retired = routes().layer(SessionLayer::new(store.clone()).with_signing_keys([new_key]));
+    let retired = routes().layer(store.layer().with_signing_keys([new_key]));
     assert_eq!(send(&retired, "/whoami", Some(&old_cookie)).await.body, "None None");
     assert_eq!(
         send(&retired, "/whoami", Some(&resigned)).await.body,
@@ -396,7 +404,7 @@ async fn concurrent_requests_writing_different_keys_both_keep_their_writes() {
                 }),
             )
             .merge(routes())
-            .layer(SessionLayer::new(store.clone()))
+            .layer(store.layer())
     };
     let mut browser = Browser::new(app.clone());
     browser.get("/count").await;
@@ -502,7 +510,8 @@ impl Gate {
     }
 }
 
-/// The test routes plus `/held`, which holds at `gate` and then runs `then` on the session.
+/// The test routes plus `/held`, which holds at `gate` and then runs `then` on the session; on
+/// `store` itself, whose counters prove the race happened.
 fn app_with_held_route(store: Arc<TestStore>, gate: &Gate, then: fn(&mut AppSession)) -> Router {
     let gate = gate.clone();
     Router::new()
@@ -629,7 +638,7 @@ fn an_invalid_cookie_name_is_refused_when_the_app_is_built() {
 async fn a_stale_session_cookie_sent_first_does_not_hide_the_live_one() {
     let key = SigningKey::from_bytes(&[5; 32]).unwrap();
     let store = Arc::new(TestStore::default());
-    let app = routes().layer(SessionLayer::new(store.clone()).with_signing_keys([key]));
+    let app = routes().layer(store.layer().with_signing_keys([key]));
     let mut browser = Browser::new(app.clone());
     browser.get("/login").await;
     let stale = browser.cookie.clone().unwrap();
@@ -710,8 +719,8 @@ async fn a_session_over_its_size_limit_is_refused_with_413_and_nothing_is_writte
 /// here, by using up its flash — but not grow.
 async fn a_session_over_its_size_limit_can_shrink_but_not_grow() {
     let store = Arc::new(TestStore::default());
-    let unlimited = routes().layer(SessionLayer::new(store.clone()).with_secure(false));
-    let limited = routes().layer(SessionLayer::new(store).with_secure(false).with_max_session_size(200));
+    let unlimited = routes().layer(store.layer().with_secure(false));
+    let limited = routes().layer(store.layer().with_secure(false).with_max_session_size(200));
     let flash = format!("/flash?v={}", "x".repeat(300));
     let cookie = send(&unlimited, &flash, None).await.cookie_header().unwrap();
 
@@ -816,7 +825,7 @@ async fn a_session_moved_into_a_task_outlives_its_request() {
                 }
             }),
         )
-        .layer(SessionLayer::new(store.clone()));
+        .layer(store.layer());
     let mut browser = Browser::new(app.clone());
     browser.get("/login").await;
     assert_eq!(browser.get("/later").await.body, "later");

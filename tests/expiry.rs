@@ -47,8 +47,26 @@ struct Fixture {
 
 impl Fixture {
     fn new(configure: impl FnOnce(SessionLayer) -> SessionLayer) -> Self {
-        let clock = ManualClock::new(SystemTime::now());
         let (layer, store) = typed_sessions_tests::fresh_layer();
+        Fixture::on(layer, store, configure)
+    }
+
+    /// [`new`](Self::new), with the layer on the counting `TestStore` in both modes (not on
+    /// `MemoryStore` itself): for the tests that count writes.
+    fn counted(configure: impl FnOnce(SessionLayer) -> SessionLayer) -> Self {
+        let (layer, store) = typed_sessions_tests::fresh_layer();
+        let layer = store
+            .as_ref()
+            .map_or(layer, |store| SessionLayer::new(Arc::clone(store)));
+        Fixture::on(layer, store, configure)
+    }
+
+    fn on(
+        layer: SessionLayer,
+        store: Option<Arc<TestStore>>,
+        configure: impl FnOnce(SessionLayer) -> SessionLayer,
+    ) -> Self {
+        let clock = ManualClock::new(SystemTime::now());
         let layer = configure(layer.with_clock(clock.clone()));
         let app = login_and_user()
             .route(
@@ -106,7 +124,7 @@ async fn idle_timeout_sets_max_age_and_ends_an_idle_session() {
 }
 
 async fn an_unchanged_request_touches_only_after_half_the_window() {
-    let mut f = Fixture::new(|layer| layer.with_expiry(Expiry::Idle(60 * MINUTE)));
+    let mut f = Fixture::counted(|layer| layer.with_expiry(Expiry::Idle(60 * MINUTE)));
     f.browser.get("/login").await;
     let after_login = f.writes();
 
@@ -136,7 +154,7 @@ async fn an_unchanged_request_touches_only_after_half_the_window() {
 }
 
 async fn touch_fraction_is_configurable() {
-    let mut f = Fixture::new(|layer| layer.with_expiry(Expiry::Idle(60 * MINUTE)).with_touch_after(0.0));
+    let mut f = Fixture::counted(|layer| layer.with_expiry(Expiry::Idle(60 * MINUTE)).with_touch_after(0.0));
     f.browser.get("/login").await;
     let after_login = f.writes();
     for round in 1..=3 {

@@ -538,8 +538,45 @@ mod tests {
             // Called directly: no future, no allocation, no timer per call.
             assert!(matches!(memory.storage, crate::config::Storage::Memory(_)));
         }
-        // Another type (the `Arc` impl forwarding to another `Arc`), though it never waits.
-        assert!(!Config::new(Arc::new(Arc::new(MemoryStore::new()))).answers_at_once);
+        // The app's own `Arc` of the store is the one the layer calls.
+        let shared = Arc::new(MemoryStore::new());
+        let config = Config::new(Arc::clone(&shared));
+        assert!(matches!(&config.storage, crate::config::Storage::Memory(held) if Arc::ptr_eq(held, &shared)));
+        // Another type (the `Arc` impl forwarding to another `Arc`, a wrapper of the app's),
+        // though it never waits.
+        struct Wrapped(MemoryStore);
+        impl SessionStore for Wrapped {
+            async fn load(&self, key: &crate::store::StoreKey) -> Result<Option<crate::store::Record>, StoreError> {
+                self.0.load(key).await
+            }
+            async fn create(
+                &self,
+                key: &crate::store::StoreKey,
+                record: &crate::store::Record,
+            ) -> Result<crate::store::Created, StoreError> {
+                self.0.create(key, record).await
+            }
+            async fn apply(
+                &self,
+                key: &crate::store::StoreKey,
+                changes: &crate::store::Changes,
+            ) -> Result<crate::store::Applied, StoreError> {
+                self.0.apply(key, changes).await
+            }
+            async fn delete(&self, key: &crate::store::StoreKey) -> Result<(), StoreError> {
+                self.0.delete(key).await
+            }
+            async fn delete_expired(&self) -> Result<u64, StoreError> {
+                self.0.delete_expired().await
+            }
+        }
+        for other in [
+            Config::new(Arc::new(Arc::new(MemoryStore::new()))),
+            Config::new(Wrapped(MemoryStore::new())),
+        ] {
+            assert!(!other.answers_at_once);
+            assert!(matches!(other.storage, crate::config::Storage::Store(_)));
+        }
         #[cfg(feature = "client-side")]
         assert!(
             SessionLayer::client_side([crate::EncryptionKey::generate()])

@@ -155,9 +155,9 @@ impl RequestSession {
     /// cookies name, else a new one. `headers` are the request's.
     ///
     /// The cookie is read here rather than when the request arrives: a request whose handler
-    /// takes no session never reads it. A store that answers at once is not waited for (see
-    /// `Timed` in `store::erased`), so for an in-memory store this future is ready when first
-    /// polled (which `extract::loaded_session` relies on).
+    /// takes no session never reads it. This crate's `MemoryStore` is read directly
+    /// (`Config::load_record` on `config::Storage::Memory`), so on it this future is ready when
+    /// first polled (which `extract::loaded_session` relies on).
     ///
     /// With `locking` (a [`LockedSession`](crate::LockedSession)), each stored session is locked
     /// before it is read, and the lock of the one adopted is kept until the save is done.

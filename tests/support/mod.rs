@@ -1091,16 +1091,15 @@ pub async fn concurrent_applies_from_two_instances_all_survive<S>(
 // ---------------------------------------------------------------------------------------------
 // An instrumented store, for the layer's tests
 
-/// How a [`TestStore`] answers: at once, as `MemoryStore` does, or only after yielding to the
-/// runtime on every call, as a store across a network does. The layer has one path for both;
-/// the end-to-end suites run every test both ways ([`on_both_paths!`]).
+/// How the store of a test answers: at once, as `MemoryStore` does, or only after yielding to
+/// the runtime on every call, as a store across a network does. The layer has one path for both;
+/// the end-to-end and expiry suites run every test both ways ([`on_both_paths!`]).
 ///
-/// The layer polls loads and saves in place, without keeping their futures, only for storage it
-/// knows never waits (`MemoryStore` itself and client-side sessions); a `TestStore` is another
-/// type, so both modes go through the boxed, awaited driver, one with calls that are ready at
-/// once. The in-place driver is run by the suites' client-side runs ([`run_client_side`]) and by
-/// the tests on `MemoryStore` itself (`locking`, `owner_sessions`, `regenerate_race`,
-/// `memory_store`).
+/// [`TestStore::layer`] (and [`fresh_layer`]) give the layer `MemoryStore` itself in the first
+/// mode — the storage the layer calls directly and polls in place, as most apps on
+/// `MemoryStore` run — and the [`TestStore`] wrapper in the second, which the layer calls
+/// through its boxed, timed store interface and awaits. Tests that count the store's calls
+/// build their layer on the wrapper in both modes (`SessionLayer::new(store.clone())`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Answers {
     /// Every call is ready when first polled.
@@ -1146,17 +1145,15 @@ pub fn test_encryption_key() -> typed_sessions::EncryptionKey {
     typed_sessions::EncryptionKey::from_bytes(&[7; 32]).expect("32 bytes is long enough")
 }
 
-/// A layer over new sessions, kept as the running test says: in a new [`TestStore`] (returned
-/// too, for the test to look into), or, under [`run_client_side`], in the cookie itself (no store).
+/// A layer over new sessions, kept as the running test says: in a new [`TestStore`]'s records
+/// (see [`TestStore::layer`]; the store is returned too, for the test to look into its `inner`),
+/// or, under [`run_client_side`], in the cookie itself (no store).
 pub fn fresh_layer() -> (typed_sessions::SessionLayer, Option<std::sync::Arc<TestStore>>) {
     if IN_COOKIE.with(std::cell::Cell::get) {
         (typed_sessions::SessionLayer::client_side([test_encryption_key()]), None)
     } else {
         let store = std::sync::Arc::new(TestStore::default());
-        (
-            typed_sessions::SessionLayer::new(std::sync::Arc::clone(&store)),
-            Some(store),
-        )
+        (store.layer(), Some(store))
     }
 }
 
@@ -1208,8 +1205,9 @@ macro_rules! on_both_paths {
 /// once or after yielding (see [`Answers`]; `default()` takes the mode of the running
 /// [`run_with`]), or [fails](Failure).
 pub struct TestStore {
-    /// Where the records are.
-    pub inner: MemoryStore,
+    /// Where the records are; shared with the layer that [`layer`](Self::layer) builds in the
+    /// at-once mode.
+    pub inner: std::sync::Arc<MemoryStore>,
     answers: Answers,
     failure: Option<Failure>,
     /// Calls of `load` so far.
@@ -1227,7 +1225,7 @@ pub struct TestStore {
 impl Default for TestStore {
     fn default() -> Self {
         TestStore {
-            inner: MemoryStore::new(),
+            inner: std::sync::Arc::new(MemoryStore::new()),
             answers: ANSWERS.with(std::cell::Cell::get),
             failure: None,
             loads: AtomicUsize::new(0),
@@ -1240,6 +1238,18 @@ impl Default for TestStore {
 }
 
 impl TestStore {
+    /// A layer over this store's records, as the running test says ([`Answers`]): on
+    /// `MemoryStore` itself when calls answer at once (the layer then calls it directly, and
+    /// this wrapper counts nothing), on this wrapper when they are awaited.
+    /// A failing store is always the wrapper: `MemoryStore` itself never fails.
+    pub fn layer(self: &std::sync::Arc<Self>) -> typed_sessions::SessionLayer {
+        if self.answers == Answers::AtOnce && self.failure.is_none() {
+            typed_sessions::SessionLayer::new(std::sync::Arc::clone(&self.inner))
+        } else {
+            typed_sessions::SessionLayer::new(std::sync::Arc::clone(self))
+        }
+    }
+
     /// A store that fails every call as `failure` says.
     pub fn failing(failure: Failure) -> Self {
         TestStore {

@@ -4,7 +4,9 @@
 //! the trait cannot be a trait object. The layer keeps its one request path free of the store's
 //! type by calling the store through [`ErasedStore`], whose futures are [`StoreFuture`]s: the
 //! store's own future, boxed once per call as an `async_trait` would. (This crate's
-//! `MemoryStore`, whose calls never wait, is called directly instead: `config::Storage::Memory`.)
+//! `MemoryStore`, whose calls never wait, is called directly for a request's load, create, apply
+//! and delete — `config::Storage::Memory` — and through this interface for the rest: the owner
+//! index's calls.)
 
 use std::cell::Cell;
 use std::future::Future;
@@ -165,13 +167,13 @@ std::thread_local! {
 /// The time of the request a store call is being made for, when the layer is polling it; the
 /// system clock otherwise (a store used directly, as the conformance suite does).
 ///
-/// This crate's in-memory store judges expiry by it: the layer has already read the clock for
-/// the request, and a clock read costs as much as the rest of an in-memory store call (about
-/// 50 ns on a virtual machine without a fast clock). It also makes the store agree with a test
-/// clock ([`ManualClock`](crate::clock::ManualClock)). Not public: other stores read their own
-/// clock, or the database's. Work a store hands to another task or thread reads the system
-/// clock, and a `MemoryStore` polled inside another store's call (a user's tiered store) takes
-/// that call's request time.
+/// This crate's in-memory store judges expiry by it when it is called through this interface
+/// (the owner index; a store of yours that wraps it): it then agrees with the layer's clock, a
+/// test clock ([`ManualClock`](crate::clock::ManualClock)) included, as it does when the layer
+/// calls it directly with the request's time. Not public: other stores read their own clock, or
+/// the database's. Work a store hands to another task or thread reads the system clock, and a
+/// `MemoryStore` polled inside another store's call (a user's tiered store) takes that call's
+/// request time.
 pub(crate) fn request_time() -> SystemTime {
     REQUEST_TIME.with(Cell::get).unwrap_or_else(SystemTime::now)
 }

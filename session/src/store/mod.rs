@@ -40,8 +40,9 @@
 //! `RedisStore::from_manager(manager)` build one on a client the app already has.
 //!
 //! The futures must be `Send`: hold no `!Send` value (a `std::sync::MutexGuard`, an `Rc`) across
-//! an `.await`. A store whose calls finish without waiting (one that keeps records in this
-//! process's memory) costs a request no allocation for its calls.
+//! an `.await`. The layer boxes each call's future once, as `async_trait` would; this crate's
+//! [`MemoryStore`] alone is called directly on a request's path, with no future kept and no
+//! allocation for its calls.
 
 use std::future::Future;
 use std::sync::Arc;
