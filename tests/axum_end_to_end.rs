@@ -39,7 +39,7 @@ fn app() -> Router {
 
 async fn new_visitor_that_writes_nothing_gets_no_cookie_and_no_record() {
     let store = Arc::new(TestStore::default());
-    let mut browser = Browser::new(app_on(store.clone()));
+    let mut browser = Browser::new(counted_app_on(store.clone()));
     let reply = browser.get("/whoami").await;
     assert_eq!(reply.body, "None None");
     assert!(reply.set_cookie.is_empty(), "{:?}", reply.set_cookie);

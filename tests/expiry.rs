@@ -43,12 +43,14 @@ struct Fixture {
     clock: ManualClock,
     /// `None` for client-side sessions, kept in the cookie.
     store: Option<Arc<TestStore>>,
+    /// The layer is on the counting wrapper (see [`Fixture::counted`]).
+    counted: bool,
 }
 
 impl Fixture {
     fn new(configure: impl FnOnce(SessionLayer) -> SessionLayer) -> Self {
         let (layer, store) = typed_sessions_tests::fresh_layer();
-        Fixture::on(layer, store, configure)
+        Fixture::on(layer, store, false, configure)
     }
 
     /// [`new`](Self::new), with the layer on the counting `TestStore` in both modes (not on
@@ -58,12 +60,13 @@ impl Fixture {
         let layer = store
             .as_ref()
             .map_or(layer, |store| SessionLayer::new(Arc::clone(store)));
-        Fixture::on(layer, store, configure)
+        Fixture::on(layer, store, true, configure)
     }
 
     fn on(
         layer: SessionLayer,
         store: Option<Arc<TestStore>>,
+        counted: bool,
         configure: impl FnOnce(SessionLayer) -> SessionLayer,
     ) -> Self {
         let clock = ManualClock::new(SystemTime::now());
@@ -93,12 +96,15 @@ impl Fixture {
             browser: Browser::new(app),
             clock,
             store,
+            counted,
         }
     }
 
     /// Writes of the session so far: to the store, or, for a session kept in the cookie, cookies
-    /// sent (each is the whole session written again).
+    /// sent (each is the whole session written again). Counted only on a
+    /// [`counted`](Self::counted) fixture: a layer on `MemoryStore` itself bypasses the counters.
     fn writes(&self) -> usize {
+        assert!(self.counted, "Fixture::writes needs a Fixture::counted");
         match &self.store {
             Some(store) => store.writes(),
             None => self.browser.cookies_received,

@@ -156,8 +156,9 @@ impl RequestSession {
     ///
     /// The cookie is read here rather than when the request arrives: a request whose handler
     /// takes no session never reads it. This crate's `MemoryStore` is read directly
-    /// (`Config::load_record` on `config::Storage::Memory`), so on it this future is ready when
-    /// first polled (which `extract::loaded_session` relies on).
+    /// (`Config::load_record` on `config::Storage::Memory`), so on it, and for client-side
+    /// sessions, a load without `locking` is ready when first polled (which
+    /// `extract::loaded_session` relies on).
     ///
     /// With `locking` (a [`LockedSession`](crate::LockedSession)), each stored session is locked
     /// before it is read, and the lock of the one adopted is kept until the save is done.

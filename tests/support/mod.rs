@@ -1188,7 +1188,8 @@ macro_rules! on_every_path {
 }
 
 /// Declares each of the listed `async fn` tests twice, in modules `at_once` and `awaited`: once
-/// with [`TestStore`]s that answer at once, once with stores that must be awaited.
+/// with stores that answer at once (`MemoryStore` itself, through [`TestStore::layer`], or the
+/// wrapper for tests that count calls), once with stores that must be awaited.
 #[macro_export]
 macro_rules! on_both_paths {
     ($($test:ident),* $(,)?) => {
