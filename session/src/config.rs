@@ -103,14 +103,10 @@ impl SessionStore for NoStore {
     async fn load(&self, _key: &StoreKey) -> Result<Option<Record>, StoreError> {
         Self::refuse()
     }
-    async fn create(&self, _key: &StoreKey, _record: &Record) -> Result<crate::store::Created, StoreError> {
+    async fn create(&self, _key: &StoreKey, _record: &Record) -> Result<Created, StoreError> {
         Self::refuse()
     }
-    async fn apply(
-        &self,
-        _key: &StoreKey,
-        _changes: &crate::store::Changes,
-    ) -> Result<crate::store::Applied, StoreError> {
+    async fn apply(&self, _key: &StoreKey, _changes: &Changes) -> Result<Applied, StoreError> {
         Self::refuse()
     }
     async fn delete(&self, _key: &StoreKey) -> Result<(), StoreError> {
@@ -144,12 +140,6 @@ pub(crate) struct Config {
     pub(crate) lock_lease: Duration,
     /// The most bytes of values and flash a session may hold.
     pub(crate) max_session_size: usize,
-    /// `storage`'s loads and saves are done the first time they are polled: this crate's
-    /// [`MemoryStore`], whose calls never wait, and client-side sessions, which call no store.
-    /// They are then polled where they are made, once, and never kept (see
-    /// `extract::loaded_session` and `layer::ResponseFuture`); any other store's are boxed and
-    /// awaited. Worked out once, with the storage.
-    pub(crate) answers_at_once: bool,
 }
 
 impl Config {
@@ -159,7 +149,6 @@ impl Config {
 
     pub(crate) fn with_storage(storage: Storage) -> Self {
         Config {
-            answers_at_once: !matches!(storage, Storage::Store(_)),
             storage,
             cookie: CookieSettings::default(),
             signing_keys: Vec::new(),
@@ -172,6 +161,15 @@ impl Config {
             lock_lease: Duration::from_secs(10),
             max_session_size: 64 * 1024,
         }
+    }
+
+    /// Whether `storage`'s loads and saves are done the first time they are polled: this
+    /// crate's [`MemoryStore`], whose calls never wait, and client-side sessions, which call no
+    /// store. They are then polled where they are made, once, and never kept (see
+    /// `extract::loaded_session` and `layer::ResponseFuture`); any other store's are boxed and
+    /// awaited.
+    pub(crate) fn answers_at_once(&self) -> bool {
+        !matches!(self.storage, Storage::Store(_))
     }
 
     /// A store call made for a request whose time is `now`, bounded by the store timeout.

@@ -110,7 +110,7 @@ fn loaded_session(parts: &Parts, locking: bool) -> Loading<'_> {
     let Some(session) = parts.extensions.get::<Arc<RequestSession>>() else {
         return Loading::Done(Some(Err(SessionRejection::MissingLayer)));
     };
-    if !locking && session.config().answers_at_once {
+    if !locking && session.config().answers_at_once() {
         let load = std::pin::pin!(session.load(&parts.headers, false));
         if let Poll::Ready(loaded) = load.poll(&mut Context::from_waker(Waker::noop())) {
             return Loading::Done(Some(shared(session, loaded)));
