@@ -217,6 +217,9 @@ def main():
     parser.add_argument("--keys", type=int, default=0,
                         help="sessions of N 100-byte keys, of which each request reads one "
                              "(the read-only workload)")
+    parser.add_argument("--floor", action="store_true",
+                        help="on Redis, also the least a session library on redis-rs could do: bare "
+                             "axum plus one GET (read-write: and one SET) per request")
     parser.add_argument("--no-build", action="store_true")
     args = parser.parse_args()
     stores = args.stores.split(",")
@@ -236,7 +239,8 @@ def main():
         for round_number in range(args.rounds):
             for store in stores:
                 for workload in workloads:
-                    variants = ["typed", "tower"] + (["bare"] if store == stores[0] else [])
+                    variants = (["typed", "tower"] + (["bare"] if store == stores[0] else [])
+                                + (["floor"] if args.floor and store == "redis" else []))
                     if round_number % 2:
                         variants.reverse()
                     for variant in variants:
@@ -271,6 +275,11 @@ def main():
             print(f"| {store} | {workload} | {bare_text} | {cells('tower')} | {cells('typed')} "
                   f"| {statistics.median(ratios):.2f}× "
                   f"| {100 * median('tower', 5):.0f}% / {100 * median('typed', 5):.0f}% |")
+            floor = results.get((store, workload, "floor"))
+            if floor:
+                floor_ratios = [f[0] / w[0] for f, w in zip(floor, results[(store, workload, "tower")])]
+                print(f"|   | floor (GET{'' if workload == 'read-only' else ' + SET'}, no session code) | "
+                      f"| | {cells('floor')} | {statistics.median(floor_ratios):.2f}× | {100 * median('floor', 5):.0f}% |")
 
 
 if __name__ == "__main__":

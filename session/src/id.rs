@@ -206,11 +206,21 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// `bytes` in lower-case hex.
 pub(crate) fn to_hex(bytes: &[u8]) -> String {
     let mut hex = String::with_capacity(bytes.len() * 2);
-    for &byte in bytes {
-        hex.push(char::from(HEX[usize::from(byte >> 4)]));
-        hex.push(char::from(HEX[usize::from(byte & 0x0f)]));
-    }
+    push_hex(&mut hex, bytes);
     hex
+}
+
+/// Appends `bytes` in lower-case hex to `text` (a key that embeds a store key, built in one buffer).
+pub(crate) fn push_hex(text: &mut String, bytes: &[u8]) {
+    text.reserve(bytes.len() * 2);
+    for chunk in bytes.chunks(32) {
+        let mut digits = [0u8; 64];
+        for (pair, &byte) in digits.chunks_exact_mut(2).zip(chunk) {
+            pair[0] = HEX[usize::from(byte >> 4)];
+            pair[1] = HEX[usize::from(byte & 0x0f)];
+        }
+        text.push_str(std::str::from_utf8(&digits[..chunk.len() * 2]).expect("hex digits are ASCII"));
+    }
 }
 
 /// The `N` bytes that `hex` (lower-case, exactly `2 * N` digits) writes.
@@ -333,5 +343,18 @@ mod tests {
         assert_eq!(StoreKey::from_hex(&key.to_hex()), Some(key));
         assert_eq!(StoreKey::from_hex("zz"), None);
         assert_eq!(StoreKey::from_hex(&"G".repeat(64)), None);
+    }
+
+    /// Hex is written 32 bytes at a time: lengths around and past that agree with `{:02x}`.
+    #[test]
+    fn hex_of_any_length_matches_format() {
+        let bytes: Vec<u8> = (0..=255u8).rev().chain(0..=255u8).collect();
+        for len in [0, 1, 31, 32, 33, 64, 65, 512] {
+            let expected: String = bytes[..len].iter().map(|byte| format!("{byte:02x}")).collect();
+            let mut appended = String::from("prefix:");
+            push_hex(&mut appended, &bytes[..len]);
+            assert_eq!(to_hex(&bytes[..len]), expected, "{len} bytes");
+            assert_eq!(appended, format!("prefix:{expected}"), "{len} bytes");
+        }
     }
 }

@@ -246,6 +246,60 @@ mod tower_app {
     }
 }
 
+/// The least any session library on redis-rs could do per request: bare axum, plus one `GET` of
+/// the key the request's cookie names (and, read-write, one `SET` back), on the same kind of
+/// connection `RedisStore::connect` makes. No cookie signing, no id hashing, no record decoding,
+/// no expiry check. Its requests/s over tower-sessions' bound what typed-sessions can reach on Redis.
+mod floor {
+    use axum::http::{header, HeaderMap};
+    use typed_sessions::redis::aio::ConnectionManager;
+    use typed_sessions::redis::{AsyncCommands, Client};
+    use typed_sessions::RedisStore;
+
+    use super::Args;
+
+    /// A stored session's size, about what typed-sessions stores for the benchmark's session.
+    const RECORD: &str =
+        r#"{"created_at":1764900000000,"expires_at":1766100000000,"values":{"user_id":7,"counter":0}}"#;
+
+    fn key(headers: &HeaderMap) -> String {
+        let cookie = headers
+            .get(header::COOKIE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("");
+        format!("floor:{}", cookie.split_once('=').map_or("", |(_, id)| id))
+    }
+
+    pub(crate) async fn app(args: &Args, sessions: usize) -> (axum::Router, Vec<String>) {
+        let client = Client::open(args.url.as_str()).expect("a Redis URL");
+        let mut redis = ConnectionManager::new_with_config(client, RedisStore::default_manager_config())
+            .await
+            .expect("connecting to Redis");
+        let cookies: Vec<String> = (0..sessions).map(|i| format!("id={i:0>24}")).collect();
+        for cookie in &cookies {
+            let key = format!("floor:{}", &cookie[3..]);
+            let () = redis.set(key, RECORD).await.expect("storing a session");
+        }
+        let read_only = args.read_only;
+        let handler = move |headers: HeaderMap| {
+            let mut redis = redis.clone();
+            async move {
+                let key = key(&headers);
+                let record: Option<String> = redis.get(&key).await.expect("reading a session");
+                let record = record.unwrap_or_default();
+                if !read_only {
+                    let () = redis.set_ex(&key, &record, 1_209_600).await.expect("writing a session");
+                }
+                super::bare_work().await + &record[..0]
+            }
+        };
+        (
+            super::router(axum::routing::get(handler), axum::routing::get(|| async { "started" })),
+            cookies,
+        )
+    }
+}
+
 /// Creates `count` sessions through `app`'s `/start` and returns their `Cookie` values.
 async fn create_sessions(app: &Router, count: usize) -> Vec<String> {
     let mut cookies = Vec::with_capacity(count);
@@ -271,15 +325,24 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    let mut floor_cookies = None;
     let app = match args.variant.as_str() {
         "bare" => router(get(bare_work), get(|| async { "started" })),
         "typed" => typed::app(&args).await,
         "tower" => tower_app::app(&args).await,
-        other => panic!("--variant is bare, typed or tower, not {other}"),
+        "floor" => {
+            assert_eq!(args.store, "redis", "--variant floor is for --store redis");
+            let (app, cookies) = floor::app(&args, args.sessions).await;
+            floor_cookies = Some(cookies);
+            app
+        }
+        other => panic!("--variant is bare, typed, tower or floor, not {other}"),
     }
     .with_state(());
     let cookies = if args.variant == "bare" {
         (0..args.sessions).map(|i| format!("id={i:0>24}")).collect()
+    } else if let Some(cookies) = floor_cookies {
+        cookies
     } else {
         create_sessions(&app, args.sessions).await
     };

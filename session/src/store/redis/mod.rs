@@ -5,17 +5,17 @@
 //! docs it implements, so that a reader checks one against the other in one place. The owner
 //! index, which touches other keys than the session's, is in `owners`.
 
-use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind};
+use redis::{Cmd, ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind, Value};
 
 use super::codec::{expiry_from_json, expiry_json, from_unix_millis, now_millis, to_unix_millis};
 use super::{Applied, Created, LockAttempt, LockToken, LockedApply, SessionStore, StoreError, StoreKey};
+use crate::id::push_hex;
 use crate::record::{Changes, Patch, Record};
 use crate::value_map::decode::{read_json_object, Strings};
 use crate::value_map::ValueMap;
@@ -219,16 +219,17 @@ impl Lua {
 
     /// The script run on `keys` with `args`: by its hash, or (`eval`) by its source.
     fn call(&self, keys: &[&str], args: &[String], eval: bool) -> Cmd {
-        let mut cmd = if eval {
-            let mut cmd = redis::cmd("EVAL");
-            cmd.arg(&self.source);
-            cmd
+        let (name, script) = if eval {
+            ("EVAL", self.source.as_str())
         } else {
-            let mut cmd = redis::cmd("EVALSHA");
-            cmd.arg(self.script.get_hash());
-            cmd
+            ("EVALSHA", self.script.get_hash())
         };
-        cmd.arg(keys.len()).arg(keys).arg(args);
+        let bytes = script.len()
+            + 2
+            + keys.iter().map(|key| key.len()).sum::<usize>()
+            + args.iter().map(String::len).sum::<usize>();
+        let mut cmd = command(name, 2 + keys.len() + args.len(), bytes);
+        cmd.arg(script).arg(keys.len()).arg(keys).arg(args);
         cmd
     }
 }
@@ -450,7 +451,7 @@ impl RedisStore {
     pub fn redis_key(&self, key: &StoreKey) -> String {
         let mut redis_key = String::with_capacity(self.prefix.len() + 64);
         redis_key.push_str(&self.prefix);
-        redis_key.push_str(&key.to_hex());
+        push_hex(&mut redis_key, key.as_bytes());
         redis_key
     }
 
@@ -626,21 +627,62 @@ fn record_from_hash<'a>(fields: impl Iterator<Item = (&'a str, &'a str)> + Clone
     Ok(record)
 }
 
-/// The live record in a session's hash (`HGETALL`'s answer, empty if there is none).
-fn live_record(fields: &HashMap<String, String>, now_millis: i64) -> Result<Option<Record>, StoreError> {
-    if fields.is_empty() {
+/// The record in a session's hash as `HGETALL` answers it: fields and values in turn, borrowed
+/// from the reply as they are (neither copied nor put in a map on the way); `None` for no hash.
+fn record_from_reply(reply: &[Value]) -> Result<Option<Record>, StoreError> {
+    if reply.is_empty() {
         return Ok(None);
     }
-    let record = record_from_hash(fields.iter().map(|(name, value)| (name.as_str(), value.as_str())))?;
-    Ok(Some(record).filter(|record| to_unix_millis(record.expires_at) > now_millis))
+    fn text(value: &Value) -> Result<&str, StoreError> {
+        match value {
+            Value::BulkString(bytes) => std::str::from_utf8(bytes)
+                .map_err(|_| StoreError::Corrupt("a field of the session hash is not UTF-8".to_owned())),
+            other => Err(StoreError::Corrupt(format!(
+                "unexpected reply for a session hash: {other:?}"
+            ))),
+        }
+    }
+    let pairs = reply.chunks_exact(2);
+    if !pairs.remainder().is_empty() {
+        return Err(StoreError::Corrupt(format!(
+            "a session hash answered an odd {} items",
+            reply.len()
+        )));
+    }
+    let fields = pairs
+        .map(|pair| Ok((text(&pair[0])?, text(&pair[1])?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    record_from_hash(fields.iter().copied()).map(Some)
+}
+
+/// `HGETALL` of the session hash under `redis_key`.
+fn read_hash(redis_key: &str) -> Cmd {
+    let mut cmd = command("HGETALL", 1, redis_key.len());
+    cmd.arg(redis_key);
+    cmd
+}
+
+/// The reply of [`read_hash`] as a live record: `None` when the hash is gone or has expired by
+/// `now_millis` (Redis has not evicted it yet).
+fn live_record(reply: &Value, now_millis: i64) -> Result<Option<Record>, StoreError> {
+    let Value::Array(fields) = reply else {
+        return Err(StoreError::Corrupt(format!("unexpected reply to HGETALL: {reply:?}")));
+    };
+    Ok(record_from_reply(fields)?.filter(|record| to_unix_millis(record.expires_at) > now_millis))
+}
+
+/// A command named `name` with room for `args` arguments of `bytes` bytes in all: built without
+/// growing its buffers on the way.
+fn command(name: &str, args: usize, bytes: usize) -> Cmd {
+    let mut cmd = Cmd::with_capacity(1 + args, name.len() + bytes);
+    cmd.arg(name);
+    cmd
 }
 
 impl SessionStore for RedisStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        let mut cmd = redis::cmd("HGETALL");
-        cmd.arg(self.redis_key(key));
-        let fields: HashMap<String, String> = self.query(&cmd).await?;
-        live_record(&fields, now_millis())
+        let reply: Value = self.query(&read_hash(&self.redis_key(key))).await?;
+        live_record(&reply, now_millis())
     }
 
     async fn create(&self, key: &StoreKey, record: &Record) -> Result<Created, StoreError> {

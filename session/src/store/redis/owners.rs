@@ -2,14 +2,13 @@
 //! holds at least every session of the owner and is checked against the sessions' hashes when
 //! read (see "Sessions of an owner" in [`RedisStore`]'s docs).
 
-use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use futures_util::future::join_all;
 
-use super::{record_from_hash, Lua, RedisStore};
+use super::{live_record, read_hash, Lua, RedisStore};
 use crate::id::sha256_hex;
-use crate::store::codec::{now_millis, to_unix_millis};
+use crate::store::codec::now_millis;
 use crate::store::{Record, StoreError, StoreKey};
 
 /// A set is pruned of its stale members when a session added to it makes it this large, or any
@@ -90,28 +89,21 @@ impl RedisStore {
             let Some(key) = StoreKey::from_hex(member) else {
                 return Ok(None);
             };
-            let mut read = redis::cmd("HGETALL");
-            read.arg(self.redis_key(&key));
-            let fields: HashMap<String, String> = self.query(&read).await?;
-            Ok::<_, StoreError>(Some((key, fields)))
+            let reply: redis::Value = self.query(&read_hash(&self.redis_key(&key))).await?;
+            Ok::<_, StoreError>(Some((key, reply)))
         });
         let now = now_millis();
         let mut listed = Vec::new();
         let mut stale = Vec::new();
         for (member, read) in members.iter().zip(join_all(reads).await) {
-            let Some((key, fields)) = read? else {
+            let Some((key, reply)) = read? else {
                 stale.push(member);
                 continue;
             };
-            if fields.is_empty() {
-                stale.push(member);
-                continue;
-            }
-            match record_from_hash(fields.iter().map(|(name, value)| (name.as_str(), value.as_str()))) {
-                Ok(record) if record.owner.as_deref() != Some(owner) || to_unix_millis(record.expires_at) <= now => {
-                    stale.push(member);
-                }
-                Ok(record) => listed.push((key, record)),
+            match live_record(&reply, now) {
+                Ok(Some(record)) if record.owner.as_deref() == Some(owner) => listed.push((key, record)),
+                // Gone, expired, or given another owner since it was added.
+                Ok(_) => stale.push(member),
                 Err(error) => {
                     tracing::warn!(%error, "a session of an owner does not decode; not listed");
                 }
