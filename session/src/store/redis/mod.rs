@@ -573,7 +573,7 @@ fn map_error(error: RedisError) -> StoreError {
 
 /// A JSON object of `name` → the value's JSON text as a JSON string, or `false` for a name to
 /// remove: the form the hash's `values` and `flash` fields, and `apply`'s patches, take.
-fn string_object<'a>(entries: impl Iterator<Item = (&'a str, Option<&'a str>)>) -> Result<String, StoreError> {
+fn string_object<'a>(entries: impl Iterator<Item = (&'a str, Option<&'a str>)> + Clone) -> Result<String, StoreError> {
     /// A value's JSON as a JSON string, or `false`.
     #[derive(serde::Serialize)]
     #[serde(untagged)]
@@ -581,8 +581,13 @@ fn string_object<'a>(entries: impl Iterator<Item = (&'a str, Option<&'a str>)>) 
         Json(&'a str),
         Removed(bool),
     }
+    // Sized for the usual case (nothing to escape): quotes, separators and a few escapes each.
+    let size = entries
+        .clone()
+        .map(|(name, json)| name.len() + json.map_or(5, str::len) + 12)
+        .sum::<usize>();
     let entries = entries.map(|(name, json)| (name, json.map_or(Entry::Removed(false), Entry::Json)));
-    let mut object = Vec::new();
+    let mut object = Vec::with_capacity(2 + size);
     serde::Serializer::collect_map(&mut serde_json::Serializer::new(&mut object), entries)
         .map_err(|error| StoreError::Corrupt(error.to_string()))?;
     String::from_utf8(object).map_err(|error| StoreError::Corrupt(error.to_string()))
