@@ -16,7 +16,10 @@ Workloads: `read-write` reads one key (a counter) and writes it back plus one; `
 reads it; `locked-read-write` is read-write with typed-sessions' handler taking a `LockedSession`
 (bare axum and tower-sessions, which has no lock, serve read-write). Output: requests/s and
 p50/p99 latency per variant (medians over rounds), and typed-sessions' requests/s over
-tower-sessions'.
+tower-sessions'. With `--floor`, Redis rows are followed by the floor: bare axum plus one
+redis-rs `GET` per request (and a `SET` for read-write) on the connection `RedisStore::connect`
+makes, no session code at all; its requests/s over tower-sessions' are about the most a session layer
+on redis-rs could reach on the machine.
 """
 
 import argparse
@@ -226,6 +229,8 @@ def main():
     workloads = args.workloads.split(",")
     if args.keys:
         workloads = ["read-only"]
+        if args.floor:
+            raise SystemExit("--floor reads one small record; it does not combine with --keys")
     for tool in ("wrk",) + (("redis-server",) if "redis" in stores else ()):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is not installed (Debian: apt-get install {tool.split('-')[0]})")
@@ -278,8 +283,9 @@ def main():
             floor = results.get((store, workload, "floor"))
             if floor:
                 floor_ratios = [f[0] / w[0] for f, w in zip(floor, results[(store, workload, "tower")])]
-                print(f"|   | floor (GET{'' if workload == 'read-only' else ' + SET'}, no session code) | "
-                      f"| | {cells('floor')} | {statistics.median(floor_ratios):.2f}× | {100 * median('floor', 5):.0f}% |")
+                print(f"| {store} | {workload}: floor (GET{'' if workload == 'read-only' else ' + SET'}, "
+                      f"no session code; floor / tower, floor's idle) | | | {cells('floor')} "
+                      f"| {statistics.median(floor_ratios):.2f}× | {100 * median('floor', 5):.0f}% |")
 
 
 if __name__ == "__main__":

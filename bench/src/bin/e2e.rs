@@ -1,6 +1,7 @@
-//! The end-to-end benchmark's server: one variant — bare axum, typed-sessions, or tower-sessions
-//! 0.14 — on one store, served by `axum::serve` on a loopback port. `bench/e2e.py` starts it
-//! once per measurement and drives it with `wrk`; see BENCHMARKS.md.
+//! The end-to-end benchmark's server: one variant — bare axum, typed-sessions, tower-sessions
+//! 0.14, or (Redis only) the floor: bare axum plus one redis-rs `GET` per request — on one store,
+//! served by `axum::serve` on a loopback port. `bench/e2e.py` starts it once per measurement and
+//! drives it with `wrk`; see BENCHMARKS.md.
 //!
 //! ```sh
 //! cargo run --release -p typed-sessions-bench --features e2e --bin e2e -- \
@@ -10,7 +11,8 @@
 //!
 //! Before it listens it creates `--sessions` sessions (user id and counter set) through its own
 //! router and writes their `Cookie` header values to `--cookies`, one per line, for `wrk` to send
-//! round-robin. The bare variant writes cookies of the same shape, which it ignores.
+//! round-robin. The bare variant writes cookies of the same shape, which it ignores; the floor
+//! writes cookies of that shape too, and stores a record under each directly in Redis.
 
 use std::path::PathBuf;
 
@@ -332,6 +334,10 @@ async fn main() {
         "tower" => tower_app::app(&args).await,
         "floor" => {
             assert_eq!(args.store, "redis", "--variant floor is for --store redis");
+            assert!(
+                args.keys.is_none(),
+                "--variant floor reads one small record; it takes no --keys"
+            );
             let (app, cookies) = floor::app(&args, args.sessions).await;
             floor_cookies = Some(cookies);
             app

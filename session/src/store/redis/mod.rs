@@ -224,6 +224,7 @@ impl Lua {
         } else {
             ("EVALSHA", self.script.get_hash())
         };
+        // The argument count's digits take 2 bytes at most.
         let bytes = script.len()
             + 2
             + keys.iter().map(|key| key.len()).sum::<usize>()
@@ -632,31 +633,42 @@ fn record_from_hash<'a>(fields: impl Iterator<Item = (&'a str, &'a str)> + Clone
     Ok(record)
 }
 
-/// The record in a session's hash as `HGETALL` answers it: fields and values in turn, borrowed
-/// from the reply as they are (neither copied nor put in a map on the way); `None` for no hash.
-fn record_from_reply(reply: &[Value]) -> Result<Option<Record>, StoreError> {
-    if reply.is_empty() {
+/// The record in a session's hash as `HGETALL` answers it (fields and values in turn; a map
+/// under RESP3), read from the reply's own bytes, neither copied nor put in a map on the way;
+/// `None` for no hash.
+fn record_from_reply(reply: &Value) -> Result<Option<Record>, StoreError> {
+    let reply = match reply {
+        Value::Attribute { data, .. } => data,
+        other => other,
+    };
+    if matches!(reply, Value::Nil) {
         return Ok(None);
     }
+    let pairs = reply.as_map_iter().ok_or_else(|| {
+        // The reply is not quoted: it may hold the values of someone's session.
+        StoreError::Corrupt("a read of a session hash answered something other than its fields".to_owned())
+    })?;
+    record_from_pairs(pairs)
+}
+
+/// The record in a session's hash from its fields and values as Redis answered them; `None` for
+/// none (no hash).
+fn record_from_pairs<'a>(pairs: impl Iterator<Item = (&'a Value, &'a Value)>) -> Result<Option<Record>, StoreError> {
     fn text(value: &Value) -> Result<&str, StoreError> {
         match value {
             Value::BulkString(bytes) => std::str::from_utf8(bytes)
                 .map_err(|_| StoreError::Corrupt("a field of the session hash is not UTF-8".to_owned())),
-            other => Err(StoreError::Corrupt(format!(
-                "unexpected reply for a session hash: {other:?}"
-            ))),
+            _ => Err(StoreError::Corrupt(
+                "a field of the session hash was answered as something other than a string".to_owned(),
+            )),
         }
     }
-    let pairs = reply.chunks_exact(2);
-    if !pairs.remainder().is_empty() {
-        return Err(StoreError::Corrupt(format!(
-            "a session hash answered an odd {} items",
-            reply.len()
-        )));
-    }
     let fields = pairs
-        .map(|pair| Ok((text(&pair[0])?, text(&pair[1])?)))
+        .map(|(name, value)| Ok((text(name)?, text(value)?)))
         .collect::<Result<Vec<_>, StoreError>>()?;
+    if fields.is_empty() {
+        return Ok(None);
+    }
     record_from_hash(fields.iter().copied()).map(Some)
 }
 
@@ -670,10 +682,7 @@ fn read_hash(redis_key: &str) -> Cmd {
 /// The reply of [`read_hash`] as a live record: `None` when the hash is gone or has expired by
 /// `now_millis` (Redis has not evicted it yet).
 fn live_record(reply: &Value, now_millis: i64) -> Result<Option<Record>, StoreError> {
-    let Value::Array(fields) = reply else {
-        return Err(StoreError::Corrupt(format!("unexpected reply to HGETALL: {reply:?}")));
-    };
-    Ok(record_from_reply(fields)?.filter(|record| to_unix_millis(record.expires_at) > now_millis))
+    Ok(record_from_reply(reply)?.filter(|record| to_unix_millis(record.expires_at) > now_millis))
 }
 
 /// A command named `name` with room for `args` arguments of `bytes` bytes in all: built without
@@ -759,25 +768,31 @@ impl SessionStore for RedisStore {
         lease: Duration,
     ) -> Result<LockAttempt, StoreError> {
         let args = [now_millis().to_string(), token.to_hex(), lease_millis(lease)];
-        let reply: Vec<String> = self.invoke_locked(&LOCK_AND_LOAD, key, &args).await?;
-        match reply.first().map(String::as_str) {
+        let reply: Vec<Value> = self.invoke_locked(&LOCK_AND_LOAD, key, &args).await?;
+        let text = |at: usize| match reply.get(at) {
+            Some(Value::BulkString(bytes)) => std::str::from_utf8(bytes).ok(),
+            _ => None,
+        };
+        // Not quoted in errors: a reply may hold the values of someone's session.
+        let unexpected = || StoreError::Corrupt("unexpected reply of the lock script".to_owned());
+        match text(0) {
             Some("taken") => {
-                let fields = reply[1..]
-                    .chunks_exact(2)
-                    .map(|pair| (pair[0].as_str(), pair[1].as_str()));
-                Ok(LockAttempt::Taken(record_from_hash(fields)?))
+                let pairs = reply[1..].chunks_exact(2);
+                if !pairs.remainder().is_empty() {
+                    return Err(unexpected());
+                }
+                let record = record_from_pairs(pairs.map(|pair| (&pair[0], &pair[1])))?;
+                Ok(LockAttempt::Taken(record.ok_or_else(unexpected)?))
             }
             Some("missing") => Ok(LockAttempt::Missing),
             Some("busy") => {
                 // PTTL: -1 no expiry (not set by this store), -2 gone since: ask again soon.
-                let millis = reply.get(1).and_then(|text| text.parse::<u64>().ok()).unwrap_or(0);
+                let millis = text(1).and_then(|text| text.parse::<u64>().ok()).unwrap_or(0);
                 Ok(LockAttempt::Busy {
                     remaining: Duration::from_millis(millis),
                 })
             }
-            _ => Err(StoreError::Corrupt(format!(
-                "unexpected reply of the lock script: {reply:?}"
-            ))),
+            _ => Err(unexpected()),
         }
     }
 
@@ -858,4 +873,66 @@ fn apply_args(changes: &Changes) -> Result<[String; 6], StoreError> {
         patch(&changes.flash)?,
         owner,
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(text: &str) -> Value {
+        Value::BulkString(text.as_bytes().to_vec())
+    }
+
+    /// A session hash as `HGETALL` answers it, under RESP2 (an array) and RESP3 (a map).
+    #[test]
+    fn a_hash_reads_alike_from_an_array_a_map_or_an_attributed_reply() {
+        let fields = [
+            ("created_at", "1000"),
+            ("expires_at", "2000"),
+            ("values", r#"{"n":"7"}"#),
+            ("owner", "\"ana\""),
+        ];
+        let array = Value::Array(
+            fields
+                .iter()
+                .flat_map(|(name, value)| [bulk(name), bulk(value)])
+                .collect(),
+        );
+        let map = Value::Map(fields.iter().map(|(name, value)| (bulk(name), bulk(value))).collect());
+        let attributed = Value::Attribute {
+            data: Box::new(map.clone()),
+            attributes: Vec::new(),
+        };
+        for reply in [array, map, attributed] {
+            let record = record_from_reply(&reply).unwrap().expect("a record");
+            assert_eq!(to_unix_millis(record.created_at), 1000);
+            assert_eq!(to_unix_millis(record.expires_at), 2000);
+            assert_eq!(record.values.get_bytes("n"), Some(&b"7"[..]));
+            assert_eq!(record.owner.as_deref(), Some("\"ana\""));
+            assert!(live_record(&reply, 1999).unwrap().is_some());
+            assert!(
+                live_record(&reply, 2000).unwrap().is_none(),
+                "expired by the caller's clock"
+            );
+        }
+    }
+
+    #[test]
+    fn no_hash_is_none_and_a_malformed_reply_is_corrupt() {
+        assert!(record_from_reply(&Value::Array(Vec::new())).unwrap().is_none());
+        assert!(record_from_reply(&Value::Map(Vec::new())).unwrap().is_none());
+        assert!(record_from_reply(&Value::Nil).unwrap().is_none());
+        for reply in [
+            Value::Array(vec![bulk("created_at")]),
+            Value::Array(vec![bulk("created_at"), Value::Int(1000)]),
+            Value::Array(vec![bulk("created_at"), Value::BulkString(vec![0xff, 0xfe])]),
+            Value::Int(3),
+            Value::Array(vec![bulk("values"), bulk("{}")]),
+        ] {
+            assert!(
+                matches!(record_from_reply(&reply), Err(StoreError::Corrupt(_))),
+                "{reply:?}"
+            );
+        }
+    }
 }
