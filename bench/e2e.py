@@ -158,38 +158,60 @@ def parse_duration(text):
     return float(number) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
 
 
+class Server:
+    """One variant's server on a store, started and listening, with its sessions created."""
+
+    def __init__(self, args, servers, variant, store, workload):
+        self.variant, self.store, self.workload = variant, store, workload
+        self.port = free_port()
+        self.work = tempfile.mkdtemp(prefix="typed-sessions-e2e-run-")
+        self.cookies = os.path.join(self.work, "cookies.txt")
+        url = servers.urls.get(store, os.path.join(self.work, "sessions.db"))
+        self.process = subprocess.Popen(
+            [SERVER, "--variant", variant, "--store", store, "--url", url, "--workload", workload,
+             "--port", str(self.port), "--sessions", str(args.sessions), "--cookies", self.cookies]
+            + (["--keys", str(args.keys)] if args.keys else []),
+            stdout=subprocess.DEVNULL)
+        try:
+            wait_for_port(self.port, self.process)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
 def measure(args, servers, variant, store, workload):
-    """One server, one wrk run: (requests/s, p50 ms, p99 ms, app CPU µs per request, database
-    CPU µs per request, share of the machine idle during the run). An idle share well above
-    another variant's means that variant's requests wait (on round trips, on wake-ups) rather
-    than compute: its requests/s then do not follow its CPU per request."""
-    port = free_port()
-    work = tempfile.mkdtemp(prefix="typed-sessions-e2e-run-")
-    cookies = os.path.join(work, "cookies.txt")
-    url = servers.urls.get(store, os.path.join(work, "sessions.db"))
-    server = subprocess.Popen(
-        [SERVER, "--variant", variant, "--store", store, "--url", url, "--workload", workload,
-         "--port", str(port), "--sessions", str(args.sessions), "--cookies", cookies]
-        + (["--keys", str(args.keys)] if args.keys else []),
-        stdout=subprocess.DEVNULL)
-    database = servers.pids.get(store)
+    """One server, started for one wrk run (see `drive`)."""
+    server = Server(args, servers, variant, store, workload)
     try:
-        wait_for_port(port, server)
-        app_cpu = cpu_seconds(server.pid)
-        database_cpu = cpu_seconds(database, with_children=True) if database else 0.0
-        idle_before, total_before = machine_ticks()
-        out = subprocess.run(
-            ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", f"{args.duration}s",
-             "--timeout", "10s", "--latency", "-s", os.path.join(ROOT, "bench", "e2e.lua"), f"http://127.0.0.1:{port}/"],
-            check=True, capture_output=True, text=True, env={**os.environ, "COOKIES": cookies},
-        ).stdout
-        idle_after, total_after = machine_ticks()
-        app_cpu = cpu_seconds(server.pid) - app_cpu
-        database_cpu = (cpu_seconds(database, with_children=True) - database_cpu) if database else 0.0
+        return drive(args, servers, server)
     finally:
-        server.terminate()
-        server.wait()
-        shutil.rmtree(work, ignore_errors=True)
+        server.stop()
+
+
+def drive(args, servers, server):
+    """One wrk run against `server`: (requests/s, p50 ms, p99 ms, app CPU µs per request,
+    database CPU µs per request, share of the machine idle during the run). An idle share well
+    above another variant's means that variant's requests wait (on round trips, on wake-ups)
+    rather than compute: its requests/s then do not follow its CPU per request."""
+    variant, store, workload = server.variant, server.store, server.workload
+    database = servers.pids.get(store)
+    app_cpu = cpu_seconds(server.process.pid)
+    database_cpu = cpu_seconds(database, with_children=True) if database else 0.0
+    idle_before, total_before = machine_ticks()
+    out = subprocess.run(
+        ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", f"{args.duration}s",
+         "--timeout", "10s", "--latency", "-s", os.path.join(ROOT, "bench", "e2e.lua"),
+         f"http://127.0.0.1:{server.port}/"],
+        check=True, capture_output=True, text=True, env={**os.environ, "COOKIES": server.cookies},
+    ).stdout
+    idle_after, total_after = machine_ticks()
+    app_cpu = cpu_seconds(server.process.pid) - app_cpu
+    database_cpu = (cpu_seconds(database, with_children=True) - database_cpu) if database else 0.0
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+)", out)
     if "Non-2xx or 3xx responses" in out or (socket_errors and any(int(n) for n in socket_errors.groups())):
         raise SystemExit(f"{variant} on {store} ({workload}) answered errors:\n{out}")
@@ -223,6 +245,11 @@ def main():
     parser.add_argument("--floor", action="store_true",
                         help="on Redis, also the least a session library on redis-rs could do: bare "
                              "axum plus one GET (read-write: and one SET) per request")
+    parser.add_argument("--keep-servers", action="store_true",
+                        help="start each variant's server once per store and workload and alternate "
+                             "them in every round, instead of starting one per measurement: no "
+                             "start-up between runs, so rounds can be short and many "
+                             "(`--rounds 20 --duration 1`), which follows a drifting machine closer")
     parser.add_argument("--no-build", action="store_true")
     args = parser.parse_args()
     stores = args.stores.split(",")
@@ -240,22 +267,44 @@ def main():
 
     servers = Servers(stores)
     results = {}
+
+    def variants_of(store, round_number):
+        variants = (["typed", "tower"] + (["bare"] if store == stores[0] else [])
+                    + (["floor"] if args.floor and store == "redis" else []))
+        return variants[::-1] if round_number % 2 else variants
+
+    def run(round_number, store, workload, variant, server=None):
+        if server:
+            result = drive(args, servers, server)
+        else:
+            result = measure(args, servers, variant, store, workload)
+        results.setdefault((store, workload, variant), []).append(result)
+        print(f"round {round_number + 1} {store:8} {workload:10} {variant:5} "
+              f"{result[0]:9.0f} req/s  p50 {result[1]:.2f} ms  p99 {result[2]:.2f} ms  "
+              f"CPU/request: app {result[3]:.1f} µs, database {result[4]:.1f} µs  "
+              f"machine idle {100 * result[5]:.0f}%",
+              file=sys.stderr, flush=True)
+
     try:
-        for round_number in range(args.rounds):
+        if args.keep_servers:
             for store in stores:
                 for workload in workloads:
-                    variants = (["typed", "tower"] + (["bare"] if store == stores[0] else [])
-                                + (["floor"] if args.floor and store == "redis" else []))
-                    if round_number % 2:
-                        variants.reverse()
-                    for variant in variants:
-                        result = measure(args, servers, variant, store, workload)
-                        results.setdefault((store, workload, variant), []).append(result)
-                        print(f"round {round_number + 1} {store:8} {workload:10} {variant:5} "
-                              f"{result[0]:9.0f} req/s  p50 {result[1]:.2f} ms  p99 {result[2]:.2f} ms  "
-                              f"CPU/request: app {result[3]:.1f} µs, database {result[4]:.1f} µs  "
-                              f"machine idle {100 * result[5]:.0f}%",
-                              file=sys.stderr, flush=True)
+                    running = {}
+                    try:
+                        for variant in variants_of(store, 0):
+                            running[variant] = Server(args, servers, variant, store, workload)
+                        for round_number in range(args.rounds):
+                            for variant in variants_of(store, round_number):
+                                run(round_number, store, workload, variant, running[variant])
+                    finally:
+                        for server in running.values():
+                            server.stop()
+        else:
+            for round_number in range(args.rounds):
+                for store in stores:
+                    for workload in workloads:
+                        for variant in variants_of(store, round_number):
+                            run(round_number, store, workload, variant)
     finally:
         servers.stop()
 
