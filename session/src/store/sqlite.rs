@@ -214,6 +214,40 @@ impl SqliteStore {
         })
     }
 
+    /// `apply`'s read, merge and write of the row under `hex`, in one `BEGIN IMMEDIATE`
+    /// transaction.
+    async fn merge(&self, hex: &str, changes: &Changes) -> Result<Applied, StoreError> {
+        let _writing = self.write_lock.lock().await;
+        // IMMEDIATE takes the write lock up front: nobody can change the row between our read
+        // and our write, and the read never has to be upgraded (which could fail with BUSY).
+        // Not dropped half way: `apply` runs this in a task of its own.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_error)?;
+        let row = sqlx::query(&self.sql.load)
+            .bind(hex)
+            .bind(now_millis())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_error)?;
+        let Some(row) = row else {
+            tx.rollback().await.map_err(map_error)?;
+            return Ok(Applied::Missing);
+        };
+        let mut record = Self::decode_row(&row)?;
+        record.apply(changes);
+        sqlx::query(&self.sql.update)
+            .bind(hex)
+            .bind(json_object(&record.values)?)
+            .bind(json_object(&record.flash)?)
+            .bind(to_unix_millis(record.expires_at))
+            .bind(optional_expiry_json(record.expiry.as_ref())?)
+            .bind(record.owner.as_deref())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(Applied::Applied)
+    }
+
     /// The connection pool (for closing it, or for sharing it with the rest of the app).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
@@ -355,10 +389,9 @@ impl SessionStore for SqliteStore {
 
     async fn apply(&self, key: &StoreKey, changes: &Changes) -> Result<Applied, StoreError> {
         let hex = key.to_hex();
-        let _writing = self.write_lock.lock().await;
-
         if changes.values.is_empty() && changes.flash.is_empty() && changes.owner.is_none() {
             // An expiry touch: one conditional UPDATE, no need to read the row.
+            let _writing = self.write_lock.lock().await;
             let expires_at = changes.expires_at.map(to_unix_millis);
             let (set_expiry, expiry) = match changes.expiry {
                 Some(expiry) => (true, optional_expiry_json(expiry.as_ref())?),
@@ -380,34 +413,15 @@ impl SessionStore for SqliteStore {
             });
         }
 
-        // IMMEDIATE takes the write lock up front: nobody can change the row between our read
-        // and our write, and the read never has to be upgraded (which could fail with BUSY).
-        // If this future is dropped half way, sqlx rolls the transaction back.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_error)?;
-        let row = sqlx::query(&self.sql.load)
-            .bind(&hex)
-            .bind(now_millis())
-            .fetch_optional(&mut *tx)
+        // Finished in a task of its own even if this call is dropped (its request's client went
+        // away): sqlx 0.8 can hand a connection whose `BEGIN` was cancelled back to the pool still
+        // inside the transaction (launchbadge/sqlx#3932), holding SQLite's write lock, and every
+        // later write would wait out the busy timeout and fail.
+        let store = self.clone();
+        let changes = changes.clone();
+        tokio::spawn(async move { store.merge(&hex, &changes).await })
             .await
-            .map_err(map_error)?;
-        let Some(row) = row else {
-            tx.rollback().await.map_err(map_error)?;
-            return Ok(Applied::Missing);
-        };
-        let mut record = Self::decode_row(&row)?;
-        record.apply(changes);
-        sqlx::query(&self.sql.update)
-            .bind(&hex)
-            .bind(json_object(&record.values)?)
-            .bind(json_object(&record.flash)?)
-            .bind(to_unix_millis(record.expires_at))
-            .bind(optional_expiry_json(record.expiry.as_ref())?)
-            .bind(record.owner.as_deref())
-            .execute(&mut *tx)
-            .await
-            .map_err(map_error)?;
-        tx.commit().await.map_err(map_error)?;
-        Ok(Applied::Applied)
+            .unwrap_or_else(|error| Err(StoreError::backend(format!("a session write's task ended: {error}"))))
     }
 
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {

@@ -18,6 +18,9 @@
 //! database) can be checked. A failed check panics with a message that names the rule broken,
 //! which is what a test wants. The checks are also public one by one.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Waker};
 use std::time::{Duration, SystemTime};
 
 use futures_util::future::join_all;
@@ -52,6 +55,7 @@ pub async fn run<S: SessionStore + ?Sized>(store: &S) {
     locks_are_exclusive_and_fenced(store).await;
     owner_index_follows_the_owner(store).await;
     ending_an_owners_sessions_spares_one(store).await;
+    abandoned_calls_leave_the_store_working(store).await;
 }
 
 /// A random store key, as a new session would have: for a store's own tests.
@@ -257,6 +261,50 @@ pub async fn concurrent_changes_to_different_keys_all_survive<S: SessionStore + 
         loaded.values.get("user_id"),
         Some("42"),
         "{check}: a key no writer named was lost"
+    );
+}
+
+/// A request whose client goes away is dropped wherever it is, and its store call with it: calls
+/// dropped after their first poll, and a little later, leave the store answering the next ones
+/// promptly. (A write dropped half way that left its database transaction open would hold the
+/// database's write lock, and every later write would wait for it and fail.)
+pub async fn abandoned_calls_leave_the_store_working<S: SessionStore + ?Sized>(store: &S) {
+    let check = "abandoned calls";
+    let key = fresh_key();
+    must_create(store, &key, &live_record(), check).await;
+    let mut context = Context::from_waker(Waker::noop());
+    for yields in 0..8 {
+        let changes = set_value("abandoned", &yields.to_string());
+        let (created, record, deleted) = (fresh_key(), live_record(), fresh_key());
+        let mut calls: Vec<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = vec![
+            Box::pin(async { drop(store.apply(&key, &changes).await) }),
+            Box::pin(async { drop(store.create(&created, &record).await) }),
+            Box::pin(async { drop(store.load(&key).await) }),
+            Box::pin(async { drop(store.delete(&deleted).await) }),
+        ];
+        for call in &mut calls {
+            let _ = call.as_mut().poll(&mut context);
+        }
+        for _ in 0..yields {
+            tokio::task::yield_now().await;
+        }
+        drop(calls);
+    }
+    // Well under the busy timeouts a stuck write lock would be waited for.
+    let limit = Duration::from_secs(3);
+    let changes = set_value("after", "1");
+    match tokio::time::timeout(limit, store.apply(&key, &changes)).await {
+        Ok(Ok(Applied::Applied)) => {}
+        Ok(other) => panic!("{check}: an apply after abandoned calls returned {other:?}"),
+        Err(_) => panic!(
+            "{check}: an apply after abandoned calls took over {limit:?}: an abandoned call left the store stuck"
+        ),
+    }
+    let loaded = must_load(store, &key, check).await;
+    assert_eq!(
+        loaded.values.get("after"),
+        Some("1"),
+        "{check}: the apply after abandoned calls was lost"
     );
 }
 
