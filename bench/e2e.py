@@ -127,8 +127,9 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid, with_children=False):
-    """CPU time (user + system) used so far by `pid`, and by its live children if asked (a
-    PostgreSQL server's backends)."""
+    """CPU time (user + system) used so far by `pid`, and if asked by its children (a
+    PostgreSQL server's backends): the live ones, and those that have ended (which the server
+    has waited for), so that a backend ending during a measurement does not take its time out."""
     pids = [pid]
     if with_children:
         pids += [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
@@ -138,7 +139,10 @@ def cpu_seconds(pid, with_children=False):
         try:
             with open(f"/proc/{one}/stat") as stat:
                 fields = stat.read().rsplit(")", 1)[1].split()
+            # utime, stime; for the server itself also cutime, cstime (its ended children).
             total += int(fields[11]) + int(fields[12])
+            if with_children and one == pid:
+                total += int(fields[13]) + int(fields[14])
         except (FileNotFoundError, ProcessLookupError):
             pass
     return total / TICKS
