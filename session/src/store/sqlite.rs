@@ -158,7 +158,26 @@ impl SqliteStore {
     ///
     /// The pool's settings are left as they are; [`connect_options`](Self::connect_options) has
     /// the recommended ones. An in-memory database (`sqlite::memory:`) is private to each
-    /// connection: give such a pool `max_connections(1)`.
+    /// connection and ends with it: give such a pool one connection that it never closes —
+    /// `max_connections(1)`, `idle_timeout(None)`, `max_lifetime(None)` and
+    /// `test_before_acquire(false)` (with the test on, a request dropped while its connection is
+    /// being tested closes the connection, and the database with it).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use typed_sessions::sqlx::sqlite::SqlitePoolOptions;
+    /// use typed_sessions::SqliteStore;
+    ///
+    /// let pool = SqlitePoolOptions::new()
+    ///     .max_connections(1)
+    ///     .idle_timeout(None)
+    ///     .max_lifetime(None)
+    ///     .test_before_acquire(false)
+    ///     .connect("sqlite::memory:")
+    ///     .await?;
+    /// let store = SqliteStore::from_pool(pool).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn from_pool(pool: SqlitePool) -> Result<Self, StoreError> {
         Self::from_pool_with_table(pool, DEFAULT_TABLE).await
     }
@@ -215,9 +234,8 @@ impl SqliteStore {
     }
 
     /// `apply`'s read, merge and write of the row under `hex`, in one `BEGIN IMMEDIATE`
-    /// transaction.
+    /// transaction; the caller holds the write lock.
     async fn merge(&self, hex: &str, changes: &Changes) -> Result<Applied, StoreError> {
-        let _writing = self.write_lock.lock().await;
         // IMMEDIATE takes the write lock up front: nobody can change the row between our read
         // and our write, and the read never has to be upgraded (which could fail with BUSY).
         // Not dropped half way: `apply` runs this in a task of its own.
@@ -413,15 +431,20 @@ impl SessionStore for SqliteStore {
             });
         }
 
-        // Finished in a task of its own even if this call is dropped (its request's client went
-        // away): sqlx 0.8 can hand a connection whose `BEGIN` was cancelled back to the pool still
-        // inside the transaction (launchbadge/sqlx#3932), holding SQLite's write lock, and every
-        // later write would wait out the busy timeout and fail.
+        // Waiting for the write lock can be given up (a request that timed out leaves the
+        // queue), but the transaction, once begun, is finished in a task of its own even if
+        // this call is dropped: sqlx 0.8 can hand a connection whose `BEGIN` was cancelled back
+        // to the pool still inside the transaction (launchbadge/sqlx#3932), holding SQLite's
+        // write lock, and every later write would wait out the busy timeout and fail.
+        let writing = Arc::clone(&self.write_lock).lock_owned().await;
         let store = self.clone();
         let changes = changes.clone();
-        tokio::spawn(async move { store.merge(&hex, &changes).await })
-            .await
-            .unwrap_or_else(|error| Err(StoreError::backend(format!("a session write's task ended: {error}"))))
+        tokio::spawn(async move {
+            let _writing = writing;
+            store.merge(&hex, &changes).await
+        })
+        .await
+        .unwrap_or_else(|error| Err(StoreError::backend(format!("a session write's task ended: {error}"))))
     }
 
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {

@@ -265,27 +265,42 @@ pub async fn concurrent_changes_to_different_keys_all_survive<S: SessionStore + 
 }
 
 /// A request whose client goes away is dropped wherever it is, and its store call with it: calls
-/// dropped after their first poll, and a little later, leave the store answering the next ones
-/// promptly. (A write dropped half way that left its database transaction open would hold the
-/// database's write lock, and every later write would wait for it and fail.)
+/// dropped after one poll or two, at once or after a few yields (so that each is dropped at a
+/// different point of its work), leave the store answering the next ones promptly. (A write
+/// dropped half way that left its database transaction open would hold the database's write
+/// lock, and every later write would wait for it and fail.)
 pub async fn abandoned_calls_leave_the_store_working<S: SessionStore + ?Sized>(store: &S) {
     let check = "abandoned calls";
     let key = fresh_key();
     must_create(store, &key, &live_record(), check).await;
     let mut context = Context::from_waker(Waker::noop());
-    for yields in 0..8 {
-        let changes = set_value("abandoned", &yields.to_string());
+    // Each round polls its calls `polls` times, then lets `settle` yields pass without
+    // polling them (work they handed to other threads goes on), then drops them.
+    for round in 0..16 {
+        let (polls, settle) = (1 + round % 2, round / 2);
+        let changes = set_value("abandoned", &round.to_string());
         let (created, record, deleted) = (fresh_key(), live_record(), fresh_key());
-        let mut calls: Vec<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = vec![
-            Box::pin(async { drop(store.apply(&key, &changes).await) }),
-            Box::pin(async { drop(store.create(&created, &record).await) }),
-            Box::pin(async { drop(store.load(&key).await) }),
-            Box::pin(async { drop(store.delete(&deleted).await) }),
+        let mut calls: Vec<Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>>> = vec![
+            Some(Box::pin(async { drop(store.apply(&key, &changes).await) })),
+            Some(Box::pin(async { drop(store.create(&created, &record).await) })),
+            Some(Box::pin(async { drop(store.load(&key).await) })),
+            Some(Box::pin(async { drop(store.delete(&deleted).await) })),
         ];
-        for call in &mut calls {
-            let _ = call.as_mut().poll(&mut context);
+        for poll in 0..polls {
+            if poll > 0 {
+                tokio::task::yield_now().await;
+            }
+            for slot in &mut calls {
+                // A call that finished is not polled again.
+                if slot
+                    .as_mut()
+                    .is_some_and(|call| call.as_mut().poll(&mut context).is_ready())
+                {
+                    *slot = None;
+                }
+            }
         }
-        for _ in 0..yields {
+        for _ in 0..settle {
             tokio::task::yield_now().await;
         }
         drop(calls);
