@@ -205,7 +205,7 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// `bytes` in lower-case hex.
 pub(crate) fn to_hex(bytes: &[u8]) -> String {
-    let mut hex = String::with_capacity(bytes.len() * 2);
+    let mut hex = String::new();
     push_hex(&mut hex, bytes);
     hex
 }

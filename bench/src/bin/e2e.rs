@@ -264,35 +264,33 @@ mod floor {
     const RECORD: &str =
         r#"{"created_at":1764900000000,"expires_at":1766100000000,"values":{"user_id":7,"counter":0}}"#;
 
-    fn key(headers: &HeaderMap) -> String {
-        let cookie = headers
-            .get(header::COOKIE)
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or("");
+    /// The key of the session a `name=id` cookie names.
+    fn key(cookie: &str) -> String {
         format!("floor:{}", cookie.split_once('=').map_or("", |(_, id)| id))
     }
 
-    pub(crate) async fn app(args: &Args, sessions: usize) -> (axum::Router, Vec<String>) {
+    pub(crate) async fn app(args: &Args) -> (axum::Router, Vec<String>) {
         let client = Client::open(args.url.as_str()).expect("a Redis URL");
         let mut redis = ConnectionManager::new_with_config(client, RedisStore::default_manager_config())
             .await
             .expect("connecting to Redis");
-        let cookies: Vec<String> = (0..sessions).map(|i| format!("id={i:0>24}")).collect();
+        let cookies = super::bare_cookies(args.sessions);
         for cookie in &cookies {
-            let key = format!("floor:{}", &cookie[3..]);
-            let () = redis.set(key, RECORD).await.expect("storing a session");
+            let () = redis.set(key(cookie), RECORD).await.expect("storing a session");
         }
         let read_only = args.read_only;
         let handler = move |headers: HeaderMap| {
             let mut redis = redis.clone();
             async move {
-                let key = key(&headers);
+                let cookie = headers.get(header::COOKIE).and_then(|value| value.to_str().ok());
+                let key = key(cookie.unwrap_or(""));
                 let record: Option<String> = redis.get(&key).await.expect("reading a session");
                 let record = record.unwrap_or_default();
                 if !read_only {
                     let () = redis.set_ex(&key, &record, 1_209_600).await.expect("writing a session");
                 }
-                super::bare_work().await + &record[..0]
+                std::hint::black_box(record);
+                super::bare_work().await
             }
         };
         (
@@ -300,6 +298,12 @@ mod floor {
             cookies,
         )
     }
+}
+
+/// `count` cookies of a session cookie's shape, for the variants that keep no sessions of their
+/// own making: bare axum ignores them, the floor files a record under each.
+fn bare_cookies(count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("id={i:0>24}")).collect()
 }
 
 /// Creates `count` sessions through `app`'s `/start` and returns their `Cookie` values.
@@ -338,7 +342,7 @@ async fn main() {
                 args.keys.is_none(),
                 "--variant floor reads one small record; it takes no --keys"
             );
-            let (app, cookies) = floor::app(&args, args.sessions).await;
+            let (app, cookies) = floor::app(&args).await;
             floor_cookies = Some(cookies);
             app
         }
@@ -346,7 +350,7 @@ async fn main() {
     }
     .with_state(());
     let cookies = if args.variant == "bare" {
-        (0..args.sessions).map(|i| format!("id={i:0>24}")).collect()
+        bare_cookies(args.sessions)
     } else if let Some(cookies) = floor_cookies {
         cookies
     } else {
