@@ -584,7 +584,7 @@ async fn a_record_that_does_not_decode_leaves_no_lock(store: RedisStore, url: &s
     assert_eq!(keys.len(), 1, "one session: {keys:?}");
     let _: () = redis::cmd("HSET")
         .arg(&keys[0])
-        .arg("values")
+        .arg("record")
         .arg("{not json")
         .query_async(&mut redis)
         .await

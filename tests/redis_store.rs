@@ -109,19 +109,23 @@ async fn one_hash_per_session_expired_by_redis() {
     let kind: String = redis::cmd("TYPE").arg(&keys[0]).query_async(&mut plain).await.unwrap();
     assert_eq!(kind, "hash");
 
+    // One field, `record`: a JSON object whose leaves are all strings. Values and flash are
+    // objects of name → the value's JSON, as a string; the times are Unix milliseconds; the
+    // expiry override is its JSON.
     let fields: HashMap<String, String> = plain.hgetall(&keys[0]).await.unwrap();
-    // Values and flash are one field each: an object of name → the value's JSON, as a string.
-    let expected: HashMap<String, String> = [
-        ("values", r#"{"notice":"\"a value\"","user_id":"42"}"#.to_owned()),
-        ("flash", r#"{"notice":"\"a flash\""}"#.to_owned()),
-        ("created_at", to_unix_millis(record.created_at).to_string()),
-        ("expires_at", to_unix_millis(record.expires_at).to_string()),
-        ("expiry", r#""browser_session""#.to_owned()),
-    ]
-    .into_iter()
-    .map(|(name, value)| (name.to_owned(), value))
-    .collect();
-    assert_eq!(fields, expected);
+    let names: Vec<&str> = fields.keys().map(String::as_str).collect();
+    assert_eq!(names, ["record"]);
+    let stored: serde_json::Value = serde_json::from_str(&fields["record"]).unwrap();
+    assert_eq!(
+        stored,
+        serde_json::json!({
+            "values": {"notice": "\"a value\"", "user_id": "42"},
+            "flash": {"notice": "\"a flash\""},
+            "created_at": to_unix_millis(record.created_at).to_string(),
+            "expires_at": to_unix_millis(record.expires_at).to_string(),
+            "expiry": "\"browser_session\"",
+        })
+    );
 
     // Redis expires the key itself, at expires_at to the millisecond.
     let expire_time: i64 = redis::cmd("PEXPIRETIME")
@@ -143,18 +147,19 @@ async fn one_hash_per_session_expired_by_redis() {
     changes.flash.insert("notice", None);
     assert_eq!(store.apply(&key, &changes).await.unwrap(), Applied::Applied);
     let fields: HashMap<String, String> = plain.hgetall(&keys[0]).await.unwrap();
-    let mut names: Vec<&str> = fields.keys().map(String::as_str).collect();
-    names.sort_unstable();
-    // The last flash went, so its field did; the values merged name by name (compared as JSON:
-    // Lua's `cjson` writes the names in no fixed order).
-    assert_eq!(names, ["created_at", "expires_at", "values"]);
-    let values: HashMap<String, String> = serde_json::from_str(&fields["values"]).unwrap();
-    let expected: HashMap<String, String> = [("theme", r#""dark""#), ("user_id", "42")]
-        .into_iter()
-        .map(|(name, json)| (name.to_owned(), json.to_owned()))
-        .collect();
-    assert_eq!(values, expected);
-    assert_eq!(fields["expires_at"], to_unix_millis(later).to_string());
+    let names: Vec<&str> = fields.keys().map(String::as_str).collect();
+    assert_eq!(names, ["record"]);
+    // The last flash went, and the override, so their parts did; the values merged name by
+    // name (compared as JSON: Lua's `cjson` writes the names in no fixed order).
+    let stored: serde_json::Value = serde_json::from_str(&fields["record"]).unwrap();
+    assert_eq!(
+        stored,
+        serde_json::json!({
+            "values": {"theme": "\"dark\"", "user_id": "42"},
+            "created_at": to_unix_millis(record.created_at).to_string(),
+            "expires_at": to_unix_millis(later).to_string(),
+        })
+    );
     let expire_time: i64 = redis::cmd("PEXPIRETIME")
         .arg(&keys[0])
         .query_async(&mut plain)
@@ -256,33 +261,40 @@ async fn a_foreign_value_under_the_key_is_an_error_not_a_panic() {
     let _: () = plain.set(store.redis_key(&key), "not a hash").await.unwrap();
     assert!(matches!(store.load(&key).await, Err(StoreError::Backend(_))));
 
+    // A hash of an older layout (a field per part, or per value), without `record`: no session
+    // (the layer starts a new one), and creating one under its key replaces it whole.
     let key = SessionId::random().store_key();
-    let _: () = plain.hset(store.redis_key(&key), "values", "{}").await.unwrap();
-    assert!(
-        matches!(store.load(&key).await, Err(StoreError::Corrupt(_))),
-        "a hash without times is corrupt"
-    );
-
-    // A live session whose values field is not an object of strings, or that has a field of the
-    // older one-field-per-value layout: corrupt (the layer starts a new session), never a
-    // session read without its values.
-    let times = [
+    let older = [
         ("created_at", to_unix_millis(millis_from_now(0)).to_string()),
         ("expires_at", to_unix_millis(millis_from_now(60_000)).to_string()),
+        ("values", r#"{"user_id":"1"}"#.to_owned()),
+        ("v:x", "1".to_owned()),
     ];
-    for (field, value) in [
-        ("values", "not json"),
-        ("values", r#"{"x": 1}"#),
-        ("flash", "[]"),
-        ("v:x", "1"),
+    let _: () = plain.hset_multiple(store.redis_key(&key), &older).await.unwrap();
+    assert!(store.load(&key).await.unwrap().is_none());
+    assert_eq!(store.apply(&key, &Changes::default()).await.unwrap(), Applied::Missing);
+    let record = Record::new(millis_from_now(0), millis_from_now(60_000));
+    assert_eq!(store.create(&key, &record).await.unwrap(), Created::Created);
+    let fields: HashMap<String, String> = plain.hgetall(store.redis_key(&key)).await.unwrap();
+    assert_eq!(fields.keys().collect::<Vec<_>>(), ["record"]);
+
+    // A live session whose record does not decode, or whose values are not an object of
+    // strings: corrupt (the layer starts a new session), never a session read without its
+    // values.
+    let times = format!(
+        r#""created_at":"{}","expires_at":"{}""#,
+        to_unix_millis(millis_from_now(0)),
+        to_unix_millis(millis_from_now(60_000))
+    );
+    for text in [
+        "not json".to_owned(),
+        format!(r#"{{{times},"values":{{"x": 1}}}}"#),
+        format!(r#"{{{times},"flash":[]}}"#),
+        r#"{"values":{}}"#.to_owned(),
     ] {
         let key = SessionId::random().store_key();
-        let _: () = plain.hset_multiple(store.redis_key(&key), &times).await.unwrap();
-        let _: () = plain.hset(store.redis_key(&key), field, value).await.unwrap();
+        let _: () = plain.hset(store.redis_key(&key), "record", &text).await.unwrap();
         let loaded = store.load(&key).await;
-        assert!(
-            matches!(loaded, Err(StoreError::Corrupt(_))),
-            "{field} = {value}: {loaded:?}"
-        );
+        assert!(matches!(loaded, Err(StoreError::Corrupt(_))), "{text}: {loaded:?}");
     }
 }

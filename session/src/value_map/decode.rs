@@ -171,7 +171,7 @@ impl<'de, F: MemberForm> Visitor<'de> for Object<F> {
 
 /// The JSON object `text` of values in the form `F`, with room made up front for its entries:
 /// a store's stored values or flash.
-#[cfg(any(feature = "redis", feature = "sqlite", feature = "postgres"))]
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn read_json_object<F: MemberForm>(text: &str) -> serde_json::Result<ValueMap> {
     // An entry's lengths take a few more bytes in the buffer than its quotes, colon and comma
     // in the text.

@@ -5,6 +5,7 @@
 //! docs it implements, so that a reader checks one against the other in one place. The owner
 //! index, which touches other keys than the session's, is in `owners`.
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -17,7 +18,6 @@ use super::codec::{expiry_from_json, expiry_json, from_unix_millis, now_millis, 
 use super::{Applied, Created, LockAttempt, LockToken, LockedApply, SessionStore, StoreError, StoreKey};
 use crate::id::push_hex;
 use crate::record::{Changes, Patch, Record};
-use crate::value_map::decode::{read_json_object, Strings};
 use crate::value_map::ValueMap;
 
 mod owners;
@@ -25,38 +25,46 @@ mod owners;
 /// The key prefix [`RedisStore`] uses unless told otherwise.
 const DEFAULT_PREFIX: &str = "session:";
 
-/// The hash's fields: the values and the flash, each one JSON object (see [`RedisStore`]'s
-/// layout), and the record's times and expiry override.
-const VALUES: &str = "values";
-const FLASH: &str = "flash";
-const CREATED_AT: &str = "created_at";
-const EXPIRES_AT: &str = "expires_at";
-const EXPIRY: &str = "expiry";
-const OWNER: &str = "owner";
+/// The session hash's one field: the whole record, as one JSON object (see [`RedisStore`]'s
+/// layout).
+const RECORD: &str = "record";
+
+/// Lua: `expired(text)`, whether the record `text` expired by `ARGV[1]` (now, Unix ms). A record
+/// that does not decode has not: its reader reports it as corrupt.
+const EXPIRED_FUNCTION: &str = r"
+local function expired(text)
+  local decoded, record = pcall(cjson.decode, text)
+  if not decoded or type(record) ~= 'table' then
+    return false
+  end
+  local expires = tonumber(record.expires_at)
+  return expires ~= nil and expires <= tonumber(ARGV[1])
+end
+";
 
 /// `create`: writes the record unless a live one holds the key.
 ///
 /// `KEYS[1]` the session's key; `ARGV[1]` now (Unix ms); `ARGV[2]` expires_at (Unix ms);
-/// `ARGV[3..]` field, value, field, value, ...
+/// `ARGV[3]` the record's JSON.
 ///
 /// "Live" is decided by the stored `expires_at` against the caller's clock, like every other
 /// store, so a record Redis has not evicted yet but that the application considers expired never
-/// blocks a new one (it is deleted first).
+/// blocks a new one. Whatever else the key held (an expired record, a hash of an older layout)
+/// is deleted first.
 static CREATE: LazyLock<Lua> = LazyLock::new(|| {
-    Lua::new(
+    Lua::new(format!(
+        "{EXPIRED_FUNCTION}{}",
         r"
-local expires = redis.call('HGET', KEYS[1], 'expires_at')
-if expires then
-  if tonumber(expires) > tonumber(ARGV[1]) then
-    return 0
-  end
-  redis.call('DEL', KEYS[1])
+local text = redis.call('HGET', KEYS[1], 'record')
+if text and not expired(text) then
+  return 0
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'record', ARGV[3])
 redis.call('PEXPIREAT', KEYS[1], ARGV[2])
 return 1
-",
-    )
+"
+    ))
 });
 
 /// `apply`: merges a change set into the live record, or does nothing if there is none.
@@ -67,25 +75,28 @@ return 1
 /// object of name → the new value's JSON text as a string, or `false` to remove it; `ARGV[6]`
 /// the owner: `''` keep, `'-'` remove, else `'='` followed by its JSON.
 ///
-/// The stored objects hold each value's JSON as a string, so `cjson` only ever decodes and
-/// re-encodes strings: a number in a value never passes through Lua's doubles. Everything is
-/// decoded before anything is written: a script that fails half-way keeps its writes, so a
-/// corrupt field must stop it before the first.
+/// Every leaf of the stored record is a string (each value's JSON, the times, the expiry's and
+/// the owner's JSON), so `cjson` only ever decodes and re-encodes strings: a number never passes
+/// through Lua's doubles. The record is decoded before anything is written: a script that fails
+/// half-way keeps its writes, so a corrupt record must stop it before the first.
 static APPLY: LazyLock<Lua> = LazyLock::new(|| Lua::new(format!("{APPLY_FUNCTION}return apply()\n")));
 
 /// The merge of [`APPLY`], as the Lua function `apply()`: 1 if merged, 0 if no live record.
 const APPLY_FUNCTION: &str = r"
 local function apply()
-  local expires = redis.call('HGET', KEYS[1], 'expires_at')
-  if not expires or tonumber(expires) <= tonumber(ARGV[1]) then
+  local text = redis.call('HGET', KEYS[1], 'record')
+  if not text then
     return 0
   end
-  local function merged(field, patch)
+  local record = cjson.decode(text)
+  if tonumber(record.expires_at) <= tonumber(ARGV[1]) then
+    return 0
+  end
+  local function merge(field, patch)
     if patch == '' then
-      return nil
+      return
     end
-    local stored = redis.call('HGET', KEYS[1], field)
-    local map = stored and cjson.decode(stored) or {}
+    local map = record[field] or {}
     for name, value in pairs(cjson.decode(patch)) do
       if value == false then
         map[name] = nil
@@ -93,33 +104,28 @@ local function apply()
         map[name] = value
       end
     end
-    return map
-  end
-  local function store(field, map)
-    if map == nil then
-      return
-    elseif next(map) == nil then
-      redis.call('HDEL', KEYS[1], field)
-    else
-      redis.call('HSET', KEYS[1], field, cjson.encode(map))
+    if next(map) == nil then
+      map = nil
     end
+    record[field] = map
   end
-  local values = merged('values', ARGV[4])
-  local flash = merged('flash', ARGV[5])
-  store('values', values)
-  store('flash', flash)
+  merge('values', ARGV[4])
+  merge('flash', ARGV[5])
   if ARGV[3] == '-' then
-    redis.call('HDEL', KEYS[1], 'expiry')
+    record.expiry = nil
   elseif ARGV[3] ~= '' then
-    redis.call('HSET', KEYS[1], 'expiry', ARGV[3])
+    record.expiry = ARGV[3]
   end
   if ARGV[6] == '-' then
-    redis.call('HDEL', KEYS[1], 'owner')
+    record.owner = nil
   elseif ARGV[6] ~= '' then
-    redis.call('HSET', KEYS[1], 'owner', string.sub(ARGV[6], 2))
+    record.owner = string.sub(ARGV[6], 2)
   end
   if ARGV[2] ~= '' then
-    redis.call('HSET', KEYS[1], 'expires_at', ARGV[2])
+    record.expires_at = ARGV[2]
+  end
+  redis.call('HSET', KEYS[1], 'record', cjson.encode(record))
+  if ARGV[2] ~= '' then
     redis.call('PEXPIREAT', KEYS[1], ARGV[2])
   end
   return 1
@@ -133,11 +139,11 @@ end
 /// the token.
 static APPLY_LOCKED: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(format!(
-        "{APPLY_FUNCTION}{}",
+        "{EXPIRED_FUNCTION}{APPLY_FUNCTION}{}",
         r"
 if redis.call('GET', KEYS[2]) ~= ARGV[7] then
-  local expires = redis.call('HGET', KEYS[1], 'expires_at')
-  if not expires or tonumber(expires) <= tonumber(ARGV[1]) then
+  local text = redis.call('HGET', KEYS[1], 'record')
+  if not text or expired(text) then
     return 0
   end
   return -1
@@ -150,27 +156,26 @@ return applied
 });
 
 /// `lock_and_load`: takes the session's lock (`SET NX PX`, so Redis' clock times the lease)
-/// and reads the session, in one step. Returns `{'taken', field, value, ...}` (the session's
-/// hash), `{'busy', milliseconds the lease still runs}` or `{'missing'}` — no live session,
+/// and reads the session, in one step. Returns `{'taken', record}` (the session's record, as
+/// stored), `{'busy', milliseconds the lease still runs}` or `{'missing'}` — no live session,
 /// nothing locked.
 ///
 /// `KEYS[1]` the session's key, `KEYS[2]` its lock's; `ARGV[1]` now (Unix ms); `ARGV[2]` the
 /// token; `ARGV[3]` the lease in ms.
 static LOCK_AND_LOAD: LazyLock<Lua> = LazyLock::new(|| {
-    Lua::new(
+    Lua::new(format!(
+        "{EXPIRED_FUNCTION}{}",
         r"
-local expires = redis.call('HGET', KEYS[1], 'expires_at')
-if not expires or tonumber(expires) <= tonumber(ARGV[1]) then
+local text = redis.call('HGET', KEYS[1], 'record')
+if not text or expired(text) then
   return {'missing'}
 end
 if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then
-  local reply = redis.call('HGETALL', KEYS[1])
-  table.insert(reply, 1, 'taken')
-  return reply
+  return {'taken', text}
 end
 return {'busy', tostring(redis.call('PTTL', KEYS[2]))}
-",
-    )
+"
+    ))
 });
 
 /// `renew_lock`: 1 if the token holds the lock (its lease restarted) or the session is gone,
@@ -249,17 +254,19 @@ impl Lua {
 /// # Layout
 ///
 /// A session lives under `<prefix><store key in hex>` (prefix `session:` by default, see
-/// [`with_prefix`](Self::with_prefix)), a hash with the fields
+/// [`with_prefix`](Self::with_prefix)), a hash with one field, `record`: a JSON object with the
+/// members
 ///
-/// | field | holds |
+/// | member | holds |
 /// |---|---|
-/// | `values` | a JSON object: each stored name → its value's JSON, as a string (absent when empty) |
+/// | `values` | an object: each stored name → its value's JSON, as a string (absent when empty) |
 /// | `flash` | the same for the flash |
-/// | `created_at`, `expires_at` | Unix milliseconds |
-/// | `expiry` | the per-session expiry override, as JSON (absent when there is none) |
-/// | `owner` | the owner key's JSON ([`Record::owner`]; absent when there is none) |
+/// | `created_at`, `expires_at` | Unix milliseconds, as strings |
+/// | `expiry` | the per-session expiry override's JSON, as a string (absent when there is none) |
+/// | `owner` | the owner key's JSON ([`Record::owner`]), as a string (absent when there is none) |
 ///
 /// and a Redis expiry (`PEXPIREAT`) at `expires_at`, so `delete_expired` has nothing to do.
+/// A hash without that field (one of an older layout) is no session.
 ///
 /// # Sessions of an owner
 ///
@@ -280,11 +287,13 @@ impl Lua {
 /// `noeviction` or a `volatile-*` policy (sessions themselves have an expiry) for a Redis that
 /// holds sessions.
 ///
-/// The values are one field, not one field each: loading a session is then one bulk string to
-/// parse whatever its size (a reply of one field per value costs the client an allocation and a
-/// parse per field, which made a session of 100 keys several times slower to load). A value's
-/// JSON is kept as a string inside the object so that the merge script, which decodes and
-/// re-encodes the object with Lua's `cjson`, never turns a number into a double.
+/// The whole record is one field: loading a session is then one bulk string to parse whatever
+/// its size. Each item of a reply costs the client an allocation and a parse, which it does on
+/// the connection's one task, for every request in turn: a session hash of one field per value
+/// made a session of 100 keys several times slower to load, and one of a field per part (three
+/// to six) served a tenth fewer read-only requests a second than this (see BENCHMARKS.md).
+/// Every member is a string, a value's JSON too, so that the merge script, which decodes and
+/// re-encodes the record with Lua's `cjson`, never turns a number into a double.
 ///
 /// # Redis Cluster
 ///
@@ -304,13 +313,13 @@ impl Lua {
 ///
 /// # Round trips
 ///
-/// `load` is one `HGETALL`, sent as soon as it is asked for: the multiplexed connection already
+/// `load` is one `HGET`, sent as soon as it is asked for: the multiplexed connection already
 /// writes the commands of concurrent requests together and reads their replies together, so
 /// loads are not queued for batches here as they are for the SQL stores (measured: sent at
 /// once, a store serves 1.4–1.8× the loads a second, at less CPU per load on both sides; see
 /// BENCHMARKS.md).
 /// `create` and `apply` are one `EVALSHA` each: Lua scripts that check
-/// the record is live and write it (`HSET`, `HDEL`, `PEXPIREAT`) atomically, `apply` merging the
+/// the record is live and write it (`HSET`, `PEXPIREAT`) atomically, `apply` merging the
 /// changed names into the stored objects. Two requests of one
 /// session that change different keys both keep their changes; a change to a session that was
 /// deleted meanwhile writes nothing. (After Redis restarts, the first call of each script also
@@ -594,88 +603,106 @@ fn string_object<'a>(entries: impl Iterator<Item = (&'a str, Option<&'a str>)> +
     String::from_utf8(object).map_err(|error| StoreError::Corrupt(error.to_string()))
 }
 
-/// The `ValueMap` a stored `values` or `flash` field holds (see [`string_object`]), read
-/// straight into the map's buffer.
-fn from_string_object(text: &str, what: &str) -> Result<ValueMap, StoreError> {
-    read_json_object::<Strings>(text)
-        .map_err(|error| StoreError::Corrupt(format!("{what} is not an object of strings: {error}")))
+/// A record as the session hash's `record` field holds it: one JSON object whose leaves are all
+/// strings, so that the scripts' `cjson` never reads a number (see [`APPLY`]). Empty maps and
+/// absent parts are left out.
+#[derive(serde::Serialize)]
+struct StoredRecord<'a> {
+    created_at: String,
+    expires_at: String,
+    #[serde(skip_serializing_if = "is_empty")]
+    values: &'a ValueMap,
+    #[serde(skip_serializing_if = "is_empty")]
+    flash: &'a ValueMap,
+    /// The expiry override's JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expiry: Option<String>,
+    /// The owner's JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<&'a str>,
 }
 
-fn parse_millis(text: Option<&str>, name: &str) -> Result<i64, StoreError> {
-    let text = text.ok_or_else(|| StoreError::Corrupt(format!("the session hash has no `{name}` field")))?;
-    text.parse()
-        .map_err(|_| StoreError::Corrupt(format!("the session hash's `{name}` is not a number: {text:?}")))
+fn is_empty(map: &&ValueMap) -> bool {
+    map.is_empty()
 }
 
-/// The record a session's hash holds, from its fields and values.
-fn record_from_hash<'a>(fields: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> Result<Record, StoreError> {
-    let field = |wanted: &str| fields.clone().find(|(name, _)| *name == wanted).map(|(_, value)| value);
-    let mut record = Record::new(
-        from_unix_millis(parse_millis(field(CREATED_AT), CREATED_AT)?),
-        from_unix_millis(parse_millis(field(EXPIRES_AT), EXPIRES_AT)?),
-    );
-    for (name, value) in fields {
-        match name {
-            VALUES => record.values = from_string_object(value, "the session hash's `values` field")?,
-            FLASH => record.flash = from_string_object(value, "the session hash's `flash` field")?,
-            EXPIRY => record.expiry = Some(expiry_from_json(value, "the session hash's `expiry` field")?),
-            OWNER => record.owner = Some(value.to_owned()),
-            // One field per value was the layout of development builds before 0.1.0: such a
-            // session is not read as one without values (it starts over instead).
-            old if old.starts_with("v:") || old.starts_with("f:") => {
-                return Err(StoreError::Corrupt(format!(
-                    "the session hash has a field `{old}` of an older layout"
-                )));
-            }
-            _ => {}
-        }
-    }
-    Ok(record)
+/// [`StoredRecord`] read back, borrowing from the reply where nothing is escaped.
+#[derive(serde::Deserialize)]
+struct ReadRecord<'a> {
+    #[serde(borrow)]
+    created_at: Cow<'a, str>,
+    #[serde(borrow)]
+    expires_at: Cow<'a, str>,
+    #[serde(default)]
+    values: ValueMap,
+    #[serde(default)]
+    flash: ValueMap,
+    #[serde(borrow, default)]
+    expiry: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    owner: Option<Cow<'a, str>>,
 }
 
-/// The record in a session's hash as `HGETALL` answers it (fields and values in turn; a map
-/// under RESP3), read from the reply's own bytes, neither copied nor put in a map on the way;
-/// `None` for no hash.
-fn record_from_reply(reply: &Value) -> Result<Option<Record>, StoreError> {
-    let reply = match reply {
-        Value::Attribute { data, .. } => data,
-        other => other,
+/// The `record` field's text for `record`.
+fn record_json(record: &Record) -> Result<String, StoreError> {
+    let stored = StoredRecord {
+        created_at: to_unix_millis(record.created_at).to_string(),
+        expires_at: to_unix_millis(record.expires_at).to_string(),
+        values: &record.values,
+        flash: &record.flash,
+        expiry: record.expiry.as_ref().map(expiry_json).transpose()?,
+        owner: record.owner.as_deref(),
     };
-    if matches!(reply, Value::Nil) {
-        return Ok(None);
-    }
-    let pairs = reply.as_map_iter().ok_or_else(|| {
-        // The reply is not quoted: it may hold the values of someone's session.
-        StoreError::Corrupt("a read of a session hash answered something other than its fields".to_owned())
+    serde_json::to_string(&stored).map_err(StoreError::backend)
+}
+
+/// The record a `record` field holds.
+fn record_from_json(text: &[u8]) -> Result<Record, StoreError> {
+    // Neither the error nor the reply is quoted: the text may hold the values of someone's
+    // session.
+    let stored: ReadRecord<'_> = serde_json::from_slice(text).map_err(|error| {
+        StoreError::Corrupt(format!(
+            "the session's record does not decode ({:?} error at byte {})",
+            error.classify(),
+            error.column()
+        ))
     })?;
-    record_from_pairs(pairs)
+    let millis = |text: &str, name: &str| {
+        text.parse()
+            .map(from_unix_millis)
+            .map_err(|_| StoreError::Corrupt(format!("the session record's `{name}` is not a number")))
+    };
+    Ok(Record {
+        values: stored.values,
+        flash: stored.flash,
+        created_at: millis(&stored.created_at, "created_at")?,
+        expires_at: millis(&stored.expires_at, "expires_at")?,
+        expiry: match stored.expiry {
+            Some(json) => Some(expiry_from_json(&json, "the session record's `expiry`")?),
+            None => None,
+        },
+        owner: stored.owner.map(Cow::into_owned),
+    })
 }
 
-/// The record in a session's hash from its fields and values as Redis answered them; `None` for
-/// none (no hash).
-fn record_from_pairs<'a>(pairs: impl Iterator<Item = (&'a Value, &'a Value)>) -> Result<Option<Record>, StoreError> {
-    fn text(value: &Value) -> Result<&str, StoreError> {
-        match value {
-            Value::BulkString(bytes) => std::str::from_utf8(bytes)
-                .map_err(|_| StoreError::Corrupt("a field of the session hash is not UTF-8".to_owned())),
-            _ => Err(StoreError::Corrupt(
-                "a field of the session hash was answered as something other than a string".to_owned(),
-            )),
-        }
+/// The record in a reply of [`read_hash`] (or of the lock script): `None` when there is none
+/// (no hash, or a hash of an older layout, without the field).
+fn record_from_reply(reply: &Value) -> Result<Option<Record>, StoreError> {
+    match reply {
+        Value::Nil => Ok(None),
+        Value::BulkString(text) => record_from_json(text).map(Some),
+        Value::Attribute { data, .. } => record_from_reply(data),
+        // The reply is not quoted: it may hold the values of someone's session.
+        _ => Err(StoreError::Corrupt(
+            "a read of a session answered something other than its record".to_owned(),
+        )),
     }
-    let fields = pairs
-        .map(|(name, value)| Ok((text(name)?, text(value)?)))
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    if fields.is_empty() {
-        return Ok(None);
-    }
-    record_from_hash(fields.iter().copied()).map(Some)
 }
 
-/// `HGETALL` of the session hash under `redis_key`.
+/// `HGET` of the record in the session hash under `redis_key`.
 fn read_hash(redis_key: &str) -> Cmd {
-    let mut cmd = command("HGETALL", 1, redis_key.len());
-    cmd.arg(redis_key);
+    let mut cmd = command("HGET", 2, redis_key.len() + RECORD.len());
+    cmd.arg(redis_key).arg(RECORD);
     cmd
 }
 
@@ -700,31 +727,15 @@ impl SessionStore for RedisStore {
     }
 
     async fn create(&self, key: &StoreKey, record: &Record) -> Result<Created, StoreError> {
-        let expires_at = to_unix_millis(record.expires_at).to_string();
-        let mut args = vec![
-            now_millis().to_string(),
-            expires_at.clone(),
-            CREATED_AT.to_owned(),
-            to_unix_millis(record.created_at).to_string(),
-            EXPIRES_AT.to_owned(),
-            expires_at,
-        ];
-        if let Some(expiry) = &record.expiry {
-            args.extend([EXPIRY.to_owned(), expiry_json(expiry)?]);
-        }
         if let Some(owner) = &record.owner {
             // Indexed first: the index lists at least every session that has the owner.
             self.index_owner(owner, key).await?;
-            args.extend([OWNER.to_owned(), owner.clone()]);
         }
-        for (field, map) in [(VALUES, &record.values), (FLASH, &record.flash)] {
-            if !map.is_empty() {
-                args.extend([
-                    field.to_owned(),
-                    string_object(map.iter().map(|(name, json)| (name, Some(json))))?,
-                ]);
-            }
-        }
+        let args = [
+            now_millis().to_string(),
+            to_unix_millis(record.expires_at).to_string(),
+            record_json(record)?,
+        ];
         let created: i64 = self.invoke(&CREATE, key, &args).await?;
         Ok(if created == 1 {
             Created::Created
@@ -776,14 +787,10 @@ impl SessionStore for RedisStore {
         // Not quoted in errors: a reply may hold the values of someone's session.
         let unexpected = || StoreError::Corrupt("unexpected reply of the lock script".to_owned());
         match text(0) {
-            Some("taken") => {
-                let pairs = reply[1..].chunks_exact(2);
-                if !pairs.remainder().is_empty() {
-                    return Err(unexpected());
-                }
-                let record = record_from_pairs(pairs.map(|pair| (&pair[0], &pair[1])))?;
-                Ok(LockAttempt::Taken(record.ok_or_else(unexpected)?))
-            }
+            Some("taken") => match &reply[1..] {
+                [record] => Ok(LockAttempt::Taken(record_from_reply(record)?.ok_or_else(unexpected)?)),
+                _ => Err(unexpected()),
+            },
             Some("missing") => Ok(LockAttempt::Missing),
             Some("busy") => {
                 // PTTL: -1 no expiry (not set by this store), -2 gone since: ask again soon.
@@ -878,61 +885,73 @@ fn apply_args(changes: &Changes) -> Result<[String; 6], StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::expiry::Expiry;
 
     fn bulk(text: &str) -> Value {
         Value::BulkString(text.as_bytes().to_vec())
     }
 
-    /// A session hash as `HGETALL` answers it, under RESP2 (an array) and RESP3 (a map).
+    /// A record read back as `HGET` answers it (a bulk string, possibly with RESP3 attributes)
+    /// is the record written, and expires by the caller's clock.
     #[test]
-    fn a_hash_reads_alike_from_an_array_a_map_or_an_attributed_reply() {
-        let fields = [
-            ("created_at", "1000"),
-            ("expires_at", "2000"),
-            ("values", r#"{"n":"7"}"#),
-            ("owner", "\"ana\""),
-        ];
-        let array = Value::Array(
-            fields
-                .iter()
-                .flat_map(|(name, value)| [bulk(name), bulk(value)])
-                .collect(),
-        );
-        let map = Value::Map(fields.iter().map(|(name, value)| (bulk(name), bulk(value))).collect());
+    fn a_record_reads_back_as_written() {
+        let mut record = Record::new(from_unix_millis(1000), from_unix_millis(2000));
+        record.values.insert("n", "7");
+        record.values.insert("big", "123456789012345678901234567890");
+        record.values.insert("text", r#""a \"quoted\" / é""#);
+        record.flash.insert("notice", r#""saved""#);
+        record.expiry = Some(Expiry::BrowserSession);
+        record.owner = Some("\"ana\"".to_owned());
+        let text = record_json(&record).unwrap();
         let attributed = Value::Attribute {
-            data: Box::new(map.clone()),
+            data: Box::new(bulk(&text)),
             attributes: Vec::new(),
         };
-        for reply in [array, map, attributed] {
-            let record = record_from_reply(&reply).unwrap().expect("a record");
-            assert_eq!(to_unix_millis(record.created_at), 1000);
-            assert_eq!(to_unix_millis(record.expires_at), 2000);
-            assert_eq!(record.values.get_bytes("n"), Some(&b"7"[..]));
-            assert_eq!(record.owner.as_deref(), Some("\"ana\""));
+        for reply in [bulk(&text), attributed] {
+            assert_eq!(record_from_reply(&reply).unwrap().as_ref(), Some(&record));
             assert!(live_record(&reply, 1999).unwrap().is_some());
             assert!(
                 live_record(&reply, 2000).unwrap().is_none(),
                 "expired by the caller's clock"
             );
         }
+        // Every leaf is a string (what the scripts' `cjson` may safely re-encode), and empty
+        // parts are left out.
+        let bare = record_json(&Record::new(from_unix_millis(1000), from_unix_millis(2000))).unwrap();
+        assert_eq!(bare, r#"{"created_at":"1000","expires_at":"2000"}"#);
     }
 
     #[test]
-    fn no_hash_is_none_and_a_malformed_reply_is_corrupt() {
-        assert!(record_from_reply(&Value::Array(Vec::new())).unwrap().is_none());
-        assert!(record_from_reply(&Value::Map(Vec::new())).unwrap().is_none());
+    fn no_record_is_none_and_a_malformed_reply_is_corrupt() {
         assert!(record_from_reply(&Value::Nil).unwrap().is_none());
         for reply in [
-            Value::Array(vec![bulk("created_at")]),
-            Value::Array(vec![bulk("created_at"), Value::Int(1000)]),
-            Value::Array(vec![bulk("created_at"), Value::BulkString(vec![0xff, 0xfe])]),
             Value::Int(3),
-            Value::Array(vec![bulk("values"), bulk("{}")]),
+            Value::Array(vec![bulk("created_at"), bulk("1000")]),
+            bulk("not json"),
+            Value::BulkString(vec![b'{', 0xff, 0xfe, b'}']),
+            bulk(r#"{"expires_at":"2000"}"#),
+            bulk(r#"{"created_at":"1000","expires_at":"soon"}"#),
+            bulk(r#"{"created_at":1000,"expires_at":2000}"#),
+            bulk(r#"{"created_at":"1000","expires_at":"2000","values":{"x":1}}"#),
+            bulk(r#"{"created_at":"1000","expires_at":"2000","flash":[]}"#),
+            bulk(r#"{"created_at":"1000","expires_at":"2000","expiry":"forever"}"#),
         ] {
-            assert!(
-                matches!(record_from_reply(&reply), Err(StoreError::Corrupt(_))),
-                "{reply:?}"
-            );
+            let read = record_from_reply(&reply);
+            assert!(matches!(read, Err(StoreError::Corrupt(_))), "{reply:?}: {read:?}");
+        }
+    }
+
+    /// Errors name what is wrong, never the stored text: it may hold someone's session values.
+    #[test]
+    fn errors_do_not_quote_the_record() {
+        for text in [
+            r#"{"created_at":"1000","expires_at":"2000","values":{"secret":7}}"#,
+            r#"{"created_at":"secret","expires_at":"2000"}"#,
+            r#"{"created_at":"1000","expires_at":"2000","expiry":"secret"}"#,
+            "secret",
+        ] {
+            let error = record_from_reply(&bulk(text)).unwrap_err().to_string();
+            assert!(!error.contains("secret"), "{error}");
         }
     }
 }
