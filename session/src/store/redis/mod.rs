@@ -17,7 +17,7 @@ use redis::{Cmd, ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind,
 use super::codec::{expiry_from_json, expiry_json, from_unix_millis, now_millis, to_unix_millis};
 use super::{Applied, Created, LockAttempt, LockToken, LockedApply, SessionStore, StoreError, StoreKey};
 use crate::id::push_hex;
-use crate::record::{Changes, Patch, Record};
+use crate::record::{Changes, Record};
 use crate::value_map::ValueMap;
 
 mod owners;
@@ -71,14 +71,17 @@ return 1
 ///
 /// `KEYS[1]` the session's key; `ARGV[1]` now (Unix ms); `ARGV[2]` new expires_at (Unix ms) or
 /// `''` to keep it; `ARGV[3]` the expiry override: `''` keep, `'-'` remove, else its JSON;
-/// `ARGV[4]` and `ARGV[5]` the patches of the values and the flash: `''` for none, else a JSON
-/// object of name → the new value's JSON text as a string, or `false` to remove it; `ARGV[6]`
-/// the owner: `''` keep, `'-'` remove, else `'='` followed by its JSON.
+/// `ARGV[4]` the owner: `''` keep, `'-'` remove, else `'='` followed by its JSON; `ARGV[5]` the
+/// lock's token (see [`APPLY_LOCKED`]; unused here); `ARGV[6]` how many of the name, value pairs
+/// that follow are the values' (the rest are the flash's); `ARGV[7..]` the pairs: a name and
+/// its new value's JSON, or `''` (which no JSON is) to remove it.
 ///
-/// Every leaf of the stored record is a string (each value's JSON, the times, the expiry's and
-/// the owner's JSON), so `cjson` only ever decodes and re-encodes strings: a number never passes
-/// through Lua's doubles. The record is decoded before anything is written: a script that fails
-/// half-way keeps its writes, so a corrupt record must stop it before the first.
+/// The changes come as arguments, not as one JSON object, so that nothing but the record passes
+/// through `cjson`. Every leaf of the stored record is a string (each value's JSON, the times,
+/// the expiry's and the owner's JSON), so `cjson` only ever decodes and re-encodes strings: a
+/// number never passes through Lua's doubles. The record is decoded before anything is written:
+/// a script that fails half-way keeps its writes, so a corrupt record must stop it before the
+/// first.
 static APPLY: LazyLock<Lua> = LazyLock::new(|| Lua::new(format!("{APPLY_FUNCTION}return apply()\n")));
 
 /// The merge of [`APPLY`], as the Lua function `apply()`: 1 if merged, 0 if no live record.
@@ -92,16 +95,17 @@ local function apply()
   if tonumber(record.expires_at) <= tonumber(ARGV[1]) then
     return 0
   end
-  local function merge(field, patch)
-    if patch == '' then
+  local flash_from = 7 + 2 * tonumber(ARGV[6])
+  local function merge(field, from, to)
+    if from > to then
       return
     end
     local map = record[field] or {}
-    for name, value in pairs(cjson.decode(patch)) do
-      if value == false then
-        map[name] = nil
+    for at = from, to, 2 do
+      if ARGV[at + 1] == '' then
+        map[ARGV[at]] = nil
       else
-        map[name] = value
+        map[ARGV[at]] = ARGV[at + 1]
       end
     end
     if next(map) == nil then
@@ -109,17 +113,17 @@ local function apply()
     end
     record[field] = map
   end
-  merge('values', ARGV[4])
-  merge('flash', ARGV[5])
+  merge('values', 7, flash_from - 1)
+  merge('flash', flash_from, #ARGV)
   if ARGV[3] == '-' then
     record.expiry = nil
   elseif ARGV[3] ~= '' then
     record.expiry = ARGV[3]
   end
-  if ARGV[6] == '-' then
+  if ARGV[4] == '-' then
     record.owner = nil
-  elseif ARGV[6] ~= '' then
-    record.owner = string.sub(ARGV[6], 2)
+  elseif ARGV[4] ~= '' then
+    record.owner = string.sub(ARGV[4], 2)
   end
   if ARGV[2] ~= '' then
     record.expires_at = ARGV[2]
@@ -135,13 +139,13 @@ end
 /// `apply_locked`: [`APPLY`] only while the caller's token holds the session's lock, which it
 /// then releases. 1 merged, 0 no live record, -1 the lock is not the caller's.
 ///
-/// `KEYS[1]` the session's key, `KEYS[2]` its lock's; `ARGV[1..6]` as for [`APPLY`]; `ARGV[7]`
-/// the token.
+/// `KEYS[1]` the session's key, `KEYS[2]` its lock's; `ARGV` as for [`APPLY`], with the token
+/// in `ARGV[5]`.
 static APPLY_LOCKED: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(format!(
         "{EXPIRED_FUNCTION}{APPLY_FUNCTION}{}",
         r"
-if redis.call('GET', KEYS[2]) ~= ARGV[7] then
+if redis.call('GET', KEYS[2]) ~= ARGV[5] then
   local text = redis.call('HGET', KEYS[1], 'record')
   if not text or expired(text) then
     return 0
@@ -223,7 +227,7 @@ impl Lua {
     }
 
     /// The script run on `keys` with `args`: by its hash, or (`eval`) by its source.
-    fn call(&self, keys: &[&str], args: &[String], eval: bool) -> Cmd {
+    fn call(&self, keys: &[&str], args: &[Cow<'_, str>], eval: bool) -> Cmd {
         let (name, script) = if eval {
             ("EVAL", self.source.as_str())
         } else {
@@ -233,9 +237,12 @@ impl Lua {
         let bytes = script.len()
             + 2
             + keys.iter().map(|key| key.len()).sum::<usize>()
-            + args.iter().map(String::len).sum::<usize>();
+            + args.iter().map(|arg| arg.len()).sum::<usize>();
         let mut cmd = command(name, 2 + keys.len() + args.len(), bytes);
-        cmd.arg(script).arg(keys.len()).arg(keys).arg(args);
+        cmd.arg(script).arg(keys.len()).arg(keys);
+        for arg in args {
+            cmd.arg(arg.as_ref());
+        }
         cmd
     }
 }
@@ -473,7 +480,12 @@ impl RedisStore {
 
     /// Runs `script` on the session `key` with `args` (`EVALSHA`; `EVAL` if Redis does not know
     /// the script); retried as `query`.
-    async fn invoke<T: FromRedisValue>(&self, script: &Lua, key: &StoreKey, args: &[String]) -> Result<T, StoreError> {
+    async fn invoke<T: FromRedisValue>(
+        &self,
+        script: &Lua,
+        key: &StoreKey,
+        args: &[Cow<'_, str>],
+    ) -> Result<T, StoreError> {
         let key = self.redis_key(key);
         self.send(&Request::Script {
             script,
@@ -488,7 +500,7 @@ impl RedisStore {
         &self,
         script: &Lua,
         key: &StoreKey,
-        args: &[String],
+        args: &[Cow<'_, str>],
     ) -> Result<T, StoreError> {
         let key = self.redis_key(key);
         let lock = lock_key(&self.prefix, &key);
@@ -514,7 +526,7 @@ enum Request<'a> {
     Script {
         script: &'a Lua,
         keys: &'a [&'a str],
-        args: &'a [String],
+        args: &'a [Cow<'a, str>],
     },
 }
 
@@ -579,28 +591,6 @@ fn map_error(error: RedisError) -> StoreError {
             ) | ErrorKind::ClusterConnectionNotFound
         );
     StoreError::classify(error, unavailable)
-}
-
-/// A JSON object of `name` → the value's JSON text as a JSON string, or `false` for a name to
-/// remove: the form the hash's `values` and `flash` fields, and `apply`'s patches, take.
-fn string_object<'a>(entries: impl Iterator<Item = (&'a str, Option<&'a str>)> + Clone) -> Result<String, StoreError> {
-    /// A value's JSON as a JSON string, or `false`.
-    #[derive(serde::Serialize)]
-    #[serde(untagged)]
-    enum Entry<'a> {
-        Json(&'a str),
-        Removed(bool),
-    }
-    // Sized for the usual case (nothing to escape): quotes, separators and a few escapes each.
-    let size = entries
-        .clone()
-        .map(|(name, json)| name.len() + json.map_or(5, str::len) + 12)
-        .sum::<usize>();
-    let entries = entries.map(|(name, json)| (name, json.map_or(Entry::Removed(false), Entry::Json)));
-    let mut object = Vec::with_capacity(2 + size);
-    serde::Serializer::collect_map(&mut serde_json::Serializer::new(&mut object), entries)
-        .map_err(|error| StoreError::Corrupt(error.to_string()))?;
-    String::from_utf8(object).map_err(|error| StoreError::Corrupt(error.to_string()))
 }
 
 /// A record as the session hash's `record` field holds it: one JSON object whose leaves are all
@@ -732,9 +722,9 @@ impl SessionStore for RedisStore {
             self.index_owner(owner, key).await?;
         }
         let args = [
-            now_millis().to_string(),
-            to_unix_millis(record.expires_at).to_string(),
-            record_json(record)?,
+            now_millis().to_string().into(),
+            to_unix_millis(record.expires_at).to_string().into(),
+            record_json(record)?.into(),
         ];
         let created: i64 = self.invoke(&CREATE, key, &args).await?;
         Ok(if created == 1 {
@@ -748,7 +738,7 @@ impl SessionStore for RedisStore {
         if let Some(Some(owner)) = &changes.owner {
             self.index_owner(owner, key).await?;
         }
-        let applied: i64 = self.invoke(&APPLY, key, &apply_args(changes)?).await?;
+        let applied: i64 = self.invoke(&APPLY, key, &apply_args(changes, None)?).await?;
         Ok(if applied == 1 {
             Applied::Applied
         } else {
@@ -778,7 +768,11 @@ impl SessionStore for RedisStore {
         token: &LockToken,
         lease: Duration,
     ) -> Result<LockAttempt, StoreError> {
-        let args = [now_millis().to_string(), token.to_hex(), lease_millis(lease)];
+        let args = [
+            now_millis().to_string().into(),
+            token.to_hex().into(),
+            lease_millis(lease).into(),
+        ];
         let reply: Vec<Value> = self.invoke_locked(&LOCK_AND_LOAD, key, &args).await?;
         let text = |at: usize| match reply.get(at) {
             Some(Value::BulkString(bytes)) => std::str::from_utf8(bytes).ok(),
@@ -812,8 +806,8 @@ impl SessionStore for RedisStore {
         if let Some(Some(owner)) = &changes.owner {
             self.index_owner(owner, key).await?;
         }
-        let mut args = apply_args(changes)?.to_vec();
-        args.push(token.to_hex());
+        let token = token.to_hex();
+        let args = apply_args(changes, Some(&token))?;
         let applied: i64 = self.invoke_locked(&APPLY_LOCKED, key, &args).await?;
         Ok(match applied {
             1 => LockedApply::Applied,
@@ -823,13 +817,13 @@ impl SessionStore for RedisStore {
     }
 
     async fn renew_lock(&self, key: &StoreKey, token: &LockToken, lease: Duration) -> Result<bool, StoreError> {
-        let args = [token.to_hex(), lease_millis(lease)];
+        let args = [token.to_hex().into(), lease_millis(lease).into()];
         let held: i64 = self.invoke_locked(&RENEW_LOCK, key, &args).await?;
         Ok(held == 1)
     }
 
     async fn unlock(&self, key: &StoreKey, token: &LockToken) -> Result<(), StoreError> {
-        self.invoke_locked::<i64>(&UNLOCK, key, &[token.to_hex()])
+        self.invoke_locked::<i64>(&UNLOCK, key, &[token.to_hex().into()])
             .await
             .map(drop)
     }
@@ -849,37 +843,35 @@ fn lease_millis(lease: Duration) -> String {
     lease.as_millis().clamp(1, MAX).to_string()
 }
 
-/// `APPLY`'s arguments for `changes`.
-fn apply_args(changes: &Changes) -> Result<[String; 6], StoreError> {
-    let patch = |patch: &Patch| -> Result<String, StoreError> {
-        if patch.is_empty() {
-            return Ok(String::new());
-        }
-        string_object(patch.iter().map(|(name, change)| (name, change.as_deref())))
-    };
-    let expiry = match &changes.expiry {
-        None => String::new(),
-        Some(None) => "-".to_owned(),
-        Some(Some(expiry)) => expiry_json(expiry)?,
-    };
+/// [`APPLY`]'s arguments for `changes` (and [`APPLY_LOCKED`]'s, with the lock's `token`): the
+/// changed names and values borrowed from `changes`.
+fn apply_args<'a>(changes: &'a Changes, token: Option<&'a str>) -> Result<Vec<Cow<'a, str>>, StoreError> {
     let expires_at = changes
         .expires_at
-        .map(|at| to_unix_millis(at).to_string())
-        .unwrap_or_default();
-    let owner = match &changes.owner {
-        None => String::new(),
-        Some(None) => "-".to_owned(),
-        Some(Some(owner)) => format!("={owner}"),
+        .map_or(Cow::Borrowed(""), |at| to_unix_millis(at).to_string().into());
+    let expiry = match &changes.expiry {
+        None => Cow::Borrowed(""),
+        Some(None) => Cow::Borrowed("-"),
+        Some(Some(expiry)) => expiry_json(expiry)?.into(),
     };
-
-    Ok([
-        now_millis().to_string(),
+    let owner = match &changes.owner {
+        None => Cow::Borrowed(""),
+        Some(None) => Cow::Borrowed("-"),
+        Some(Some(owner)) => format!("={owner}").into(),
+    };
+    let mut args = Vec::with_capacity(6 + 2 * (changes.values.len() + changes.flash.len()));
+    args.extend([
+        now_millis().to_string().into(),
         expires_at,
         expiry,
-        patch(&changes.values)?,
-        patch(&changes.flash)?,
         owner,
-    ])
+        Cow::Borrowed(token.unwrap_or("")),
+        changes.values.len().to_string().into(),
+    ]);
+    for (name, change) in changes.values.iter().chain(changes.flash.iter()) {
+        args.extend([Cow::Borrowed(name), Cow::Borrowed(change.as_deref().unwrap_or(""))]);
+    }
+    Ok(args)
 }
 
 #[cfg(test)]

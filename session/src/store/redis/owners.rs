@@ -68,7 +68,7 @@ impl RedisStore {
             .send(&super::Request::Script {
                 script: &ADD_MEMBER,
                 keys: &[&set],
-                args: &[key.to_hex()],
+                args: &[key.to_hex().into()],
             })
             .await?;
         if size >= PRUNE_AT && u64::try_from(size).is_ok_and(u64::is_power_of_two) {
@@ -110,8 +110,8 @@ impl RedisStore {
             }
         }
         if !stale.is_empty() {
-            let mut args = vec![GRACE_MILLIS.to_string()];
-            args.extend(stale.into_iter().cloned());
+            let mut args = vec![GRACE_MILLIS.to_string().into()];
+            args.extend(stale.into_iter().map(|member| member.as_str().into()));
             self.send::<i64>(&super::Request::Script {
                 script: &PRUNE,
                 keys: &[&set],
