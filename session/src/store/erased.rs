@@ -12,12 +12,13 @@ use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use pin_project_lite::pin_project;
 use tokio::task::Unconstrained;
 use tokio::time::Sleep;
 
+use super::deadlines::Deadline;
 use super::{Applied, Created, LockAttempt, LockToken, LockedApply, SessionStore, StoreError, StoreKey};
 use crate::record::{Changes, Record};
 
@@ -117,7 +118,7 @@ pin_project! {
         #[pin]
         call: StoreFuture<'a, T>,
         limit: Option<Duration>,
-        timer: Option<Pin<Box<Unconstrained<Sleep>>>>,
+        deadline: Option<Waiting>,
         // The request's time, which this crate's stores judge expiry by (see `request_time`).
         now: SystemTime,
     }
@@ -129,7 +130,7 @@ impl<'a, T> Timed<'a, T> {
         Timed {
             call,
             limit,
-            timer: None,
+            deadline: None,
             now,
         }
     }
@@ -150,14 +151,32 @@ impl<T> Future for Timed<'_, T> {
         let Some(limit) = *this.limit else {
             return Poll::Pending;
         };
-        // Outside tokio's cooperative budget, as `tokio::time::timeout` polls its timer: a call
-        // that spends the task's budget on every poll must still time out.
-        let timer = this
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::task::unconstrained(tokio::time::sleep(limit))));
-        ready!(timer.as_mut().poll(cx));
+        let deadline = this
+            .deadline
+            .get_or_insert_with(|| match Deadline::start(Instant::now() + limit, cx.waker()) {
+                Some(deadline) => Waiting::Watched(deadline),
+                None => Waiting::Timer(Box::pin(tokio::task::unconstrained(tokio::time::sleep(limit)))),
+            });
+        match deadline {
+            Waiting::Watched(deadline) => {
+                if !deadline.passed() {
+                    deadline.wake(cx.waker());
+                    return Poll::Pending;
+                }
+            }
+            // Outside tokio's cooperative budget, as `tokio::time::timeout` polls its timer: a
+            // call that spends the task's budget on every poll must still time out.
+            Waiting::Timer(timer) => ready!(timer.as_mut().poll(cx)),
+        }
         Poll::Ready(Err(StoreError::unavailable(format!("no answer within {limit:?}"))))
     }
+}
+
+/// How a call that waits is bounded: by the process's table of deadlines, or, if no thread could
+/// be started to watch it, by a tokio timer of its own.
+enum Waiting {
+    Watched(Deadline),
+    Timer(Pin<Box<Unconstrained<Sleep>>>),
 }
 
 std::thread_local! {

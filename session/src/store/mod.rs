@@ -56,6 +56,7 @@ pub use crate::value_map::{ValueMap, ValueMapIter};
 mod batched_loads;
 #[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
 pub(crate) mod codec;
+mod deadlines;
 pub(crate) mod erased;
 mod shared_locks;
 pub use shared_locks::{LockAttempt, LockToken, LockedApply};
