@@ -111,9 +111,10 @@ pin_project! {
     /// A store call that may take at most `limit` (`None`: as long as it takes); one that outlasts
     /// it is [`StoreError::Unavailable`].
     ///
-    /// The timer is armed only once the call has had to wait: a store that answers at once
-    /// costs no timer. It is boxed, because it is the largest part of a call's state and only
-    /// calls that wait need one (their stores allocate more than that per call anyway).
+    /// The deadline is registered only once the call has had to wait, so a store that answers at
+    /// once costs none; it goes in the process's table of deadlines (`store::deadlines`), not in
+    /// a tokio timer of its own (whose lock and wheel the runtime's workers share; see the
+    /// module `deadlines`).
     pub(crate) struct Timed<'a, T> {
         #[pin]
         call: StoreFuture<'a, T>,
