@@ -19,7 +19,13 @@ p50/p99 latency per variant (medians over rounds), and typed-sessions' requests/
 tower-sessions'. With `--floor`, Redis rows are followed by the floor: bare axum plus one
 redis-rs `GET` per request (and a `SET` for read-write) on the connection `RedisStore::connect`
 makes, no session code at all; its requests/s over tower-sessions' are about the most a session layer
-on redis-rs could reach on the machine.
+on redis-rs could reach on the machine. With `--baseline BINARY` (an `e2e` binary built from
+another commit), that binary's typed-sessions runs beside this one's in every round: an A/B of
+two versions in one sitting.
+
+    git worktree add /tmp/before <commit> && cargo build --release -j2 -p typed-sessions-bench \
+        --features e2e --bin e2e --manifest-path /tmp/before/Cargo.toml
+    bench/e2e.py --keep-servers --rounds 20 --duration 1 --stores redis --baseline /tmp/before/target/release/e2e
 """
 
 import argparse
@@ -171,8 +177,10 @@ class Server:
         self.work = tempfile.mkdtemp(prefix="typed-sessions-e2e-run-")
         self.cookies = os.path.join(self.work, "cookies.txt")
         url = servers.urls.get(store, os.path.join(self.work, "sessions.db"))
+        # The baseline is typed-sessions, served by another build.
+        binary, served = (args.baseline, "typed") if variant == "baseline" else (SERVER, variant)
         self.process = subprocess.Popen(
-            [SERVER, "--variant", variant, "--store", store, "--url", url, "--workload", workload,
+            [binary, "--variant", served, "--store", store, "--url", url, "--workload", workload,
              "--port", str(self.port), "--sessions", str(args.sessions), "--cookies", self.cookies]
             + (["--keys", str(args.keys)] if args.keys else []),
             stdout=subprocess.DEVNULL)
@@ -254,6 +262,9 @@ def main():
                              "them in every round, instead of starting one per measurement: no "
                              "start-up between runs, so rounds can be short and many "
                              "(`--rounds 20 --duration 1`), which follows a drifting machine closer")
+    parser.add_argument("--baseline", metavar="BINARY",
+                        help="an e2e binary built from another commit: its typed-sessions runs beside "
+                             "this one's in every round, and the table gives this one over it")
     parser.add_argument("--no-build", action="store_true")
     args = parser.parse_args()
     stores = args.stores.split(",")
@@ -262,6 +273,8 @@ def main():
         workloads = ["read-only"]
         if args.floor:
             raise SystemExit("--floor reads one small record; it does not combine with --keys")
+    if args.baseline and not os.access(args.baseline, os.X_OK):
+        raise SystemExit(f"--baseline {args.baseline} is not an executable e2e binary")
     for tool in ("wrk",) + (("redis-server",) if "redis" in stores else ()):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is not installed (Debian: apt-get install {tool.split('-')[0]})")
@@ -274,7 +287,8 @@ def main():
 
     def variants_of(store, round_number):
         variants = (["typed", "tower"] + (["bare"] if store == stores[0] else [])
-                    + (["floor"] if args.floor and store == "redis" else []))
+                    + (["floor"] if args.floor and store == "redis" else [])
+                    + (["baseline"] if args.baseline else []))
         return variants[::-1] if round_number % 2 else variants
 
     def run(round_number, store, workload, variant, server=None):
@@ -283,7 +297,7 @@ def main():
         else:
             result = measure(args, servers, variant, store, workload)
         results.setdefault((store, workload, variant), []).append(result)
-        print(f"round {round_number + 1} {store:8} {workload:10} {variant:5} "
+        print(f"round {round_number + 1} {store:8} {workload:10} {variant:8} "
               f"{result[0]:9.0f} req/s  p50 {result[1]:.2f} ms  p99 {result[2]:.2f} ms  "
               f"CPU/request: app {result[3]:.1f} µs, database {result[4]:.1f} µs  "
               f"machine idle {100 * result[5]:.0f}%",
@@ -333,6 +347,14 @@ def main():
             print(f"| {store} | {workload} | {bare_text} | {cells('tower')} | {cells('typed')} "
                   f"| {statistics.median(ratios):.2f}× "
                   f"| {100 * median('tower', 5):.0f}% / {100 * median('typed', 5):.0f}% |")
+            baseline = results.get((store, workload, "baseline"))
+            if baseline:
+                this_over_baseline = [t[0] / b[0] for t, b in zip(results[(store, workload, "typed")], baseline)]
+                baseline_ratios = [b[0] / w[0] for b, w in zip(baseline, results[(store, workload, "tower")])]
+                print(f"| {store} | {workload}: baseline binary (baseline / tower, baseline's idle; "
+                      f"this over baseline: {statistics.median(this_over_baseline):.3f}×) | | | "
+                      f"{cells('baseline')} | {statistics.median(baseline_ratios):.2f}× "
+                      f"| {100 * median('baseline', 5):.0f}% |")
             floor = results.get((store, workload, "floor"))
             if floor:
                 floor_ratios = [f[0] / w[0] for f, w in zip(floor, results[(store, workload, "tower")])]

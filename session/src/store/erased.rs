@@ -152,16 +152,23 @@ impl<T> Future for Timed<'_, T> {
         let Some(limit) = *this.limit else {
             return Poll::Pending;
         };
-        let deadline = this
-            .deadline
-            .get_or_insert_with(|| match Deadline::start(Instant::now() + limit, cx.waker()) {
+        let deadline = this.deadline.get_or_insert_with(|| {
+            // A limit too far off for the clock (`Duration::MAX`) is no limit.
+            let Some(at) = Instant::now().checked_add(limit) else {
+                return Waiting::Never;
+            };
+            match Deadline::start(at, cx.waker()) {
                 Some(deadline) => Waiting::Watched(deadline),
                 None => Waiting::Timer(Box::pin(tokio::task::unconstrained(tokio::time::sleep(limit)))),
-            });
+            }
+        });
         match deadline {
+            Waiting::Never => return Poll::Pending,
             Waiting::Watched(deadline) => {
+                // The waker first: a watcher that looks after this sees it, and one that looked
+                // before saw a time past the deadline only if `passed` now says so.
+                deadline.wake(cx.waker());
                 if !deadline.passed() {
-                    deadline.wake(cx.waker());
                     return Poll::Pending;
                 }
             }
@@ -174,8 +181,10 @@ impl<T> Future for Timed<'_, T> {
 }
 
 /// How a call that waits is bounded: by the process's table of deadlines, or, if no thread could
-/// be started to watch it, by a tokio timer of its own.
+/// be started to watch it, by a tokio timer of its own; or not at all, for a limit past what the
+/// clock can count.
 enum Waiting {
+    Never,
     Watched(Deadline),
     Timer(Pin<Box<Unconstrained<Sleep>>>),
 }

@@ -298,7 +298,8 @@ impl Lua {
 /// its size. Each item of a reply costs the client an allocation and a parse, which it does on
 /// the connection's one task, for every request in turn: a session hash of one field per value
 /// made a session of 100 keys several times slower to load, and one of a field per part (three
-/// to six) served a tenth fewer read-only requests a second than this (see BENCHMARKS.md).
+/// to six) cost a read-only request a fifth more of the app's instructions than this, and the
+/// connection's task more time than any other part of the request (see BENCHMARKS.md).
 /// Every member is a string, a value's JSON too, so that the merge script, which decodes and
 /// re-encodes the record with Lua's `cjson`, never turns a number into a double.
 ///
@@ -616,7 +617,7 @@ fn is_empty(map: &&ValueMap) -> bool {
     map.is_empty()
 }
 
-/// [`StoredRecord`] read back, borrowing from the reply where nothing is escaped.
+/// [`StoredRecord`] read back, the times borrowed from the reply.
 #[derive(serde::Deserialize)]
 struct ReadRecord<'a> {
     #[serde(borrow)]
@@ -627,10 +628,10 @@ struct ReadRecord<'a> {
     values: ValueMap,
     #[serde(default)]
     flash: ValueMap,
-    #[serde(borrow, default)]
-    expiry: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    owner: Option<Cow<'a, str>>,
+    #[serde(default)]
+    expiry: Option<String>,
+    #[serde(default)]
+    owner: Option<String>,
 }
 
 /// The `record` field's text for `record`.
@@ -671,7 +672,7 @@ fn record_from_json(text: &[u8]) -> Result<Record, StoreError> {
             Some(json) => Some(expiry_from_json(&json, "the session record's `expiry`")?),
             None => None,
         },
-        owner: stored.owner.map(Cow::into_owned),
+        owner: stored.owner,
     })
 }
 
@@ -869,7 +870,14 @@ fn apply_args<'a>(changes: &'a Changes, token: Option<&'a str>) -> Result<Vec<Co
         changes.values.len().to_string().into(),
     ]);
     for (name, change) in changes.values.iter().chain(changes.flash.iter()) {
-        args.extend([Cow::Borrowed(name), Cow::Borrowed(change.as_deref().unwrap_or(""))]);
+        // `''` removes a name: a value must be JSON, which is never empty.
+        let change = change.as_deref();
+        if change == Some("") {
+            return Err(StoreError::backend(format!(
+                "the value under {name:?} is not JSON: it is empty"
+            )));
+        }
+        args.extend([Cow::Borrowed(name), Cow::Borrowed(change.unwrap_or(""))]);
     }
     Ok(args)
 }
@@ -931,6 +939,30 @@ mod tests {
             let read = record_from_reply(&reply);
             assert!(matches!(read, Err(StoreError::Corrupt(_))), "{reply:?}: {read:?}");
         }
+    }
+
+    /// `apply`'s arguments: the fixed ones, then the values' name, value pairs, then the
+    /// flash's, `''` for a removal; an empty value (which no JSON is) is refused, not sent as a
+    /// removal.
+    #[test]
+    fn apply_arguments_pair_names_with_values() {
+        let mut changes = Changes::default();
+        changes.values.insert("b", None);
+        changes.values.insert("a", Some("1".to_owned()));
+        changes.flash.insert("notice", Some(r#""saved""#.to_owned()));
+        changes.owner = Some(None);
+        let args = apply_args(&changes, Some("token")).unwrap();
+        let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+        assert_eq!(
+            args[1..],
+            ["", "", "-", "token", "2", "a", "1", "b", "", "notice", r#""saved""#]
+        );
+        assert_eq!(
+            apply_args(&Changes::default(), None).unwrap()[1..],
+            ["", "", "", "", "0"]
+        );
+        changes.values.insert("c", Some(String::new()));
+        assert!(matches!(apply_args(&changes, None), Err(StoreError::Backend(_))));
     }
 
     /// Errors name what is wrong, never the stored text: it may hold someone's session values.
