@@ -4,7 +4,7 @@
 //! A tokio timer costs a waiting call more than its instructions: registering it and dropping it
 //! each take the runtime's timer lock, shared by every worker thread, and a worker that wakes
 //! from parking runs the timer wheel. On Redis, where every call waits, read-only requests went
-//! 2–9% faster end to end with this table instead (see BENCHMARKS.md). Here a call that has to
+//! 2–5% faster end to end with this table instead (see BENCHMARKS.md). Here a call that has to
 //! wait puts its deadline and its task's waker in one table, and takes them out when it ends; a
 //! thread of its own (started on first use) sleeps until the earliest deadline in the table and
 //! wakes the tasks whose deadline has passed, which then find it has (see [`Deadline::passed`])
