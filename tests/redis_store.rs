@@ -84,6 +84,14 @@ async fn values_come_back_exactly_through_the_merge() {
     assert_eq!(loaded.values.get("before"), Some(u128::MAX.to_string().as_str()));
 }
 
+/// The record in the session hash under `redis_key`, which has no other field.
+async fn stored_record(plain: &mut redis::aio::MultiplexedConnection, redis_key: &str) -> serde_json::Value {
+    let fields: HashMap<String, String> = plain.hgetall(redis_key).await.unwrap();
+    let names: Vec<&str> = fields.keys().map(String::as_str).collect();
+    assert_eq!(names, ["record"]);
+    serde_json::from_str(&fields["record"]).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_hash_per_session_expired_by_redis() {
     init_tracing();
@@ -112,12 +120,8 @@ async fn one_hash_per_session_expired_by_redis() {
     // One field, `record`: a JSON object whose leaves are all strings. Values and flash are
     // objects of name → the value's JSON, as a string; the times are Unix milliseconds; the
     // expiry override is its JSON.
-    let fields: HashMap<String, String> = plain.hgetall(&keys[0]).await.unwrap();
-    let names: Vec<&str> = fields.keys().map(String::as_str).collect();
-    assert_eq!(names, ["record"]);
-    let stored: serde_json::Value = serde_json::from_str(&fields["record"]).unwrap();
     assert_eq!(
-        stored,
+        stored_record(&mut plain, &keys[0]).await,
         serde_json::json!({
             "values": {"notice": "\"a value\"", "user_id": "42"},
             "flash": {"notice": "\"a flash\""},
@@ -146,14 +150,10 @@ async fn one_hash_per_session_expired_by_redis() {
     changes.values.insert("notice", None);
     changes.flash.insert("notice", None);
     assert_eq!(store.apply(&key, &changes).await.unwrap(), Applied::Applied);
-    let fields: HashMap<String, String> = plain.hgetall(&keys[0]).await.unwrap();
-    let names: Vec<&str> = fields.keys().map(String::as_str).collect();
-    assert_eq!(names, ["record"]);
     // The last flash went, and the override, so their parts did; the values merged name by
     // name (compared as JSON: Lua's `cjson` writes the names in no fixed order).
-    let stored: serde_json::Value = serde_json::from_str(&fields["record"]).unwrap();
     assert_eq!(
-        stored,
+        stored_record(&mut plain, &keys[0]).await,
         serde_json::json!({
             "values": {"theme": "\"dark\"", "user_id": "42"},
             "created_at": to_unix_millis(record.created_at).to_string(),
@@ -275,8 +275,7 @@ async fn a_foreign_value_under_the_key_is_an_error_not_a_panic() {
     assert_eq!(store.apply(&key, &Changes::default()).await.unwrap(), Applied::Missing);
     let record = Record::new(millis_from_now(0), millis_from_now(60_000));
     assert_eq!(store.create(&key, &record).await.unwrap(), Created::Created);
-    let fields: HashMap<String, String> = plain.hgetall(store.redis_key(&key)).await.unwrap();
-    assert_eq!(fields.keys().collect::<Vec<_>>(), ["record"]);
+    stored_record(&mut plain, &store.redis_key(&key)).await;
 
     // A live session whose record does not decode, or whose values are not an object of
     // strings: corrupt (the layer starts a new session), never a session read without its
