@@ -97,6 +97,37 @@ async fn store_fails_fast(store: &impl SessionStore) {
     );
 }
 
+/// A Redis that stops answering without closing its connections (paused): each request that
+/// needs the session is a 503 within the layer's store timeout — `RedisStore::connect` sets no
+/// response timeout of its own, so this bound is the layer's alone — and once Redis answers
+/// again, so do sessions, on the same connection, with what was stored before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_stops_answering_is_a_503_within_the_store_timeout() {
+    init_tracing();
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let server = serve(app(RedisStore::connect(&redis.url()).await.unwrap())).await;
+    let mut client = HttpClient::new();
+    assert_eq!(timed_get(&mut client, &server, "/count").await.body, "1");
+
+    redis.pause();
+    let started = Instant::now();
+    let response = timed_get(&mut client, &server, "/count").await;
+    assert_eq!(response.status, 503, "{}", response.body);
+    assert!(
+        started.elapsed() >= STORE_TIMEOUT,
+        "answered after {:?}, before the store timeout: not a timeout",
+        started.elapsed()
+    );
+    let response = timed_get(&mut client, &server, "/health").await;
+    assert_eq!((response.status, response.body.as_str()), (200, "ok"));
+
+    redis.resume();
+    // The write of the request that timed out never happened (its load did not answer).
+    assert_eq!(first_success(&mut client, &server).await, "2");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_outage_is_a_503_and_sessions_return_with_redis() {
     init_tracing();

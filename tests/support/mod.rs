@@ -261,6 +261,28 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Stops the server answering without closing its connections (`SIGSTOP`), as a frozen
+    /// machine or a network that drops packets would: clients' commands wait, unanswered, until
+    /// [`resume`](Self::resume).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a [paused](Self::pause) server run again (`SIGCONT`).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("redis-server is running").id();
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(pid.to_string())
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill {signal} {pid}: {status}");
+    }
+
     /// Kills the server (`SIGKILL`: clients see their connections drop, as in a crash) and
     /// waits until it has exited.
     pub async fn stop(&mut self) {

@@ -335,11 +335,13 @@ impl Lua {
 ///
 /// # Outages
 ///
-/// [`connect`](Self::connect) sets a connection timeout and a response timeout and does not wait
-/// between reconnection attempts, so while Redis is down calls fail at once with
-/// [`StoreError::Unavailable`] (the request gets a 503), and the store reconnects by itself on
-/// the first call after Redis is back. A store built with [`from_manager`](Self::from_manager)
-/// behaves as that manager was configured.
+/// [`connect`](Self::connect) sets a connection timeout and does not wait between reconnection
+/// attempts, so while Redis is down calls fail at once with [`StoreError::Unavailable`] (the
+/// request gets a 503), and the store reconnects by itself on the first call after Redis is
+/// back. A Redis that stops answering without closing the connection is bounded by the layer's
+/// store timeout ([`SessionLayer::with_store_timeout`](crate::SessionLayer::with_store_timeout),
+/// 5 s by default), which every call the layer makes is under. A store built with
+/// [`from_manager`](Self::from_manager) behaves as that manager was configured.
 #[derive(Clone)]
 pub struct RedisStore {
     connection: Connection,
@@ -383,13 +385,28 @@ impl RedisStore {
         Ok(Self::from_manager(manager))
     }
 
-    /// The settings [`connect`](Self::connect) uses: connecting times out after 1 s, a command
-    /// after 2 s, and a lost connection is re-established on the next call instead of after a
-    /// back-off, so an outage costs each request at most those timeouts, never a queue.
+    /// The settings [`connect`](Self::connect) uses: connecting times out after 1 s, and a lost
+    /// connection is re-established on the next call instead of after a back-off, so an outage
+    /// costs each request at most that timeout, never a queue.
+    ///
+    /// No response timeout: the layer's store timeout already bounds every call it makes, and
+    /// redis-rs arms a tokio timer for each command that has one, which cost about 4–5% of the
+    /// requests a second end to end (see BENCHMARKS.md). Code that calls the store directly,
+    /// outside a layer, and wants each command bounded can add one:
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), typed_sessions::store::StoreError> {
+    /// use std::time::Duration;
+    /// use typed_sessions::RedisStore;
+    ///
+    /// let config = RedisStore::default_manager_config().set_response_timeout(Some(Duration::from_secs(2)));
+    /// let store = RedisStore::connect_with_config("redis://127.0.0.1:6379", config).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn default_manager_config() -> ConnectionManagerConfig {
         ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(None)
             .set_number_of_retries(0)
     }
 
