@@ -26,6 +26,12 @@ two versions in one sitting.
     git worktree add /tmp/before <commit> && cargo build --release -j2 -p typed-sessions-bench \
         --features e2e --bin e2e --manifest-path /tmp/before/Cargo.toml
     bench/e2e.py --keep-servers --rounds 20 --duration 1 --stores redis --baseline /tmp/before/target/release/e2e
+
+(Building the baseline into this checkout's `target` instead, with `CARGO_TARGET_DIR`, reuses the
+compiled dependencies but overwrites `target/release/e2e`, which cargo then does not relink:
+copy the baseline away, `touch bench/src/bin/e2e.rs`, and build again.) Two runs of one binary
+against itself have differed by up to 5% in this mode: a difference smaller than that needs
+repeated runs, or `bench/e2e_instructions.sh`.
 """
 
 import argparse
