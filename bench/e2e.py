@@ -27,11 +27,11 @@ two versions in one sitting.
         --features e2e --bin e2e --manifest-path /tmp/before/Cargo.toml
     bench/e2e.py --keep-servers --rounds 20 --duration 1 --stores redis --baseline /tmp/before/target/release/e2e
 
-(Building the baseline into this checkout's `target` instead, with `CARGO_TARGET_DIR`, reuses the
-compiled dependencies but overwrites `target/release/e2e`, which cargo then does not relink:
-copy the baseline away, `touch bench/src/bin/e2e.rs`, and build again.) Two runs of one binary
-against itself have differed by up to 5% in this mode: a difference smaller than that needs
-repeated runs, or `bench/e2e_instructions.sh`.
+(Give the baseline a target directory of its own, as above: built into this checkout's `target`
+with `CARGO_TARGET_DIR`, it takes the place of this checkout's own build of the workspace's crates,
+whose files cargo names alike in both, and the next build here may link the baseline's library
+into this binary.) Two runs of one binary against itself have differed by up to 5% in this mode:
+a difference smaller than that needs repeated runs, or `bench/e2e_instructions.sh`.
 """
 
 import argparse

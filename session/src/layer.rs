@@ -205,8 +205,10 @@ impl SessionLayer {
     }
 
     /// How long one store call may take before the request is answered with 503 (default 5 s);
-    /// `None` waits as long as the store does. Timed by the system's monotonic clock, not
-    /// tokio's: a paused test clock (`tokio::time::pause`) does not bring it forward.
+    /// `None` waits as long as the store does (a `RedisStore` from `RedisStore::connect` then
+    /// waits as long as a Redis that stops answering does). Timed by the system's monotonic
+    /// clock, not tokio's: a paused test clock (`tokio::time::pause`) does not bring it
+    /// forward.
     pub fn with_store_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.config_mut().store_timeout = timeout.into();
         self

@@ -275,11 +275,11 @@ impl RedisServer {
 
     fn signal(&self, signal: &str) {
         let pid = self.child.as_ref().expect("redis-server is running").id();
-        let status = Command::new("kill")
-            .arg(signal)
-            .arg(pid.to_string())
+        // The shell's own `kill`: procps' may not be installed.
+        let status = Command::new("sh")
+            .args(["-c", "kill \"$0\" \"$1\"", signal, &pid.to_string()])
             .status()
-            .expect("running kill");
+            .expect("running sh");
         assert!(status.success(), "kill {signal} {pid}: {status}");
     }
 

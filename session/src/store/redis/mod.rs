@@ -338,9 +338,10 @@ impl Lua {
 /// [`connect`](Self::connect) sets a connection timeout and does not wait between reconnection
 /// attempts, so while Redis is down calls fail at once with [`StoreError::Unavailable`] (the
 /// request gets a 503), and the store reconnects by itself on the first call after Redis is
-/// back. A Redis that stops answering without closing the connection is bounded by the layer's
-/// store timeout ([`SessionLayer::with_store_timeout`](crate::SessionLayer::with_store_timeout),
-/// 5 s by default), which every call the layer makes is under. A store built with
+/// back. A Redis that stops answering without closing the connection costs each call the
+/// layer's store timeout ([`SessionLayer::with_store_timeout`](crate::SessionLayer::with_store_timeout),
+/// 5 s by default), which every call the layer makes is under; with no store timeout, calls
+/// wait for as long as Redis does. A store built with
 /// [`from_manager`](Self::from_manager) behaves as that manager was configured.
 #[derive(Clone)]
 pub struct RedisStore {
@@ -386,12 +387,14 @@ impl RedisStore {
     }
 
     /// The settings [`connect`](Self::connect) uses: connecting times out after 1 s, and a lost
-    /// connection is re-established on the next call instead of after a back-off, so an outage
-    /// costs each request at most that timeout, never a queue.
+    /// connection is re-established on the next call instead of after a back-off, so a Redis
+    /// that is down costs each request at most that timeout, never a queue.
     ///
-    /// No response timeout: the layer's store timeout already bounds every call it makes, and
-    /// redis-rs arms a tokio timer for each command that has one, which cost about 4–5% of the
-    /// requests a second end to end (see BENCHMARKS.md). Code that calls the store directly,
+    /// No response timeout: the layer's store timeout (5 s by default) already bounds every call
+    /// it makes, and redis-rs arms a tokio timer for each command that has one, which cost the
+    /// app 2–3% of its instructions per request (see BENCHMARKS.md). A layer built with
+    /// `with_store_timeout(None)` then waits on a Redis that stops answering for as long as it
+    /// does. Code that calls the store directly,
     /// outside a layer, and wants each command bounded can add one:
     ///
     /// ```no_run
@@ -444,7 +447,7 @@ impl RedisStore {
     }
 
     /// The settings [`connect_cluster`](Self::connect_cluster) uses for the cluster at `nodes`:
-    /// as [`connect`](Self::connect)'s, connecting times out after 1 s and a command after 2 s;
+    /// connecting times out after 1 s, as [`connect`](Self::connect)'s, and a command after 2 s;
     /// a command that fails because its node is down or the slot moved is retried twice, after
     /// the client has refreshed its map of the cluster.
     pub fn default_cluster_client(nodes: Vec<String>) -> ClusterClientBuilder {
