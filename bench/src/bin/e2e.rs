@@ -260,9 +260,9 @@ mod floor {
 
     use super::Args;
 
-    /// A stored session's size, about what typed-sessions stores for the benchmark's session.
+    /// A stored session, in the form and size `RedisStore` stores the benchmark's session in.
     const RECORD: &str =
-        r#"{"created_at":1764900000000,"expires_at":1766100000000,"values":{"user_id":7,"counter":0}}"#;
+        r#"{"created_at":"1764900000000","expires_at":"1766100000000","values":{"counter":"0","user_id":"7"}}"#;
 
     /// The key of the session a `name=id` cookie names.
     fn key(cookie: &str) -> String {

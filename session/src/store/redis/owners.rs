@@ -6,7 +6,8 @@ use std::sync::LazyLock;
 
 use futures_util::future::join_all;
 
-use super::{live_record, read_hash, Lua, RedisStore};
+use super::record::live_record;
+use super::{read_record, Lua, RedisStore};
 use crate::id::sha256_hex;
 use crate::store::codec::now_millis;
 use crate::store::{Record, StoreError, StoreKey};
@@ -89,7 +90,7 @@ impl RedisStore {
             let Some(key) = StoreKey::from_hex(member) else {
                 return Ok(None);
             };
-            let reply: redis::Value = self.query(&read_hash(&self.redis_key(&key))).await?;
+            let reply: redis::Value = self.query(&read_record(&self.redis_key(&key))).await?;
             Ok::<_, StoreError>(Some((key, reply)))
         });
         let now = now_millis();

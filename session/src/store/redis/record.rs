@@ -1,0 +1,191 @@
+//! The stored form of a session in [`RedisStore`](super::RedisStore)'s hash: the whole record
+//! as one JSON object of strings in one field, written for `create` and read back from `load`,
+//! the lock script and the owner listing (see "Layout" in `RedisStore`'s docs).
+
+use std::borrow::Cow;
+
+use redis::Value;
+
+use crate::record::Record;
+use crate::store::codec::{expiry_from_json, expiry_json, from_unix_millis, to_unix_millis};
+use crate::store::StoreError;
+use crate::value_map::ValueMap;
+
+/// The session hash's one field: the whole record, as one JSON object.
+pub(super) const RECORD: &str = "record";
+
+/// A record as the session hash's `record` field holds it: one JSON object whose leaves are all
+/// strings, so that the scripts' `cjson` never reads a number (see the `APPLY` script). Empty
+/// maps and absent parts are left out.
+#[derive(serde::Serialize)]
+struct StoredRecord<'a> {
+    created_at: String,
+    expires_at: String,
+    #[serde(skip_serializing_if = "is_empty")]
+    values: &'a ValueMap,
+    #[serde(skip_serializing_if = "is_empty")]
+    flash: &'a ValueMap,
+    /// The expiry override's JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expiry: Option<String>,
+    /// The owner's JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<&'a str>,
+}
+
+fn is_empty(map: &&ValueMap) -> bool {
+    map.is_empty()
+}
+
+/// [`StoredRecord`] read back, the times borrowed from the reply.
+#[derive(serde::Deserialize)]
+struct ReadRecord<'a> {
+    #[serde(borrow)]
+    created_at: Cow<'a, str>,
+    #[serde(borrow)]
+    expires_at: Cow<'a, str>,
+    #[serde(default)]
+    values: ValueMap,
+    #[serde(default)]
+    flash: ValueMap,
+    #[serde(default)]
+    expiry: Option<String>,
+    #[serde(default)]
+    owner: Option<String>,
+}
+
+/// The `record` field's text for `record`.
+pub(super) fn record_json(record: &Record) -> Result<String, StoreError> {
+    let stored = StoredRecord {
+        created_at: to_unix_millis(record.created_at).to_string(),
+        expires_at: to_unix_millis(record.expires_at).to_string(),
+        values: &record.values,
+        flash: &record.flash,
+        expiry: record.expiry.as_ref().map(expiry_json).transpose()?,
+        owner: record.owner.as_deref(),
+    };
+    serde_json::to_string(&stored).map_err(StoreError::backend)
+}
+
+/// The record a `record` field holds.
+fn record_from_json(text: &[u8]) -> Result<Record, StoreError> {
+    // Neither the error nor the reply is quoted: the text may hold the values of someone's
+    // session.
+    let stored: ReadRecord<'_> = serde_json::from_slice(text).map_err(|error| {
+        StoreError::Corrupt(format!(
+            "the session's record does not decode ({:?} error at byte {})",
+            error.classify(),
+            error.column()
+        ))
+    })?;
+    let millis = |text: &str, name: &str| {
+        text.parse()
+            .map(from_unix_millis)
+            .map_err(|_| StoreError::Corrupt(format!("the session record's `{name}` is not a number")))
+    };
+    Ok(Record {
+        values: stored.values,
+        flash: stored.flash,
+        created_at: millis(&stored.created_at, "created_at")?,
+        expires_at: millis(&stored.expires_at, "expires_at")?,
+        expiry: match stored.expiry {
+            Some(json) => Some(expiry_from_json(&json, "the session record's `expiry`")?),
+            None => None,
+        },
+        owner: stored.owner,
+    })
+}
+
+/// The record in a reply of `read_record` (or of the lock script): `None` when there is none
+/// (no hash, or a hash of an older layout, without the field).
+pub(super) fn record_from_reply(reply: &Value) -> Result<Option<Record>, StoreError> {
+    match reply {
+        Value::Nil => Ok(None),
+        Value::BulkString(text) => record_from_json(text).map(Some),
+        Value::Attribute { data, .. } => record_from_reply(data),
+        // The reply is not quoted: it may hold the values of someone's session.
+        _ => Err(StoreError::Corrupt(
+            "a read of a session answered something other than its record".to_owned(),
+        )),
+    }
+}
+
+/// A reply of `read_record` as a live record: `None` when the hash is gone or has expired by
+/// `now_millis` (Redis has not evicted it yet).
+pub(super) fn live_record(reply: &Value, now_millis: i64) -> Result<Option<Record>, StoreError> {
+    Ok(record_from_reply(reply)?.filter(|record| to_unix_millis(record.expires_at) > now_millis))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expiry::Expiry;
+
+    fn bulk(text: &str) -> Value {
+        Value::BulkString(text.as_bytes().to_vec())
+    }
+
+    /// A record read back as `HGET` answers it (a bulk string, possibly with RESP3 attributes)
+    /// is the record written, and expires by the caller's clock.
+    #[test]
+    fn a_record_reads_back_as_written() {
+        let mut record = Record::new(from_unix_millis(1000), from_unix_millis(2000));
+        record.values.insert("n", "7");
+        record.values.insert("big", "123456789012345678901234567890");
+        record.values.insert("text", r#""a \"quoted\" / é""#);
+        record.flash.insert("notice", r#""saved""#);
+        record.expiry = Some(Expiry::BrowserSession);
+        record.owner = Some("\"ana\"".to_owned());
+        let text = record_json(&record).unwrap();
+        let attributed = Value::Attribute {
+            data: Box::new(bulk(&text)),
+            attributes: Vec::new(),
+        };
+        for reply in [bulk(&text), attributed] {
+            assert_eq!(record_from_reply(&reply).unwrap().as_ref(), Some(&record));
+            assert!(live_record(&reply, 1999).unwrap().is_some());
+            assert!(
+                live_record(&reply, 2000).unwrap().is_none(),
+                "expired by the caller's clock"
+            );
+        }
+        // Every leaf is a string (what the scripts' `cjson` may safely re-encode), and empty
+        // parts are left out.
+        let bare = record_json(&Record::new(from_unix_millis(1000), from_unix_millis(2000))).unwrap();
+        assert_eq!(bare, r#"{"created_at":"1000","expires_at":"2000"}"#);
+    }
+
+    #[test]
+    fn no_record_is_none_and_a_malformed_reply_is_corrupt() {
+        assert!(record_from_reply(&Value::Nil).unwrap().is_none());
+        for reply in [
+            Value::Int(3),
+            Value::Array(vec![bulk("created_at"), bulk("1000")]),
+            bulk("not json"),
+            Value::BulkString(vec![b'{', 0xff, 0xfe, b'}']),
+            bulk(r#"{"expires_at":"2000"}"#),
+            bulk(r#"{"created_at":"1000","expires_at":"soon"}"#),
+            bulk(r#"{"created_at":1000,"expires_at":2000}"#),
+            bulk(r#"{"created_at":"1000","expires_at":"2000","values":{"x":1}}"#),
+            bulk(r#"{"created_at":"1000","expires_at":"2000","flash":[]}"#),
+            bulk(r#"{"created_at":"1000","expires_at":"2000","expiry":"forever"}"#),
+        ] {
+            let read = record_from_reply(&reply);
+            assert!(matches!(read, Err(StoreError::Corrupt(_))), "{reply:?}: {read:?}");
+        }
+    }
+
+    /// Errors name what is wrong, never the stored text: it may hold someone's session values.
+    #[test]
+    fn errors_do_not_quote_the_record() {
+        for text in [
+            r#"{"created_at":"1000","expires_at":"2000","values":{"secret":7}}"#,
+            r#"{"created_at":"secret","expires_at":"2000"}"#,
+            r#"{"created_at":"1000","expires_at":"2000","expiry":"secret"}"#,
+            "secret",
+        ] {
+            let error = record_from_reply(&bulk(text)).unwrap_err().to_string();
+            assert!(!error.contains("secret"), "{error}");
+        }
+    }
+}
