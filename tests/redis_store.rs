@@ -84,6 +84,54 @@ async fn values_come_back_exactly_through_the_merge() {
     assert_eq!(loaded.values.get("before"), Some(u128::MAX.to_string().as_str()));
 }
 
+/// The text of the record in the session hash under `redis_key`.
+async fn record_text(plain: &mut redis::aio::MultiplexedConnection, redis_key: &str) -> String {
+    plain.hget(redis_key, "record").await.unwrap()
+}
+
+/// A change that carries the record as loaded (`Changes::base`, which the layer sends because
+/// the store notes each loaded record's text as its revision) is stored as the app merged it
+/// while that text is still what is stored, and merged by the script when another write came
+/// first. The two are told apart by the text: Lua's `cjson` writes `/` as `\/`, serde_json as
+/// `/`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_over_the_loaded_record_is_merged_by_the_app_unless_overtaken() {
+    init_tracing();
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let store = RedisStore::connect(&redis.url()).await.unwrap();
+    let mut plain = plain(&redis).await;
+    let key = SessionId::random().store_key();
+    let redis_key = store.redis_key(&key);
+    let mut record = Record::new(millis_from_now(0), millis_from_now(60_000));
+    record.values.insert("path", r#""/a/b""#);
+    assert_eq!(store.create(&key, &record).await.unwrap(), Created::Created);
+
+    let loaded = store.load(&key).await.unwrap().unwrap();
+    assert_eq!(
+        loaded.revision.as_bytes(),
+        Some(record_text(&mut plain, &redis_key).await.as_bytes()),
+        "a loaded record notes the stored text"
+    );
+    let mut current = conformance::set_value("n", "1");
+    current.base = Some(loaded.clone());
+    assert_eq!(store.apply(&key, &current).await.unwrap(), Applied::Applied);
+    let text = record_text(&mut plain, &redis_key).await;
+    assert!(!text.contains(r"\/"), "a write over the stored text went through the merge: {text}");
+
+    // `loaded` is no longer what is stored.
+    let mut overtaken = conformance::set_value("m", "2");
+    overtaken.base = Some(loaded);
+    assert_eq!(store.apply(&key, &overtaken).await.unwrap(), Applied::Applied);
+    let text = record_text(&mut plain, &redis_key).await;
+    assert!(text.contains(r"\/"), "a write over an overtaken text did not go through the merge: {text}");
+    let merged = store.load(&key).await.unwrap().unwrap();
+    assert_eq!(merged.values.get("n"), Some("1"));
+    assert_eq!(merged.values.get("m"), Some("2"));
+    assert_eq!(merged.values.get("path"), Some(r#""/a/b""#));
+}
+
 /// The record in the session hash under `redis_key`, which has no other field.
 async fn stored_record(plain: &mut redis::aio::MultiplexedConnection, redis_key: &str) -> serde_json::Value {
     let fields: HashMap<String, String> = plain.hgetall(redis_key).await.unwrap();

@@ -167,7 +167,10 @@ impl<N: Into<Cow<'static, str>>> FromIterator<(N, Option<String>)> for Patch {
 }
 
 /// Everything a store keeps for one session.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Two records are equal when they hold the same session: their [`revision`](Self::revision),
+/// a note of where a record was read from, is not compared.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Record {
     /// Session values, by stored name.
     pub values: ValueMap,
@@ -187,6 +190,73 @@ pub struct Record {
     /// session without an owner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// The stored form this record was read from, when the store that loaded it notes one (see
+    /// [`Revision`]); empty for a record built in memory. Not serialized.
+    #[serde(skip)]
+    pub revision: Revision,
+}
+
+impl PartialEq for Record {
+    fn eq(&self, other: &Self) -> bool {
+        self.values == other.values
+            && self.flash == other.flash
+            && self.created_at == other.created_at
+            && self.expires_at == other.expires_at
+            && self.expiry == other.expiry
+            && self.owner == other.owner
+    }
+}
+
+impl Eq for Record {}
+
+/// A store's note of the stored form a [`Record`] was read from: a version number, an etag, or
+/// the stored bytes themselves; empty unless the store's `load` sets one.
+///
+/// A store that sets it on the records it loads gets each record back with the changes a
+/// request made to it, in [`Changes::base`]. If what it holds under the key is still that
+/// revision, it may store `base` with the changes applied ([`Record::apply`]) in one
+/// compare-and-set instead of merging the changes into what it holds; otherwise it merges as
+/// usual. A store whose merge is cheap (in memory, or in the database's own query language)
+/// has no use for it: without revisions the layer never keeps the loaded record for the save.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use typed_sessions::store::{Record, Revision};
+///
+/// let now = SystemTime::now();
+/// let mut record = Record::new(now, now + Duration::from_secs(60));
+/// assert!(record.revision.is_empty());
+/// record.revision = Revision::new(&b"7"[..]);
+/// assert_eq!(record.revision.as_bytes(), Some(&b"7"[..]));
+/// ```
+#[derive(Clone, Default)]
+pub struct Revision(Option<bytes::Bytes>);
+
+impl Revision {
+    /// A revision of these bytes (a `Vec<u8>` is kept, not copied).
+    pub fn new(bytes: impl Into<bytes::Bytes>) -> Self {
+        Revision(Some(bytes.into()))
+    }
+
+    /// The bytes the store noted, if it noted any.
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        self.0.as_deref()
+    }
+
+    /// Whether no revision was noted.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+/// Its length only: a revision may be the stored record, with someone's session values.
+impl std::fmt::Debug for Revision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(bytes) => write!(f, "Revision({} bytes)", bytes.len()),
+            None => f.write_str("Revision(none)"),
+        }
+    }
 }
 
 impl Record {
@@ -210,6 +280,7 @@ impl Record {
             expires_at,
             expiry: None,
             owner: None,
+            revision: Revision::default(),
         }
     }
 
@@ -234,6 +305,8 @@ impl Record {
         if let Some(owner) = &changes.owner {
             self.owner.clone_from(owner);
         }
+        // No longer the stored form it was read from.
+        self.revision = Revision::default();
     }
 }
 
@@ -262,6 +335,11 @@ pub struct Changes {
     pub expiry: Option<Option<Expiry>>,
     /// A new owner for the index ([`Record::owner`]): `Some(None)` when the owner key was removed.
     pub owner: Option<Option<String>>,
+    /// The record as the request loaded it, given only when the store noted its
+    /// [`revision`](Record::revision) (`None` otherwise, and always for a store that notes
+    /// none). A store may then write `base` with these changes applied if it still holds that
+    /// revision, and must merge the changes into what it holds if not (see [`Revision`]).
+    pub base: Option<Record>,
 }
 
 impl Changes {
@@ -400,7 +478,7 @@ mod properties {
             expiry in expiry(),
             owner in prop::option::of(json()),
         ) {
-            let record = Record { values, flash, created_at, expires_at, expiry, owner };
+            let record = Record { values, flash, created_at, expires_at, expiry, owner, revision: Revision::default() };
             let json = serde_json::to_string(&record).unwrap();
             let back: Record = serde_json::from_str(&json).unwrap();
             prop_assert_eq!(back, record);

@@ -17,7 +17,7 @@ use crate::cookie::{seal, EncryptionKey};
 use crate::expiry::{ExpiryRules, Renewed};
 use crate::id::{SessionId, StoreKey};
 use crate::lock::HeldLock;
-use crate::record::{Changes, Patch, Record};
+use crate::record::{Changes, Patch, Record, Revision};
 use crate::state::State;
 use crate::store::{Applied, Created, LockToken, LockedApply, StoreError};
 
@@ -170,6 +170,9 @@ pub(crate) fn plan(state: &mut State, rules: &ExpiryRules, max_size: usize) -> P
     }
     let id = loaded.clone();
     let size = grown_past(state.stored.as_ref(), &state.pending, &flash, max_size);
+    // Kept for the store only if it noted where the record came from (see `Revision`): a store
+    // that shares the record's buffers (`MemoryStore`) would otherwise copy them to write.
+    let base = state.stored.take_if(|record| !record.revision.is_empty());
     let fence = let_go(state, true);
     Plan {
         now: state.now,
@@ -181,6 +184,7 @@ pub(crate) fn plan(state: &mut State, rules: &ExpiryRules, max_size: usize) -> P
                 expires_at,
                 expiry: state.pending_expiry,
                 owner: state.pending_owner.take(),
+                base,
             },
             id,
         }),
@@ -251,6 +255,7 @@ fn create_plan(state: &mut State, rules: &ExpiryRules, delete: Option<SessionId>
         expires_at: renewed.expires_at,
         expiry: state.expiry_override(),
         owner: state.pending_owner.take().flatten(),
+        revision: Revision::default(),
     };
     if record.values.is_empty() && record.flash.is_empty() {
         // A cookie of a session that ended (on another device, say) goes on its next request.
@@ -300,6 +305,7 @@ fn move_plan(
                 expires_at: Some(renewed.expires_at),
                 expiry: state.pending_expiry,
                 owner: state.pending_owner.take(),
+                base: None,
             },
         }),
         delete,

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use crate::expiry::Expiry;
 use crate::id::{SessionId, StoreKey};
 use crate::lock::HeldLock;
-use crate::record::{Patch, Record};
+use crate::record::{Patch, Record, Revision};
 use crate::value_map::ValueMap;
 
 static EMPTY: ValueMap = ValueMap::new();
@@ -366,6 +366,7 @@ impl State {
             expires_at: self.stored_expires_at.unwrap_or(self.created_at),
             expiry: self.expiry_override(),
             owner: self.owner(),
+            revision: Revision::default(),
         }
     }
 

@@ -23,7 +23,7 @@ use sha2::Sha256;
 use super::KeyTooShort;
 use crate::expiry::{from_unix_millis, to_unix_millis, Expiry};
 use crate::id::SessionId;
-use crate::record::Record;
+use crate::record::{Record, Revision};
 use crate::value_map::ValueMap;
 
 /// The layout this code writes; a value of any other version opens as no session.
@@ -177,6 +177,7 @@ pub(crate) fn open(value: &[u8], cookie_name: &str, keys: &[EncryptionKey]) -> O
             expiry: payload.expiry,
             // Client-side sessions are kept by browsers, where no index can list them.
             owner: None,
+            revision: Revision::default(),
         },
         by_old_key: signer > 0,
     })

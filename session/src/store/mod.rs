@@ -49,7 +49,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::id::StoreKey;
-pub use crate::record::{Changes, Patch, PatchIter, Record};
+pub use crate::record::{Changes, Patch, PatchIter, Record, Revision};
 pub use crate::value_map::{ValueMap, ValueMapIter};
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]

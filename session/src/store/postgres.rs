@@ -12,7 +12,7 @@ use super::codec::{
     expiry_from_json, from_unix_millis, json_object, now_millis, optional_expiry_json, to_unix_millis, value_map,
 };
 use super::{Applied, Created, LockAttempt, LockToken, LockedApply, SessionStore, StoreError, StoreKey};
-use crate::record::{Changes, Patch, Record};
+use crate::record::{Changes, Patch, Record, Revision};
 
 /// The table [`PostgresStore`] uses unless told otherwise.
 const DEFAULT_TABLE: &str = "typed_sessions";
@@ -710,6 +710,7 @@ fn record_from_row((values, flash, created_at, expires_at, expiry, owner): Row) 
         expires_at: from_unix_millis(expires_at),
         expiry,
         owner,
+        revision: Revision::default(),
     })
 }
 

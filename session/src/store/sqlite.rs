@@ -10,7 +10,7 @@ use super::codec::{
     expiry_from_json, from_unix_millis, json_object, now_millis, optional_expiry_json, to_unix_millis, value_map,
 };
 use super::{Applied, Created, SessionStore, StoreError, StoreKey};
-use crate::record::{Changes, Record};
+use crate::record::{Changes, Record, Revision};
 
 /// The table [`SqliteStore::open`] and [`SqliteStore::from_pool`] use.
 const DEFAULT_TABLE: &str = "typed_sessions";
@@ -301,6 +301,7 @@ impl SqliteStore {
             expires_at: from_unix_millis(expires_at),
             expiry,
             owner,
+            revision: Revision::default(),
         })
     }
 }

@@ -41,6 +41,7 @@ pub async fn run<S: SessionStore + ?Sized>(store: &S) {
     load_of_unknown_key_is_none(store).await;
     apply_merges_key_by_key(store).await;
     concurrent_changes_to_different_keys_all_survive(store).await;
+    apply_over_a_loaded_base_keeps_later_writes(store).await;
     concurrent_loads_each_get_their_own_session(store).await;
     apply_never_resurrects(store).await;
     create_reports_collision(store).await;
@@ -191,6 +192,86 @@ pub async fn apply_merges_key_by_key<S: SessionStore + ?Sized>(store: &S) {
         loaded.flash.get("notice"),
         Some(r#""Welcome back""#),
         "{check}: flash changed although the change did not name it"
+    );
+}
+
+/// `apply` given the record as loaded ([`Changes::base`], which the layer sends to a store that
+/// notes revisions): a base that is still what is stored is written with the changes; one that
+/// another write has overtaken since it was loaded is merged like any change set, keeping that
+/// write; one whose session was deleted since writes nothing.
+pub async fn apply_over_a_loaded_base_keeps_later_writes<S: SessionStore + ?Sized>(store: &S) {
+    let check = "apply over a loaded base";
+    let key = fresh_key();
+    must_create(store, &key, &live_record(), check).await;
+    let with_base = |mut changes: Changes, base: Record| {
+        changes.base = Some(base);
+        changes
+    };
+
+    let current = with_base(set_value("theme", r#""dark""#), must_load(store, &key, check).await);
+    assert_eq!(
+        must_apply(store, &key, &current, check).await,
+        Applied::Applied,
+        "{check}: apply on a live record must say Applied"
+    );
+    let loaded = must_load(store, &key, check).await;
+    assert_eq!(
+        loaded.values.get("theme"),
+        Some(r#""dark""#),
+        "{check}: the change over a current base is missing"
+    );
+    assert_eq!(
+        loaded.values.get("user_id"),
+        Some("42"),
+        "{check}: a key the change did not name was lost"
+    );
+    assert_eq!(
+        loaded.flash.get("notice"),
+        Some(r#""Welcome back""#),
+        "{check}: the flash was lost"
+    );
+
+    // Two requests load the same session, then each writes its own key.
+    let first = with_base(set_value("a", "1"), must_load(store, &key, check).await);
+    let second = with_base(set_value("b", "2"), must_load(store, &key, check).await);
+    for changes in [&first, &second] {
+        assert_eq!(
+            must_apply(store, &key, changes, check).await,
+            Applied::Applied,
+            "{check}: apply on a live record must say Applied"
+        );
+    }
+    let loaded = must_load(store, &key, check).await;
+    assert_eq!(
+        loaded.values.get("a"),
+        Some("1"),
+        "{check}: a write was lost to a later one whose base it had overtaken"
+    );
+    assert_eq!(
+        loaded.values.get("b"),
+        Some("2"),
+        "{check}: the write over an overtaken base is missing"
+    );
+    assert_eq!(
+        loaded.values.get("theme"),
+        Some(r#""dark""#),
+        "{check}: an earlier write was lost"
+    );
+
+    let ended = with_base(set_value("c", "3"), must_load(store, &key, check).await);
+    store
+        .delete(&key)
+        .await
+        .unwrap_or_else(|error| panic!("{check}: delete failed: {error}"));
+    assert_eq!(
+        must_apply(store, &key, &ended, check).await,
+        Applied::Missing,
+        "{check}: apply over the base of a deleted record must say Missing"
+    );
+    let reloaded = load(store, &key).await;
+    assert!(
+        matches!(reloaded, Ok(None)),
+        "{check}: apply over a loaded base brought a deleted record back: {reloaded:?}"
     );
 }
 

@@ -66,14 +66,24 @@ return 1
     ))
 });
 
-/// `apply`: merges a change set into the live record, or does nothing if there is none.
+/// `apply`: writes a change set into the live record, or does nothing if there is none.
 ///
 /// `KEYS[1]` the session's key; `ARGV[1]` now (Unix ms); `ARGV[2]` new expires_at (Unix ms) or
 /// `''` to keep it; `ARGV[3]` the expiry override: `''` keep, `'-'` remove, else its JSON;
 /// `ARGV[4]` the owner: `''` keep, `'-'` remove, else `'='` followed by its JSON; `ARGV[5]` the
 /// lock's token (see [`APPLY_LOCKED`]; unused here); `ARGV[6]` how many of the name, value pairs
-/// that follow are the values' (the rest are the flash's); `ARGV[7..]` the pairs: a name and
-/// its new value's JSON, or `''` (which no JSON is) to remove it.
+/// that follow are the values' (the rest are the flash's); `ARGV[7]` the record's text as the
+/// request loaded it and `ARGV[8]` that record with the changes applied, or `''` and `''`;
+/// `ARGV[9..]` the pairs: a name and its new value's JSON, or `''` (which no JSON is) to remove
+/// it.
+///
+/// Two ways to write, with one result. If the stored text is still the one the request loaded
+/// (`ARGV[7]`, sent only while that record is live by `ARGV[1]`), the script stores `ARGV[8]`,
+/// the merge the app already made: a comparison of two strings, where decoding, merging and
+/// re-encoding the record in Lua took Redis' one thread about twice as long (see
+/// BENCHMARKS.md), and that thread is what requests queue behind. Otherwise (another request
+/// wrote the session meanwhile, or it ended) the script merges the pairs into what is stored,
+/// as below.
 ///
 /// The changes come as arguments, not as one JSON object, so that nothing but the record passes
 /// through `cjson`. Every leaf of the stored record is a string (each value's JSON, the times,
@@ -81,12 +91,27 @@ return 1
 /// number never passes through Lua's doubles. The record is decoded before anything is written:
 /// a script that fails half-way keeps its writes, so a corrupt record must stop it before the
 /// first.
-static APPLY: LazyLock<Lua> = LazyLock::new(|| Lua::new(format!("{APPLY_FUNCTION}return apply()\n")));
+static APPLY: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(format!(
+        "{APPLY_FUNCTION}{}",
+        r"
+local text = redis.call('HGET', KEYS[1], 'record')
+if text == ARGV[7] then
+  redis.call('HSET', KEYS[1], 'record', ARGV[8])
+  if ARGV[2] ~= '' then
+    redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+  end
+  return 1
+end
+return apply(text)
+"
+    ))
+});
 
-/// The merge of [`APPLY`], as the Lua function `apply()`: 1 if merged, 0 if no live record.
+/// The merge of [`APPLY`], as the Lua function `apply(text)`, `text` the stored record (`false`
+/// if there is none): 1 if merged, 0 if no live record.
 const APPLY_FUNCTION: &str = r"
-local function apply()
-  local text = redis.call('HGET', KEYS[1], 'record')
+local function apply(text)
   if not text then
     return 0
   end
@@ -94,7 +119,7 @@ local function apply()
   if tonumber(record.expires_at) <= tonumber(ARGV[1]) then
     return 0
   end
-  local flash_from = 7 + 2 * tonumber(ARGV[6])
+  local flash_from = 9 + 2 * tonumber(ARGV[6])
   local function merge(field, from, to)
     if from > to then
       return
@@ -112,7 +137,7 @@ local function apply()
     end
     record[field] = map
   end
-  merge('values', 7, flash_from - 1)
+  merge('values', 9, flash_from - 1)
   merge('flash', flash_from, #ARGV)
   if ARGV[3] == '-' then
     record.expiry = nil
@@ -139,7 +164,8 @@ end
 /// then releases. 1 merged, 0 no live record, -1 the lock is not the caller's.
 ///
 /// `KEYS[1]` the session's key, `KEYS[2]` its lock's; `ARGV` as for [`APPLY`], with the token
-/// in `ARGV[5]`.
+/// in `ARGV[5]`; `ARGV[7]` and `ARGV[8]` are unused (it always merges: a locked session's
+/// record is read by the lock script, which notes no revision).
 static APPLY_LOCKED: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(format!(
         "{EXPIRED_FUNCTION}{APPLY_FUNCTION}{}",
@@ -151,7 +177,7 @@ if redis.call('GET', KEYS[2]) ~= ARGV[5] then
   end
   return -1
 end
-local applied = apply()
+local applied = apply(redis.call('HGET', KEYS[1], 'record'))
 redis.call('DEL', KEYS[2])
 return applied
 "
@@ -631,7 +657,7 @@ fn command(name: &str, args: usize, bytes: usize) -> Cmd {
 impl SessionStore for RedisStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
         let reply: Value = self.query(&read_record(&self.redis_key(key))).await?;
-        live_record(&reply, now_millis())
+        live_record(reply, now_millis())
     }
 
     async fn create(&self, key: &StoreKey, record: &Record) -> Result<Created, StoreError> {
@@ -656,7 +682,10 @@ impl SessionStore for RedisStore {
         if let Some(Some(owner)) = &changes.owner {
             self.index_owner(owner, key).await?;
         }
-        let applied: i64 = self.invoke(&APPLY, key, &apply_args(changes, None)?).await?;
+        let now = now_millis();
+        let rewritten = changes.base.as_ref().and_then(|base| rewritten(base, changes, now));
+        let args = apply_args(changes, now, None, rewritten.transpose()?)?;
+        let applied: i64 = self.invoke(&APPLY, key, &args).await?;
         Ok(if applied == 1 {
             Applied::Applied
         } else {
@@ -725,7 +754,7 @@ impl SessionStore for RedisStore {
             self.index_owner(owner, key).await?;
         }
         let token = token.to_hex();
-        let args = apply_args(changes, Some(&token))?;
+        let args = apply_args(changes, now_millis(), Some(&token), None)?;
         let applied: i64 = self.invoke_locked(&APPLY_LOCKED, key, &args).await?;
         Ok(match applied {
             1 => LockedApply::Applied,
@@ -761,9 +790,29 @@ fn lease_millis(lease: Duration) -> String {
     lease.as_millis().clamp(1, MAX).to_string()
 }
 
-/// [`APPLY`]'s arguments for `changes` (and [`APPLY_LOCKED`]'s, with the lock's `token`): the
-/// changed names and values borrowed from `changes`.
-fn apply_args<'a>(changes: &'a Changes, token: Option<&'a str>) -> Result<Vec<Cow<'a, str>>, StoreError> {
+/// The loaded record `base` with `changes` applied, as the text [`APPLY`] stores if `base`'s text
+/// (its revision) is still what is stored: `(base's text, the new text)`. `None` when `base`
+/// has no revision of this store's (no text) or is no longer live at `now` (Unix ms): the
+/// script then merges, or finds no live record.
+fn rewritten<'a>(base: &'a Record, changes: &Changes, now: i64) -> Option<Result<(&'a str, String), StoreError>> {
+    let text = std::str::from_utf8(base.revision.as_bytes()?).ok()?;
+    if to_unix_millis(base.expires_at) <= now {
+        return None;
+    }
+    let mut record = base.clone();
+    record.apply(changes);
+    Some(record_json(&record).map(|json| (text, json)))
+}
+
+/// [`APPLY`]'s arguments for `changes` at `now` (Unix ms), and [`APPLY_LOCKED`]'s, with the
+/// lock's `token`: the changed names and values borrowed from `changes`, and the loaded text and
+/// its rewrite if there is one (see [`rewritten`]).
+fn apply_args<'a>(
+    changes: &'a Changes,
+    now: i64,
+    token: Option<&'a str>,
+    rewritten: Option<(&'a str, String)>,
+) -> Result<Vec<Cow<'a, str>>, StoreError> {
     let expires_at = changes
         .expires_at
         .map_or(Cow::Borrowed(""), |at| to_unix_millis(at).to_string().into());
@@ -777,14 +826,19 @@ fn apply_args<'a>(changes: &'a Changes, token: Option<&'a str>) -> Result<Vec<Co
         Some(None) => Cow::Borrowed("-"),
         Some(Some(owner)) => format!("={owner}").into(),
     };
-    let mut args = Vec::with_capacity(6 + 2 * (changes.values.len() + changes.flash.len()));
+    let (loaded, rewrite) = rewritten.map_or((Cow::Borrowed(""), Cow::Borrowed("")), |(loaded, rewrite)| {
+        (Cow::Borrowed(loaded), Cow::Owned(rewrite))
+    });
+    let mut args = Vec::with_capacity(8 + 2 * (changes.values.len() + changes.flash.len()));
     args.extend([
-        now_millis().to_string().into(),
+        now.to_string().into(),
         expires_at,
         expiry,
         owner,
         Cow::Borrowed(token.unwrap_or("")),
         changes.values.len().to_string().into(),
+        loaded,
+        rewrite,
     ]);
     for (name, change) in changes.values.iter().chain(changes.flash.iter()) {
         // `''` removes a name: a value must be JSON, which is never empty.
@@ -813,17 +867,35 @@ mod tests {
         changes.values.insert("a", Some("1".to_owned()));
         changes.flash.insert("notice", Some(r#""saved""#.to_owned()));
         changes.owner = Some(None);
-        let args = apply_args(&changes, Some("token")).unwrap();
+        let args = apply_args(&changes, 1000, Some("token"), None).unwrap();
         let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
         assert_eq!(
-            args[1..],
-            ["", "", "-", "token", "2", "a", "1", "b", "", "notice", r#""saved""#]
+            args,
+            [
+                "1000",
+                "",
+                "",
+                "-",
+                "token",
+                "2",
+                "",
+                "",
+                "a",
+                "1",
+                "b",
+                "",
+                "notice",
+                r#""saved""#
+            ]
         );
         assert_eq!(
-            apply_args(&Changes::default(), None).unwrap()[1..],
-            ["", "", "", "", "0"]
+            apply_args(&Changes::default(), 1000, None, Some(("{}", "{\"x\":1}".to_owned()))).unwrap(),
+            ["1000", "", "", "", "", "0", "{}", "{\"x\":1}"]
         );
         changes.values.insert("c", Some(String::new()));
-        assert!(matches!(apply_args(&changes, None), Err(StoreError::Backend(_))));
+        assert!(matches!(
+            apply_args(&changes, 1000, None, None),
+            Err(StoreError::Backend(_))
+        ));
     }
 }

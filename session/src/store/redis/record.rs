@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use redis::Value;
 
-use crate::record::Record;
+use crate::record::{Record, Revision};
 use crate::store::codec::{expiry_from_json, expiry_json, from_unix_millis, to_unix_millis};
 use crate::store::StoreError;
 use crate::value_map::ValueMap;
@@ -93,6 +93,7 @@ fn record_from_json(text: &[u8]) -> Result<Record, StoreError> {
             None => None,
         },
         owner: stored.owner,
+        revision: Revision::default(),
     })
 }
 
@@ -111,9 +112,20 @@ pub(super) fn record_from_reply(reply: &Value) -> Result<Option<Record>, StoreEr
 }
 
 /// A reply of `read_record` as a live record: `None` when the hash is gone or has expired by
-/// `now_millis` (Redis has not evicted it yet).
-pub(super) fn live_record(reply: &Value, now_millis: i64) -> Result<Option<Record>, StoreError> {
-    Ok(record_from_reply(reply)?.filter(|record| to_unix_millis(record.expires_at) > now_millis))
+/// `now_millis` (Redis has not evicted it yet). The text it was read from is kept as its
+/// [`revision`](Record::revision), for `apply` to write over if it is still what is stored.
+pub(super) fn live_record(reply: Value, now_millis: i64) -> Result<Option<Record>, StoreError> {
+    let text = match reply {
+        Value::BulkString(text) => text,
+        Value::Attribute { data, .. } => return live_record(*data, now_millis),
+        other => return record_from_reply(&other),
+    };
+    let mut record = record_from_json(&text)?;
+    if to_unix_millis(record.expires_at) <= now_millis {
+        return Ok(None);
+    }
+    record.revision = Revision::new(text);
+    Ok(Some(record))
 }
 
 #[cfg(test)]
@@ -143,9 +155,14 @@ mod tests {
         };
         for reply in [bulk(&text), attributed] {
             assert_eq!(record_from_reply(&reply).unwrap().as_ref(), Some(&record));
-            assert!(live_record(&reply, 1999).unwrap().is_some());
+            let live = live_record(reply.clone(), 1999).unwrap().expect("live");
+            assert_eq!(
+                live.revision.as_bytes(),
+                Some(text.as_bytes()),
+                "a loaded record notes the text it was read from"
+            );
             assert!(
-                live_record(&reply, 2000).unwrap().is_none(),
+                live_record(reply, 2000).unwrap().is_none(),
                 "expired by the caller's clock"
             );
         }
