@@ -118,14 +118,20 @@ async fn a_write_over_the_loaded_record_is_merged_by_the_app_unless_overtaken() 
     current.base = Some(loaded.clone());
     assert_eq!(store.apply(&key, &current).await.unwrap(), Applied::Applied);
     let text = record_text(&mut plain, &redis_key).await;
-    assert!(!text.contains(r"\/"), "a write over the stored text went through the merge: {text}");
+    assert!(
+        !text.contains(r"\/"),
+        "a write over the stored text went through the merge: {text}"
+    );
 
     // `loaded` is no longer what is stored.
     let mut overtaken = conformance::set_value("m", "2");
     overtaken.base = Some(loaded);
     assert_eq!(store.apply(&key, &overtaken).await.unwrap(), Applied::Applied);
     let text = record_text(&mut plain, &redis_key).await;
-    assert!(text.contains(r"\/"), "a write over an overtaken text did not go through the merge: {text}");
+    assert!(
+        text.contains(r"\/"),
+        "a write over an overtaken text did not go through the merge: {text}"
+    );
     let merged = store.load(&key).await.unwrap().unwrap();
     assert_eq!(merged.values.get("n"), Some("1"));
     assert_eq!(merged.values.get("m"), Some("2"));

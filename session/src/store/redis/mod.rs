@@ -23,7 +23,7 @@ use crate::record::{Changes, Record};
 mod owners;
 mod record;
 
-use record::{live_record, record_from_reply, record_json, RECORD};
+use record::{live_record, merged_record_json, record_from_reply, record_json, RECORD};
 
 /// The key prefix [`RedisStore`] uses unless told otherwise.
 const DEFAULT_PREFIX: &str = "session:";
@@ -799,9 +799,7 @@ fn rewritten<'a>(base: &'a Record, changes: &Changes, now: i64) -> Option<Result
     if to_unix_millis(base.expires_at) <= now {
         return None;
     }
-    let mut record = base.clone();
-    record.apply(changes);
-    Some(record_json(&record).map(|json| (text, json)))
+    Some(merged_record_json(base, changes).map(|json| (text, json)))
 }
 
 /// [`APPLY`]'s arguments for `changes` at `now` (Unix ms), and [`APPLY_LOCKED`]'s, with the

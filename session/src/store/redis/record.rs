@@ -3,10 +3,11 @@
 //! the lock script and the owner listing (see "Layout" in `RedisStore`'s docs).
 
 use std::borrow::Cow;
+use std::time::SystemTime;
 
 use redis::Value;
 
-use crate::record::{Record, Revision};
+use crate::record::{Changes, Patch, Record, Revision};
 use crate::store::codec::{expiry_from_json, expiry_json, from_unix_millis, to_unix_millis};
 use crate::store::StoreError;
 use crate::value_map::ValueMap;
@@ -19,12 +20,12 @@ pub(super) const RECORD: &str = "record";
 /// maps and absent parts are left out.
 #[derive(serde::Serialize)]
 struct StoredRecord<'a> {
-    created_at: String,
-    expires_at: String,
-    #[serde(skip_serializing_if = "is_empty")]
-    values: &'a ValueMap,
-    #[serde(skip_serializing_if = "is_empty")]
-    flash: &'a ValueMap,
+    created_at: Millis,
+    expires_at: Millis,
+    #[serde(skip_serializing_if = "Merged::is_empty")]
+    values: Merged<'a>,
+    #[serde(skip_serializing_if = "Merged::is_empty")]
+    flash: Merged<'a>,
     /// The expiry override's JSON.
     #[serde(skip_serializing_if = "Option::is_none")]
     expiry: Option<String>,
@@ -33,8 +34,60 @@ struct StoredRecord<'a> {
     owner: Option<&'a str>,
 }
 
-fn is_empty(map: &&ValueMap) -> bool {
-    map.is_empty()
+/// A time as a string of Unix milliseconds, written without an allocation of its own.
+struct Millis(SystemTime);
+
+impl serde::Serialize for Millis {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(itoa::Buffer::new().format(to_unix_millis(self.0)))
+    }
+}
+
+/// A map with a patch merged in, written as the object the merged map would be: both are in
+/// name order, so they are walked side by side, and nothing is built.
+struct Merged<'a> {
+    map: &'a ValueMap,
+    patch: &'a Patch,
+}
+
+impl Merged<'_> {
+    fn entries(&self) -> impl Iterator<Item = (&str, &str)> {
+        let mut stored = self.map.iter().peekable();
+        let mut changed = self.patch.iter().peekable();
+        std::iter::from_fn(move || loop {
+            let next_stored = stored.peek().map(|&(name, _)| name);
+            let next_changed = changed.peek().map(|&(name, _)| name);
+            match (next_stored, next_changed) {
+                (None, None) => return None,
+                (Some(name), Some(patched)) if patched <= name => {
+                    if patched == name {
+                        stored.next();
+                    }
+                    let (name, change) = changed.next()?;
+                    if let Some(json) = change {
+                        return Some((name, json.as_str()));
+                    }
+                }
+                (Some(_), _) => return stored.next(),
+                (None, Some(_)) => {
+                    let (name, change) = changed.next()?;
+                    if let Some(json) = change {
+                        return Some((name, json.as_str()));
+                    }
+                }
+            }
+        })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.entries().next().is_none()
+    }
+}
+
+impl serde::Serialize for Merged<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.entries())
+    }
 }
 
 /// [`StoredRecord`] read back, the times borrowed from the reply.
@@ -56,14 +109,48 @@ struct ReadRecord<'a> {
 
 /// The `record` field's text for `record`.
 pub(super) fn record_json(record: &Record) -> Result<String, StoreError> {
-    let stored = StoredRecord {
-        created_at: to_unix_millis(record.created_at).to_string(),
-        expires_at: to_unix_millis(record.expires_at).to_string(),
-        values: &record.values,
-        flash: &record.flash,
+    const UNCHANGED: &Patch = &Patch::new();
+    stored_json(StoredRecord {
+        created_at: Millis(record.created_at),
+        expires_at: Millis(record.expires_at),
+        values: Merged {
+            map: &record.values,
+            patch: UNCHANGED,
+        },
+        flash: Merged {
+            map: &record.flash,
+            patch: UNCHANGED,
+        },
         expiry: record.expiry.as_ref().map(expiry_json).transpose()?,
         owner: record.owner.as_deref(),
+    })
+}
+
+/// The `record` field's text for `base` with `changes` applied ([`Record::apply`]'s rules),
+/// written from the two without building the merged record.
+pub(super) fn merged_record_json(base: &Record, changes: &Changes) -> Result<String, StoreError> {
+    let expiry = changes.expiry.unwrap_or(base.expiry);
+    let owner = match &changes.owner {
+        Some(owner) => owner.as_deref(),
+        None => base.owner.as_deref(),
     };
+    stored_json(StoredRecord {
+        created_at: Millis(base.created_at),
+        expires_at: Millis(changes.expires_at.unwrap_or(base.expires_at)),
+        values: Merged {
+            map: &base.values,
+            patch: &changes.values,
+        },
+        flash: Merged {
+            map: &base.flash,
+            patch: &changes.flash,
+        },
+        expiry: expiry.as_ref().map(expiry_json).transpose()?,
+        owner,
+    })
+}
+
+fn stored_json(stored: StoredRecord<'_>) -> Result<String, StoreError> {
     serde_json::to_string(&stored).map_err(StoreError::backend)
 }
 
@@ -170,6 +257,45 @@ mod tests {
         // parts are left out.
         let bare = record_json(&Record::new(from_unix_millis(1000), from_unix_millis(2000))).unwrap();
         assert_eq!(bare, r#"{"created_at":"1000","expires_at":"2000"}"#);
+    }
+
+    proptest::proptest! {
+        /// The text written from a loaded record and a change set is the text of the record
+        /// with the changes applied, byte for byte, whatever names the two share.
+        #[test]
+        fn a_merge_written_in_passing_is_the_merged_record(
+            values in proptest::collection::btree_map("[a-d]{1,2}", "[0-9]{1,3}", 0..6),
+            flash in proptest::collection::btree_map("[a-d]{1,2}", "[0-9]{1,3}", 0..3),
+            value_changes in proptest::collection::btree_map("[a-d]{1,2}", proptest::option::of("[0-9]{1,3}"), 0..6),
+            flash_changes in proptest::collection::btree_map("[a-d]{1,2}", proptest::option::of("[0-9]{1,3}"), 0..3),
+            renewed in proptest::option::of(3000i64..4000),
+            expiry in proptest::option::of(proptest::option::of(proptest::bool::ANY)),
+            owner in proptest::option::of(proptest::option::of("\"[a-z]{1,4}\"")),
+        ) {
+            let mut base = Record::new(from_unix_millis(1000), from_unix_millis(2000));
+            for (name, json) in &values {
+                base.values.insert(name, json);
+            }
+            for (name, json) in &flash {
+                base.flash.insert(name, json);
+            }
+            base.owner = Some("\"ana\"".to_owned());
+            let mut changes = Changes::default();
+            for (name, change) in value_changes {
+                changes.values.insert(name, change);
+            }
+            for (name, change) in flash_changes {
+                changes.flash.insert(name, change);
+            }
+            changes.expires_at = renewed.map(from_unix_millis);
+            changes.expiry = expiry.map(|set| {
+                set.map(|browser| if browser { Expiry::BrowserSession } else { Expiry::Idle(std::time::Duration::from_secs(60)) })
+            });
+            changes.owner = owner;
+            let mut merged = base.clone();
+            merged.apply(&changes);
+            proptest::prop_assert_eq!(merged_record_json(&base, &changes).unwrap(), record_json(&merged).unwrap());
+        }
     }
 
     #[test]
