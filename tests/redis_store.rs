@@ -115,7 +115,7 @@ async fn a_write_over_the_loaded_record_is_merged_by_the_app_unless_overtaken() 
         "a loaded record notes the stored text"
     );
     let mut current = conformance::set_value("n", "1");
-    current.base = Some(loaded.clone());
+    current.base = Some(Box::new(loaded.clone()));
     assert_eq!(store.apply(&key, &current).await.unwrap(), Applied::Applied);
     let text = record_text(&mut plain, &redis_key).await;
     assert!(
@@ -125,7 +125,7 @@ async fn a_write_over_the_loaded_record_is_merged_by_the_app_unless_overtaken() 
 
     // `loaded` is no longer what is stored.
     let mut overtaken = conformance::set_value("m", "2");
-    overtaken.base = Some(loaded);
+    overtaken.base = Some(Box::new(loaded));
     assert_eq!(store.apply(&key, &overtaken).await.unwrap(), Applied::Applied);
     let text = record_text(&mut plain, &redis_key).await;
     assert!(

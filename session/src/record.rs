@@ -230,11 +230,11 @@ impl Eq for Record {}
 /// assert_eq!(record.revision.as_bytes(), Some(&b"7"[..]));
 /// ```
 #[derive(Clone, Default)]
-pub struct Revision(Option<bytes::Bytes>);
+pub struct Revision(Option<Box<[u8]>>);
 
 impl Revision {
-    /// A revision of these bytes (a `Vec<u8>` is kept, not copied).
-    pub fn new(bytes: impl Into<bytes::Bytes>) -> Self {
+    /// A revision of these bytes (a `Vec<u8>` whose length is its capacity is kept, not copied).
+    pub fn new(bytes: impl Into<Box<[u8]>>) -> Self {
         Revision(Some(bytes.into()))
     }
 
@@ -289,7 +289,8 @@ impl Record {
         self.expires_at <= now
     }
 
-    /// Applies a change set in place, the way every store must merge it.
+    /// Applies a change set in place, the way every store must merge it. (The
+    /// [`revision`](Self::revision) is left as it was: it says where the record was read from.)
     ///
     /// Stores that keep records in memory (or read-modify-write them under a lock) call this;
     /// stores that merge in the database implement the same rules in their query language.
@@ -305,8 +306,6 @@ impl Record {
         if let Some(owner) = &changes.owner {
             self.owner.clone_from(owner);
         }
-        // No longer the stored form it was read from.
-        self.revision = Revision::default();
     }
 }
 
@@ -339,7 +338,9 @@ pub struct Changes {
     /// [`revision`](Record::revision) (`None` otherwise, and always for a store that notes
     /// none). A store may then write `base` with these changes applied if it still holds that
     /// revision, and must merge the changes into what it holds if not (see [`Revision`]).
-    pub base: Option<Record>,
+    ///
+    /// Boxed: most change sets carry none, and a change set travels by value through the save.
+    pub base: Option<Box<Record>>,
 }
 
 impl Changes {

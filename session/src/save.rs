@@ -172,7 +172,11 @@ pub(crate) fn plan(state: &mut State, rules: &ExpiryRules, max_size: usize) -> P
     let size = grown_past(state.stored.as_ref(), &state.pending, &flash, max_size);
     // Kept for the store only if it noted where the record came from (see `Revision`): a store
     // that shares the record's buffers (`MemoryStore`) would otherwise copy them to write.
-    let base = state.stored.take_if(|record| !record.revision.is_empty());
+    let base = if state.stored.as_ref().is_some_and(|record| !record.revision.is_empty()) {
+        keep_base(state)
+    } else {
+        None
+    };
     let fence = let_go(state, true);
     Plan {
         now: state.now,
@@ -207,6 +211,14 @@ pub(crate) fn plan_rewrite(state: &mut State, rules: &ExpiryRules, max_size: usi
         plan.base = base.map(Box::new);
     }
     plan
+}
+
+/// The loaded record, taken for the store's write (see `Revision`); apart, as only some stores'
+/// requests ever take this way.
+#[cold]
+#[inline(never)]
+fn keep_base(state: &mut State) -> Option<Box<Record>> {
+    state.stored.take().map(Box::new)
 }
 
 /// Lets go of the loaded record — before the store works, so that a store holding the same

@@ -204,7 +204,7 @@ pub async fn apply_over_a_loaded_base_keeps_later_writes<S: SessionStore + ?Size
     let key = fresh_key();
     must_create(store, &key, &live_record(), check).await;
     let with_base = |mut changes: Changes, base: Record| {
-        changes.base = Some(base);
+        changes.base = Some(Box::new(base));
         changes
     };
 

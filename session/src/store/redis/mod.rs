@@ -683,7 +683,7 @@ impl SessionStore for RedisStore {
             self.index_owner(owner, key).await?;
         }
         let now = now_millis();
-        let rewritten = changes.base.as_ref().and_then(|base| rewritten(base, changes, now));
+        let rewritten = changes.base.as_deref().and_then(|base| rewritten(base, changes, now));
         let args = apply_args(changes, now, None, rewritten.transpose()?)?;
         let applied: i64 = self.invoke(&APPLY, key, &args).await?;
         Ok(if applied == 1 {
