@@ -358,6 +358,13 @@ impl Lua {
 /// deleted meanwhile writes nothing. (After Redis restarts, the first call of each script also
 /// sends it: `NOSCRIPT`, then `EVAL` with the script's source.)
 ///
+/// `load` notes the text it read as the record's [`revision`](Record::revision), so the layer
+/// hands the loaded record back with the request's changes ([`Changes::base`]). `apply` then
+/// sends the record with the changes applied as well, and the script stores it if the stored
+/// text is still the loaded one, a comparison of two strings; only when another write came
+/// between does it merge in Lua. Decoding, merging and re-encoding the record there took Redis'
+/// one thread, which every request waits on, about twice as long (see BENCHMARKS.md).
+///
 /// # Outages
 ///
 /// [`connect`](Self::connect) sets a connection timeout and does not wait between reconnection
