@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 use typed_sessions::store::{conformance, Applied, Created, SessionStore, StoreError};
-use typed_sessions::store::{Changes, Record};
+use typed_sessions::store::{Changes, Record, Revision};
 use typed_sessions::{Expiry, RedisStore, SessionId};
 use typed_sessions_tests::to_unix_millis;
 use typed_sessions_tests::{free_port, init_tracing, millis_from_now, RedisCluster, RedisServer};
@@ -115,12 +115,24 @@ async fn a_write_over_the_loaded_record_is_merged_by_the_app_unless_overtaken() 
         "a loaded record notes the stored text"
     );
     let mut current = conformance::set_value("n", "1");
+    let renewed = millis_from_now(120_000);
+    current.expires_at = Some(renewed);
     current.base = Some(Box::new(loaded.clone()));
     assert_eq!(store.apply(&key, &current).await.unwrap(), Applied::Applied);
     let text = record_text(&mut plain, &redis_key).await;
     assert!(
         !text.contains(r"\/"),
         "a write over the stored text went through the merge: {text}"
+    );
+    let expire_time: i64 = redis::cmd("PEXPIRETIME")
+        .arg(&redis_key)
+        .query_async(&mut plain)
+        .await
+        .unwrap();
+    assert_eq!(
+        expire_time,
+        to_unix_millis(renewed),
+        "Redis' expiry did not follow the renewal"
     );
 
     // `loaded` is no longer what is stored.
@@ -136,6 +148,44 @@ async fn a_write_over_the_loaded_record_is_merged_by_the_app_unless_overtaken() 
     assert_eq!(merged.values.get("n"), Some("1"));
     assert_eq!(merged.values.get("m"), Some("2"));
     assert_eq!(merged.values.get("path"), Some(r#""/a/b""#));
+}
+
+/// A loaded record that has expired by the app's clock is never written back over, though its
+/// text is still stored (Redis, on its own clock, has not evicted it): the change says
+/// `Missing` and the stored text is left as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_over_an_expired_loaded_record_writes_nothing() {
+    init_tracing();
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let store = RedisStore::connect(&redis.url()).await.unwrap();
+    let mut plain = plain(&redis).await;
+    let key = SessionId::random().store_key();
+    let redis_key = store.redis_key(&key);
+    let mut record = Record::new(millis_from_now(-60_000), millis_from_now(60_000));
+    assert_eq!(store.create(&key, &record).await.unwrap(), Created::Created);
+    // Its stored text replaced by one that expired a second ago, with no Redis expiry: what an
+    // app whose clock runs ahead of Redis' sees.
+    record.expires_at = millis_from_now(-1_000);
+    let text = format!(
+        r#"{{"created_at":"{}","expires_at":"{}"}}"#,
+        to_unix_millis(record.created_at),
+        to_unix_millis(record.expires_at)
+    );
+    let _: () = plain.hset(&redis_key, "record", &text).await.unwrap();
+    let _: bool = plain.persist(&redis_key).await.unwrap();
+    record.revision = Revision::new(text.as_bytes());
+
+    let mut renewal = conformance::set_value("n", "1");
+    renewal.expires_at = Some(millis_from_now(60_000));
+    renewal.base = Some(Box::new(record));
+    assert_eq!(store.apply(&key, &renewal).await.unwrap(), Applied::Missing);
+    assert_eq!(
+        record_text(&mut plain, &redis_key).await,
+        text,
+        "an expired record was written over"
+    );
 }
 
 /// The record in the session hash under `redis_key`, which has no other field.

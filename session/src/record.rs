@@ -214,10 +214,16 @@ impl Eq for Record {}
 ///
 /// A store that sets it on the records it loads gets each record back with the changes a
 /// request made to it, in [`Changes::base`]. If what it holds under the key is still that
-/// revision, it may store `base` with the changes applied ([`Record::apply`]) in one
-/// compare-and-set instead of merging the changes into what it holds; otherwise it merges as
-/// usual. A store whose merge is cheap (in memory, or in the database's own query language)
-/// has no use for it: without revisions the layer never keeps the loaded record for the save.
+/// revision, and `base` is live at the store's time (its `expires_at` is later), it may store
+/// `base` with the changes applied ([`Record::apply`]) in one compare-and-set instead of
+/// merging the changes into what it holds; otherwise it merges as usual (and writes nothing if
+/// no live record is left). A store whose merge is cheap (in memory, or in the database's own
+/// query language) has no use for it: without revisions the layer never keeps the loaded
+/// record for the save.
+///
+/// A record changed after it was loaded is no longer that revision: [`Record::apply`] clears
+/// it, and code that changes a loaded record's fields otherwise (a wrapper store that
+/// transforms records, say) clears it too (`record.revision = Revision::default()`).
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
@@ -289,8 +295,8 @@ impl Record {
         self.expires_at <= now
     }
 
-    /// Applies a change set in place, the way every store must merge it. (The
-    /// [`revision`](Self::revision) is left as it was: it says where the record was read from.)
+    /// Applies a change set in place, the way every store must merge it, and clears the
+    /// [`revision`](Self::revision): the record is no longer the stored form it was read from.
     ///
     /// Stores that keep records in memory (or read-modify-write them under a lock) call this;
     /// stores that merge in the database implement the same rules in their query language.
@@ -305,6 +311,9 @@ impl Record {
         }
         if let Some(owner) = &changes.owner {
             self.owner.clone_from(owner);
+        }
+        if !self.revision.is_empty() {
+            self.revision = Revision::default();
         }
     }
 }
@@ -337,7 +346,8 @@ pub struct Changes {
     /// The record as the request loaded it, given only when the store noted its
     /// [`revision`](Record::revision) (`None` otherwise, and always for a store that notes
     /// none). A store may then write `base` with these changes applied if it still holds that
-    /// revision, and must merge the changes into what it holds if not (see [`Revision`]).
+    /// revision and `base` is live, and must merge the changes into what it holds if not (see
+    /// [`Revision`]).
     ///
     /// Boxed: most change sets carry none, and a change set travels by value through the save.
     pub base: Option<Box<Record>>,

@@ -6,7 +6,7 @@ use parking_lot::Mutex;
 use super::erased::request_time;
 use super::{Applied, Created, SessionStore, StoreError, StoreKey};
 use crate::id::RandomKeyMap;
-use crate::record::{Changes, Record};
+use crate::record::{Changes, Record, Revision};
 
 const SHARDS: usize = 16;
 
@@ -195,7 +195,11 @@ impl MemoryStore {
         if shard.len() >= self.shard_capacity && !shard.contains_key(key) {
             make_room(self, &mut shard, now);
         }
-        let replaced = shard.insert(*key, record.clone());
+        let mut stored = record.clone();
+        // Another store's note: this one's records have none (and the layer then keeps no
+        // loaded record for the write).
+        stored.revision = Revision::default();
+        let replaced = shard.insert(*key, stored);
         let old_owner = replaced.as_ref().and_then(|old| old.owner.as_deref());
         reindex(&self.owners, key, old_owner, record.owner.as_deref());
         Created::Created

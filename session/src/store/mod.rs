@@ -159,7 +159,8 @@ impl StoreError {
 ///   [`Record::apply`]'s rules; if there is no live record it writes nothing and says
 ///   [`Applied::Missing`] (a slow request never brings back a destroyed session). A store
 ///   that notes a [`Revision`] on the records it loads may instead write [`Changes::base`]
-///   with the changes applied, only while what it holds is still that revision.
+///   with the changes applied, only while what it holds is still that revision and `base` is
+///   live.
 /// - `delete` is idempotent.
 /// - `delete_expired` removes expired records and says how many (stores that expire records
 ///   themselves, like Redis, return 0).

@@ -96,7 +96,7 @@ static APPLY: LazyLock<Lua> = LazyLock::new(|| {
         "{APPLY_FUNCTION}{}",
         r"
 local text = redis.call('HGET', KEYS[1], 'record')
-if text == ARGV[7] then
+if ARGV[7] ~= '' and text == ARGV[7] then
   redis.call('HSET', KEYS[1], 'record', ARGV[8])
   if ARGV[2] ~= '' then
     redis.call('PEXPIREAT', KEYS[1], ARGV[2])
@@ -352,18 +352,21 @@ impl Lua {
 /// once, a store serves 1.4–1.8× the loads a second, at less CPU per load on both sides; see
 /// BENCHMARKS.md).
 /// `create` and `apply` are one `EVALSHA` each: Lua scripts that check
-/// the record is live and write it (`HSET`, `PEXPIREAT`) atomically, `apply` merging the
+/// the record is live (or, for `apply`'s write over the loaded record below, that it is the one
+/// the app checked) and write it (`HSET`, `PEXPIREAT`) atomically, `apply` merging the
 /// changed names into the stored objects. Two requests of one
 /// session that change different keys both keep their changes; a change to a session that was
 /// deleted meanwhile writes nothing. (After Redis restarts, the first call of each script also
 /// sends it: `NOSCRIPT`, then `EVAL` with the script's source.)
 ///
 /// `load` notes the text it read as the record's [`revision`](Record::revision), so the layer
-/// hands the loaded record back with the request's changes ([`Changes::base`]). `apply` then
-/// sends the record with the changes applied as well, and the script stores it if the stored
-/// text is still the loaded one, a comparison of two strings; only when another write came
-/// between does it merge in Lua. Decoding, merging and re-encoding the record there took Redis'
-/// one thread, which every request waits on, about twice as long (see BENCHMARKS.md).
+/// hands the loaded record back with the request's changes ([`Changes::base`]). While that
+/// record is live, `apply` then sends it with the changes applied as well, and the script
+/// stores that if the stored text is still the loaded one, a comparison of two strings. It
+/// merges in Lua only otherwise: when another write came between, and for changes without a
+/// base (a `LockedSession`'s, whose lock script notes no revision; `regenerate_id`'s; a direct
+/// caller's). Decoding, merging and re-encoding the record there took Redis' one thread, which
+/// every request waits on, about twice as long (see BENCHMARKS.md).
 ///
 /// # Outages
 ///

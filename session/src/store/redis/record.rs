@@ -90,7 +90,9 @@ impl serde::Serialize for Merged<'_> {
     }
 }
 
-/// [`StoredRecord`] read back, the times borrowed from the reply.
+/// [`StoredRecord`] read back, the times borrowed from the reply. Members it does not know are
+/// skipped, and `apply`'s write over the loaded record (made from what this reads) drops them:
+/// a member added to the layout later must be one that older instances may drop.
 #[derive(serde::Deserialize)]
 struct ReadRecord<'a> {
     #[serde(borrow)]
@@ -280,6 +282,7 @@ mod tests {
                 base.flash.insert(name, json);
             }
             base.owner = Some("\"ana\"".to_owned());
+            base.expiry = Some(Expiry::Idle(std::time::Duration::from_secs(90)));
             let mut changes = Changes::default();
             for (name, change) in value_changes {
                 changes.values.insert(name, change);
