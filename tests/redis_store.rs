@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 use typed_sessions::store::{conformance, Applied, Created, SessionStore, StoreError};
-use typed_sessions::store::{Changes, Record, Revision};
+use typed_sessions::store::{Changes, Record, Revision, StoreKey};
 use typed_sessions::{Expiry, RedisStore, SessionId};
 use typed_sessions_tests::to_unix_millis;
 use typed_sessions_tests::{free_port, init_tracing, millis_from_now, RedisCluster, RedisServer};
@@ -89,6 +89,15 @@ async fn record_text(plain: &mut redis::aio::MultiplexedConnection, redis_key: &
     plain.hget(redis_key, "record").await.unwrap()
 }
 
+/// A store on `redis`, a plain connection to look at what it writes, and a fresh session's store
+/// key with its Redis key.
+async fn fresh_session_key(redis: &RedisServer) -> (RedisStore, redis::aio::MultiplexedConnection, StoreKey, String) {
+    let store = RedisStore::connect(&redis.url()).await.unwrap();
+    let key = SessionId::random().store_key();
+    let redis_key = store.redis_key(&key);
+    (store, plain(redis).await, key, redis_key)
+}
+
 /// A change that carries the record as loaded (`Changes::base`, which the layer sends because
 /// the store notes each loaded record's text as its revision) is stored as the app merged it
 /// while that text is still what is stored, and merged by the script when another write came
@@ -100,10 +109,7 @@ async fn a_write_over_the_loaded_record_is_merged_by_the_app_unless_overtaken() 
     let Some(redis) = RedisServer::start().await else {
         return;
     };
-    let store = RedisStore::connect(&redis.url()).await.unwrap();
-    let mut plain = plain(&redis).await;
-    let key = SessionId::random().store_key();
-    let redis_key = store.redis_key(&key);
+    let (store, mut plain, key, redis_key) = fresh_session_key(&redis).await;
     let mut record = Record::new(millis_from_now(0), millis_from_now(60_000));
     record.values.insert("path", r#""/a/b""#);
     assert_eq!(store.create(&key, &record).await.unwrap(), Created::Created);
@@ -159,10 +165,7 @@ async fn a_write_over_an_expired_loaded_record_writes_nothing() {
     let Some(redis) = RedisServer::start().await else {
         return;
     };
-    let store = RedisStore::connect(&redis.url()).await.unwrap();
-    let mut plain = plain(&redis).await;
-    let key = SessionId::random().store_key();
-    let redis_key = store.redis_key(&key);
+    let (store, mut plain, key, redis_key) = fresh_session_key(&redis).await;
     let mut record = Record::new(millis_from_now(-60_000), millis_from_now(60_000));
     assert_eq!(store.create(&key, &record).await.unwrap(), Created::Created);
     // Its stored text replaced by one that expired a second ago, with no Redis expiry: what an
