@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 use typed_sessions::store::{conformance, Applied, Created, SessionStore, StoreError};
-use typed_sessions::store::{Changes, Record, Revision, StoreKey};
+use typed_sessions::store::{Changes, LockAttempt, LockToken, LockedApply, Record, Revision, StoreKey};
 use typed_sessions::{Expiry, RedisStore, SessionId};
 use typed_sessions_tests::to_unix_millis;
 use typed_sessions_tests::{free_port, init_tracing, millis_from_now, RedisCluster, RedisServer};
@@ -154,6 +154,59 @@ async fn a_write_over_the_loaded_record_is_merged_by_the_app_unless_overtaken() 
     assert_eq!(merged.values.get("n"), Some("1"));
     assert_eq!(merged.values.get("m"), Some("2"));
     assert_eq!(merged.values.get("path"), Some(r#""/a/b""#));
+}
+
+/// The same under the session's lock: the record the lock script read is written over by the
+/// app's merge, and the lock is released in the same step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_write_over_the_loaded_record_is_merged_by_the_app() {
+    init_tracing();
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let (store, mut plain, key, redis_key) = fresh_session_key(&redis).await;
+    let mut record = Record::new(millis_from_now(0), millis_from_now(60_000));
+    record.values.insert("path", r#""/a/b""#);
+    assert_eq!(store.create(&key, &record).await.unwrap(), Created::Created);
+
+    let token = LockToken::random();
+    let LockAttempt::Taken(loaded) = store
+        .lock_and_load(&key, &token, Duration::from_secs(10))
+        .await
+        .unwrap()
+    else {
+        panic!("the lock of a live session was not taken");
+    };
+    assert_eq!(
+        loaded.revision.as_bytes(),
+        Some(record_text(&mut plain, &redis_key).await.as_bytes()),
+        "the record read under the lock notes the stored text"
+    );
+    let mut changes = conformance::set_value("n", "1");
+    changes.base = Some(Box::new(loaded));
+    assert_eq!(
+        store.apply_locked(&key, &token, &changes).await.unwrap(),
+        LockedApply::Applied
+    );
+    let text = record_text(&mut plain, &redis_key).await;
+    assert!(
+        !text.contains(r"\/"),
+        "a locked write over the stored text went through the merge: {text}"
+    );
+    let other = LockToken::random();
+    assert!(
+        matches!(
+            store
+                .lock_and_load(&key, &other, Duration::from_secs(10))
+                .await
+                .unwrap(),
+            LockAttempt::Taken(_)
+        ),
+        "the lock was not released by the write"
+    );
+    let stored = store.load(&key).await.unwrap().unwrap();
+    assert_eq!(stored.values.get("n"), Some("1"));
+    assert_eq!(stored.values.get("path"), Some(r#""/a/b""#));
 }
 
 /// A loaded record that has expired by the app's clock is never written back over, though its

@@ -23,7 +23,7 @@ use crate::record::{Changes, Record};
 mod owners;
 mod record;
 
-use record::{live_record, merged_record_json, record_from_reply, record_json, RECORD};
+use record::{live_record, merged_record_json, record_json, record_noting_text, RECORD};
 
 /// The key prefix [`RedisStore`] uses unless told otherwise.
 const DEFAULT_PREFIX: &str = "session:";
@@ -91,25 +91,11 @@ return 1
 /// number never passes through Lua's doubles. The record is decoded before anything is written:
 /// a script that fails half-way keeps its writes, so a corrupt record must stop it before the
 /// first.
-static APPLY: LazyLock<Lua> = LazyLock::new(|| {
-    Lua::new(format!(
-        "{APPLY_FUNCTION}{}",
-        r"
-local text = redis.call('HGET', KEYS[1], 'record')
-if ARGV[7] ~= '' and text == ARGV[7] then
-  redis.call('HSET', KEYS[1], 'record', ARGV[8])
-  if ARGV[2] ~= '' then
-    redis.call('PEXPIREAT', KEYS[1], ARGV[2])
-  end
-  return 1
-end
-return apply(text)
-"
-    ))
-});
+static APPLY: LazyLock<Lua> = LazyLock::new(|| Lua::new(format!("{APPLY_FUNCTION}return write()\n")));
 
-/// The merge of [`APPLY`], as the Lua function `apply(text)`, `text` the stored record (`false`
-/// if there is none): 1 if merged, 0 if no live record.
+/// [`APPLY`]'s work, as the Lua function `write()`: the app's rewrite stored over the loaded
+/// text if that is still what is stored, else the changes merged by `apply(text)` (`text` the
+/// stored record, `false` if there is none). 1 if written, 0 if no live record.
 const APPLY_FUNCTION: &str = r"
 local function apply(text)
   if not text then
@@ -158,14 +144,24 @@ local function apply(text)
   end
   return 1
 end
+local function write()
+  local text = redis.call('HGET', KEYS[1], 'record')
+  if ARGV[7] ~= '' and text == ARGV[7] then
+    redis.call('HSET', KEYS[1], 'record', ARGV[8])
+    if ARGV[2] ~= '' then
+      redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+    end
+    return 1
+  end
+  return apply(text)
+end
 ";
 
 /// `apply_locked`: [`APPLY`] only while the caller's token holds the session's lock, which it
 /// then releases. 1 merged, 0 no live record, -1 the lock is not the caller's.
 ///
 /// `KEYS[1]` the session's key, `KEYS[2]` its lock's; `ARGV` as for [`APPLY`], with the token
-/// in `ARGV[5]`; `ARGV[7]` and `ARGV[8]` are unused (it always merges: a locked session's
-/// record is read by the lock script, which notes no revision).
+/// in `ARGV[5]`. (A plain `Session` ignores the lock, so the stored text is compared here too.)
 static APPLY_LOCKED: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(format!(
         "{EXPIRED_FUNCTION}{APPLY_FUNCTION}{}",
@@ -177,7 +173,7 @@ if redis.call('GET', KEYS[2]) ~= ARGV[5] then
   end
   return -1
 end
-local applied = apply(redis.call('HGET', KEYS[1], 'record'))
+local applied = write()
 redis.call('DEL', KEYS[2])
 return applied
 "
@@ -362,10 +358,10 @@ impl Lua {
 /// `load` notes the text it read as the record's [`revision`](Record::revision), so the layer
 /// hands the loaded record back with the request's changes ([`Changes::base`]). While that
 /// record is live, `apply` then sends it with the changes applied as well, and the script
-/// stores that if the stored text is still the loaded one, a comparison of two strings. It
-/// merges in Lua only otherwise: when another write came between, and for changes without a
-/// base (a `LockedSession`'s, whose lock script notes no revision; `regenerate_id`'s; a direct
-/// caller's). Decoding, merging and re-encoding the record there took Redis' one thread, which
+/// stores that if the stored text is still the loaded one, a comparison of two strings
+/// (`apply_locked` too, with the record the lock script read). It merges in Lua only otherwise:
+/// when another write came between, and for changes without a base (`regenerate_id`'s, a
+/// direct caller's). Decoding, merging and re-encoding the record there took Redis' one thread, which
 /// every request waits on, about twice as long (see BENCHMARKS.md).
 ///
 /// # Outages
@@ -738,9 +734,9 @@ impl SessionStore for RedisStore {
         // Not quoted in errors: a reply may hold the values of someone's session.
         let unexpected = || StoreError::Corrupt("unexpected reply of the lock script".to_owned());
         match text(0) {
-            Some("taken") => match &reply[1..] {
-                [record] => Ok(LockAttempt::Taken(record_from_reply(record)?.ok_or_else(unexpected)?)),
-                _ => Err(unexpected()),
+            Some("taken") => match <[Value; 2]>::try_from(reply) {
+                Ok([_, record]) => Ok(LockAttempt::Taken(record_noting_text(record)?.ok_or_else(unexpected)?)),
+                Err(_) => Err(unexpected()),
             },
             Some("missing") => Ok(LockAttempt::Missing),
             Some("busy") => {
@@ -764,7 +760,9 @@ impl SessionStore for RedisStore {
             self.index_owner(owner, key).await?;
         }
         let token = token.to_hex();
-        let args = apply_args(changes, now_millis(), Some(&token), None)?;
+        let now = now_millis();
+        let rewritten = changes.base.as_deref().and_then(|base| rewritten(base, changes, now));
+        let args = apply_args(changes, now, Some(&token), rewritten.transpose()?)?;
         let applied: i64 = self.invoke_locked(&APPLY_LOCKED, key, &args).await?;
         Ok(match applied {
             1 => LockedApply::Applied,

@@ -188,7 +188,7 @@ fn record_from_json(text: &[u8]) -> Result<Record, StoreError> {
 
 /// The record in a reply of `read_record` (or of the lock script): `None` when there is none
 /// (no hash, or a hash of an older layout, without the field).
-pub(super) fn record_from_reply(reply: &Value) -> Result<Option<Record>, StoreError> {
+fn record_from_reply(reply: &Value) -> Result<Option<Record>, StoreError> {
     match reply {
         Value::Nil => Ok(None),
         Value::BulkString(text) => record_from_json(text).map(Some),
@@ -204,15 +204,18 @@ pub(super) fn record_from_reply(reply: &Value) -> Result<Option<Record>, StoreEr
 /// `now_millis` (Redis has not evicted it yet). The text it was read from is kept as its
 /// [`revision`](Record::revision), for `apply` to write over if it is still what is stored.
 pub(super) fn live_record(reply: Value, now_millis: i64) -> Result<Option<Record>, StoreError> {
+    Ok(record_noting_text(reply)?.filter(|record| to_unix_millis(record.expires_at) > now_millis))
+}
+
+/// The record in a reply of `read_record` or of the lock script, as [`record_from_reply`], with
+/// the text it was read from kept as its [`revision`](Record::revision).
+pub(super) fn record_noting_text(reply: Value) -> Result<Option<Record>, StoreError> {
     let text = match reply {
         Value::BulkString(text) => text,
-        Value::Attribute { data, .. } => return live_record(*data, now_millis),
+        Value::Attribute { data, .. } => return record_noting_text(*data),
         other => return record_from_reply(&other),
     };
     let mut record = record_from_json(&text)?;
-    if to_unix_millis(record.expires_at) <= now_millis {
-        return Ok(None);
-    }
     record.revision = Revision::new(text);
     Ok(Some(record))
 }
