@@ -194,18 +194,33 @@ async fn a_locked_write_over_the_loaded_record_is_merged_by_the_app() {
         "a locked write over the stored text went through the merge: {text}"
     );
     let other = LockToken::random();
-    assert!(
-        matches!(
-            store
-                .lock_and_load(&key, &other, Duration::from_secs(10))
-                .await
-                .unwrap(),
-            LockAttempt::Taken(_)
-        ),
-        "the lock was not released by the write"
+    let LockAttempt::Taken(relocked) = store
+        .lock_and_load(&key, &other, Duration::from_secs(10))
+        .await
+        .unwrap()
+    else {
+        panic!("the lock was not released by the write");
+    };
+
+    // A plain `Session` ignores the lock: its write comes between, and the locked write is then
+    // merged into it.
+    assert_eq!(
+        store.apply(&key, &conformance::set_value("m", "2")).await.unwrap(),
+        Applied::Applied
+    );
+    let mut late = conformance::set_value("n", "3");
+    late.base = Some(Box::new(relocked));
+    assert_eq!(
+        store.apply_locked(&key, &other, &late).await.unwrap(),
+        LockedApply::Applied
     );
     let stored = store.load(&key).await.unwrap().unwrap();
-    assert_eq!(stored.values.get("n"), Some("1"));
+    assert_eq!(
+        stored.values.get("m"),
+        Some("2"),
+        "the plain write was lost to the locked one"
+    );
+    assert_eq!(stored.values.get("n"), Some("3"));
     assert_eq!(stored.values.get("path"), Some(r#""/a/b""#));
 }
 

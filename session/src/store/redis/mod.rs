@@ -158,7 +158,7 @@ end
 ";
 
 /// `apply_locked`: [`APPLY`] only while the caller's token holds the session's lock, which it
-/// then releases. 1 merged, 0 no live record, -1 the lock is not the caller's.
+/// then releases. 1 written, 0 no live record, -1 the lock is not the caller's.
 ///
 /// `KEYS[1]` the session's key, `KEYS[2]` its lock's; `ARGV` as for [`APPLY`], with the token
 /// in `ARGV[5]`. (A plain `Session` ignores the lock, so the stored text is compared here too.)
