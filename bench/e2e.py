@@ -256,10 +256,12 @@ def main():
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--sessions", type=int, default=1000)
     parser.add_argument("--stores", default="memory,sqlite,redis,postgres")
-    parser.add_argument("--workloads", default="read-write,read-only")
+    parser.add_argument("--workloads", default=None,
+                        help="read-write, read-only, locked-read-write (default: the first two; "
+                             "with --keys, read-only)")
     parser.add_argument("--keys", type=int, default=0,
                         help="sessions of N 100-byte keys, of which each request reads one "
-                             "(the read-only workload)")
+                             "(and read-write writes it back changed; read-only by default)")
     parser.add_argument("--floor", action="store_true",
                         help="on Redis, also the least a session library on redis-rs could do: bare "
                              "axum plus one GET (read-write: and one SET) per request")
@@ -274,9 +276,10 @@ def main():
     parser.add_argument("--no-build", action="store_true")
     args = parser.parse_args()
     stores = args.stores.split(",")
-    workloads = args.workloads.split(",")
+    workloads = (args.workloads or ("read-only" if args.keys else "read-write,read-only")).split(",")
     if args.keys:
-        workloads = ["read-only"]
+        if not set(workloads) <= {"read-only", "read-write"}:
+            raise SystemExit("--keys runs the read-only and read-write workloads only")
         if args.floor:
             raise SystemExit("--floor reads one small record; it does not combine with --keys")
     if args.baseline and not os.access(args.baseline, os.X_OK):
@@ -332,7 +335,7 @@ def main():
     finally:
         servers.stop()
 
-    keys = f", sessions of {args.keys} keys of 100 bytes, one read" if args.keys else ""
+    keys = f", sessions of {args.keys} keys of 100 bytes, one read (read-write: and written back)" if args.keys else ""
     print(f"\n{args.rounds} rounds of {args.duration} s, {args.connections} connections, "
           f"{args.sessions} sessions{keys}; medians over rounds\n")
     print("| store | workload | bare axum req/s | tower-sessions req/s (p50 / p99 ms; app + db CPU µs/req) "

@@ -36,7 +36,8 @@ struct Args {
     port: u16,
     sessions: usize,
     cookies: PathBuf,
-    /// With `--keys N`: sessions of N 100-byte keys, of which the read-only workload reads one.
+    /// With `--keys N`: sessions of N 100-byte keys, of which each request reads one (and the
+    /// read-write workload writes it back changed).
     keys: Option<usize>,
 }
 
@@ -86,6 +87,14 @@ mod wide {
     pub(crate) fn padding() -> String {
         "x".repeat(98)
     }
+
+    /// `value` with its first character changed: what the read-write workload writes back into
+    /// a session of many keys (same size, different text).
+    pub(crate) fn changed(value: Option<String>) -> String {
+        let value = value.unwrap_or_else(padding);
+        let next = if value.starts_with('x') { 'y' } else { 'x' };
+        std::iter::once(next).chain(value.chars().skip(1)).collect()
+    }
 }
 
 mod typed {
@@ -93,7 +102,7 @@ mod typed {
         LockedSession, MemoryStore, PostgresStore, RedisStore, Session, SessionLayer, SessionSchema, SqliteStore,
     };
 
-    use super::wide::{padding, Wide, WIDE_KEYS};
+    use super::wide::{changed, padding, Wide, WIDE_KEYS};
     use super::Args;
 
     #[derive(SessionSchema)]
@@ -128,6 +137,13 @@ mod typed {
         session.get(WIDE_KEYS[0]).map_or(0, |value| value.len()).to_string()
     }
 
+    async fn write_one_of_many(mut session: Session<Wide>) -> String {
+        let value = changed(session.get(WIDE_KEYS[0]));
+        let len = value.len();
+        session.set(WIDE_KEYS[0], value);
+        len.to_string()
+    }
+
     pub(crate) async fn app(args: &Args) -> axum::Router {
         let layer = match args.store.as_str() {
             "memory" => SessionLayer::new(MemoryStore::new()),
@@ -149,7 +165,12 @@ mod typed {
                 }
                 "started"
             };
-            return super::router(axum::routing::get(read_one_of_many), axum::routing::get(start)).layer(layer);
+            let handler = if args.read_only {
+                axum::routing::get(read_one_of_many)
+            } else {
+                axum::routing::get(write_one_of_many)
+            };
+            return super::router(handler, axum::routing::get(start)).layer(layer);
         }
         let handler = if args.read_only {
             axum::routing::get(read_only)
@@ -169,7 +190,7 @@ mod tower_app {
     use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
     use typed_sessions::sqlx;
 
-    use super::wide::padding;
+    use super::wide::{changed, padding};
     use super::Args;
 
     async fn read_write(session: Session) -> String {
@@ -194,6 +215,13 @@ mod tower_app {
         value.map_or(0, |value| value.len()).to_string()
     }
 
+    async fn write_one_of_many(session: Session) -> String {
+        let value = changed(session.get("k0").await.ok().flatten());
+        let len = value.len();
+        let _ = session.insert("k0", value).await;
+        len.to_string()
+    }
+
     fn with_layer<S: SessionStore + Clone>(store: S, args: &Args) -> axum::Router {
         let (handler, start) = match args.keys {
             Some(keys) => {
@@ -203,7 +231,12 @@ mod tower_app {
                     }
                     "started"
                 };
-                (axum::routing::get(read_one_of_many), axum::routing::get(start))
+                let handler = if args.read_only {
+                    axum::routing::get(read_one_of_many)
+                } else {
+                    axum::routing::get(write_one_of_many)
+                };
+                (handler, axum::routing::get(start))
             }
             None if args.read_only => (axum::routing::get(read_only), axum::routing::get(start)),
             None => (axum::routing::get(read_write), axum::routing::get(start)),
