@@ -89,6 +89,11 @@ async fn record_text(plain: &mut redis::aio::MultiplexedConnection, redis_key: &
     plain.hget(redis_key, "record").await.unwrap()
 }
 
+/// The revision in the session hash under `redis_key`, as its `rev` field holds it.
+async fn stored_rev(plain: &mut redis::aio::MultiplexedConnection, redis_key: &str) -> String {
+    plain.hget(redis_key, "rev").await.unwrap()
+}
+
 /// A store on `redis`, a plain connection to look at what it writes, and a fresh session's store
 /// key with its Redis key.
 async fn fresh_session_key(redis: &RedisServer) -> (RedisStore, redis::aio::MultiplexedConnection, StoreKey, String) {
@@ -99,9 +104,9 @@ async fn fresh_session_key(redis: &RedisServer) -> (RedisStore, redis::aio::Mult
 }
 
 /// A change that carries the record as loaded (`Changes::base`, which the layer sends because
-/// the store notes each loaded record's text as its revision) is stored as the app merged it
-/// while that text is still what is stored, and merged by the script when another write came
-/// first. The two are told apart by the text: Lua's `cjson` writes `/` as `\/`, serde_json as
+/// the store notes each loaded record's `rev` as its revision) is stored as the app merged it
+/// while that revision is still the stored one, and merged by the script when another write
+/// came first; either way the revision moves on by one. The two are told apart by the text: Lua's `cjson` writes `/` as `\/`, serde_json as
 /// `/`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_over_the_loaded_record_is_merged_by_the_app_unless_overtaken() {
@@ -115,10 +120,11 @@ async fn a_write_over_the_loaded_record_is_merged_by_the_app_unless_overtaken() 
     assert_eq!(store.create(&key, &record).await.unwrap(), Created::Created);
 
     let loaded = store.load(&key).await.unwrap().unwrap();
+    let created_rev: u64 = stored_rev(&mut plain, &redis_key).await.parse().unwrap();
     assert_eq!(
         loaded.revision.as_bytes(),
-        Some(record_text(&mut plain, &redis_key).await.as_bytes()),
-        "a loaded record notes the stored text"
+        Some(created_rev.to_string().as_bytes()),
+        "a loaded record notes the stored revision"
     );
     let mut current = conformance::set_value("n", "1");
     let renewed = millis_from_now(120_000);
@@ -128,8 +134,9 @@ async fn a_write_over_the_loaded_record_is_merged_by_the_app_unless_overtaken() 
     let text = record_text(&mut plain, &redis_key).await;
     assert!(
         !text.contains(r"\/"),
-        "a write over the stored text went through the merge: {text}"
+        "a write over the stored revision went through the merge: {text}"
     );
+    assert_eq!(stored_rev(&mut plain, &redis_key).await, (created_rev + 1).to_string());
     let expire_time: i64 = redis::cmd("PEXPIRETIME")
         .arg(&redis_key)
         .query_async(&mut plain)
@@ -148,9 +155,20 @@ async fn a_write_over_the_loaded_record_is_merged_by_the_app_unless_overtaken() 
     let text = record_text(&mut plain, &redis_key).await;
     assert!(
         text.contains(r"\/"),
-        "a write over an overtaken text did not go through the merge: {text}"
+        "a write over an overtaken revision did not go through the merge: {text}"
     );
     let merged = store.load(&key).await.unwrap().unwrap();
+    let rev = (created_rev + 2).to_string();
+    assert_eq!(
+        stored_rev(&mut plain, &redis_key).await,
+        rev,
+        "the merge did not move the revision on"
+    );
+    assert_eq!(
+        merged.revision.as_bytes(),
+        Some(rev.as_bytes()),
+        "the merged record's own `rev` is not the field's"
+    );
     assert_eq!(merged.values.get("n"), Some("1"));
     assert_eq!(merged.values.get("m"), Some("2"));
     assert_eq!(merged.values.get("path"), Some(r#""/a/b""#));
@@ -179,8 +197,8 @@ async fn a_locked_write_over_the_loaded_record_is_merged_by_the_app() {
     };
     assert_eq!(
         loaded.revision.as_bytes(),
-        Some(record_text(&mut plain, &redis_key).await.as_bytes()),
-        "the record read under the lock notes the stored text"
+        Some(stored_rev(&mut plain, &redis_key).await.as_bytes()),
+        "the record read under the lock notes the stored revision"
     );
     let mut changes = conformance::set_value("n", "1");
     changes.base = Some(Box::new(loaded));
@@ -236,17 +254,18 @@ async fn a_write_over_an_expired_loaded_record_writes_nothing() {
     let (store, mut plain, key, redis_key) = fresh_session_key(&redis).await;
     let mut record = Record::new(millis_from_now(-60_000), millis_from_now(60_000));
     assert_eq!(store.create(&key, &record).await.unwrap(), Created::Created);
-    // Its stored text replaced by one that expired a second ago, with no Redis expiry: what an
-    // app whose clock runs ahead of Redis' sees.
+    // Its stored record replaced by one that expired a second ago, at the stored revision, with
+    // no Redis expiry: what an app whose clock runs ahead of Redis' sees.
+    let rev = stored_rev(&mut plain, &redis_key).await;
     record.expires_at = millis_from_now(-1_000);
     let text = format!(
-        r#"{{"created_at":"{}","expires_at":"{}"}}"#,
+        r#"{{"created_at":"{}","expires_at":"{}","rev":"{rev}"}}"#,
         to_unix_millis(record.created_at),
         to_unix_millis(record.expires_at)
     );
     let _: () = plain.hset(&redis_key, "record", &text).await.unwrap();
     let _: bool = plain.persist(&redis_key).await.unwrap();
-    record.revision = Revision::new(text.as_bytes());
+    record.revision = Revision::new(rev.as_bytes());
 
     let mut renewal = conformance::set_value("n", "1");
     renewal.expires_at = Some(millis_from_now(60_000));
@@ -259,12 +278,26 @@ async fn a_write_over_an_expired_loaded_record_writes_nothing() {
     );
 }
 
-/// The record in the session hash under `redis_key`, which has no other field.
+/// The record in the session hash under `redis_key`, without its `rev` member, which the hash's
+/// one other field, `rev`, holds too.
 async fn stored_record(plain: &mut redis::aio::MultiplexedConnection, redis_key: &str) -> serde_json::Value {
     let fields: HashMap<String, String> = plain.hgetall(redis_key).await.unwrap();
-    let names: Vec<&str> = fields.keys().map(String::as_str).collect();
-    assert_eq!(names, ["record"]);
-    serde_json::from_str(&fields["record"]).unwrap()
+    let mut names: Vec<&str> = fields.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["record", "rev"]);
+    let mut record: serde_json::Value = serde_json::from_str(&fields["record"]).unwrap();
+    let rev = record.as_object_mut().unwrap().remove("rev");
+    assert_eq!(
+        rev,
+        Some(serde_json::Value::String(fields["rev"].clone())),
+        "the record's `rev` is not the field's"
+    );
+    assert!(
+        fields["rev"].bytes().all(|b| b.is_ascii_digit()),
+        "a revision is digits: {}",
+        fields["rev"]
+    );
+    record
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,7 +325,7 @@ async fn one_hash_per_session_expired_by_redis() {
     let kind: String = redis::cmd("TYPE").arg(&keys[0]).query_async(&mut plain).await.unwrap();
     assert_eq!(kind, "hash");
 
-    // One field, `record`: a JSON object whose leaves are all strings. Values and flash are
+    // The field `record` (and `rev`, its revision): a JSON object whose leaves are all strings. Values and flash are
     // objects of name → the value's JSON, as a string; the times are Unix milliseconds; the
     // expiry override is its JSON.
     assert_eq!(

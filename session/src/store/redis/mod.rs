@@ -23,7 +23,7 @@ use crate::record::{Changes, Record};
 mod owners;
 mod record;
 
-use record::{live_record, merged_record_json, record_json, record_noting_text, RECORD};
+use record::{first_rev, live_record, merged_record_json, record_from_reply, record_json, rev_of, RECORD};
 
 /// The key prefix [`RedisStore`] uses unless told otherwise.
 const DEFAULT_PREFIX: &str = "session:";
@@ -44,7 +44,7 @@ end
 /// `create`: writes the record unless a live one holds the key.
 ///
 /// `KEYS[1]` the session's key; `ARGV[1]` now (Unix ms); `ARGV[2]` expires_at (Unix ms);
-/// `ARGV[3]` the record's JSON.
+/// `ARGV[3]` the record's JSON; `ARGV[4]` its revision.
 ///
 /// "Live" is decided by the stored `expires_at` against the caller's clock, like every other
 /// store, so a record Redis has not evicted yet but that the application considers expired never
@@ -59,7 +59,7 @@ if text and not expired(text) then
   return 0
 end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'record', ARGV[3])
+redis.call('HSET', KEYS[1], 'record', ARGV[3], 'rev', ARGV[4])
 redis.call('PEXPIREAT', KEYS[1], ARGV[2])
 return 1
 "
@@ -72,18 +72,20 @@ return 1
 /// `''` to keep it; `ARGV[3]` the expiry override: `''` keep, `'-'` remove, else its JSON;
 /// `ARGV[4]` the owner: `''` keep, `'-'` remove, else `'='` followed by its JSON; `ARGV[5]` the
 /// lock's token (see [`APPLY_LOCKED`]; unused here); `ARGV[6]` how many of the name, value pairs
-/// that follow are the values' (the rest are the flash's); `ARGV[7]` the record's text as the
-/// request loaded it and `ARGV[8]` that record with the changes applied, or `''` and `''`;
-/// `ARGV[9..]` the pairs: a name and its new value's JSON, or `''` (which no JSON is) to remove
-/// it.
+/// that follow are the values' (the rest are the flash's); `ARGV[7]` the revision the request
+/// loaded the record at, `ARGV[8]` that record with the changes applied, and `ARGV[9]` its
+/// revision, the next one (or `''`, `''` and `''`); `ARGV[10..]` the pairs: a name and its new
+/// value's JSON, or `''` (which no JSON is) to remove it.
 ///
-/// Two ways to write, with one result. If the stored text is still the one the request loaded
-/// (`ARGV[7]`, sent only while that record is live by `ARGV[1]`), the script stores `ARGV[8]`,
-/// the merge the app already made: a comparison of two strings, where decoding, merging and
-/// re-encoding the record in Lua took Redis' one thread about twice as long (see
-/// BENCHMARKS.md), and that thread is what requests queue behind. Otherwise (another request
-/// wrote the session meanwhile, or it ended) the script merges the pairs into what is stored,
-/// as below.
+/// Two ways to write, with one result. If the stored revision (the hash's `rev` field) is still
+/// the one the request loaded (`ARGV[7]`, sent only while that record is live by `ARGV[1]`),
+/// the script stores `ARGV[8]`, the merge the app already made, and the next revision: it reads
+/// and compares a few digits, where decoding, merging and re-encoding the record in Lua took
+/// Redis' one thread about twice as long for a small session, and every byte of a record that
+/// passes through Lua costs that thread about a nanosecond (see BENCHMARKS.md); that thread is
+/// what requests queue behind. Otherwise (another request wrote the session meanwhile, or it
+/// ended, or it was written before revisions were kept) the script merges the pairs into what
+/// is stored, as below, and moves the revision on.
 ///
 /// The changes come as arguments, not as one JSON object, so that nothing but the record passes
 /// through `cjson`. Every leaf of the stored record is a string (each value's JSON, the times,
@@ -93,8 +95,8 @@ return 1
 /// first.
 static APPLY: LazyLock<Lua> = LazyLock::new(|| Lua::new(format!("{APPLY_FUNCTION}return write()\n")));
 
-/// [`APPLY`]'s work, as the Lua function `write()`: the app's rewrite stored over the loaded
-/// text if that is still what is stored, else the changes merged by `apply(text)` (`text` the
+/// [`APPLY`]'s work, as the Lua function `write()`: the app's rewrite stored if the revision it
+/// was made from is still the stored one, else the changes merged by `apply(text)` (`text` the
 /// stored record, `false` if there is none). 1 if written, 0 if no live record.
 const APPLY_FUNCTION: &str = r"
 local function apply(text)
@@ -105,7 +107,7 @@ local function apply(text)
   if tonumber(record.expires_at) <= tonumber(ARGV[1]) then
     return 0
   end
-  local flash_from = 9 + 2 * tonumber(ARGV[6])
+  local flash_from = 10 + 2 * tonumber(ARGV[6])
   local function merge(field, from, to)
     if from > to then
       return
@@ -123,7 +125,7 @@ local function apply(text)
     end
     record[field] = map
   end
-  merge('values', 9, flash_from - 1)
+  merge('values', 10, flash_from - 1)
   merge('flash', flash_from, #ARGV)
   if ARGV[3] == '-' then
     record.expiry = nil
@@ -138,22 +140,23 @@ local function apply(text)
   if ARGV[2] ~= '' then
     record.expires_at = ARGV[2]
   end
-  redis.call('HSET', KEYS[1], 'record', cjson.encode(record))
+  -- Written with every digit (`tostring` would switch to an exponent past 14 of them).
+  record.rev = string.format('%d', (tonumber(record.rev) or 0) + 1)
+  redis.call('HSET', KEYS[1], 'record', cjson.encode(record), 'rev', record.rev)
   if ARGV[2] ~= '' then
     redis.call('PEXPIREAT', KEYS[1], ARGV[2])
   end
   return 1
 end
 local function write()
-  local text = redis.call('HGET', KEYS[1], 'record')
-  if ARGV[7] ~= '' and text == ARGV[7] then
-    redis.call('HSET', KEYS[1], 'record', ARGV[8])
+  if ARGV[7] ~= '' and redis.call('HGET', KEYS[1], 'rev') == ARGV[7] then
+    redis.call('HSET', KEYS[1], 'record', ARGV[8], 'rev', ARGV[9])
     if ARGV[2] ~= '' then
       redis.call('PEXPIREAT', KEYS[1], ARGV[2])
     end
     return 1
   end
-  return apply(text)
+  return apply(redis.call('HGET', KEYS[1], 'record'))
 end
 ";
 
@@ -161,7 +164,7 @@ end
 /// then releases. 1 written, 0 no live record, -1 the lock is not the caller's.
 ///
 /// `KEYS[1]` the session's key, `KEYS[2]` its lock's; `ARGV` as for [`APPLY`], with the token
-/// in `ARGV[5]`. (A plain `Session` ignores the lock, so the stored text is compared here too.)
+/// in `ARGV[5]`. (A plain `Session` ignores the lock, so the revision is compared here too.)
 static APPLY_LOCKED: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(format!(
         "{EXPIRED_FUNCTION}{APPLY_FUNCTION}{}",
@@ -282,7 +285,7 @@ impl Lua {
 /// # Layout
 ///
 /// A session lives under `<prefix><store key in hex>` (prefix `session:` by default, see
-/// [`with_prefix`](Self::with_prefix)), a hash with one field, `record`: a JSON object with the
+/// [`with_prefix`](Self::with_prefix)), a hash with two fields: `record`, a JSON object with the
 /// members
 ///
 /// | member | holds |
@@ -292,9 +295,13 @@ impl Lua {
 /// | `created_at`, `expires_at` | Unix milliseconds, as strings |
 /// | `expiry` | the per-session expiry override's JSON, as a string (absent when there is none) |
 /// | `owner` | the owner key's JSON ([`Record::owner`]), as a string (absent when there is none) |
+/// | `rev` | the record's revision, as a string of digits |
 ///
-/// and a Redis expiry (`PEXPIREAT`) at `expires_at`, so `delete_expired` has nothing to do.
-/// A hash without that field (one of an older layout) is no session.
+/// and `rev`, the same revision: a number that starts at random when the session is created
+/// and every write moves on by one (see "Round trips"). The hash has a Redis expiry
+/// (`PEXPIREAT`) at `expires_at`, so `delete_expired` has nothing to do. A hash without the
+/// `record` field (one of an older layout) is no session; a record without a revision (written
+/// before revisions were kept) is read as any other, and gets one on its first write.
 ///
 /// # Sessions of an owner
 ///
@@ -355,14 +362,16 @@ impl Lua {
 /// deleted meanwhile writes nothing. (After Redis restarts, the first call of each script also
 /// sends it: `NOSCRIPT`, then `EVAL` with the script's source.)
 ///
-/// `load` notes the text it read as the record's [`revision`](Record::revision), so the layer
-/// hands the loaded record back with the request's changes ([`Changes::base`]). While that
-/// record is live, `apply` then sends it with the changes applied as well, and the script
-/// stores that if the stored text is still the loaded one, a comparison of two strings
-/// (`apply_locked` too, with the record the lock script read). It merges in Lua only otherwise:
-/// when another write came between, and for changes without a base (`regenerate_id`'s, a
-/// direct caller's). Decoding, merging and re-encoding the record there took Redis' one thread, which
-/// every request waits on, about twice as long (see BENCHMARKS.md).
+/// `load` notes the record's `rev` as its [`revision`](Record::revision), so the layer hands the
+/// loaded record back with the request's changes ([`Changes::base`]). While that record is
+/// live, `apply` then sends it with the changes applied as well, at the next revision, and the
+/// script stores that if the `rev` field still holds the loaded revision (`apply_locked` too,
+/// with the record the lock script read). It merges in Lua only otherwise: when another write
+/// came between, and for changes without a base (`regenerate_id`'s, a direct caller's).
+/// Decoding, merging and re-encoding the record in Lua took Redis' one thread, which every
+/// request waits on, about twice as long for a small session; and every byte of a record that
+/// passes into or out of a script costs that thread about a nanosecond, so the script reads the
+/// few digits of `rev`, not the record (see BENCHMARKS.md).
 ///
 /// # Outages
 ///
@@ -663,7 +672,7 @@ fn command(name: &str, args: usize, bytes: usize) -> Cmd {
 impl SessionStore for RedisStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
         let reply: Value = self.query(&read_record(&self.redis_key(key))).await?;
-        live_record(reply, now_millis())
+        live_record(&reply, now_millis())
     }
 
     async fn create(&self, key: &StoreKey, record: &Record) -> Result<Created, StoreError> {
@@ -671,10 +680,12 @@ impl SessionStore for RedisStore {
             // Indexed first: the index lists at least every session that has the owner.
             self.index_owner(owner, key).await?;
         }
+        let rev = first_rev();
         let args = [
             now_millis().to_string().into(),
             to_unix_millis(record.expires_at).to_string().into(),
-            record_json(record)?.into(),
+            record_json(record, rev)?.into(),
+            rev.to_string().into(),
         ];
         let created: i64 = self.invoke(&CREATE, key, &args).await?;
         Ok(if created == 1 {
@@ -735,7 +746,7 @@ impl SessionStore for RedisStore {
         let unexpected = || StoreError::Corrupt("unexpected reply of the lock script".to_owned());
         match text(0) {
             Some("taken") => match <[Value; 2]>::try_from(reply) {
-                Ok([_, record]) => Ok(LockAttempt::Taken(record_noting_text(record)?.ok_or_else(unexpected)?)),
+                Ok([_, record]) => Ok(LockAttempt::Taken(record_from_reply(&record)?.ok_or_else(unexpected)?)),
                 Err(_) => Err(unexpected()),
             },
             Some("missing") => Ok(LockAttempt::Missing),
@@ -798,26 +809,34 @@ fn lease_millis(lease: Duration) -> String {
     lease.as_millis().clamp(1, MAX).to_string()
 }
 
-/// The loaded record `base` with `changes` applied, as the text [`APPLY`] stores if `base`'s text
-/// (its revision) is still what is stored: `(base's text, the new text)`. `None` when `base`
-/// has no revision of this store's (no text) or is no longer live at `now` (Unix ms): the
-/// script then merges, or finds no live record.
-fn rewritten<'a>(base: &'a Record, changes: &Changes, now: i64) -> Option<Result<(&'a str, String), StoreError>> {
-    let text = std::str::from_utf8(base.revision.as_bytes()?).ok()?;
+/// The loaded record `base` with `changes` applied, as [`APPLY`] stores it if `base`'s revision
+/// is still the stored one. `None` when `base` noted no revision (a record written before
+/// revisions were kept) or is no longer live at `now` (Unix ms): the script then merges, or
+/// finds no live record.
+fn rewritten(base: &Record, changes: &Changes, now: i64) -> Option<Result<Rewrite, StoreError>> {
+    let loaded = rev_of(base)?;
     if to_unix_millis(base.expires_at) <= now {
         return None;
     }
-    Some(merged_record_json(base, changes).map(|json| (text, json)))
+    let rev = loaded + 1;
+    Some(merged_record_json(base, changes, rev).map(|text| Rewrite { loaded, text, rev }))
+}
+
+/// A record rewritten by the app: the revision it was loaded at, and its text at the next one.
+struct Rewrite {
+    loaded: i64,
+    text: String,
+    rev: i64,
 }
 
 /// [`APPLY`]'s arguments for `changes` at `now` (Unix ms), and [`APPLY_LOCKED`]'s, with the
-/// lock's `token`: the changed names and values borrowed from `changes`, and the loaded text and
-/// its rewrite if there is one (see [`rewritten`]).
+/// lock's `token`: the changed names and values borrowed from `changes`, and the rewrite if
+/// there is one (see [`rewritten`]).
 fn apply_args<'a>(
     changes: &'a Changes,
     now: i64,
     token: Option<&'a str>,
-    rewritten: Option<(&'a str, String)>,
+    rewrite: Option<Rewrite>,
 ) -> Result<Vec<Cow<'a, str>>, StoreError> {
     let expires_at = changes
         .expires_at
@@ -832,10 +851,14 @@ fn apply_args<'a>(
         Some(None) => Cow::Borrowed("-"),
         Some(Some(owner)) => format!("={owner}").into(),
     };
-    let (loaded, rewrite) = rewritten.map_or((Cow::Borrowed(""), Cow::Borrowed("")), |(loaded, rewrite)| {
-        (Cow::Borrowed(loaded), Cow::Owned(rewrite))
+    let [loaded, text, rev] = rewrite.map_or([Cow::Borrowed(""), Cow::Borrowed(""), Cow::Borrowed("")], |rewrite| {
+        [
+            rewrite.loaded.to_string().into(),
+            rewrite.text.into(),
+            rewrite.rev.to_string().into(),
+        ]
     });
-    let mut args = Vec::with_capacity(8 + 2 * (changes.values.len() + changes.flash.len()));
+    let mut args = Vec::with_capacity(9 + 2 * (changes.values.len() + changes.flash.len()));
     args.extend([
         now.to_string().into(),
         expires_at,
@@ -844,7 +867,8 @@ fn apply_args<'a>(
         Cow::Borrowed(token.unwrap_or("")),
         changes.values.len().to_string().into(),
         loaded,
-        rewrite,
+        text,
+        rev,
     ]);
     for (name, change) in changes.values.iter().chain(changes.flash.iter()) {
         // `''` removes a name: a value must be JSON, which is never empty.
@@ -886,6 +910,7 @@ mod tests {
                 "2",
                 "",
                 "",
+                "",
                 "a",
                 "1",
                 "b",
@@ -895,8 +920,18 @@ mod tests {
             ]
         );
         assert_eq!(
-            apply_args(&Changes::default(), 1000, None, Some(("{}", "{\"x\":1}".to_owned()))).unwrap(),
-            ["1000", "", "", "", "", "0", "{}", "{\"x\":1}"]
+            apply_args(
+                &Changes::default(),
+                1000,
+                None,
+                Some(Rewrite {
+                    loaded: 41,
+                    text: "{\"x\":1}".to_owned(),
+                    rev: 42
+                })
+            )
+            .unwrap(),
+            ["1000", "", "", "", "", "0", "41", "{\"x\":1}", "42"]
         );
         changes.values.insert("c", Some(String::new()));
         assert!(matches!(

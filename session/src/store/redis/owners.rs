@@ -101,7 +101,7 @@ impl RedisStore {
                 stale.push(member);
                 continue;
             };
-            match live_record(reply, now) {
+            match live_record(&reply, now) {
                 Ok(Some(record)) if record.owner.as_deref() == Some(owner) => listed.push((key, record)),
                 // Gone, expired, or given another owner since it was added.
                 Ok(_) => stale.push(member),

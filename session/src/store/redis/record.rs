@@ -12,7 +12,7 @@ use crate::store::codec::{expiry_from_json, expiry_json, from_unix_millis, to_un
 use crate::store::StoreError;
 use crate::value_map::ValueMap;
 
-/// The session hash's one field: the whole record, as one JSON object.
+/// The session hash's field that holds the whole record, as one JSON object.
 pub(super) const RECORD: &str = "record";
 
 /// A record as the session hash's `record` field holds it: one JSON object whose leaves are all
@@ -32,6 +32,8 @@ struct StoredRecord<'a> {
     /// The owner's JSON.
     #[serde(skip_serializing_if = "Option::is_none")]
     owner: Option<&'a str>,
+    /// The revision, as the `rev` field.
+    rev: Digits,
 }
 
 /// A time as a string of Unix milliseconds, written without an allocation of its own.
@@ -39,8 +41,32 @@ struct Millis(SystemTime);
 
 impl serde::Serialize for Millis {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(itoa::Buffer::new().format(to_unix_millis(self.0)))
+        Digits(to_unix_millis(self.0)).serialize(serializer)
     }
+}
+
+/// A number as a string of digits.
+struct Digits(i64);
+
+impl serde::Serialize for Digits {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(itoa::Buffer::new().format(self.0))
+    }
+}
+
+/// The revision a new record starts at: random, so that a record created again under a key
+/// (after the one there was deleted) does not take up the numbers of the one before, which a
+/// request that loaded that one could still hold; and under 2^40, so that Lua's numbers (doubles,
+/// written with 14 digits) count on from it exactly for as long as anyone writes.
+pub(super) fn first_rev() -> i64 {
+    let mut bytes = [0; 8];
+    getrandom::getrandom(&mut bytes).expect("the OS random number generator failed");
+    (u64::from_le_bytes(bytes) >> 24) as i64
+}
+
+/// The revision a loaded record noted (see [`record_from_json`]).
+pub(super) fn rev_of(record: &Record) -> Option<i64> {
+    std::str::from_utf8(record.revision.as_bytes()?).ok()?.parse().ok()
 }
 
 /// A map with a patch merged in, written as the object the merged map would be: both are in
@@ -107,10 +133,13 @@ struct ReadRecord<'a> {
     expiry: Option<String>,
     #[serde(default)]
     owner: Option<String>,
+    /// Absent in records written before revisions were kept (their first write adds it).
+    #[serde(default, borrow)]
+    rev: Option<Cow<'a, str>>,
 }
 
-/// The `record` field's text for `record`.
-pub(super) fn record_json(record: &Record) -> Result<String, StoreError> {
+/// The `record` field's text for `record` at revision `rev`.
+pub(super) fn record_json(record: &Record, rev: i64) -> Result<String, StoreError> {
     const UNCHANGED: &Patch = &Patch::new();
     stored_json(StoredRecord {
         created_at: Millis(record.created_at),
@@ -125,12 +154,13 @@ pub(super) fn record_json(record: &Record) -> Result<String, StoreError> {
         },
         expiry: record.expiry.as_ref().map(expiry_json).transpose()?,
         owner: record.owner.as_deref(),
+        rev: Digits(rev),
     })
 }
 
-/// The `record` field's text for `base` with `changes` applied ([`Record::apply`]'s rules),
-/// written from the two without building the merged record.
-pub(super) fn merged_record_json(base: &Record, changes: &Changes) -> Result<String, StoreError> {
+/// The `record` field's text for `base` with `changes` applied ([`Record::apply`]'s rules), at
+/// revision `rev`, written from the two without building the merged record.
+pub(super) fn merged_record_json(base: &Record, changes: &Changes, rev: i64) -> Result<String, StoreError> {
     let expiry = changes.expiry.unwrap_or(base.expiry);
     let owner = match &changes.owner {
         Some(owner) => owner.as_deref(),
@@ -149,6 +179,7 @@ pub(super) fn merged_record_json(base: &Record, changes: &Changes) -> Result<Str
         },
         expiry: expiry.as_ref().map(expiry_json).transpose()?,
         owner,
+        rev: Digits(rev),
     })
 }
 
@@ -182,13 +213,16 @@ fn record_from_json(text: &[u8]) -> Result<Record, StoreError> {
             None => None,
         },
         owner: stored.owner,
-        revision: Revision::default(),
+        // Kept as its digits; `rev_of` reads them when the record comes back to be written.
+        revision: stored
+            .rev
+            .map_or_else(Revision::default, |rev| Revision::new(rev.as_bytes())),
     })
 }
 
 /// The record in a reply of `read_record` (or of the lock script): `None` when there is none
 /// (no hash, or a hash of an older layout, without the field).
-fn record_from_reply(reply: &Value) -> Result<Option<Record>, StoreError> {
+pub(super) fn record_from_reply(reply: &Value) -> Result<Option<Record>, StoreError> {
     match reply {
         Value::Nil => Ok(None),
         Value::BulkString(text) => record_from_json(text).map(Some),
@@ -201,23 +235,9 @@ fn record_from_reply(reply: &Value) -> Result<Option<Record>, StoreError> {
 }
 
 /// A reply of `read_record` as a live record: `None` when the hash is gone or has expired by
-/// `now_millis` (Redis has not evicted it yet). The text it was read from is kept as its
-/// [`revision`](Record::revision), for `apply` to write over if it is still what is stored.
-pub(super) fn live_record(reply: Value, now_millis: i64) -> Result<Option<Record>, StoreError> {
-    Ok(record_noting_text(reply)?.filter(|record| to_unix_millis(record.expires_at) > now_millis))
-}
-
-/// The record in a reply of `read_record` or of the lock script, as [`record_from_reply`], with
-/// the text it was read from kept as its [`revision`](Record::revision).
-pub(super) fn record_noting_text(reply: Value) -> Result<Option<Record>, StoreError> {
-    let text = match reply {
-        Value::BulkString(text) => text,
-        Value::Attribute { data, .. } => return record_noting_text(*data),
-        other => return record_from_reply(&other),
-    };
-    let mut record = record_from_json(&text)?;
-    record.revision = Revision::new(text);
-    Ok(Some(record))
+/// `now_millis` (Redis has not evicted it yet).
+pub(super) fn live_record(reply: &Value, now_millis: i64) -> Result<Option<Record>, StoreError> {
+    Ok(record_from_reply(reply)?.filter(|record| to_unix_millis(record.expires_at) > now_millis))
 }
 
 #[cfg(test)]
@@ -240,28 +260,32 @@ mod tests {
         record.flash.insert("notice", r#""saved""#);
         record.expiry = Some(Expiry::BrowserSession);
         record.owner = Some("\"ana\"".to_owned());
-        let text = record_json(&record).unwrap();
+        let rev = first_rev();
+        assert!((0..1 << 40).contains(&rev));
+        let text = record_json(&record, rev).unwrap();
         let attributed = Value::Attribute {
             data: Box::new(bulk(&text)),
             attributes: Vec::new(),
         };
         for reply in [bulk(&text), attributed] {
             assert_eq!(record_from_reply(&reply).unwrap().as_ref(), Some(&record));
-            let live = live_record(reply.clone(), 1999).unwrap().expect("live");
-            assert_eq!(
-                live.revision.as_bytes(),
-                Some(text.as_bytes()),
-                "a loaded record notes the text it was read from"
-            );
+            let live = live_record(&reply, 1999).unwrap().expect("live");
+            assert_eq!(rev_of(&live), Some(rev), "a loaded record notes its revision");
             assert!(
-                live_record(reply, 2000).unwrap().is_none(),
+                live_record(&reply, 2000).unwrap().is_none(),
                 "expired by the caller's clock"
             );
         }
         // Every leaf is a string (what the scripts' `cjson` may safely re-encode), and empty
         // parts are left out.
-        let bare = record_json(&Record::new(from_unix_millis(1000), from_unix_millis(2000))).unwrap();
-        assert_eq!(bare, r#"{"created_at":"1000","expires_at":"2000"}"#);
+        let bare = record_json(&Record::new(from_unix_millis(1000), from_unix_millis(2000)), 7).unwrap();
+        assert_eq!(bare, r#"{"created_at":"1000","expires_at":"2000","rev":"7"}"#);
+        // A record written before revisions were kept reads with none.
+        let older = record_from_reply(&bulk(r#"{"created_at":"1000","expires_at":"2000"}"#))
+            .unwrap()
+            .unwrap();
+        assert!(older.revision.is_empty());
+        assert_eq!(rev_of(&older), None);
     }
 
     proptest::proptest! {
@@ -300,7 +324,7 @@ mod tests {
             changes.owner = owner;
             let mut merged = base.clone();
             merged.apply(&changes);
-            proptest::prop_assert_eq!(merged_record_json(&base, &changes).unwrap(), record_json(&merged).unwrap());
+            proptest::prop_assert_eq!(merged_record_json(&base, &changes, 9).unwrap(), record_json(&merged, 9).unwrap());
         }
     }
 
