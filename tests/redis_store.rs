@@ -259,7 +259,7 @@ async fn a_write_over_an_expired_loaded_record_writes_nothing() {
     let rev = stored_rev(&mut plain, &redis_key).await;
     record.expires_at = millis_from_now(-1_000);
     let text = format!(
-        r#"{{"created_at":"{}","expires_at":"{}","rev":"{rev}"}}"#,
+        r#"{rev}:{{"created_at":"{}","expires_at":"{}"}}"#,
         to_unix_millis(record.created_at),
         to_unix_millis(record.expires_at)
     );
@@ -278,26 +278,17 @@ async fn a_write_over_an_expired_loaded_record_writes_nothing() {
     );
 }
 
-/// The record in the session hash under `redis_key`, without its `rev` member, which the hash's
-/// one other field, `rev`, holds too.
+/// The record's JSON in the session hash under `redis_key`, after the revision that comes before
+/// it, which the hash's one other field, `rev`, holds too.
 async fn stored_record(plain: &mut redis::aio::MultiplexedConnection, redis_key: &str) -> serde_json::Value {
     let fields: HashMap<String, String> = plain.hgetall(redis_key).await.unwrap();
     let mut names: Vec<&str> = fields.keys().map(String::as_str).collect();
     names.sort_unstable();
     assert_eq!(names, ["record", "rev"]);
-    let mut record: serde_json::Value = serde_json::from_str(&fields["record"]).unwrap();
-    let rev = record.as_object_mut().unwrap().remove("rev");
-    assert_eq!(
-        rev,
-        Some(serde_json::Value::String(fields["rev"].clone())),
-        "the record's `rev` is not the field's"
-    );
-    assert!(
-        fields["rev"].bytes().all(|b| b.is_ascii_digit()),
-        "a revision is digits: {}",
-        fields["rev"]
-    );
-    record
+    let (rev, json) = fields["record"].split_once(':').unwrap();
+    assert_eq!(rev, fields["rev"], "the record's revision is not the field's");
+    assert!(rev.bytes().all(|b| b.is_ascii_digit()), "a revision is digits: {rev}");
+    serde_json::from_str(json).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,11 +28,23 @@ use record::{first_rev, live_record, merged_record_json, record_from_reply, reco
 /// The key prefix [`RedisStore`] uses unless told otherwise.
 const DEFAULT_PREFIX: &str = "session:";
 
-/// Lua: `expired(text)`, whether the record `text` expired by `ARGV[1]` (now, Unix ms). A record
-/// that does not decode has not: its reader reports it as corrupt.
+/// Lua: `json_of(text)`, the JSON of the record `text` (a `record` field: its revision's digits
+/// and `:` before it, or the JSON alone in a record written before revisions were kept); and
+/// `expired(text)`, whether the record `text` expired by `ARGV[1]` (now, Unix ms). A record that
+/// does not decode has not: its reader reports it as corrupt.
 const EXPIRED_FUNCTION: &str = r"
+local function json_of(text)
+  if string.byte(text, 1) == 123 then
+    return text
+  end
+  local colon = string.find(text, ':', 1, true)
+  if not colon then
+    return text
+  end
+  return string.sub(text, colon + 1)
+end
 local function expired(text)
-  local decoded, record = pcall(cjson.decode, text)
+  local decoded, record = pcall(cjson.decode, json_of(text))
   if not decoded or type(record) ~= 'table' then
     return false
   end
@@ -93,7 +105,7 @@ return 1
 /// number never passes through Lua's doubles. The record is decoded before anything is written:
 /// a script that fails half-way keeps its writes, so a corrupt record must stop it before the
 /// first.
-static APPLY: LazyLock<Lua> = LazyLock::new(|| Lua::new(format!("{APPLY_FUNCTION}return write()\n")));
+static APPLY: LazyLock<Lua> = LazyLock::new(|| Lua::new(format!("{EXPIRED_FUNCTION}{APPLY_FUNCTION}return write()\n")));
 
 /// [`APPLY`]'s work, as the Lua function `write()`: the app's rewrite stored if the revision it
 /// was made from is still the stored one, else the changes merged by `apply(text)` (`text` the
@@ -103,7 +115,7 @@ local function apply(text)
   if not text then
     return 0
   end
-  local record = cjson.decode(text)
+  local record = cjson.decode(json_of(text))
   if tonumber(record.expires_at) <= tonumber(ARGV[1]) then
     return 0
   end
@@ -141,8 +153,8 @@ local function apply(text)
     record.expires_at = ARGV[2]
   end
   -- Written with every digit (`tostring` would switch to an exponent past 14 of them).
-  record.rev = string.format('%d', (tonumber(record.rev) or 0) + 1)
-  redis.call('HSET', KEYS[1], 'record', cjson.encode(record), 'rev', record.rev)
+  local rev = string.format('%d', (tonumber(redis.call('HGET', KEYS[1], 'rev')) or 0) + 1)
+  redis.call('HSET', KEYS[1], 'record', rev .. ':' .. cjson.encode(record), 'rev', rev)
   if ARGV[2] ~= '' then
     redis.call('PEXPIREAT', KEYS[1], ARGV[2])
   end
@@ -285,8 +297,8 @@ impl Lua {
 /// # Layout
 ///
 /// A session lives under `<prefix><store key in hex>` (prefix `session:` by default, see
-/// [`with_prefix`](Self::with_prefix)), a hash with two fields: `record`, a JSON object with the
-/// members
+/// [`with_prefix`](Self::with_prefix)), a hash with two fields. `record` holds the record's
+/// revision in digits, `:`, then a JSON object with the members
 ///
 /// | member | holds |
 /// |---|---|
@@ -295,10 +307,10 @@ impl Lua {
 /// | `created_at`, `expires_at` | Unix milliseconds, as strings |
 /// | `expiry` | the per-session expiry override's JSON, as a string (absent when there is none) |
 /// | `owner` | the owner key's JSON ([`Record::owner`]), as a string (absent when there is none) |
-/// | `rev` | the record's revision, as a string of digits |
 ///
-/// and `rev`, the same revision: a number that starts at random when the session is created
-/// and every write moves on by one (see "Round trips"). The hash has a Redis expiry
+/// and `rev` the same revision, alone: a number that starts at random when the session is
+/// created and every write moves on by one (see "Round trips"). The revision comes before the
+/// JSON, not in it, so that a load reads it without a member more to decode. The hash has a Redis expiry
 /// (`PEXPIREAT`) at `expires_at`, so `delete_expired` has nothing to do. A hash without the
 /// `record` field (one of an older layout) is no session; a record without a revision (written
 /// before revisions were kept) is read as any other, and gets one on its first write.
@@ -362,7 +374,7 @@ impl Lua {
 /// deleted meanwhile writes nothing. (After Redis restarts, the first call of each script also
 /// sends it: `NOSCRIPT`, then `EVAL` with the script's source.)
 ///
-/// `load` notes the record's `rev` as its [`revision`](Record::revision), so the layer hands the
+/// `load` notes the record's revision as its [`revision`](Record::revision), so the layer hands the
 /// loaded record back with the request's changes ([`Changes::base`]). While that record is
 /// live, `apply` then sends it with the changes applied as well, at the next revision, and the
 /// script stores that if the `rev` field still holds the loaded revision (`apply_locked` too,

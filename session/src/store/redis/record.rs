@@ -1,6 +1,7 @@
 //! The stored form of a session in [`RedisStore`](super::RedisStore)'s hash: the whole record
-//! as one JSON object of strings in one field, written for `create` and read back from `load`,
-//! the lock script and the owner listing (see "Layout" in `RedisStore`'s docs).
+//! in one field, its revision's digits then one JSON object of strings, written for `create`
+//! and `apply` and read back from `load`, the lock script and the owner listing (see "Layout"
+//! in `RedisStore`'s docs).
 
 use std::borrow::Cow;
 use std::time::SystemTime;
@@ -12,12 +13,12 @@ use crate::store::codec::{expiry_from_json, expiry_json, from_unix_millis, to_un
 use crate::store::StoreError;
 use crate::value_map::ValueMap;
 
-/// The session hash's field that holds the whole record, as one JSON object.
+/// The session hash's field that holds the whole record.
 pub(super) const RECORD: &str = "record";
 
-/// A record as the session hash's `record` field holds it: one JSON object whose leaves are all
-/// strings, so that the scripts' `cjson` never reads a number (see the `APPLY` script). Empty
-/// maps and absent parts are left out.
+/// A record as the session hash's `record` field holds it after its revision (see
+/// [`stored_json`]): one JSON object whose leaves are all strings, so that the scripts' `cjson`
+/// never reads a number (see the `APPLY` script). Empty maps and absent parts are left out.
 #[derive(serde::Serialize)]
 struct StoredRecord<'a> {
     created_at: Millis,
@@ -32,8 +33,6 @@ struct StoredRecord<'a> {
     /// The owner's JSON.
     #[serde(skip_serializing_if = "Option::is_none")]
     owner: Option<&'a str>,
-    /// The revision, as the `rev` field.
-    rev: Digits,
 }
 
 /// A time as a string of Unix milliseconds, written without an allocation of its own.
@@ -41,16 +40,7 @@ struct Millis(SystemTime);
 
 impl serde::Serialize for Millis {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        Digits(to_unix_millis(self.0)).serialize(serializer)
-    }
-}
-
-/// A number as a string of digits.
-struct Digits(i64);
-
-impl serde::Serialize for Digits {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(itoa::Buffer::new().format(self.0))
+        serializer.serialize_str(itoa::Buffer::new().format(to_unix_millis(self.0)))
     }
 }
 
@@ -133,29 +123,28 @@ struct ReadRecord<'a> {
     expiry: Option<String>,
     #[serde(default)]
     owner: Option<String>,
-    /// Absent in records written before revisions were kept (their first write adds it).
-    #[serde(default, borrow)]
-    rev: Option<Cow<'a, str>>,
 }
 
 /// The `record` field's text for `record` at revision `rev`.
 pub(super) fn record_json(record: &Record, rev: i64) -> Result<String, StoreError> {
     const UNCHANGED: &Patch = &Patch::new();
-    stored_json(StoredRecord {
-        created_at: Millis(record.created_at),
-        expires_at: Millis(record.expires_at),
-        values: Merged {
-            map: &record.values,
-            patch: UNCHANGED,
+    stored_json(
+        StoredRecord {
+            created_at: Millis(record.created_at),
+            expires_at: Millis(record.expires_at),
+            values: Merged {
+                map: &record.values,
+                patch: UNCHANGED,
+            },
+            flash: Merged {
+                map: &record.flash,
+                patch: UNCHANGED,
+            },
+            expiry: record.expiry.as_ref().map(expiry_json).transpose()?,
+            owner: record.owner.as_deref(),
         },
-        flash: Merged {
-            map: &record.flash,
-            patch: UNCHANGED,
-        },
-        expiry: record.expiry.as_ref().map(expiry_json).transpose()?,
-        owner: record.owner.as_deref(),
-        rev: Digits(rev),
-    })
+        rev,
+    )
 }
 
 /// The `record` field's text for `base` with `changes` applied ([`Record::apply`]'s rules), at
@@ -166,29 +155,53 @@ pub(super) fn merged_record_json(base: &Record, changes: &Changes, rev: i64) -> 
         Some(owner) => owner.as_deref(),
         None => base.owner.as_deref(),
     };
-    stored_json(StoredRecord {
-        created_at: Millis(base.created_at),
-        expires_at: Millis(changes.expires_at.unwrap_or(base.expires_at)),
-        values: Merged {
-            map: &base.values,
-            patch: &changes.values,
+    stored_json(
+        StoredRecord {
+            created_at: Millis(base.created_at),
+            expires_at: Millis(changes.expires_at.unwrap_or(base.expires_at)),
+            values: Merged {
+                map: &base.values,
+                patch: &changes.values,
+            },
+            flash: Merged {
+                map: &base.flash,
+                patch: &changes.flash,
+            },
+            expiry: expiry.as_ref().map(expiry_json).transpose()?,
+            owner,
         },
-        flash: Merged {
-            map: &base.flash,
-            patch: &changes.flash,
-        },
-        expiry: expiry.as_ref().map(expiry_json).transpose()?,
-        owner,
-        rev: Digits(rev),
-    })
+        rev,
+    )
 }
 
-fn stored_json(stored: StoredRecord<'_>) -> Result<String, StoreError> {
-    serde_json::to_string(&stored).map_err(StoreError::backend)
+/// `stored` as the `record` field holds it: its revision's digits, `:`, then its JSON.
+fn stored_json(stored: StoredRecord<'_>, rev: i64) -> Result<String, StoreError> {
+    let mut text = Vec::with_capacity(128);
+    text.extend_from_slice(itoa::Buffer::new().format(rev).as_bytes());
+    text.push(b':');
+    serde_json::to_writer(&mut text, &stored).map_err(StoreError::backend)?;
+    String::from_utf8(text).map_err(StoreError::backend)
+}
+
+/// A `record` field's revision digits (`None` in a record written before revisions were kept,
+/// which is its JSON alone) and its JSON.
+fn split_rev(text: &[u8]) -> Result<(Option<&[u8]>, &[u8]), StoreError> {
+    if text.first() == Some(&b'{') {
+        return Ok((None, text));
+    }
+    match memchr::memchr(b':', text) {
+        Some(colon) if colon > 0 && text[..colon].iter().all(u8::is_ascii_digit) => {
+            Ok((Some(&text[..colon]), &text[colon + 1..]))
+        }
+        _ => Err(StoreError::Corrupt(
+            "the session record's revision is not a number".to_owned(),
+        )),
+    }
 }
 
 /// The record a `record` field holds.
 fn record_from_json(text: &[u8]) -> Result<Record, StoreError> {
+    let (rev, text) = split_rev(text)?;
     // Neither the error nor the reply is quoted: the text may hold the values of someone's
     // session.
     let stored: ReadRecord<'_> = serde_json::from_slice(text).map_err(|error| {
@@ -214,9 +227,7 @@ fn record_from_json(text: &[u8]) -> Result<Record, StoreError> {
         },
         owner: stored.owner,
         // Kept as its digits; `rev_of` reads them when the record comes back to be written.
-        revision: stored
-            .rev
-            .map_or_else(Revision::default, |rev| Revision::new(rev.as_bytes())),
+        revision: rev.map_or_else(Revision::default, Revision::new),
     })
 }
 
@@ -279,7 +290,7 @@ mod tests {
         // Every leaf is a string (what the scripts' `cjson` may safely re-encode), and empty
         // parts are left out.
         let bare = record_json(&Record::new(from_unix_millis(1000), from_unix_millis(2000)), 7).unwrap();
-        assert_eq!(bare, r#"{"created_at":"1000","expires_at":"2000","rev":"7"}"#);
+        assert_eq!(bare, r#"7:{"created_at":"1000","expires_at":"2000"}"#);
         // A record written before revisions were kept reads with none.
         let older = record_from_reply(&bulk(r#"{"created_at":"1000","expires_at":"2000"}"#))
             .unwrap()
