@@ -242,6 +242,48 @@ async fn a_locked_write_over_the_loaded_record_is_merged_by_the_app() {
     assert_eq!(stored.values.get("path"), Some(r#""/a/b""#));
 }
 
+/// A session stored before revisions were kept (its `record` the JSON alone, no `rev` field)
+/// reads as any other; its first write is merged by the script and gives it revision 1, and the
+/// write after that is the app's own over it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_stored_without_a_revision_gets_one_on_its_first_write() {
+    init_tracing();
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let (store, mut plain, key, redis_key) = fresh_session_key(&redis).await;
+    let json = format!(
+        r#"{{"created_at":"{}","expires_at":"{}","values":{{"path":"\"/a/b\""}}}}"#,
+        to_unix_millis(millis_from_now(0)),
+        to_unix_millis(millis_from_now(60_000))
+    );
+    let _: () = plain.hset(&redis_key, "record", &json).await.unwrap();
+
+    let loaded = store.load(&key).await.unwrap().unwrap();
+    assert!(loaded.revision.is_empty(), "a record without a revision noted one");
+    assert_eq!(loaded.values.get("path"), Some(r#""/a/b""#));
+    let mut first = conformance::set_value("n", "1");
+    first.base = Some(Box::new(loaded));
+    assert_eq!(store.apply(&key, &first).await.unwrap(), Applied::Applied);
+    assert_eq!(stored_rev(&mut plain, &redis_key).await, "1");
+    assert!(record_text(&mut plain, &redis_key).await.starts_with("1:{"));
+
+    let loaded = store.load(&key).await.unwrap().unwrap();
+    assert_eq!(loaded.revision.as_bytes(), Some(&b"1"[..]));
+    let mut second = conformance::set_value("m", "2");
+    second.base = Some(Box::new(loaded));
+    assert_eq!(store.apply(&key, &second).await.unwrap(), Applied::Applied);
+    let text = record_text(&mut plain, &redis_key).await;
+    assert!(
+        text.starts_with("2:{") && !text.contains(r"\/"),
+        "the second write was not the app's over revision 1: {text}"
+    );
+    let stored = store.load(&key).await.unwrap().unwrap();
+    assert_eq!(stored.values.get("n"), Some("1"));
+    assert_eq!(stored.values.get("m"), Some("2"));
+    assert_eq!(stored.values.get("path"), Some(r#""/a/b""#));
+}
+
 /// A loaded record that has expired by the app's clock is never written back over, though its
 /// text is still stored (Redis, on its own clock, has not evicted it): the change says
 /// `Missing` and the stored text is left as it was.

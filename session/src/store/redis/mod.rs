@@ -4,7 +4,7 @@
 //! Longer than most modules: each Lua script sits next to the code that calls it and the layout
 //! docs it implements, so that a reader checks one against the other in one place. The owner
 //! index, which touches other keys than the session's, is in `owners`; the record's stored form
-//! (the one field's JSON), in `record`.
+//! (its revision and JSON in one field), in `record`.
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
@@ -38,7 +38,7 @@ local function json_of(text)
     return text
   end
   local colon = string.find(text, ':', 1, true)
-  if not colon then
+  if not colon or not string.find(string.sub(text, 1, colon - 1), '^%d+$') then
     return text
   end
   return string.sub(text, colon + 1)
@@ -56,7 +56,8 @@ end
 /// `create`: writes the record unless a live one holds the key.
 ///
 /// `KEYS[1]` the session's key; `ARGV[1]` now (Unix ms); `ARGV[2]` expires_at (Unix ms);
-/// `ARGV[3]` the record's JSON; `ARGV[4]` its revision.
+/// `ARGV[3]` the record as the `record` field holds it (its revision, `:`, its JSON); `ARGV[4]`
+/// its revision.
 ///
 /// "Live" is decided by the stored `expires_at` against the caller's clock, like every other
 /// store, so a record Redis has not evicted yet but that the application considers expired never
@@ -152,8 +153,9 @@ local function apply(text)
   if ARGV[2] ~= '' then
     record.expires_at = ARGV[2]
   end
-  -- Written with every digit (`tostring` would switch to an exponent past 14 of them).
-  local rev = string.format('%d', (tonumber(redis.call('HGET', KEYS[1], 'rev')) or 0) + 1)
+  -- Every digit, exactly (`tostring` switches to an exponent past 14 of them, and `%d` goes
+  -- through a C `long`, 32 bits on some builds).
+  local rev = string.format('%.0f', (tonumber(redis.call('HGET', KEYS[1], 'rev')) or 0) + 1)
   redis.call('HSET', KEYS[1], 'record', rev .. ':' .. cjson.encode(record), 'rev', rev)
   if ARGV[2] ~= '' then
     redis.call('PEXPIREAT', KEYS[1], ARGV[2])
@@ -309,7 +311,8 @@ impl Lua {
 /// | `owner` | the owner key's JSON ([`Record::owner`]), as a string (absent when there is none) |
 ///
 /// and `rev` the same revision, alone: a number that starts at random when the session is
-/// created and every write moves on by one (see "Round trips"). The revision comes before the
+/// created (at 1 for a session stored before revisions were kept, on its first write) and every
+/// write moves on by one (see "Round trips"). The revision comes before the
 /// JSON, not in it, so that a load reads it without a member more to decode. The hash has a Redis expiry
 /// (`PEXPIREAT`) at `expires_at`, so `delete_expired` has nothing to do. A hash without the
 /// `record` field (one of an older layout) is no session; a record without a revision (written

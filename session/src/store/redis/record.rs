@@ -54,9 +54,12 @@ pub(super) fn first_rev() -> i64 {
     (u64::from_le_bytes(bytes) >> 24) as i64
 }
 
-/// The revision a loaded record noted (see [`record_from_json`]).
+/// The revision a loaded record noted (see [`record_from_json`]), if it is one this store wrote:
+/// below 2^53, where Lua's numbers count exactly (a record edited by hand may hold more digits;
+/// its writes then merge).
 pub(super) fn rev_of(record: &Record) -> Option<i64> {
-    std::str::from_utf8(record.revision.as_bytes()?).ok()?.parse().ok()
+    let rev: i64 = std::str::from_utf8(record.revision.as_bytes()?).ok()?.parse().ok()?;
+    (rev < 1 << 53).then_some(rev)
 }
 
 /// A map with a patch merged in, written as the object the merged map would be: both are in
@@ -297,6 +300,11 @@ mod tests {
             .unwrap();
         assert!(older.revision.is_empty());
         assert_eq!(rev_of(&older), None);
+        // A revision past what Lua counts exactly (edited by hand) is read, and not written over.
+        let far = record_from_reply(&bulk(r#"9007199254740992:{"created_at":"1000","expires_at":"2000"}"#))
+            .unwrap()
+            .unwrap();
+        assert_eq!(rev_of(&far), None);
     }
 
     proptest::proptest! {
@@ -353,6 +361,13 @@ mod tests {
             bulk(r#"{"created_at":"1000","expires_at":"2000","values":{"x":1}}"#),
             bulk(r#"{"created_at":"1000","expires_at":"2000","flash":[]}"#),
             bulk(r#"{"created_at":"1000","expires_at":"2000","expiry":"forever"}"#),
+            // Revisions: none before the colon, not digits, nothing after it, no colon.
+            bulk(r#":{"created_at":"1000","expires_at":"2000"}"#),
+            bulk(r#"-5:{"created_at":"1000","expires_at":"2000"}"#),
+            bulk(r#" {"created_at":"1000","expires_at":"2000"}"#),
+            bulk("12:"),
+            bulk("12"),
+            bulk(""),
         ] {
             let read = record_from_reply(&reply);
             assert!(matches!(read, Err(StoreError::Corrupt(_))), "{reply:?}: {read:?}");
