@@ -103,21 +103,36 @@ async fn fresh_session_key(redis: &RedisServer) -> (RedisStore, redis::aio::Mult
     (store, plain(redis).await, key, redis_key)
 }
 
+/// [`fresh_session_key`], with a session created under it that holds `path`, a value whose JSON
+/// has a `/` (which Lua's `cjson` writes as `\/`).
+async fn session_with_a_path(redis: &RedisServer) -> (RedisStore, redis::aio::MultiplexedConnection, StoreKey, String) {
+    let (store, plain, key, redis_key) = fresh_session_key(redis).await;
+    let mut record = Record::new(millis_from_now(0), millis_from_now(60_000));
+    record.values.insert("path", r#""/a/b""#);
+    assert_eq!(store.create(&key, &record).await.unwrap(), Created::Created);
+    (store, plain, key, redis_key)
+}
+
+/// The record the two writes of the tests below (`n` then `m`) leave, on the session created with
+/// `path`: both writes and the value before them kept.
+fn assert_both_writes_kept(record: &Record) {
+    assert_eq!(record.values.get("n"), Some("1"));
+    assert_eq!(record.values.get("m"), Some("2"));
+    assert_eq!(record.values.get("path"), Some(r#""/a/b""#));
+}
+
 /// A change that carries the record as loaded (`Changes::base`, which the layer sends because
 /// the store notes each loaded record's `rev` as its revision) is stored as the app merged it
 /// while that revision is still the stored one, and merged by the script when another write
-/// came first; either way the revision moves on by one. The two are told apart by the text: Lua's `cjson` writes `/` as `\/`, serde_json as
-/// `/`.
+/// came first; either way the revision moves on by one. The two are told apart by the text:
+/// Lua's `cjson` writes `/` as `\/`, serde_json as `/`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_over_the_loaded_record_is_merged_by_the_app_unless_overtaken() {
     init_tracing();
     let Some(redis) = RedisServer::start().await else {
         return;
     };
-    let (store, mut plain, key, redis_key) = fresh_session_key(&redis).await;
-    let mut record = Record::new(millis_from_now(0), millis_from_now(60_000));
-    record.values.insert("path", r#""/a/b""#);
-    assert_eq!(store.create(&key, &record).await.unwrap(), Created::Created);
+    let (store, mut plain, key, redis_key) = session_with_a_path(&redis).await;
 
     let loaded = store.load(&key).await.unwrap().unwrap();
     let created_rev: u64 = stored_rev(&mut plain, &redis_key).await.parse().unwrap();
@@ -167,11 +182,9 @@ async fn a_write_over_the_loaded_record_is_merged_by_the_app_unless_overtaken() 
     assert_eq!(
         merged.revision.as_bytes(),
         Some(rev.as_bytes()),
-        "the merged record's own `rev` is not the field's"
+        "the merged record's revision is not the field's"
     );
-    assert_eq!(merged.values.get("n"), Some("1"));
-    assert_eq!(merged.values.get("m"), Some("2"));
-    assert_eq!(merged.values.get("path"), Some(r#""/a/b""#));
+    assert_both_writes_kept(&merged);
 }
 
 /// The same under the session's lock: the record the lock script read is written over by the
@@ -182,10 +195,7 @@ async fn a_locked_write_over_the_loaded_record_is_merged_by_the_app() {
     let Some(redis) = RedisServer::start().await else {
         return;
     };
-    let (store, mut plain, key, redis_key) = fresh_session_key(&redis).await;
-    let mut record = Record::new(millis_from_now(0), millis_from_now(60_000));
-    record.values.insert("path", r#""/a/b""#);
-    assert_eq!(store.create(&key, &record).await.unwrap(), Created::Created);
+    let (store, mut plain, key, redis_key) = session_with_a_path(&redis).await;
 
     let token = LockToken::random();
     let LockAttempt::Taken(loaded) = store
@@ -278,10 +288,7 @@ async fn a_session_stored_without_a_revision_gets_one_on_its_first_write() {
         text.starts_with("2:{") && !text.contains(r"\/"),
         "the second write was not the app's over revision 1: {text}"
     );
-    let stored = store.load(&key).await.unwrap().unwrap();
-    assert_eq!(stored.values.get("n"), Some("1"));
-    assert_eq!(stored.values.get("m"), Some("2"));
-    assert_eq!(stored.values.get("path"), Some(r#""/a/b""#));
+    assert_both_writes_kept(&store.load(&key).await.unwrap().unwrap());
 }
 
 /// A loaded record that has expired by the app's clock is never written back over, though its
