@@ -29,22 +29,24 @@ use record::{first_rev, live_record, merged_record_json, record_from_reply, reco
 const DEFAULT_PREFIX: &str = "session:";
 
 /// Lua: `json_of(text)`, the JSON of the record `text` (a `record` field: its revision's digits
-/// and `:` before it, or the JSON alone in a record written before revisions were kept); and
+/// and `:` before it, or the JSON alone in a record written before revisions were kept) and its
+/// revision (0 when it has none); and
 /// `expired(text)`, whether the record `text` expired by `ARGV[1]` (now, Unix ms). A record that
 /// does not decode has not: its reader reports it as corrupt.
 const EXPIRED_FUNCTION: &str = r"
 local function json_of(text)
   if string.byte(text, 1) == 123 then
-    return text
+    return text, 0
   end
   local colon = string.find(text, ':', 1, true)
-  if not colon or not string.find(string.sub(text, 1, colon - 1), '^%d+$') then
-    return text
+  local rev = colon and tonumber(string.match(string.sub(text, 1, colon - 1), '^%d+$'))
+  if not rev then
+    return text, 0
   end
-  return string.sub(text, colon + 1)
+  return string.sub(text, colon + 1), rev
 end
 local function expired(text)
-  local decoded, record = pcall(cjson.decode, json_of(text))
+  local decoded, record = pcall(cjson.decode, (json_of(text)))
   if not decoded or type(record) ~= 'table' then
     return false
   end
@@ -110,13 +112,23 @@ static APPLY: LazyLock<Lua> = LazyLock::new(|| Lua::new(format!("{EXPIRED_FUNCTI
 
 /// [`APPLY`]'s work, as the Lua function `write()`: the app's rewrite stored if the revision it
 /// was made from is still the stored one, else the changes merged by `apply(text)` (`text` the
-/// stored record, `false` if there is none). 1 if written, 0 if no live record.
+/// stored record, `false` if there is none), the revision after the stored one's; either way
+/// written by `store(text, rev)`, with the new expiry if there is one. 1 if written, 0 if no
+/// live record.
 const APPLY_FUNCTION: &str = r"
+local function store(text, rev)
+  redis.call('HSET', KEYS[1], 'record', text, 'rev', rev)
+  if ARGV[2] ~= '' then
+    redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+  end
+  return 1
+end
 local function apply(text)
   if not text then
     return 0
   end
-  local record = cjson.decode(json_of(text))
+  local json, loaded = json_of(text)
+  local record = cjson.decode(json)
   if tonumber(record.expires_at) <= tonumber(ARGV[1]) then
     return 0
   end
@@ -155,20 +167,12 @@ local function apply(text)
   end
   -- Every digit, exactly (`tostring` switches to an exponent past 14 of them, and `%d` goes
   -- through a C `long`, 32 bits on some builds).
-  local rev = string.format('%.0f', (tonumber(redis.call('HGET', KEYS[1], 'rev')) or 0) + 1)
-  redis.call('HSET', KEYS[1], 'record', rev .. ':' .. cjson.encode(record), 'rev', rev)
-  if ARGV[2] ~= '' then
-    redis.call('PEXPIREAT', KEYS[1], ARGV[2])
-  end
-  return 1
+  local rev = string.format('%.0f', loaded + 1)
+  return store(rev .. ':' .. cjson.encode(record), rev)
 end
 local function write()
   if ARGV[7] ~= '' and redis.call('HGET', KEYS[1], 'rev') == ARGV[7] then
-    redis.call('HSET', KEYS[1], 'record', ARGV[8], 'rev', ARGV[9])
-    if ARGV[2] ~= '' then
-      redis.call('PEXPIREAT', KEYS[1], ARGV[2])
-    end
-    return 1
+    return store(ARGV[8], ARGV[9])
   end
   return apply(redis.call('HGET', KEYS[1], 'record'))
 end
@@ -714,10 +718,7 @@ impl SessionStore for RedisStore {
         if let Some(Some(owner)) = &changes.owner {
             self.index_owner(owner, key).await?;
         }
-        let now = now_millis();
-        let rewritten = changes.base.as_deref().and_then(|base| rewritten(base, changes, now));
-        let args = apply_args(changes, now, None, rewritten.transpose()?)?;
-        let applied: i64 = self.invoke(&APPLY, key, &args).await?;
+        let applied: i64 = self.invoke(&APPLY, key, &apply_args(changes, None)?).await?;
         Ok(if applied == 1 {
             Applied::Applied
         } else {
@@ -786,9 +787,7 @@ impl SessionStore for RedisStore {
             self.index_owner(owner, key).await?;
         }
         let token = token.to_hex();
-        let now = now_millis();
-        let rewritten = changes.base.as_deref().and_then(|base| rewritten(base, changes, now));
-        let args = apply_args(changes, now, Some(&token), rewritten.transpose()?)?;
+        let args = apply_args(changes, Some(&token))?;
         let applied: i64 = self.invoke_locked(&APPLY_LOCKED, key, &args).await?;
         Ok(match applied {
             1 => LockedApply::Applied,
@@ -833,21 +832,26 @@ fn rewritten(base: &Record, changes: &Changes, now: i64) -> Option<Result<Rewrit
     if to_unix_millis(base.expires_at) <= now {
         return None;
     }
-    let rev = loaded + 1;
-    Some(merged_record_json(base, changes, rev).map(|text| Rewrite { loaded, text, rev }))
+    Some(merged_record_json(base, changes, loaded + 1).map(|text| Rewrite { loaded, text }))
 }
 
 /// A record rewritten by the app: the revision it was loaded at, and its text at the next one.
 struct Rewrite {
     loaded: i64,
     text: String,
-    rev: i64,
 }
 
-/// [`APPLY`]'s arguments for `changes` at `now` (Unix ms), and [`APPLY_LOCKED`]'s, with the
-/// lock's `token`: the changed names and values borrowed from `changes`, and the rewrite if
-/// there is one (see [`rewritten`]).
-fn apply_args<'a>(
+/// [`APPLY`]'s arguments for `changes`, now, and [`APPLY_LOCKED`]'s, with the lock's `token`:
+/// [`script_args`] with the app's rewrite of `changes.base`, if it makes one.
+fn apply_args<'a>(changes: &'a Changes, token: Option<&'a str>) -> Result<Vec<Cow<'a, str>>, StoreError> {
+    let now = now_millis();
+    let rewrite = changes.base.as_deref().and_then(|base| rewritten(base, changes, now));
+    script_args(changes, now, token, rewrite.transpose()?)
+}
+
+/// [`apply_args`] at `now` (Unix ms) with `rewrite`: the changed names and values borrowed from
+/// `changes`.
+fn script_args<'a>(
     changes: &'a Changes,
     now: i64,
     token: Option<&'a str>,
@@ -870,7 +874,7 @@ fn apply_args<'a>(
         [
             rewrite.loaded.to_string().into(),
             rewrite.text.into(),
-            rewrite.rev.to_string().into(),
+            (rewrite.loaded + 1).to_string().into(),
         ]
     });
     let mut args = Vec::with_capacity(9 + 2 * (changes.values.len() + changes.flash.len()));
@@ -912,7 +916,7 @@ mod tests {
         changes.values.insert("a", Some("1".to_owned()));
         changes.flash.insert("notice", Some(r#""saved""#.to_owned()));
         changes.owner = Some(None);
-        let args = apply_args(&changes, 1000, Some("token"), None).unwrap();
+        let args = script_args(&changes, 1000, Some("token"), None).unwrap();
         let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
         assert_eq!(
             args,
@@ -935,14 +939,13 @@ mod tests {
             ]
         );
         assert_eq!(
-            apply_args(
+            script_args(
                 &Changes::default(),
                 1000,
                 None,
                 Some(Rewrite {
                     loaded: 41,
                     text: "{\"x\":1}".to_owned(),
-                    rev: 42
                 })
             )
             .unwrap(),
@@ -950,7 +953,7 @@ mod tests {
         );
         changes.values.insert("c", Some(String::new()));
         assert!(matches!(
-            apply_args(&changes, 1000, None, None),
+            script_args(&changes, 1000, None, None),
             Err(StoreError::Backend(_))
         ));
     }

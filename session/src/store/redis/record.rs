@@ -47,7 +47,7 @@ impl serde::Serialize for Millis {
 /// The revision a new record starts at: random, so that a record created again under a key
 /// (after the one there was deleted) does not take up the numbers of the one before, which a
 /// request that loaded that one could still hold; and under 2^40, so that Lua's numbers (doubles,
-/// written with 14 digits) count on from it exactly for as long as anyone writes.
+/// exact below 2^53) count on from it exactly for as long as anyone writes.
 pub(super) fn first_rev() -> i64 {
     let mut bytes = [0; 8];
     getrandom::getrandom(&mut bytes).expect("the OS random number generator failed");
