@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, CoarseClock};
 #[cfg(feature = "client-side")]
 use crate::cookie::EncryptionKey;
 use crate::cookie::{CookieSettings, SigningKey};
@@ -154,7 +154,7 @@ impl Config {
             signing_keys: Vec::new(),
             expiry: ExpiryRules::default(),
             store_timeout: Some(Duration::from_secs(5)),
-            clock: Arc::new(SystemClock),
+            clock: Arc::new(CoarseClock),
             key_cache: Arc::new(StoreKeyCache::new()),
             locks: Arc::new(LockTable::default()),
             lock_wait: Duration::from_secs(5),

@@ -179,6 +179,9 @@ impl StoreKeyCache {
 
     /// The key, and whether it came from the cache (a fresh hash is not cached: see
     /// [`remember`](Self::remember)).
+    // Inline: out of line, the pair came back through the stack in pieces and was read back
+    // whole into the load's state, a copy the processor waits on (see BENCHMARKS.md).
+    #[inline]
     pub(crate) fn key(&self, id: &SessionId) -> (StoreKey, bool) {
         match self.shard(id).lock().get(&id.0) {
             Some(key) => (*key, true),

@@ -262,8 +262,8 @@ impl SessionLayer {
         crate::OwnerIndex::new(Arc::clone(&self.config))
     }
 
-    /// Where the layer reads the time from (default: the system clock). For tests:
-    /// [`ManualClock`](crate::clock::ManualClock).
+    /// Where the layer reads the time from (default: [`CoarseClock`](crate::clock::CoarseClock),
+    /// the system clock as of its last tick). For tests: [`ManualClock`](crate::clock::ManualClock).
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
         self.config_mut().clock = Arc::new(clock);
         self
