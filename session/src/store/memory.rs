@@ -175,7 +175,12 @@ fn make_room(store: &MemoryStore, shard: &mut RandomKeyMap<StoreKey, Record>, no
 /// The calls of the request path, at the request's time `now`. The layer makes them directly
 /// (`config::Storage::Memory`): they never wait, so they need no future, no timer and no
 /// indirect call; the `SessionStore` methods below are the same calls at [`request_time`].
+///
+/// The load and the apply are inlined into the layer's one call of each, so that the record is
+/// read into the request's frame rather than returned through the stack and copied again
+/// (BENCHMARKS.md, twenty-first session).
 impl MemoryStore {
+    #[inline]
     pub(crate) fn load_at(&self, key: &StoreKey, now: SystemTime) -> Option<Record> {
         let mut shard = self.shard(key).lock();
         match shard.get(key) {
@@ -205,6 +210,7 @@ impl MemoryStore {
         Created::Created
     }
 
+    #[inline]
     pub(crate) fn apply_at(&self, key: &StoreKey, changes: &Changes, now: SystemTime) -> Applied {
         let mut shard = self.shard(key).lock();
         match shard.get_mut(key) {
