@@ -6,6 +6,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
+use crate::shard_lock::ShardLock;
+
 /// Random bytes in an id: 144 bits, more than the 128 OWASP asks for, and a whole number of
 /// base64 characters (24).
 const ID_BYTES: usize = 18;
@@ -134,7 +136,7 @@ impl StoreKey {
 /// fill it; it is bounded, and a full shard is simply emptied. It lives in process memory, like
 /// the requests that carry the ids: stores, the part that can leak at rest, still see hashes only.
 pub(crate) struct StoreKeyCache {
-    shards: [parking_lot::Mutex<IdMap>; 16],
+    shards: [ShardLock<IdMap>; 16],
 }
 
 /// Ids are random text, so eight of their bytes are a good hash. Clients choose the ids that are
@@ -169,11 +171,11 @@ impl StoreKeyCache {
 
     pub(crate) fn new() -> Self {
         StoreKeyCache {
-            shards: std::array::from_fn(|_| parking_lot::Mutex::new(IdMap::default())),
+            shards: std::array::from_fn(|_| ShardLock::new(IdMap::default())),
         }
     }
 
-    fn shard(&self, id: &SessionId) -> &parking_lot::Mutex<IdMap> {
+    fn shard(&self, id: &SessionId) -> &ShardLock<IdMap> {
         &self.shards[usize::from(id.0[0]) % self.shards.len()]
     }
 

@@ -95,6 +95,7 @@ mod record;
 mod request;
 mod save;
 mod session;
+mod shard_lock;
 mod short_bytes;
 mod state;
 pub mod store;

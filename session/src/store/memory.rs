@@ -6,6 +6,7 @@ use parking_lot::Mutex;
 use super::erased::request_time;
 use super::{Applied, Created, SessionStore, StoreError, StoreKey};
 use crate::id::RandomKeyMap;
+use crate::shard_lock::ShardLock;
 use crate::record::{Changes, Record, Revision};
 
 const SHARDS: usize = 16;
@@ -15,7 +16,7 @@ const DEFAULT_MAX_SESSIONS: usize = 1_000_000;
 
 // A record's values are shared with the requests that loaded them (cloning a `Record` copies no
 // buffer) and copied on write only while such a request still holds them.
-type Shard = Mutex<RandomKeyMap<StoreKey, Record>>;
+type Shard = ShardLock<RandomKeyMap<StoreKey, Record>>;
 
 /// Sessions in this process's memory, lost on restart. The default store for tests and for a
 /// single server that can afford to log everyone out when it restarts.
@@ -83,7 +84,7 @@ impl MemoryStore {
     /// ```
     pub fn with_max_sessions(max: usize) -> Self {
         MemoryStore {
-            shards: std::array::from_fn(|_| Mutex::new(RandomKeyMap::default())),
+            shards: std::array::from_fn(|_| ShardLock::new(RandomKeyMap::default())),
             shard_capacity: max.div_ceil(SHARDS).max(1),
             owners: Mutex::new(HashMap::new()),
         }
