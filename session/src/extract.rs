@@ -1,6 +1,7 @@
 //! `Session<V, F>` as an axum extractor, and what it answers when it cannot be extracted.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -171,8 +172,39 @@ where
     type Rejection = SessionRejection;
 
     fn from_request_parts(parts: &mut Parts, _state: &S) -> impl Future<Output = Result<Self, Self::Rejection>> + Send {
-        // A combinator rather than an `async` block: no state of its own around the load's.
-        futures_util::TryFutureExt::map_ok(loaded_session(parts, false), Session::from_loaded)
+        Extracting {
+            loading: loaded_session(parts, false),
+            schema: PhantomData::<fn() -> Session<V, F>>,
+        }
+    }
+}
+
+/// The extractor's future: the load's, made a `Session` when done. Written out rather than an
+/// `async` block or a combinator, which keep state of their own around the load's and move it
+/// when it is done.
+struct Extracting<'a, T> {
+    loading: Loading<'a>,
+    schema: PhantomData<fn() -> T>,
+}
+
+impl<V: SessionSchema, F: FlashSchema> Future for Extracting<'_, Session<V, F>> {
+    type Output = Result<Session<V, F>, SessionRejection>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.get_mut().loading)
+            .poll(cx)
+            .map_ok(Session::from_loaded)
+    }
+}
+
+impl<V: SessionSchema, F: FlashSchema> Future for Extracting<'_, Option<Session<V, F>>> {
+    type Output = Result<Option<Session<V, F>>, SessionRejection>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.get_mut().loading).poll(cx).map_ok(|request| {
+            let stored = request.state().loaded_id.is_some();
+            stored.then(|| Session::from_loaded(request))
+        })
     }
 }
 
@@ -191,11 +223,9 @@ where
         parts: &mut Parts,
         _state: &S,
     ) -> impl Future<Output = Result<Option<Self>, Self::Rejection>> + Send {
-        let loading = loaded_session(parts, false);
-        async move {
-            let request = loading.await?;
-            let stored = request.state().loaded_id.is_some();
-            Ok(stored.then(|| Session::from_loaded(request)))
+        Extracting {
+            loading: loaded_session(parts, false),
+            schema: PhantomData::<fn() -> Option<Session<V, F>>>,
         }
     }
 }
