@@ -190,19 +190,27 @@ impl RequestSession {
             .take(MAX_CANDIDATES)
         {
             let (key, cached) = config.key_cache.key(&candidate.id);
-            let (record, held_lock, now) = match give_up {
+            // The record is matched where the store call leaves it rather than passed through a
+            // tuple or `Option::filter`, each of which would copy it.
+            let mut held_lock = None;
+            let mut now = now;
+            let loaded = match give_up {
                 // Boxed: only a locking request pays for the lock's future.
                 Some(give_up) => {
-                    let (record, held, now) = Box::pin(self.lock_and_load(key, give_up)).await?;
-                    (record, held, now)
+                    let (loaded, held, locked_at) = Box::pin(self.lock_and_load(key, give_up)).await?;
+                    (held_lock, now) = (held, locked_at);
+                    loaded
                 }
-                None => (config.load_record(&key, now).await?, None, now),
+                None => config.load_record(&key, now).await?,
             };
             // An id the store does not know (or whose session has expired) is never adopted;
             // its lock, if taken, goes with it.
-            let Some(record) = record.filter(|r| config.expiry.is_live(r.created_at, r.expires_at, now)) else {
-                stale_cookie = !is_background_fetch(headers);
-                continue;
+            let record = match loaded {
+                Some(record) if config.expiry.is_live(record.created_at, record.expires_at, now) => record,
+                _ => {
+                    stale_cookie = !is_background_fetch(headers);
+                    continue;
+                }
             };
             if !cached {
                 config.key_cache.remember(&candidate.id, key);
