@@ -116,7 +116,10 @@ mod tests {
             let behind = precise
                 .duration_since(coarse)
                 .expect("the coarse clock read ahead of a later precise read");
-            assert!(behind < Duration::from_millis(100), "the coarse clock is {behind:?} behind");
+            assert!(
+                behind < Duration::from_millis(100),
+                "the coarse clock is {behind:?} behind"
+            );
         }
     }
 }

@@ -57,6 +57,24 @@ fn is_background_fetch(headers: &HeaderMap) -> bool {
         .is_some_and(|mode| mode.as_bytes() != b"navigate")
 }
 
+/// Puts a request's loaded session in place: `$state` is built in the slot of `$request` (a
+/// `&RequestSession`), not moved there, for it is the largest part of a request's session (passed
+/// in a closure or an argument, it was copied on its way in). A macro for that reason.
+///
+/// Extractors run one after another, so a second load in one request is not expected; should
+/// two race, the first to finish wins and both see its session (`$state` is then not built).
+macro_rules! install {
+    ($request:expr, $state:expr) => {{
+        let request: &RequestSession = $request;
+        let mut slot = request.state.lock();
+        if slot.is_none() {
+            *slot = Some($state);
+        }
+        drop(slot);
+        request.loaded.store(true, Ordering::Release);
+    }};
+}
+
 /// The session of one request, before and after it is loaded. Lives in the request's extensions.
 pub(crate) struct RequestSession {
     /// The layer's settings; `None` only while the slot waits, as a thread's spare, for its
@@ -215,10 +233,13 @@ impl RequestSession {
             if !cached {
                 config.key_cache.remember(&candidate.id, key);
             }
-            self.install(|| State::loaded(candidate.id, key, record, candidate.signed_by_old_key, held_lock, now));
+            install!(
+                self,
+                State::loaded(candidate.id, key, record, candidate.signed_by_old_key, held_lock, now)
+            );
             return Ok(());
         }
-        self.install(|| {
+        install!(self, {
             let mut state = State::fresh(now);
             state.stale_cookie = stale_cookie;
             state
@@ -243,9 +264,9 @@ impl RequestSession {
         match live {
             Some(Opened { id, record, by_old_key }) => {
                 let key = id.store_key();
-                self.install(|| State::loaded(id, key, record, by_old_key, None, now));
+                install!(self, State::loaded(id, key, record, by_old_key, None, now));
             }
-            None => self.install(|| State::fresh(now)),
+            None => install!(self, State::fresh(now)),
         }
     }
 
@@ -336,21 +357,6 @@ impl RequestSession {
         }
         crate::save::plan(&mut state, &config.expiry, config.max_session_size)
     }
-
-    /// Puts the loaded session in place (built there, not moved: it is the largest part of a
-    /// request's session).
-    #[inline(always)]
-    fn install(&self, state: impl FnOnce() -> State) {
-        // Extractors run one after another, so a second load in one request is not expected;
-        // should two race, the first to finish wins and both see its session.
-        // Not `get_or_insert_with`, whose closure's result is copied once more on its way in.
-        let mut slot = self.state.lock();
-        if slot.is_none() {
-            *slot = Some(state());
-        }
-        drop(slot);
-        self.loaded.store(true, Ordering::Release);
-    }
 }
 
 #[cfg(test)]
@@ -366,7 +372,7 @@ mod tests {
         let first_layer_gone = Arc::downgrade(&first_layer);
         let slot = RequestSession::start(&first_layer);
         let address = Arc::as_ptr(&slot);
-        slot.install(|| State::fresh(SystemTime::now()));
+        install!(&slot, State::fresh(SystemTime::now()));
         assert!(slot.is_loaded());
         RequestSession::finish(slot);
         drop(first_layer);
@@ -390,7 +396,7 @@ mod tests {
     fn a_slot_still_held_is_left_alone() {
         let layer = Arc::new(Config::new(MemoryStore::new()));
         let slot = RequestSession::start(&layer);
-        slot.install(|| State::fresh(SystemTime::now()));
+        install!(&slot, State::fresh(SystemTime::now()));
         let outliving_session = Arc::clone(&slot);
         RequestSession::finish(slot);
         let next = RequestSession::start(&layer);

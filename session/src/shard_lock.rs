@@ -78,6 +78,10 @@ mod tests {
             waiter.join().unwrap();
         }
         assert_eq!(*lock.lock(), 4_001);
-        assert!(started.elapsed() < Duration::from_secs(5), "the waiters took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the waiters took {:?}",
+            started.elapsed()
+        );
     }
 }

@@ -6,8 +6,8 @@ use parking_lot::Mutex;
 use super::erased::request_time;
 use super::{Applied, Created, SessionStore, StoreError, StoreKey};
 use crate::id::RandomKeyMap;
-use crate::shard_lock::ShardLock;
 use crate::record::{Changes, Record, Revision};
+use crate::shard_lock::ShardLock;
 
 const SHARDS: usize = 16;
 
