@@ -109,12 +109,15 @@ impl IntoResponse for SessionRejection {
 /// store's load (and every locking load, which may wait for the lock) is boxed and awaited.
 fn loaded_session(parts: &Parts, locking: bool) -> Loading<'_> {
     let Some(session) = parts.extensions.get::<Arc<RequestSession>>() else {
-        return Loading::Done(Some(Err(SessionRejection::MissingLayer)));
+        return Loading::Failed(Some(SessionRejection::MissingLayer));
     };
     if !locking && session.config().answers_at_once() {
         let load = std::pin::pin!(session.load(&parts.headers, false));
         if let Poll::Ready(loaded) = load.poll(&mut Context::from_waker(Waker::noop())) {
-            return Loading::Done(Some(shared(session, loaded)));
+            return match loaded {
+                Ok(()) => Loading::Loaded(Some(Arc::clone(session))),
+                Err(error) => Loading::Failed(Some(rejection(error))),
+            };
         }
         // Not reached for such a storage. A load only reads, so dropping it and starting
         // again, awaited, is safe.
@@ -129,35 +132,41 @@ async fn load_and_share(
     headers: &http::HeaderMap,
     locking: bool,
 ) -> Result<Arc<RequestSession>, SessionRejection> {
-    shared(session, session.load(headers, locking).await)
+    session.load(headers, locking).await.map_err(rejection)?;
+    Ok(Arc::clone(session))
 }
 
-/// A handle on `session` once its load is done, or why it could not be loaded.
-fn shared(
-    session: &Arc<RequestSession>,
-    loaded: Result<(), LoadError>,
-) -> Result<Arc<RequestSession>, SessionRejection> {
-    match loaded {
-        Ok(()) => Ok(Arc::clone(session)),
-        Err(LoadError::Store(error)) => Err(SessionRejection::StoreUnavailable(error)),
-        Err(LoadError::Busy(waited)) => Err(SessionRejection::LockBusy { waited }),
-        Err(LoadError::LockedTooLate) => Err(SessionRejection::LockedTooLate),
+/// What an extractor answers when the load failed.
+fn rejection(error: LoadError) -> SessionRejection {
+    match error {
+        LoadError::Store(error) => SessionRejection::StoreUnavailable(error),
+        LoadError::Busy(waited) => SessionRejection::LockBusy { waited },
+        LoadError::LockedTooLate => SessionRejection::LockedTooLate,
     }
 }
 
-/// A session being loaded: done already, or a load to await.
+/// A session being loaded: loaded already, failed already, or a load to await.
+///
+/// A load that is done is kept as its handle alone, not as a `Result`: the extractor's future
+/// reads it back right after it is written, and reading a `Result` whole, in wider moves than
+/// it was written in, made the processor wait (BENCHMARKS.md, twenty-first session).
 enum Loading<'a> {
     /// Taken when polled.
-    Done(Option<Result<Arc<RequestSession>, SessionRejection>>),
+    Loaded(Option<Arc<RequestSession>>),
+    /// Taken when polled.
+    Failed(Option<SessionRejection>),
     Waiting(Pin<Box<dyn Future<Output = Result<Arc<RequestSession>, SessionRejection>> + Send + 'a>>),
 }
+
+const POLLED_AFTER_DONE: &str = "a load is not polled after it is done";
 
 impl Future for Loading<'_> {
     type Output = Result<Arc<RequestSession>, SessionRejection>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.get_mut() {
-            Loading::Done(loaded) => Poll::Ready(loaded.take().expect("a load is not polled after it is done")),
+            Loading::Loaded(session) => Poll::Ready(Ok(session.take().expect(POLLED_AFTER_DONE))),
+            Loading::Failed(rejection) => Poll::Ready(Err(rejection.take().expect(POLLED_AFTER_DONE))),
             Loading::Waiting(load) => load.as_mut().poll(cx),
         }
     }
