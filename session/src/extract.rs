@@ -109,14 +109,14 @@ impl IntoResponse for SessionRejection {
 /// store's load (and every locking load, which may wait for the lock) is boxed and awaited.
 fn loaded_session(parts: &Parts, locking: bool) -> Loading<'_> {
     let Some(session) = parts.extensions.get::<Arc<RequestSession>>() else {
-        return Loading::Failed(Some(SessionRejection::MissingLayer));
+        return Loading::Failed(SessionRejection::MissingLayer);
     };
     if !locking && session.config().answers_at_once() {
         let load = std::pin::pin!(session.load(&parts.headers, false));
         if let Poll::Ready(loaded) = load.poll(&mut Context::from_waker(Waker::noop())) {
             return match loaded {
-                Ok(()) => Loading::Loaded(Some(Arc::clone(session))),
-                Err(error) => Loading::Failed(Some(rejection(error))),
+                Ok(()) => Loading::Loaded(Arc::clone(session)),
+                Err(error) => Loading::Failed(rejection(error)),
             };
         }
         // Not reached for such a storage. A load only reads, so dropping it and starting
@@ -146,28 +146,22 @@ fn rejection(error: LoadError) -> SessionRejection {
 }
 
 /// A session being loaded: loaded already, failed already, or a load to await.
-///
-/// A load that is done is kept as its handle alone, not as a `Result`: the extractor's future
-/// reads it back right after it is written, and reading a `Result` whole, in wider moves than
-/// it was written in, made the processor wait (BENCHMARKS.md, twenty-first session).
 enum Loading<'a> {
-    /// Taken when polled.
-    Loaded(Option<Arc<RequestSession>>),
-    /// Taken when polled.
-    Failed(Option<SessionRejection>),
-    Waiting(Pin<Box<dyn Future<Output = Result<Arc<RequestSession>, SessionRejection>> + Send + 'a>>),
+    Loaded(Arc<RequestSession>),
+    Failed(SessionRejection),
+    Waiting(LoadFuture<'a>),
 }
 
-const POLLED_AFTER_DONE: &str = "a load is not polled after it is done";
+/// A load that must be awaited, boxed.
+type LoadFuture<'a> = Pin<Box<dyn Future<Output = Result<Arc<RequestSession>, SessionRejection>> + Send + 'a>>;
 
-impl Future for Loading<'_> {
-    type Output = Result<Arc<RequestSession>, SessionRejection>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.get_mut() {
-            Loading::Loaded(session) => Poll::Ready(Ok(session.take().expect(POLLED_AFTER_DONE))),
-            Loading::Failed(rejection) => Poll::Ready(Err(rejection.take().expect(POLLED_AFTER_DONE))),
-            Loading::Waiting(load) => load.as_mut().poll(cx),
+impl Loading<'_> {
+    /// The loaded session, once the load is done.
+    async fn done(self) -> Result<Arc<RequestSession>, SessionRejection> {
+        match self {
+            Loading::Loaded(session) => Ok(session),
+            Loading::Failed(rejection) => Err(rejection),
+            Loading::Waiting(load) => load.await,
         }
     }
 }
@@ -181,28 +175,54 @@ where
     type Rejection = SessionRejection;
 
     fn from_request_parts(parts: &mut Parts, _state: &S) -> impl Future<Output = Result<Self, Self::Rejection>> + Send {
-        Extracting {
-            loading: loaded_session(parts, false),
-            schema: PhantomData::<fn() -> Session<V, F>>,
-        }
+        Extracting::<Session<V, F>>::new(parts)
     }
 }
 
-/// The extractor's future: the load's, made a `Session` when done. Written out rather than an
-/// `async` block or a combinator, which keep state of their own around the load's and move it
-/// when it is done.
+/// The extractors' future: the load, started when first polled, made a `Session` when done.
+///
+/// Written out rather than an `async` block or a combinator, which keep state of their own and
+/// move it when the load is done; and the load starts in `poll` rather than when the future is
+/// made, so that a load that is done at once is matched where it is returned, not stored in the
+/// future and read back (in wider moves than it was written in, which made the processor wait:
+/// BENCHMARKS.md, twenty-first session).
 struct Extracting<'a, T> {
-    loading: Loading<'a>,
+    parts: &'a Parts,
+    /// A load that had to wait.
+    waiting: Option<LoadFuture<'a>>,
     schema: PhantomData<fn() -> T>,
+}
+
+impl<'a, T> Extracting<'a, T> {
+    fn new(parts: &'a Parts) -> Self {
+        Extracting {
+            parts,
+            waiting: None,
+            schema: PhantomData,
+        }
+    }
+
+    /// The request's session, once loaded.
+    fn poll_loaded(&mut self, cx: &mut Context<'_>) -> Poll<Result<Arc<RequestSession>, SessionRejection>> {
+        if self.waiting.is_none() {
+            match loaded_session(self.parts, false) {
+                Loading::Loaded(session) => return Poll::Ready(Ok(session)),
+                Loading::Failed(rejection) => return Poll::Ready(Err(rejection)),
+                Loading::Waiting(load) => self.waiting = Some(load),
+            }
+        }
+        match &mut self.waiting {
+            Some(load) => load.as_mut().poll(cx),
+            None => unreachable!("a load that waits is kept"),
+        }
+    }
 }
 
 impl<V: SessionSchema, F: FlashSchema> Future for Extracting<'_, Session<V, F>> {
     type Output = Result<Session<V, F>, SessionRejection>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.get_mut().loading)
-            .poll(cx)
-            .map_ok(Session::from_loaded)
+        self.get_mut().poll_loaded(cx).map_ok(Session::from_loaded)
     }
 }
 
@@ -210,7 +230,7 @@ impl<V: SessionSchema, F: FlashSchema> Future for Extracting<'_, Option<Session<
     type Output = Result<Option<Session<V, F>>, SessionRejection>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.get_mut().loading).poll(cx).map_ok(|request| {
+        self.get_mut().poll_loaded(cx).map_ok(|request| {
             let stored = request.state().loaded_id.is_some();
             stored.then(|| Session::from_loaded(request))
         })
@@ -232,10 +252,7 @@ where
         parts: &mut Parts,
         _state: &S,
     ) -> impl Future<Output = Result<Option<Self>, Self::Rejection>> + Send {
-        Extracting {
-            loading: loaded_session(parts, false),
-            schema: PhantomData::<fn() -> Option<Session<V, F>>>,
-        }
+        Extracting::<Option<Session<V, F>>>::new(parts)
     }
 }
 
@@ -330,7 +347,7 @@ where
     type Rejection = SessionRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let session = loaded_session(parts, true).await.map(Session::from_loaded)?;
+        let session = loaded_session(parts, true).done().await.map(Session::from_loaded)?;
         Ok(LockedSession { session })
     }
 }
