@@ -13,7 +13,7 @@ use tokio::time::Instant;
 #[cfg(feature = "client-side")]
 use crate::config::Storage;
 use crate::config::{undecodable_is_none, Config};
-use crate::cookie::MAX_CANDIDATES;
+use crate::cookie::{CookieId, MAX_CANDIDATES};
 #[cfg(feature = "client-side")]
 use crate::cookie::{EncryptionKey, Opened};
 use crate::id::StoreKey;
@@ -202,12 +202,12 @@ impl RequestSession {
         // One deadline for the whole load, however many cookies are tried.
         let give_up = locking.then(|| later(Instant::now(), config.lock_wait));
         let mut stale_cookie = false;
-        for candidate in config
+        for CookieId { id, signed_by_old_key } in config
             .cookie
             .session_ids(headers, &config.signing_keys)
             .take(MAX_CANDIDATES)
         {
-            let (key, cached) = config.key_cache.key(&candidate.id);
+            let (key, cached) = config.key_cache.key(&id);
             // The record is matched where the store call leaves it rather than passed through a
             // tuple or `Option::filter`, each of which would copy it.
             let mut held_lock = None;
@@ -231,11 +231,11 @@ impl RequestSession {
                 }
             };
             if !cached {
-                config.key_cache.remember(&candidate.id, key);
+                config.key_cache.remember(&id, key);
             }
             install!(
                 self,
-                State::loaded(candidate.id, key, record, candidate.signed_by_old_key, held_lock, now)
+                State::loaded(id, key, record, signed_by_old_key, held_lock, now)
             );
             return Ok(());
         }
