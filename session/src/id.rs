@@ -43,10 +43,17 @@ fn all_id_bytes(word: u64) -> bool {
 ///
 /// The id is the secret a cookie carries. It is never written to a store as is: stores see its
 /// [`StoreKey`].
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq)]
 // Word-aligned: moved as whole words where it sits in larger values (a save's plan).
 #[repr(align(8))]
 pub struct SessionId([u8; ID_LEN]);
+
+// Written out, as for `StoreKey`: the bytes handed to the hasher in one call.
+impl std::hash::Hash for SessionId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write(&self.0);
+    }
+}
 
 impl SessionId {
     /// A new random id.
@@ -103,10 +110,18 @@ impl fmt::Debug for SessionId {
 }
 
 /// The SHA-256 hash of a [`SessionId`]: the only form of the id a store ever sees.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 // Word-aligned, as `SessionId`.
 #[repr(align(8))]
 pub struct StoreKey([u8; 32]);
+
+// Written out rather than derived: an array's derived `Hash` goes through a slice hash that is
+// not inlined, a call on every look-up of a map keyed by store keys (the memory store's).
+impl std::hash::Hash for StoreKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write(&self.0);
+    }
+}
 
 impl StoreKey {
     /// The key from its 32 raw bytes (stores that keep keys as bytes).
@@ -142,7 +157,7 @@ pub(crate) struct StoreKeyCache {
 /// Ids are random text, so eight of their bytes are a good hash. Clients choose the ids that are
 /// looked up, but only ids the store confirmed are inserted, so probes stay short whatever
 /// clients send.
-type IdMap = RandomKeyMap<[u8; ID_LEN], StoreKey>;
+type IdMap = RandomKeyMap<SessionId, StoreKey>;
 
 /// A map whose keys are already random (ids, SHA-256 store keys): hashing them again with SipHash
 /// would cost more than the lookup.
@@ -152,15 +167,19 @@ pub(crate) type RandomKeyMap<K, V> = std::collections::HashMap<K, V, std::hash::
 #[derive(Default)]
 pub(crate) struct RandomKeyHasher(u64);
 
+// Inlined: each look-up of the maps keyed by ids and store keys hashes with it.
 impl std::hash::Hasher for RandomKeyHasher {
+    #[inline]
     fn write(&mut self, bytes: &[u8]) {
         if let Some(word) = bytes.get(8..16) {
             self.0 = u64::from_le_bytes(word.try_into().expect("eight bytes"));
         }
     }
 
+    #[inline]
     fn write_usize(&mut self, _length_prefix: usize) {}
 
+    #[inline]
     fn finish(&self) -> u64 {
         self.0
     }
@@ -185,7 +204,7 @@ impl StoreKeyCache {
     // whole into the load's state, a copy the processor waits on (see BENCHMARKS.md).
     #[inline]
     pub(crate) fn key(&self, id: &SessionId) -> (StoreKey, bool) {
-        match self.shard(id).lock().get(&id.0) {
+        match self.shard(id).lock().get(id) {
             Some(key) => (*key, true),
             None => (id.store_key(), false),
         }
@@ -197,12 +216,12 @@ impl StoreKeyCache {
         if shard.len() >= Self::SHARD_CAPACITY {
             shard.clear();
         }
-        shard.insert(id.0, key);
+        shard.insert(id.clone(), key);
     }
 
     /// Forgets a deleted session's id.
     pub(crate) fn forget(&self, id: &SessionId) {
-        self.shard(id).lock().remove(&id.0);
+        self.shard(id).lock().remove(id);
     }
 }
 

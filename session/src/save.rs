@@ -497,6 +497,7 @@ async fn create(
 }
 
 /// The cookie to send, and the id it names, after `apply` to the session `id` answered `applied`.
+#[inline]
 fn after_apply(applied: Applied, cookie: CookiePlan, id: &SessionId) -> (CookiePlan, Option<SessionId>) {
     match applied {
         // The id is copied only when a cookie is sent: once per touch window, not per request.
