@@ -613,7 +613,18 @@ impl SaveError {
     }
 }
 
+// Inlined, the header built apart: most saves send none, and their `None` is then not returned
+// through the stack to be read back whole (which made the processor wait).
+#[inline]
 fn cookie_header(config: &Config, cookie: CookiePlan, id: Option<SessionId>) -> Option<HeaderValue> {
+    match (cookie, id) {
+        (CookiePlan::Keep, _) | (CookiePlan::Set { .. }, None) => None,
+        (cookie, id) => built_cookie_header(config, cookie, id),
+    }
+}
+
+#[inline(never)]
+fn built_cookie_header(config: &Config, cookie: CookiePlan, id: Option<SessionId>) -> Option<HeaderValue> {
     match (cookie, id) {
         (CookiePlan::Set { max_age }, Some(id)) => {
             let value = encode_value(&id, &config.cookie.name, &config.signing_keys);
