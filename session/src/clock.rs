@@ -9,6 +9,15 @@ use parking_lot::Mutex;
 pub trait Clock: Send + Sync + 'static {
     /// The current time.
     fn now(&self) -> SystemTime;
+
+    /// When a session made by a request at `request_time` (a [`now`](Self::now)) starts: by
+    /// default `request_time` itself. A session's start also tells one user's sessions apart,
+    /// even after one moved to a new id (`Session::end_other_sessions` keeps the caller's by it),
+    /// so a clock whose `now` is coarse returns the precise time here: two sessions made within
+    /// one of its ticks must not start at the same time.
+    fn session_start(&self, request_time: SystemTime) -> SystemTime {
+        request_time
+    }
 }
 
 /// The operating system's clock, read to the nanosecond ([`SystemTime::now`]).
@@ -27,11 +36,12 @@ impl Clock for SystemClock {
 /// The operating system's clock as of its last tick; the layer's default.
 ///
 /// On Linux and Android this reads `CLOCK_REALTIME_COARSE`, which the kernel moves on once per
-/// tick (every 1 to 4 ms, by its `CONFIG_HZ`): a few nanoseconds, where [`SystemClock`] asks
+/// tick (every 1 to 10 ms, by its `CONFIG_HZ`): a few nanoseconds, where [`SystemClock`] asks
 /// the hardware's counter. It is never ahead of [`SystemClock`] and at most one tick behind it,
 /// so a session may be taken as live for up to that long past its expiry, and its new expiry
-/// may be set that much earlier — far below the second that cookies count `Max-Age` in. Where
-/// there is no such clock it is [`SystemClock`].
+/// may be set that much earlier — far below the second that cookies count `Max-Age` in. A new
+/// session's start is read precisely ([`Clock::session_start`]). Where there is no such clock,
+/// or the kernel refuses it, it is [`SystemClock`].
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
@@ -46,17 +56,25 @@ pub struct CoarseClock;
 impl Clock for CoarseClock {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     fn now(&self) -> SystemTime {
-        let now = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
-        // A clock set before 1970 is read the precise way, which can say so.
-        match (u64::try_from(now.tv_sec), u32::try_from(now.tv_nsec)) {
-            (Ok(secs), Ok(nanos)) => SystemTime::UNIX_EPOCH + Duration::new(secs, nanos),
-            _ => SystemTime::now(),
+        use rustix::time::{clock_gettime_dynamic, ClockId, DynamicClockId};
+        // The fallible call: a kernel without the coarse clock is read the precise way (the
+        // infallible one would panic), as is a clock set before 1970, which only it can express.
+        match clock_gettime_dynamic(DynamicClockId::Known(ClockId::RealtimeCoarse)) {
+            Ok(now) => match (u64::try_from(now.tv_sec), u32::try_from(now.tv_nsec)) {
+                (Ok(secs), Ok(nanos)) => SystemTime::UNIX_EPOCH + Duration::new(secs, nanos),
+                _ => SystemTime::now(),
+            },
+            Err(_) => SystemTime::now(),
         }
     }
 
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     fn now(&self) -> SystemTime {
         SystemTime::now()
+    }
+
+    fn session_start(&self, request_time: SystemTime) -> SystemTime {
+        SystemTime::now().max(request_time)
     }
 }
 
@@ -121,5 +139,20 @@ mod tests {
                 "the coarse clock is {behind:?} behind"
             );
         }
+    }
+
+    /// A session a request makes starts at the precise time, not its coarse request time: two
+    /// made within one tick start apart.
+    #[test]
+    fn a_coarse_clock_starts_sessions_at_the_precise_time() {
+        let request_time = CoarseClock.now();
+        let first = CoarseClock.session_start(request_time);
+        let second = CoarseClock.session_start(request_time);
+        assert!(
+            request_time <= first && first < second,
+            "{request_time:?} {first:?} {second:?}"
+        );
+        let manual = ManualClock::new(SystemTime::UNIX_EPOCH);
+        assert_eq!(manual.session_start(SystemTime::UNIX_EPOCH), SystemTime::UNIX_EPOCH);
     }
 }

@@ -104,9 +104,10 @@ impl IntoResponse for SessionRejection {
 ///
 /// One path for every store; only how its future is driven differs. A storage whose loads are
 /// done the first time they are polled (`Config::answers_at_once`: the memory store, client-side
-/// sessions) is loaded here and now, polled once on the stack, so that the extractor's future is
-/// only the result: the handler's future, which axum boxes and moves, stays small. Any other
-/// store's load (and every locking load, which may wait for the lock) is boxed and awaited.
+/// sessions) is loaded here, polled once on the stack, and comes back loaded (or failed): the
+/// extractor's future keeps no load, and the handler's future, which axum boxes and moves, stays
+/// small. Any other store's load (and every locking load, which may wait for the lock) comes back
+/// boxed, to be awaited.
 fn loaded_session(parts: &Parts, locking: bool) -> Loading<'_> {
     let Some(session) = parts.extensions.get::<Arc<RequestSession>>() else {
         return Loading::Failed(SessionRejection::MissingLayer);

@@ -250,6 +250,8 @@ impl StoreKeyCache {
 
     /// Caches the key of an id the store knows.
     pub(crate) fn remember(&self, id: &SessionId, key: StoreKey) {
+        // The threads' recent keys serve every layer: an id's key must be the same for all.
+        debug_assert!(key == id.store_key(), "a store key that is not the id's");
         {
             let mut shard = self.shard(id).lock();
             if shard.len() >= Self::SHARD_CAPACITY {
@@ -344,7 +346,10 @@ mod tests {
         assert_eq!(cache.key(&id), (id.store_key(), true));
         cache.forget(&id);
         assert!(cache.shard(&id).lock().is_empty());
-        assert!(RECENT.with_borrow(|recent| !recent.contains_key(&id)), "this thread kept a forgotten id");
+        assert!(
+            RECENT.with_borrow(|recent| !recent.contains_key(&id)),
+            "this thread kept a forgotten id"
+        );
         assert_eq!(cache.key(&id), (id.store_key(), false));
         for _ in 0..(StoreKeyCache::SHARD_CAPACITY * 20) {
             let other = SessionId::random();

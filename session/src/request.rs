@@ -233,10 +233,7 @@ impl RequestSession {
             if !cached {
                 config.key_cache.remember(&id, key);
             }
-            install!(
-                self,
-                State::loaded(id, key, record, signed_by_old_key, held_lock, now)
-            );
+            install!(self, State::loaded(id, key, record, signed_by_old_key, held_lock, now));
             return Ok(());
         }
         install!(self, {
@@ -353,9 +350,9 @@ impl RequestSession {
         // A sealed cookie carries the whole session, so its save needs the loaded record too.
         #[cfg(feature = "client-side")]
         if let Storage::Cookie(_) = config.storage {
-            return crate::save::plan_rewrite(&mut state, &config.expiry, config.max_session_size);
+            return crate::save::plan_rewrite(&mut state, &config.expiry, config.max_session_size, &*config.clock);
         }
-        crate::save::plan(&mut state, &config.expiry, config.max_session_size)
+        crate::save::plan(&mut state, &config.expiry, config.max_session_size, &*config.clock)
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderValue, StatusCode};
 
+use crate::clock::Clock;
 use crate::config::Config;
 #[cfg(feature = "client-side")]
 use crate::config::Storage;
@@ -146,13 +147,13 @@ impl Plan {
 /// client-side sessions, whose `plan_rewrite` adds the loaded record): it is one of the largest
 /// values of a request, and each move of it is a copy. So each kind of plan below works out its
 /// size check and takes the lock itself, before it is built.
-pub(crate) fn plan(state: &mut State, rules: &ExpiryRules, max_size: usize) -> Plan {
+pub(crate) fn plan(state: &mut State, rules: &ExpiryRules, max_size: usize, clock: &dyn Clock) -> Plan {
     let delete = state.take_delete_id();
     if state.destroyed {
         return Plan::ending(state, delete, false);
     }
     let (Some(loaded), Some(key)) = (&state.loaded_id, state.loaded_key) else {
-        return create_plan(state, rules, delete, max_size);
+        return create_plan(state, rules, delete, max_size, clock);
     };
     if state.new_id().is_some() {
         return move_plan(state, rules, key, delete, max_size);
@@ -206,9 +207,9 @@ pub(crate) fn plan(state: &mut State, rules: &ExpiryRules, max_size: usize) -> P
 /// [`plan`] for a save that rewrites the whole session (client-side sessions): the plan keeps
 /// the record as loaded, which the changes are merged into.
 #[cfg(feature = "client-side")]
-pub(crate) fn plan_rewrite(state: &mut State, rules: &ExpiryRules, max_size: usize) -> Plan {
+pub(crate) fn plan_rewrite(state: &mut State, rules: &ExpiryRules, max_size: usize, clock: &dyn Clock) -> Plan {
     let base = state.stored.clone();
-    let mut plan = plan(state, rules, max_size);
+    let mut plan = plan(state, rules, max_size, clock);
     if plan.does_something() {
         plan.base = base.map(Box::new);
     }
@@ -258,24 +259,36 @@ fn renewal(state: &State, rules: &ExpiryRules) -> (Option<SystemTime>, CookiePla
 
 /// Not stored yet (a new visitor, or after `invalidate`): nothing came in, so the record is this
 /// request's values and flash. Stored only if it holds something.
+///
+/// The session starts at [`Clock::session_start`]: the request's time, unless the clock reads
+/// that coarsely (see there).
 #[cold]
 #[inline(never)]
-fn create_plan(state: &mut State, rules: &ExpiryRules, delete: Option<SessionId>, max_size: usize) -> Plan {
+fn create_plan(
+    state: &mut State,
+    rules: &ExpiryRules,
+    delete: Option<SessionId>,
+    max_size: usize,
+    clock: &dyn Clock,
+) -> Plan {
+    let values = state.current_values();
+    let flash = state.take_outgoing_flash();
+    if values.is_empty() && flash.is_empty() {
+        // A cookie of a session that ended (on another device, say) goes on its next request.
+        let stale_cookie = state.stale_cookie;
+        return Plan::ending(state, delete, stale_cookie);
+    }
+    state.created_at = clock.session_start(state.now);
     let renewed = rules.renewed(rules.effective(state.expiry_override()), state.created_at, state.now);
     let record = Record {
-        values: state.current_values(),
-        flash: state.take_outgoing_flash(),
+        values,
+        flash,
         created_at: state.created_at,
         expires_at: renewed.expires_at,
         expiry: state.expiry_override(),
         owner: state.take_pending_owner().flatten(),
         revision: Revision::default(),
     };
-    if record.values.is_empty() && record.flash.is_empty() {
-        // A cookie of a session that ended (on another device, say) goes on its next request.
-        let stale_cookie = state.stale_cookie;
-        return Plan::ending(state, delete, stale_cookie);
-    }
     let size = record.byte_size();
     let fence = let_go(state, true);
     Plan {
@@ -497,6 +510,7 @@ async fn create(
 }
 
 /// The cookie to send, and the id it names, after `apply` to the session `id` answered `applied`.
+// Inlined: its pair, returned through the stack, was read back whole right after it was written.
 #[inline]
 fn after_apply(applied: Applied, cookie: CookiePlan, id: &SessionId) -> (CookiePlan, Option<SessionId>) {
     match applied {
@@ -721,7 +735,7 @@ mod properties {
                     model.retain(|name, _| kept.contains(name));
                 }
                 model.extend(outgoing);
-                let planned = plan(&mut state, &rules, usize::MAX);
+                let planned = plan(&mut state, &rules, usize::MAX, &crate::clock::SystemClock);
                 match planned {
                     _ if !planned.does_something() => {}
                     Plan { write: Some(Write::Apply { changes, .. }), delete: None, .. } => record.apply(&changes),

@@ -7,9 +7,10 @@
 //! (BENCHMARKS.md, twenty-first session): an atomic read-modify-write also waits for the
 //! request's earlier writes to reach the cache.
 //!
-//! A thread that finds the lock taken spins, and yields its time slice between bursts of spins,
-//! so that a long hold (a sweep of expired sessions, a full store making room) costs its waiters
-//! little more than a parking lock would.
+//! A thread that finds the lock taken spins, and yields its time slice between bursts of spins.
+//! During a long hold (a sweep of expired sessions, a full store making room) its waiters keep
+//! yielding rather than sleep: they take the processor only when nothing else wants it, but
+//! more of it than a parking lock's waiters would.
 
 use std::cell::Cell;
 

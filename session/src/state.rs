@@ -213,7 +213,11 @@ impl State {
     /// The JSON under `name` as this request sees it, as bytes (for decoding).
     pub(crate) fn value_bytes(&self, name: &str) -> Option<&[u8]> {
         // Most reads come before any write: no change to look through.
-        let change = if self.pending.is_empty() { None } else { self.pending.get(name) };
+        let change = if self.pending.is_empty() {
+            None
+        } else {
+            self.pending.get(name)
+        };
         match change {
             Some(change) => change.as_deref().map(str::as_bytes),
             None => self.base().get_bytes(name),
