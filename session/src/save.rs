@@ -148,14 +148,14 @@ impl Plan {
 /// values of a request, and each move of it is a copy. So each kind of plan below works out its
 /// size check and takes the lock itself, before it is built.
 pub(crate) fn plan(state: &mut State, rules: &ExpiryRules, max_size: usize, clock: &dyn Clock) -> Plan {
-    let delete = state.take_delete_id();
+    let delete = state.delete_id.take();
     if state.destroyed {
         return Plan::ending(state, delete, false);
     }
     let (Some(loaded), Some(key)) = (&state.loaded_id, state.loaded_key) else {
         return create_plan(state, rules, delete, max_size, clock);
     };
-    if state.new_id().is_some() {
+    if state.new_id.is_some() {
         return move_plan(state, rules, key, delete, max_size);
     }
     let (expires_at, cookie) = renewal(state, rules);
@@ -163,10 +163,8 @@ pub(crate) fn plan(state: &mut State, rules: &ExpiryRules, max_size: usize, cloc
     if state.pending.is_empty()
         && flash.is_empty()
         && expires_at.is_none()
-        && state
-            .rare
-            .as_deref()
-            .is_none_or(|rare| rare.expiry.is_none() && rare.owner.is_none())
+        && state.pending_expiry.is_none()
+        && state.pending_owner.is_none()
     {
         // Read, not changed, not due for a touch: no change set to build.
         return Plan::without_write(state, delete, CookiePlan::Keep);
@@ -189,8 +187,8 @@ pub(crate) fn plan(state: &mut State, rules: &ExpiryRules, max_size: usize, cloc
                 values: std::mem::take(&mut state.pending),
                 flash,
                 expires_at,
-                expiry: state.pending_expiry(),
-                owner: state.take_pending_owner(),
+                expiry: state.pending_expiry,
+                owner: state.pending_owner.take(),
                 base,
             },
             id,
@@ -236,7 +234,7 @@ fn let_go(state: &mut State, writes: bool) -> Option<Box<HeldLock>> {
 /// to be rewritten, and the cookie to send. A changed expiry, or a cookie signed by a retired
 /// key, renews at once.
 fn renewal(state: &State, rules: &ExpiryRules) -> (Option<SystemTime>, CookiePlan) {
-    let forced = state.pending_expiry().is_some() || state.resign_cookie;
+    let forced = state.pending_expiry.is_some() || state.resign_cookie;
     let stored_expires_at = state.stored_expires_at.unwrap_or(state.created_at);
     let expiry = rules.effective(state.expiry_override());
     match rules.due_renewal(expiry, state.created_at, stored_expires_at, forced, state.now) {
@@ -286,7 +284,7 @@ fn create_plan(
         created_at: state.created_at,
         expires_at: renewed.expires_at,
         expiry: state.expiry_override(),
-        owner: state.take_pending_owner().flatten(),
+        owner: state.pending_owner.take().flatten(),
         revision: Revision::default(),
     };
     let size = record.byte_size();
@@ -317,7 +315,7 @@ fn move_plan(
     max_size: usize,
 ) -> Plan {
     let renewed = rules.renewed(rules.effective(state.expiry_override()), state.created_at, state.now);
-    let to = state.new_id().cloned().expect("a move has a new id");
+    let to = state.new_id.clone().expect("a move has a new id");
     let flash = state.flash_patch();
     let size = grown_past(state.stored.as_ref(), &state.pending, &flash, max_size);
     let fence = let_go(state, true);
@@ -330,8 +328,8 @@ fn move_plan(
                 values: std::mem::take(&mut state.pending),
                 flash,
                 expires_at: Some(renewed.expires_at),
-                expiry: state.pending_expiry(),
-                owner: state.take_pending_owner(),
+                expiry: state.pending_expiry,
+                owner: state.pending_owner.take(),
                 base: None,
             },
         }),

@@ -226,7 +226,7 @@ impl<V: SessionSchema, F: FlashSchema> Session<V, F> {
     /// The id whose record will be deleted when the session is saved (after
     /// `regenerate_id(true)`, `invalidate` or `destroy`).
     pub fn delete_id(&self) -> Option<SessionId> {
-        self.state().delete_id().cloned()
+        self.state().delete_id.clone()
     }
 
     /// How many values the session holds (flash not counted).

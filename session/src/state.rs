@@ -29,24 +29,6 @@ struct FlashChanges {
     kept: BTreeSet<String>,
 }
 
-/// The changes a request rarely makes (`regenerate_id`, `invalidate` and `destroy`, an expiry
-/// of its own, the owner key), kept apart: every request that takes its session builds a
-/// [`State`], and most make none of these.
-#[derive(Debug, Default)]
-pub(crate) struct RareChanges {
-    /// The session's expiry override after this request (`Some(None)`: back to the layer's);
-    /// `None` while unchanged.
-    pub(crate) expiry: Option<Option<Expiry>>,
-    /// This request's change to the owner the store indexes the session under (the owner key's
-    /// JSON, `Some(None)` once removed); `None` while the owner key is untouched.
-    pub(crate) owner: Option<Option<String>>,
-    /// The id the session moves to on save (`regenerate_id`).
-    pub(crate) new_id: Option<SessionId>,
-    /// A stored session to delete on save (the old id after `regenerate_id(true)`,
-    /// `invalidate` or `destroy`).
-    pub(crate) delete_id: Option<SessionId>,
-}
-
 /// A session as one request sees and changes it.
 #[derive(Debug)]
 pub(crate) struct State {
@@ -74,8 +56,13 @@ pub(crate) struct State {
     /// Expiry time of the loaded record.
     pub(crate) stored_expires_at: Option<SystemTime>,
     pub(crate) stored_expiry: Option<Expiry>,
-    /// The changes most requests never make; `None` until one is made.
-    pub(crate) rare: Option<Box<RareChanges>>,
+    pub(crate) pending_expiry: Option<Option<Expiry>>,
+    /// This request's change to the owner the store indexes the session under (the owner key's
+    /// JSON, `Some(None)` once removed); `None` while the owner key is untouched.
+    pub(crate) pending_owner: Option<Option<String>>,
+    /// The id the session moves to on save (`regenerate_id`).
+    pub(crate) new_id: Option<SessionId>,
+    pub(crate) delete_id: Option<SessionId>,
     pub(crate) destroyed: bool,
     /// The request's time, read once, when it loaded the session: the load judges expiry by
     /// it and the save renews from it, as if the request took no time. (A clock read costs
@@ -102,7 +89,10 @@ impl State {
             created_at: now,
             stored_expires_at: None,
             stored_expiry: None,
-            rare: None,
+            pending_expiry: None,
+            pending_owner: None,
+            new_id: None,
+            delete_id: None,
             destroyed: false,
             now,
             held_lock: None,
@@ -134,7 +124,10 @@ impl State {
             flash: None,
             reflash: false,
             flash_cleared: false,
-            rare: None,
+            pending_expiry: None,
+            pending_owner: None,
+            new_id: None,
+            delete_id: None,
             destroyed: false,
             now,
             held_lock,
@@ -173,41 +166,7 @@ impl State {
     }
 
     pub(crate) fn current_id(&self) -> Option<&SessionId> {
-        self.new_id().or(self.loaded_id.as_ref())
-    }
-
-    fn rare_mut(&mut self) -> &mut RareChanges {
-        self.rare.get_or_insert_with(Box::default)
-    }
-
-    /// The id the session moves to on save (`regenerate_id`).
-    pub(crate) fn new_id(&self) -> Option<&SessionId> {
-        self.rare.as_deref()?.new_id.as_ref()
-    }
-
-    /// The stored session deleted on save.
-    pub(crate) fn delete_id(&self) -> Option<&SessionId> {
-        self.rare.as_deref()?.delete_id.as_ref()
-    }
-
-    /// Takes the stored session to delete on save.
-    pub(crate) fn take_delete_id(&mut self) -> Option<SessionId> {
-        self.rare.as_mut()?.delete_id.take()
-    }
-
-    /// This request's change to the session's expiry override, if any.
-    pub(crate) fn pending_expiry(&self) -> Option<Option<Expiry>> {
-        self.rare.as_deref()?.expiry
-    }
-
-    /// This request's change to the session's owner, if any.
-    pub(crate) fn pending_owner(&self) -> Option<&Option<String>> {
-        self.rare.as_deref()?.owner.as_ref()
-    }
-
-    /// Takes this request's change to the session's owner.
-    pub(crate) fn take_pending_owner(&mut self) -> Option<Option<String>> {
-        self.rare.as_mut()?.owner.take()
+        self.new_id.as_ref().or(self.loaded_id.as_ref())
     }
 
     /// The JSON under `name` as this request sees it, as bytes (for decoding).
@@ -279,11 +238,10 @@ impl State {
             return;
         }
         // A session that is not stored yet gets a fresh id when it is first saved anyway.
-        if let Some(loaded) = self.loaded_id.clone() {
-            let rare = self.rare_mut();
-            rare.new_id = Some(SessionId::random());
+        if let Some(loaded) = &self.loaded_id {
+            self.new_id = Some(SessionId::random());
             if delete_old {
-                rare.delete_id = Some(loaded);
+                self.delete_id = Some(loaded.clone());
             }
         }
     }
@@ -291,12 +249,8 @@ impl State {
     pub(crate) fn destroy(&mut self) {
         self.destroyed = true;
         // After `invalidate` the stored record to delete is already in `delete_id`.
-        let delete = self.loaded_id.clone().or_else(|| self.take_delete_id());
-        if delete.is_some() || self.rare.is_some() {
-            let rare = self.rare_mut();
-            rare.delete_id = delete;
-            rare.new_id = None;
-        }
+        self.delete_id = self.loaded_id.clone().or(self.delete_id.take());
+        self.new_id = None;
         self.stored = None;
         self.pending.clear();
         // Nothing outlives a destroy but what this response shows (`flash_now`).
@@ -317,14 +271,9 @@ impl State {
         if !self.writable("invalidate") {
             return;
         }
-        let delete = self.loaded_id.take().or_else(|| self.take_delete_id());
+        let old = self.loaded_id.take();
         *self = State {
-            rare: delete.map(|delete_id| {
-                Box::new(RareChanges {
-                    delete_id: Some(delete_id),
-                    ..RareChanges::default()
-                })
-            }),
+            delete_id: old.or(self.delete_id.take()),
             // Still this request's: the old record is deleted under it.
             held_lock: self.held_lock.take(),
             ..State::fresh(self.now)
@@ -348,14 +297,11 @@ impl State {
         if !self.writable("set_expiry") {
             return;
         }
-        let change = (expiry != self.stored_expiry).then_some(expiry);
-        if change.is_some() || self.rare.is_some() {
-            self.rare_mut().expiry = change;
-        }
+        self.pending_expiry = (expiry != self.stored_expiry).then_some(expiry);
     }
 
     pub(crate) fn expiry_override(&self) -> Option<Expiry> {
-        self.pending_expiry().unwrap_or(self.stored_expiry)
+        self.pending_expiry.unwrap_or(self.stored_expiry)
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -375,9 +321,9 @@ impl State {
     pub(crate) fn is_dirty(&self) -> bool {
         !self.pending.is_empty()
             || !self.flash_outgoing().is_empty()
-            || self.pending_expiry().is_some()
-            || self.new_id().is_some()
-            || self.delete_id().is_some()
+            || self.pending_expiry.is_some()
+            || self.new_id.is_some()
+            || self.delete_id.is_some()
             || self.destroyed
     }
 
@@ -441,27 +387,24 @@ impl State {
     /// such session would share the owner `null`.
     fn note_owner(&mut self, owner: Option<&str>) {
         let owner = owner.filter(|json| crate::key::is_owner_json(json));
-        let change = (owner != self.stored_owner()).then(|| owner.map(str::to_owned));
-        if change.is_some() || self.rare.is_some() {
-            self.rare_mut().owner = change;
-        }
+        self.pending_owner = (owner != self.stored_owner()).then(|| owner.map(str::to_owned));
     }
 
     /// A session stored before its schema marked the owner key (or by a schema that does not)
     /// has the owner's value but is not indexed under it: index it on this request's save.
     /// `index_json` is the schema's `__owner_index_json`.
     pub(crate) fn index_unindexed_owner(&mut self, name: &str, index_json: fn(&str) -> Option<String>) {
-        if self.pending_owner().is_some() || self.destroyed || self.stored.is_none() || self.stored_owner().is_some() {
+        if self.pending_owner.is_some() || self.destroyed || self.stored.is_none() || self.stored_owner().is_some() {
             return;
         }
         if let Some(owner) = self.value_json(name).and_then(index_json) {
-            self.rare_mut().owner = Some(Some(owner));
+            self.pending_owner = Some(Some(owner));
         }
     }
 
     /// The owner the session is indexed under after this request's changes.
     pub(crate) fn owner(&self) -> Option<String> {
-        match self.pending_owner() {
+        match &self.pending_owner {
             Some(owner) => owner.clone(),
             None => self.stored.as_ref().and_then(|record| record.owner.clone()),
         }
@@ -512,18 +455,18 @@ mod tests {
     fn the_owner_is_a_change_only_when_it_changes() {
         let mut state = owned_by_five();
         state.set_value("user_id", "5".to_owned(), true);
-        assert_eq!(state.pending_owner(), None);
+        assert_eq!(state.pending_owner, None);
         state.set_value("user_id", "6".to_owned(), true);
-        assert_eq!(state.pending_owner(), Some(&Some("6".to_owned())));
+        assert_eq!(state.pending_owner, Some(Some("6".to_owned())));
         state.set_value("user_id", "5".to_owned(), true);
-        assert_eq!(state.pending_owner(), None, "back to the stored owner");
+        assert_eq!(state.pending_owner, None, "back to the stored owner");
         state.set_value("user_id", "null".to_owned(), true);
-        assert_eq!(state.pending_owner(), Some(&None));
+        assert_eq!(state.pending_owner, Some(None));
         let mut state = owned_by_five();
         state.clear();
-        assert_eq!(state.pending_owner(), Some(&None));
+        assert_eq!(state.pending_owner, Some(None));
         let mut state = owned_by_five();
         state.set_value("theme", "\"dark\"".to_owned(), false);
-        assert_eq!(state.pending_owner(), None, "other keys leave the owner alone");
+        assert_eq!(state.pending_owner, None, "other keys leave the owner alone");
     }
 }
