@@ -205,17 +205,15 @@ impl<'a, T> Extracting<'a, T> {
 
     /// The request's session, once loaded.
     fn poll_loaded(&mut self, cx: &mut Context<'_>) -> Poll<Result<Arc<RequestSession>, SessionRejection>> {
-        if self.waiting.is_none() {
-            match loaded_session(self.parts, false) {
+        let load = match &mut self.waiting {
+            Some(load) => load,
+            None => match loaded_session(self.parts, false) {
                 Loading::Loaded(session) => return Poll::Ready(Ok(session)),
                 Loading::Failed(rejection) => return Poll::Ready(Err(rejection)),
-                Loading::Waiting(load) => self.waiting = Some(load),
-            }
-        }
-        match &mut self.waiting {
-            Some(load) => load.as_mut().poll(cx),
-            None => unreachable!("a load that waits is kept"),
-        }
+                Loading::Waiting(load) => self.waiting.insert(load),
+            },
+        };
+        load.as_mut().poll(cx)
     }
 }
 

@@ -630,21 +630,16 @@ impl SaveError {
 #[inline]
 fn cookie_header(config: &Config, cookie: CookiePlan, id: Option<SessionId>) -> Option<HeaderValue> {
     match (cookie, id) {
-        (CookiePlan::Keep, _) | (CookiePlan::Set { .. }, None) => None,
-        (cookie, id) => built_cookie_header(config, cookie, id),
+        (CookiePlan::Set { max_age }, Some(id)) => set_cookie_header(config, &id, max_age),
+        (CookiePlan::Remove, _) => config.cookie.removal_cookie(),
+        _ => None,
     }
 }
 
 #[inline(never)]
-fn built_cookie_header(config: &Config, cookie: CookiePlan, id: Option<SessionId>) -> Option<HeaderValue> {
-    match (cookie, id) {
-        (CookiePlan::Set { max_age }, Some(id)) => {
-            let value = encode_value(&id, &config.cookie.name, &config.signing_keys);
-            config.cookie.set_cookie(value, max_age)
-        }
-        (CookiePlan::Remove, _) => config.cookie.removal_cookie(),
-        _ => None,
-    }
+fn set_cookie_header(config: &Config, id: &SessionId, max_age: Option<Duration>) -> Option<HeaderValue> {
+    let value = encode_value(id, &config.cookie.name, &config.signing_keys);
+    config.cookie.set_cookie(value, max_age)
 }
 
 #[cfg(test)]
