@@ -53,7 +53,7 @@ fn check_generics(cx: &Ctxt, cont: &Container<'_>) {
         format_args!(
             "SessionSchema cannot be generic: a session schema must be 'static and name \
              concrete value types; remove `{}`",
-            crate::expand::render(generics.to_token_stream())
+            crate::render::render(generics.to_token_stream())
         ),
     );
 }

@@ -33,6 +33,7 @@ mod case;
 mod check;
 mod ctxt;
 mod expand;
+mod render;
 
 use proc_macro::TokenStream;
 use syn::{parse_macro_input, DeriveInput};
