@@ -1,8 +1,8 @@
 //! After the handler: what the request's changes take ([`plan`]), and doing it ([`save`]) —
 //! the store writes, then the `Set-Cookie` to send.
 //!
-//! One module, though long: the plan's kinds (create, apply, move, end), their writes, the
-//! fenced writes under a lock and the cookie each leads to are one decision, read together.
+//! Why this file is long: the plan's kinds (create, apply, move, end), their writes, the fenced
+//! writes under a lock and the cookie each leads to are one decision, read together.
 
 use std::time::{Duration, SystemTime};
 

@@ -1,6 +1,6 @@
 //! [`PostgresStore`]: one row per session, merged by one `UPDATE` with JSONB operators.
 //!
-//! (Long because every statement's SQL is built here, next to the reasons for its shape.)
+//! Why this file is long: every statement's SQL is built here, next to the reasons for its shape.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

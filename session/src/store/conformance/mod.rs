@@ -1,8 +1,8 @@
 //! The store conformance suite: one call checks that a [`SessionStore`] keeps the contract the
 //! session layer relies on. Every store in this crate passes it; run it on yours.
 //!
-//! (Long because every check spells out its steps and its failure messages, which are what a
-//! store author reads; the owner-index checks are in `owners`.)
+//! Why this file is long: every check spells out its steps and its failure messages, which are
+//! what a store author reads. The owner-index checks are in `owners`.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]

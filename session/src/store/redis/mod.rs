@@ -1,7 +1,7 @@
 //! [`RedisStore`]: one Redis hash per session, merged by Lua scripts in one round trip, on one
 //! Redis server or a Redis Cluster.
 //!
-//! Longer than most modules: each Lua script sits next to the code that calls it and the layout
+//! Why this file is long: each Lua script sits next to the code that calls it and the layout
 //! docs it implements, so that a reader checks one against the other in one place. The owner
 //! index, which touches other keys than the session's, is in `owners`; the record's stored form
 //! (its revision and JSON in one field), in `record`.
