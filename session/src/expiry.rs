@@ -118,6 +118,20 @@ impl ExpiryRules {
         self.max_lifetime.is_some_and(|cap| later(created_at, cap) <= now)
     }
 
+    /// When a session under `expiry` that started at `created_at` and now expires at
+    /// `expires_at` was last renewed, as best its record tells (its idle window back from its
+    /// expiry time), kept between its start and `now`: a session's last activity.
+    pub(crate) fn last_renewed(
+        &self,
+        expiry: Expiry,
+        created_at: SystemTime,
+        expires_at: SystemTime,
+        now: SystemTime,
+    ) -> SystemTime {
+        let renewed = expires_at.checked_sub(expiry.idle_window()).unwrap_or(created_at);
+        renewed.clamp(created_at, now.max(created_at))
+    }
+
     /// A session under `expiry` that started at `created_at`, renewed at `now`.
     pub(crate) fn renewed(&self, expiry: Expiry, created_at: SystemTime, now: SystemTime) -> Renewed {
         let idle_end = later(now, expiry.idle_window());
@@ -207,6 +221,22 @@ mod tests {
         for millis in [0, 1, -1, 1_700_000_000_123, -86_400_000] {
             assert_eq!(to_unix_millis(from_unix_millis(millis)), millis);
         }
+    }
+
+    #[test]
+    fn last_renewal_is_the_idle_window_back_from_expiry_kept_between_start_and_now() {
+        let rules = ExpiryRules::default();
+        let expiry = Expiry::Idle(10 * HOUR);
+        let start = UNIX_EPOCH + 1000 * HOUR;
+        let now = start + 30 * HOUR;
+        assert_eq!(rules.last_renewed(expiry, start, start + 35 * HOUR, now), start + 25 * HOUR);
+        // Never before the session started, nor after `now` (a record renewed by a clock ahead).
+        assert_eq!(rules.last_renewed(expiry, start, start + 5 * HOUR, now), start);
+        assert_eq!(rules.last_renewed(expiry, start, now + 20 * HOUR, now), now);
+        // A browser-session cookie's window is the idle default of `Expiry::BrowserSession`.
+        let browser = Expiry::BrowserSession;
+        let renewed = rules.last_renewed(browser, start, now + browser.idle_window(), now);
+        assert_eq!(renewed, now);
     }
 
     #[test]

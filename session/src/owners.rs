@@ -242,12 +242,11 @@ async fn list<V>(
             record.owner.as_deref() == Some(owner) && config.expiry.is_live(record.created_at, record.expires_at, now)
         })
         .map(|(key, record)| {
-            let idle = config.expiry.effective(record.expiry).idle_window();
-            let renewed = record.expires_at.checked_sub(idle).unwrap_or(record.created_at);
+            let expiry = config.expiry.effective(record.expiry);
             ListedSession {
                 handle: SessionHandle::of(&key),
                 current: Some(&key) == current,
-                last_active: renewed.clamp(record.created_at, now.max(record.created_at)),
+                last_active: config.expiry.last_renewed(expiry, record.created_at, record.expires_at, now),
                 record,
                 schema: PhantomData,
             }
