@@ -5,12 +5,12 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use typed_sessions::store::Record;
 use typed_sessions::store::{conformance, Applied, Created, SessionStore, StoreError};
 use typed_sessions::{FileStore, SessionId};
-use typed_sessions_tests::{fresh_key, live_record, millis_from_now, set_value};
+use typed_sessions_tests::{fresh_key, landed_on_both_sides, live_record, millis_from_now, set_value};
+use typed_sessions_tests::{RACE_ROUNDS_AT_LEAST, RACE_ROUNDS_AT_MOST};
 
 fn expired_record() -> Record {
     let mut record = live_record();
@@ -236,31 +236,40 @@ async fn concurrent_applies_from_two_instances_all_survive() {
 }
 
 /// Deletes, applies, creates and the sweeper racing on the same sessions: nothing comes back
-/// after a delete, and no lock is ever lost (which would show as a lost key).
+/// after a delete, and no lock is ever lost (which would show as a lost key). The workers and the
+/// delete start together; rounds go on until in one of them applies landed on both sides of the
+/// delete, which shows the race was run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deletes_and_sweeps_racing_applies() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(FileStore::open(dir.path()).unwrap());
-    for _ in 0..10 {
+    let mut raced = 0;
+    let mut rounds = 0;
+    while rounds < RACE_ROUNDS_AT_LEAST || (raced == 0 && rounds < RACE_ROUNDS_AT_MOST) {
+        rounds += 1;
         let doomed = fresh_key();
         let kept = fresh_key();
         store.create(&doomed, &live_record()).await.unwrap();
         store.create(&kept, &live_record()).await.unwrap();
+        let start = Arc::new(tokio::sync::Barrier::new(5));
         let workers: Vec<_> = (0..4)
             .map(|i| {
-                let store = Arc::clone(&store);
+                let (store, start) = (Arc::clone(&store), Arc::clone(&start));
                 tokio::spawn(async move {
                     let changes = set_value(&format!("k{i}"), "1");
-                    store.apply(&doomed, &changes).await.unwrap();
+                    start.wait().await;
+                    let doomed_outcome = store.apply(&doomed, &changes).await.unwrap();
                     assert_eq!(store.apply(&kept, &changes).await.unwrap(), Applied::Applied);
                     store.delete_expired().await.unwrap();
+                    doomed_outcome
                 })
             })
             .collect();
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        start.wait().await;
         store.delete(&doomed).await.unwrap();
+        let mut outcomes = Vec::new();
         for worker in workers {
-            worker.await.unwrap();
+            outcomes.push(worker.await.unwrap());
         }
         assert!(
             store.load(&doomed).await.unwrap().is_none(),
@@ -270,7 +279,9 @@ async fn deletes_and_sweeps_racing_applies() {
         for i in 0..4 {
             assert!(kept.values.contains_key(&format!("k{i}")), "k{i} lost");
         }
+        raced += usize::from(landed_on_both_sides(&outcomes));
     }
+    assert!(raced > 0, "in {rounds} rounds no apply ran on each side of the delete");
 }
 
 /// The owner index's files go with their sessions: an entry whose session was deleted is removed

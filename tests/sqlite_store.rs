@@ -2,14 +2,14 @@
 //! table names, several pools on one file, corrupt rows).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
 use sqlx::Row;
 use typed_sessions::store::{conformance, Created, SessionStore, StoreError};
 use typed_sessions::{Expiry, SessionId, SqliteStore};
 use typed_sessions_tests::to_unix_millis;
-use typed_sessions_tests::{fresh_key, live_record, millis_from_now, set_value};
+use typed_sessions_tests::{fresh_key, landed_on_both_sides, live_record, millis_from_now, set_value};
+use typed_sessions_tests::{RACE_ROUNDS_AT_LEAST, RACE_ROUNDS_AT_MOST};
 
 #[tokio::test]
 async fn conformance_on_a_file() {
@@ -251,32 +251,42 @@ async fn concurrent_applies_from_two_pools_all_survive() {
     typed_sessions_tests::concurrent_applies_from_two_instances_all_survive(one, two, 20).await;
 }
 
-/// A delete racing with applies: once the delete is done, no apply brings the row back.
+/// A delete racing with applies: once the delete is done, no apply brings the row back. The
+/// appliers and the delete start together; rounds go on until in one of them applies landed on
+/// both sides of the delete, which shows the race was run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn applies_racing_a_delete_never_resurrect() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(dir.path().join("s.db")).await.unwrap());
-    for _ in 0..10 {
+    let mut raced = 0;
+    let mut rounds = 0;
+    while rounds < RACE_ROUNDS_AT_LEAST || (raced == 0 && rounds < RACE_ROUNDS_AT_MOST) {
+        rounds += 1;
         let key = fresh_key();
         store.create(&key, &live_record()).await.unwrap();
+        let start = Arc::new(tokio::sync::Barrier::new(5));
         let appliers: Vec<_> = (0..4)
             .map(|i| {
-                let store = Arc::clone(&store);
+                let (store, start) = (Arc::clone(&store), Arc::clone(&start));
                 tokio::spawn(async move {
                     let mut changes = set_value(&format!("k{i}"), "1");
                     changes.expires_at = Some(millis_from_now(7_200_000));
+                    start.wait().await;
                     store.apply(&key, &changes).await.unwrap()
                 })
             })
             .collect();
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        start.wait().await;
         store.delete(&key).await.unwrap();
+        let mut outcomes = Vec::new();
         for applier in appliers {
-            applier.await.unwrap();
+            outcomes.push(applier.await.unwrap());
         }
         assert!(
             store.load(&key).await.unwrap().is_none(),
             "an apply brought a deleted row back"
         );
+        raced += usize::from(landed_on_both_sides(&outcomes));
     }
+    assert!(raced > 0, "in {rounds} rounds no apply ran on each side of the delete");
 }

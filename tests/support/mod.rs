@@ -1027,6 +1027,21 @@ pub fn live_record() -> typed_sessions::store::Record {
     record
 }
 
+/// Whether applies racing a delete of their record landed on both sides of it: some found the
+/// record (they ran before the delete), some found it gone (after). A race test that asserts
+/// some round did so shows the race was run, not only that one side always won it.
+pub fn landed_on_both_sides(outcomes: &[typed_sessions::store::Applied]) -> bool {
+    use typed_sessions::store::Applied;
+    outcomes.contains(&Applied::Applied) && outcomes.contains(&Applied::Missing)
+}
+
+/// The most rounds a race test runs while waiting for one in which the race happened (see
+/// [`landed_on_both_sides`]); it runs at least [`RACE_ROUNDS_AT_LEAST`].
+pub const RACE_ROUNDS_AT_MOST: usize = 300;
+
+/// The fewest rounds a race test runs, even once the race has happened.
+pub const RACE_ROUNDS_AT_LEAST: usize = 10;
+
 /// Two stores over one server that keep sessions apart (a clone given another table or prefix)
 /// load at once, interleaved, each a session of its own under the same key: each reads its own,
 /// also (on the SQL stores, which batch their loads) when its loads are queued behind the
