@@ -484,12 +484,12 @@ async fn an_undecodable_record_is_no_session_not_a_503_forever() {
 
 /// Holds a handler between loading the session and saving it, while another request runs.
 #[derive(Clone, Default)]
-struct Gate {
+struct HandlerGate {
     loaded: Arc<tokio::sync::Notify>,
     release: Arc<tokio::sync::Notify>,
 }
 
-impl Gate {
+impl HandlerGate {
     /// Called by the held handler once it has loaded the session.
     async fn hold(&self) {
         self.loaded.notify_one();
@@ -512,7 +512,7 @@ impl Gate {
 
 /// The test routes plus `/held`, which holds at `gate` and then runs `then` on the session; on
 /// `store` itself, whose counters prove the race happened.
-fn app_with_held_route(store: Arc<TestStore>, gate: &Gate, then: fn(&mut AppSession)) -> Router {
+fn app_with_held_route(store: Arc<TestStore>, gate: &HandlerGate, then: fn(&mut AppSession)) -> Router {
     let gate = gate.clone();
     Router::new()
         .route(
@@ -533,7 +533,7 @@ async fn logged_in(app: &Router) -> String {
 }
 
 async fn a_slow_request_never_undoes_a_logout() {
-    let (store, gate) = (Arc::new(TestStore::default()), Gate::default());
+    let (store, gate) = (Arc::new(TestStore::default()), HandlerGate::default());
     let app = app_with_held_route(store.clone(), &gate, |s| s.set(Values::USER_ID, 99));
     let cookie = logged_in(&app).await;
     let [_, _, applies, deletes] = store.counts();
@@ -554,7 +554,7 @@ async fn a_slow_request_never_undoes_a_logout() {
 }
 
 async fn regenerate_id_never_brings_back_a_session_destroyed_meanwhile() {
-    let (store, gate) = (Arc::new(TestStore::default()), Gate::default());
+    let (store, gate) = (Arc::new(TestStore::default()), HandlerGate::default());
     let app = app_with_held_route(store.clone(), &gate, |s| {
         s.regenerate_id(true);
         s.set(Values::VISITS, 5);
@@ -580,7 +580,7 @@ async fn regenerate_id_never_brings_back_a_session_destroyed_meanwhile() {
 }
 
 async fn regenerate_id_keeps_what_a_concurrent_request_wrote() {
-    let (store, gate) = (Arc::new(TestStore::default()), Gate::default());
+    let (store, gate) = (Arc::new(TestStore::default()), HandlerGate::default());
     let app = app_with_held_route(store.clone(), &gate, |s| s.regenerate_id(true));
     let cookie = logged_in(&app).await;
     // `/other` sets Other::THEME while `/held` holds the session it loaded before.

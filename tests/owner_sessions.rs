@@ -18,6 +18,7 @@ use typed_sessions::store::SessionStore;
 use typed_sessions::{
     MemoryStore, OwnerIndex, Session, SessionHandle, SessionLayer, SessionRejection, SessionSchema, SqliteStore,
 };
+use typed_sessions_tests::TestStore;
 
 #[derive(SessionSchema)]
 struct Values {
@@ -272,101 +273,10 @@ async fn admin_code_lists_and_ends_by_owner() {
 /// Listing on a store without an owner index is an error that says so, not an empty list.
 #[tokio::test]
 async fn a_store_without_an_owner_index_says_so() {
-    use typed_sessions::store::{Applied, Changes, Created, Record, StoreError, StoreKey};
-
-    /// Forwards the five methods a store must have, and nothing else.
-    struct Plain(MemoryStore);
-    impl SessionStore for Plain {
-        async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-            self.0.load(key).await
-        }
-        async fn create(&self, key: &StoreKey, record: &Record) -> Result<Created, StoreError> {
-            self.0.create(key, record).await
-        }
-        async fn apply(&self, key: &StoreKey, changes: &Changes) -> Result<Applied, StoreError> {
-            self.0.apply(key, changes).await
-        }
-        async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
-            self.0.delete(key).await
-        }
-        async fn delete_expired(&self) -> Result<u64, StoreError> {
-            self.0.delete_expired().await
-        }
-    }
-    let mut browser = Browser::new(app(SessionLayer::new(Plain(MemoryStore::new()))));
+    let mut browser = Browser::new(app(SessionLayer::new(TestStore::without_owner_index())));
     login(&mut browser, 1, "laptop").await;
     let reply = browser.get("/devices").await;
     assert_eq!(reply.status, axum::http::StatusCode::INTERNAL_SERVER_ERROR);
-}
-
-/// What an armed gate holds: whom to tell that the call arrived, and what lets it go.
-type Armed = (tokio::sync::oneshot::Sender<()>, tokio::sync::oneshot::Receiver<()>);
-
-/// A gate a store call waits at, once, when armed: the test sees the call arrive and lets it go.
-#[derive(Default, Clone)]
-struct Gate(Arc<parking_lot::Mutex<Option<Armed>>>);
-
-impl Gate {
-    /// Arms the gate: returns (the call arrived, let it go).
-    fn arm(&self) -> (tokio::sync::oneshot::Receiver<()>, tokio::sync::oneshot::Sender<()>) {
-        let (arrived_tx, arrived_rx) = tokio::sync::oneshot::channel();
-        let (release_tx, release_rx) = tokio::sync::oneshot::channel();
-        *self.0.lock() = Some((arrived_tx, release_rx));
-        (arrived_rx, release_tx)
-    }
-
-    async fn pass(&self) {
-        let armed = self.0.lock().take();
-        if let Some((arrived, release)) = armed {
-            arrived.send(()).unwrap();
-            release.await.unwrap();
-        }
-    }
-}
-
-/// A `MemoryStore` whose `create` and `delete` can be held at a gate.
-struct GatedStore {
-    inner: MemoryStore,
-    create: Gate,
-    delete: Gate,
-}
-
-impl SessionStore for GatedStore {
-    async fn load(
-        &self,
-        key: &typed_sessions::store::StoreKey,
-    ) -> Result<Option<typed_sessions::store::Record>, typed_sessions::store::StoreError> {
-        self.inner.load(key).await
-    }
-    async fn create(
-        &self,
-        key: &typed_sessions::store::StoreKey,
-        record: &typed_sessions::store::Record,
-    ) -> Result<typed_sessions::store::Created, typed_sessions::store::StoreError> {
-        self.create.pass().await;
-        self.inner.create(key, record).await
-    }
-    async fn apply(
-        &self,
-        key: &typed_sessions::store::StoreKey,
-        changes: &typed_sessions::store::Changes,
-    ) -> Result<typed_sessions::store::Applied, typed_sessions::store::StoreError> {
-        self.inner.apply(key, changes).await
-    }
-    async fn delete(&self, key: &typed_sessions::store::StoreKey) -> Result<(), typed_sessions::store::StoreError> {
-        self.delete.pass().await;
-        self.inner.delete(key).await
-    }
-    async fn delete_expired(&self) -> Result<u64, typed_sessions::store::StoreError> {
-        self.inner.delete_expired().await
-    }
-    async fn owner_sessions(
-        &self,
-        owner: &str,
-    ) -> Result<Vec<(typed_sessions::store::StoreKey, typed_sessions::store::Record)>, typed_sessions::store::StoreError>
-    {
-        self.inner.owner_sessions(owner).await
-    }
 }
 
 /// What [`end_others_while_one_moves`] saw.
@@ -386,25 +296,21 @@ struct Interleaved {
 /// the sessions and waits before its first delete; the move completes (its old id still live);
 /// then the end completes.
 async fn end_others_while_one_moves(user: u64, mover: &str) -> Interleaved {
-    let store = Arc::new(GatedStore {
-        inner: MemoryStore::new(),
-        create: Gate::default(),
-        delete: Gate::default(),
-    });
+    let store = Arc::new(TestStore::default());
     let app = app(SessionLayer::new(Arc::clone(&store)));
     let mut laptop = Browser::new(app.clone());
     let mut phone = Browser::new(app.clone());
     login(&mut laptop, user, "laptop").await;
     login(&mut phone, user, "phone").await;
 
-    let (create_arrived, create_release) = store.create.arm();
+    let (create_arrived, create_release) = store.create_gate.arm();
     let relogin_app = app.clone();
     let mover_cookie = if mover == "laptop" { &laptop } else { &phone }.cookie.clone();
     let relogin_path = format!("/login?user={user}&agent={mover}");
     let relogin = tokio::spawn(async move { send(&relogin_app, &relogin_path, mover_cookie.as_deref()).await });
     create_arrived.await.unwrap();
 
-    let (delete_arrived, delete_release) = store.delete.arm();
+    let (delete_arrived, delete_release) = store.delete_gate.arm();
     let end_app = app.clone();
     let laptop_cookie = laptop.cookie.clone();
     let end = tokio::spawn(async move { send(&end_app, "/end-others", laptop_cookie.as_deref()).await });

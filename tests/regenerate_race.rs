@@ -1,5 +1,5 @@
-//! `regenerate_id` never brings back a session ended while it runs, on every store: a store
-//! wrapper stops the regenerating request's save between its read of the old record and its
+//! `regenerate_id` never brings back a session ended while it runs, on every store: the test
+//! store wrapper stops the regenerating request's save between its read of the old record and its
 //! create of the new one, a logout ends the session right there, and the save then goes on.
 //! The interleaving is forced, not hoped for with a sleep.
 
@@ -9,13 +9,11 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use parking_lot::Mutex;
-use tokio::sync::Notify;
-use typed_sessions::store::{Applied, Changes, Created, Record, SessionStore, StoreError, StoreKey};
+use typed_sessions::store::SessionStore;
 use typed_sessions::{
     FileStore, MemoryStore, PostgresStore, RedisStore, Session, SessionLayer, SessionSchema, SqliteStore,
 };
-use typed_sessions_tests::{init_tracing, PostgresServer, RedisServer};
+use typed_sessions_tests::{init_tracing, PostgresServer, RedisServer, TestStore};
 
 #[path = "common/browser.rs"]
 mod browser;
@@ -27,61 +25,7 @@ struct Values {
     visits: u32,
 }
 
-/// A store that, once armed, stops its next `create` until resumed, and remembers the keys it
-/// created.
-struct PausingStore<S> {
-    inner: S,
-    pause: Mutex<Option<Pause>>,
-    created: Mutex<Vec<StoreKey>>,
-}
-
-#[derive(Clone, Default)]
-struct Pause {
-    reached: Arc<Notify>,
-    resume: Arc<Notify>,
-}
-
-impl<S> PausingStore<S> {
-    fn new(inner: S) -> Self {
-        PausingStore {
-            inner,
-            pause: Mutex::new(None),
-            created: Mutex::new(Vec::new()),
-        }
-    }
-
-    fn arm(&self) -> Pause {
-        let pause = Pause::default();
-        *self.pause.lock() = Some(pause.clone());
-        pause
-    }
-}
-
-impl<S: SessionStore> SessionStore for PausingStore<S> {
-    async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        self.inner.load(key).await
-    }
-    async fn create(&self, key: &StoreKey, record: &Record) -> Result<Created, StoreError> {
-        let pause = self.pause.lock().take();
-        if let Some(pause) = pause {
-            pause.reached.notify_one();
-            pause.resume.notified().await;
-        }
-        self.created.lock().push(*key);
-        self.inner.create(key, record).await
-    }
-    async fn apply(&self, key: &StoreKey, changes: &Changes) -> Result<Applied, StoreError> {
-        self.inner.apply(key, changes).await
-    }
-    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
-        self.inner.delete(key).await
-    }
-    async fn delete_expired(&self) -> Result<u64, StoreError> {
-        self.inner.delete_expired().await
-    }
-}
-
-fn app(store: Arc<PausingStore<impl SessionStore>>, delete_old: bool) -> Router {
+fn app(store: Arc<TestStore<impl SessionStore>>, delete_old: bool) -> Router {
     Router::new()
         .route(
             "/login",
@@ -108,26 +52,26 @@ fn app(store: Arc<PausingStore<impl SessionStore>>, delete_old: bool) -> Router 
 async fn the_logout_stands(store: impl SessionStore) {
     let store = Arc::new(store);
     for delete_old in [true, false] {
-        let store = Arc::new(PausingStore::new(Arc::clone(&store)));
+        let store = Arc::new(TestStore::wrapping(Arc::clone(&store)));
         let app = app(store.clone(), delete_old);
         let cookie = send(&app, "/login", None)
             .await
             .cookie_header()
             .expect("login sets a cookie");
 
-        let pause = store.arm();
+        let (create_arrived, create_release) = store.create_gate.arm();
         let regenerating = tokio::spawn({
             let (app, cookie) = (app.clone(), cookie.clone());
             async move { send(&app, "/regenerate", Some(&cookie)).await }
         });
-        pause.reached.notified().await;
+        create_arrived.await.unwrap();
         let logout = send(&app, "/logout", Some(&cookie)).await;
         assert_eq!(
             logout.cookie_header().as_deref(),
             Some("id="),
             "the logout removes the cookie"
         );
-        pause.resume.notify_one();
+        create_release.send(()).unwrap();
         let regenerated = regenerating.await.unwrap();
 
         assert_eq!(regenerated.status, StatusCode::OK);
@@ -137,7 +81,7 @@ async fn the_logout_stands(store: impl SessionStore) {
             regenerated.set_cookie
         );
         let created = store
-            .created
+            .created_keys
             .lock()
             .last()
             .copied()

@@ -229,7 +229,10 @@ mod tests {
         let expiry = Expiry::Idle(10 * HOUR);
         let start = UNIX_EPOCH + 1000 * HOUR;
         let now = start + 30 * HOUR;
-        assert_eq!(rules.last_renewed(expiry, start, start + 35 * HOUR, now), start + 25 * HOUR);
+        assert_eq!(
+            rules.last_renewed(expiry, start, start + 35 * HOUR, now),
+            start + 25 * HOUR
+        );
         // Never before the session started, nor after `now` (a record renewed by a clock ahead).
         assert_eq!(rules.last_renewed(expiry, start, start + 5 * HOUR, now), start);
         assert_eq!(rules.last_renewed(expiry, start, now + 20 * HOUR, now), now);

@@ -246,7 +246,9 @@ async fn list<V>(
             ListedSession {
                 handle: SessionHandle::of(&key),
                 current: Some(&key) == current,
-                last_active: config.expiry.last_renewed(expiry, record.created_at, record.expires_at, now),
+                last_active: config
+                    .expiry
+                    .last_renewed(expiry, record.created_at, record.expires_at, now),
                 record,
                 schema: PhantomData,
             }

@@ -1239,15 +1239,19 @@ macro_rules! on_both_paths {
     };
 }
 
-/// A `MemoryStore` that counts its calls and keeps the last patch it was given; it answers at
-/// once or after yielding (see [`Answers`]; `default()` takes the mode of the running
-/// [`run_with`]), or [fails](Failure).
-pub struct TestStore {
+/// A store (by default a `MemoryStore`) wrapped to count its calls and keep the last patch it
+/// was given; it answers at once or after yielding (see [`Answers`]; the constructors take the
+/// mode of the running [`run_with`]), or [fails](Failure), and its `create` and `delete` can be
+/// held at a [`Gate`]. The one store wrapper of the tests.
+pub struct TestStore<S = MemoryStore> {
     /// Where the records are; shared with the layer that [`layer`](Self::layer) builds in the
     /// at-once mode.
-    pub inner: std::sync::Arc<MemoryStore>,
+    pub inner: std::sync::Arc<S>,
     answers: Answers,
     failure: Option<Failure>,
+    /// Whether `owner_sessions` reaches the inner store's owner index; without it the store
+    /// answers as one that keeps none.
+    owner_index: bool,
     /// Calls of `load` so far.
     pub loads: AtomicUsize,
     /// Calls of `create` so far.
@@ -1258,20 +1262,17 @@ pub struct TestStore {
     pub deletes: AtomicUsize,
     /// The patch of the last `apply`.
     pub last_changes: parking_lot::Mutex<Option<Changes>>,
+    /// The keys `create` was called with, in order.
+    pub created_keys: parking_lot::Mutex<Vec<StoreKey>>,
+    /// Where `create` waits, when armed.
+    pub create_gate: Gate,
+    /// Where `delete` waits, when armed.
+    pub delete_gate: Gate,
 }
 
 impl Default for TestStore {
     fn default() -> Self {
-        TestStore {
-            inner: std::sync::Arc::new(MemoryStore::new()),
-            answers: ANSWERS.with(std::cell::Cell::get),
-            failure: None,
-            loads: AtomicUsize::new(0),
-            creates: AtomicUsize::new(0),
-            applies: AtomicUsize::new(0),
-            deletes: AtomicUsize::new(0),
-            last_changes: parking_lot::Mutex::new(None),
-        }
+        TestStore::wrapping(std::sync::Arc::new(MemoryStore::new()))
     }
 }
 
@@ -1293,6 +1294,34 @@ impl TestStore {
         TestStore {
             failure: Some(failure),
             ..TestStore::default()
+        }
+    }
+
+    /// A store whose `owner_sessions` fails as a store's without an owner index does.
+    pub fn without_owner_index() -> Self {
+        TestStore {
+            owner_index: false,
+            ..TestStore::default()
+        }
+    }
+}
+
+impl<S: SessionStore> TestStore<S> {
+    /// `inner`, wrapped; its owner index (if it keeps one) reachable.
+    pub fn wrapping(inner: std::sync::Arc<S>) -> Self {
+        TestStore {
+            inner,
+            answers: ANSWERS.with(std::cell::Cell::get),
+            failure: None,
+            owner_index: true,
+            loads: AtomicUsize::new(0),
+            creates: AtomicUsize::new(0),
+            applies: AtomicUsize::new(0),
+            deletes: AtomicUsize::new(0),
+            last_changes: parking_lot::Mutex::new(None),
+            created_keys: parking_lot::Mutex::new(Vec::new()),
+            create_gate: Gate::default(),
+            delete_gate: Gate::default(),
         }
     }
 
@@ -1326,7 +1355,35 @@ impl TestStore {
     }
 }
 
-impl SessionStore for TestStore {
+/// What an armed [`Gate`] holds: whom to tell that the call arrived, and what lets it go on.
+type Armed = (tokio::sync::oneshot::Sender<()>, tokio::sync::oneshot::Receiver<()>);
+
+/// A point a [`TestStore`] call waits at, once, when armed: the test learns that the call
+/// arrived, does what it wants to happen meanwhile, and lets the call go on. The interleaving is
+/// forced, not hoped for with a sleep.
+#[derive(Default)]
+pub struct Gate(parking_lot::Mutex<Option<Armed>>);
+
+impl Gate {
+    /// Arms the gate for the next call: returns (the call arrived, let it go on).
+    pub fn arm(&self) -> (tokio::sync::oneshot::Receiver<()>, tokio::sync::oneshot::Sender<()>) {
+        let (arrived_tx, arrived_rx) = tokio::sync::oneshot::channel();
+        let (release_tx, release_rx) = tokio::sync::oneshot::channel();
+        *self.0.lock() = Some((arrived_tx, release_rx));
+        (arrived_rx, release_tx)
+    }
+
+    /// Waits here if armed (disarming it), until the test lets the call go on.
+    async fn pass(&self) {
+        let armed = self.0.lock().take();
+        if let Some((arrived, release)) = armed {
+            arrived.send(()).expect("the test waits for the call to arrive");
+            release.await.expect("the test lets the call go on");
+        }
+    }
+}
+
+impl<S: SessionStore> SessionStore for TestStore<S> {
     async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
         match self
             .call(&self.loads, || Err(StoreError::Corrupt("not JSON".into())))
@@ -1337,6 +1394,8 @@ impl SessionStore for TestStore {
         }
     }
     async fn create(&self, key: &StoreKey, record: &Record) -> Result<Created, StoreError> {
+        self.create_gate.pass().await;
+        self.created_keys.lock().push(*key);
         match self.call(&self.creates, || Ok(Created::Created)).await? {
             Some(answer) => Ok(answer),
             None => self.inner.create(key, record).await,
@@ -1350,6 +1409,7 @@ impl SessionStore for TestStore {
         }
     }
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+        self.delete_gate.pass().await;
         match self.call(&self.deletes, || Ok(())).await? {
             Some(answer) => Ok(answer),
             None => self.inner.delete(key).await,
@@ -1359,6 +1419,15 @@ impl SessionStore for TestStore {
         match self.call(&AtomicUsize::new(0), || Ok(0)).await? {
             Some(answer) => Ok(answer),
             None => self.inner.delete_expired().await,
+        }
+    }
+    async fn owner_sessions(&self, owner: &str) -> Result<Vec<(StoreKey, Record)>, StoreError> {
+        if !self.owner_index {
+            return Err(StoreError::Unsupported("this test store keeps no owner index".into()));
+        }
+        match self.call(&AtomicUsize::new(0), || Ok(Vec::new())).await? {
+            Some(answer) => Ok(answer),
+            None => self.inner.owner_sessions(owner).await,
         }
     }
 }
