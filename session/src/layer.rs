@@ -1,4 +1,7 @@
 //! The tower layer that gives handlers the request's session and saves it after the handler.
+//!
+//! Why this file is long: `SessionLayer`'s builders are most of it, one documented method per
+//! setting; the service and its response future follow.
 
 use std::borrow::Cow;
 use std::future::Future;

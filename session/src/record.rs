@@ -3,6 +3,8 @@
 //! Values are kept as JSON text per key: a request decodes only the keys it reads and encodes
 //! only the keys it writes, and a store can merge a patch key by key without understanding the
 //! values.
+//!
+//! Why this file is long: a quarter of it is tests, the patch-merging model among them.
 
 use std::borrow::Cow;
 use std::time::SystemTime;

@@ -1,5 +1,7 @@
 //! The session cookie at both ends of a request: reading and verifying it from the `Cookie`
 //! header, and writing `Set-Cookie` and `Vary: Cookie` on the response.
+//!
+//! Why this file is long: half of it is tests, property tests of the `Cookie` parser among them.
 
 use std::borrow::Cow;
 use std::time::Duration;

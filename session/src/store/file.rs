@@ -1,3 +1,10 @@
+//! [`FileStore`]: one JSON file per session in a directory, written atomically under a lock file
+//! per session, with the owner index in files beside them.
+//!
+//! Why this file is long: the crash-safe write (temporary file, `fsync`, rename, directory sync),
+//! the locking that makes a read-change-write one step across processes, and the sweep that
+//! cleans up what crashes leave are one protocol, read together.
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};

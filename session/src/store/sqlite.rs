@@ -1,3 +1,9 @@
+//! [`SqliteStore`]: one row per session in a SQLite table (sqlx); a patch is read, merged and
+//! written in one `BEGIN IMMEDIATE` transaction.
+//!
+//! Why this file is long: every statement's SQL is built here, next to the reasons for its
+//! shape, and a fifth of the file is its tests.
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
