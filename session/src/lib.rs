@@ -119,7 +119,7 @@ pub use crate::store::PostgresStore;
 pub use crate::store::RedisStore;
 #[cfg(feature = "sqlite")]
 pub use crate::store::SqliteStore;
-pub use crate::store::{MemoryStore, SessionStore};
+pub use crate::store::{spawn_sweeper, MemoryStore, SessionStore, Sweeper};
 /// The `redis` crate this store is built on, for `RedisStore::from_manager`.
 #[cfg(feature = "redis")]
 pub use ::redis;
