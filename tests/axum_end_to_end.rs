@@ -364,6 +364,15 @@ async fn missing_layer_is_a_500_that_names_the_fix() {
     assert!(reply.body.contains("SessionLayer"), "{}", reply.body);
 }
 
+/// The 503 of a store that is down depends on the cookie too (a request without one reads no
+/// store and gets its page): it varies on `Cookie`, as a loaded session's response does.
+async fn a_503_for_a_store_that_is_down_varies_on_cookie() {
+    let app = routes().layer(SessionLayer::new(TestStore::failing(Failure::Down)));
+    let reply = send(&app, "/whoami", Some("id=AAAAAAAAAAAAAAAAAAAAAAAA")).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.vary, ["Cookie"]);
+}
+
 async fn store_down_is_a_503_and_routes_without_sessions_still_work() {
     let app = routes().layer(SessionLayer::new(TestStore::failing(Failure::Down)));
     assert_eq!(
@@ -873,6 +882,7 @@ typed_sessions_tests::on_both_paths!(
     signing_key_rotation_keeps_old_cookies_working,
     missing_layer_is_a_500_that_names_the_fix,
     store_down_is_a_503_and_routes_without_sessions_still_work,
+    a_503_for_a_store_that_is_down_varies_on_cookie,
     concurrent_requests_writing_different_keys_both_keep_their_writes,
     handlers_run_concurrently_across_sessions_without_mixing_them,
     store_timeout_turns_a_hanging_store_into_a_503,

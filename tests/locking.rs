@@ -246,6 +246,19 @@ async fn a_request_that_cannot_get_the_lock_in_time_gets_409_with_retry_after() 
 }
 
 /// Status and `Retry-After` of one request.
+/// The 409 of a busy lock depends on which session the cookie names: it varies on `Cookie`.
+#[tokio::test(start_paused = true)]
+async fn a_409_for_a_busy_lock_varies_on_cookie() {
+    let (app, holding) = memory_app(|layer| layer.with_lock_wait(Duration::from_millis(200)));
+    let cookie = logged_in(&app).await;
+    let slow = in_background(&app, "/slow-locked", &cookie);
+    holding.notified().await;
+    let refused = send(&app, "/locked", Some(&cookie)).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    assert_eq!(refused.vary, ["Cookie"]);
+    assert_eq!(slow.await.unwrap().status, StatusCode::OK);
+}
+
 async fn status_and_retry_after(app: &Router, path: &str, cookie: &str) -> (StatusCode, Option<String>) {
     let reply = send(app, path, Some(cookie)).await;
     let retry_after = reply.header(axum::http::header::RETRY_AFTER).map(str::to_owned);

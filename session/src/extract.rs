@@ -14,6 +14,7 @@ use http::header::RETRY_AFTER;
 use http::request::Parts;
 use http::StatusCode;
 
+use crate::cookie::vary_on_cookie;
 use crate::key::{FlashSchema, SessionSchema};
 use crate::request::{LoadError, RequestSession};
 use crate::session::Session;
@@ -76,12 +77,16 @@ impl IntoResponse for SessionRejection {
                 tracing::warn!(?waited, "the session's lock stayed busy; answering 409");
                 // Another try once a holder has had time to finish: at least a second.
                 let retry_after = waited.as_secs().max(1).to_string();
-                (
+                let mut response = (
                     StatusCode::CONFLICT,
                     [(RETRY_AFTER, retry_after)],
                     "Another request of this session is in progress; please try again.",
                 )
-                    .into_response()
+                    .into_response();
+                // Which session the cookie names decides this answer, as it decides a loaded
+                // session's: no shared cache may give it to another client.
+                vary_on_cookie(response.headers_mut());
+                response
             }
             SessionRejection::LockedTooLate | SessionRejection::Unsupported(_) => {
                 tracing::error!("{self}");
@@ -89,11 +94,14 @@ impl IntoResponse for SessionRejection {
             }
             SessionRejection::StoreUnavailable(error) => {
                 tracing::error!(%error, "session store unavailable; answering 503");
-                (
+                let mut response = (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "Session store unavailable; please try again shortly.",
                 )
-                    .into_response()
+                    .into_response();
+                // A request without a session cookie reads no store, and gets its page.
+                vary_on_cookie(response.headers_mut());
+                response
             }
         }
     }
