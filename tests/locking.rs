@@ -245,7 +245,6 @@ async fn a_request_that_cannot_get_the_lock_in_time_gets_409_with_retry_after() 
     );
 }
 
-/// Status and `Retry-After` of one request.
 /// The 409 of a busy lock depends on which session the cookie names: it varies on `Cookie`.
 #[tokio::test(start_paused = true)]
 async fn a_409_for_a_busy_lock_varies_on_cookie() {
@@ -259,6 +258,7 @@ async fn a_409_for_a_busy_lock_varies_on_cookie() {
     assert_eq!(slow.await.unwrap().status, StatusCode::OK);
 }
 
+/// Status and `Retry-After` of one request.
 async fn status_and_retry_after(app: &Router, path: &str, cookie: &str) -> (StatusCode, Option<String>) {
     let reply = send(app, path, Some(cookie)).await;
     let retry_after = reply.header(axum::http::header::RETRY_AFTER).map(str::to_owned);

@@ -236,10 +236,10 @@ mod tests {
         // Never before the session started, nor after `now` (a record renewed by a clock ahead).
         assert_eq!(rules.last_renewed(expiry, start, start + 5 * HOUR, now), start);
         assert_eq!(rules.last_renewed(expiry, start, now + 20 * HOUR, now), now);
-        // A browser-session cookie's window is the idle default of `Expiry::BrowserSession`.
-        let browser = Expiry::BrowserSession;
-        let renewed = rules.last_renewed(browser, start, now + browser.idle_window(), now);
-        assert_eq!(renewed, now);
+        // A browser-session cookie's window is `BROWSER_SESSION_IDLE` (a day).
+        let expires_at = now + BROWSER_SESSION_IDLE - 4 * HOUR;
+        let renewed = rules.last_renewed(Expiry::BrowserSession, start, expires_at, now);
+        assert_eq!(renewed, now - 4 * HOUR);
     }
 
     #[test]

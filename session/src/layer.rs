@@ -1,7 +1,8 @@
 //! The tower layer that gives handlers the request's session and saves it after the handler.
 //!
-//! Why this file is long: `SessionLayer`'s builders are most of it, one documented method per
-//! setting; the service and its response future follow.
+//! Why this file is long: `SessionLayer`'s builders, one documented method per setting, are the
+//! largest part; the service, its response future and the checks made when the layer is applied
+//! follow.
 
 use std::borrow::Cow;
 use std::future::Future;

@@ -2,7 +2,8 @@
 //! written in one `BEGIN IMMEDIATE` transaction.
 //!
 //! Why this file is long: every statement's SQL is built here, next to the reasons for its
-//! shape, and a fifth of the file is its tests.
+//! shape, and so are the batched load and the transaction that finishes even if its request is
+//! dropped.
 
 use std::path::Path;
 use std::sync::Arc;
