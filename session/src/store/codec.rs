@@ -13,6 +13,16 @@ pub(crate) fn now_millis() -> i64 {
     to_unix_millis(SystemTime::now())
 }
 
+/// A lock's lease in whole milliseconds, as the stores that keep locks store it: at least 1 (a
+/// lease of 0 would be no lock) and far enough from `i64::MAX` that adding it to the time now
+/// cannot overflow, in SQL or in Redis' `PX`.
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub(crate) fn lease_millis(lease: std::time::Duration) -> i64 {
+    i64::try_from(lease.as_millis())
+        .unwrap_or(i64::MAX)
+        .clamp(1, i64::MAX / 4)
+}
+
 /// A per-session expiry as the JSON stores keep it in.
 pub(crate) fn expiry_json(expiry: &Expiry) -> Result<String, StoreError> {
     serde_json::to_string(expiry).map_err(StoreError::backend)

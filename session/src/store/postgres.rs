@@ -9,7 +9,8 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use super::batched_loads::{BatchedLoads, Found, LoadMany};
 use super::codec::{
-    expiry_from_json, from_unix_millis, json_object, now_millis, optional_expiry_json, to_unix_millis, value_map,
+    expiry_from_json, from_unix_millis, json_object, lease_millis, now_millis, optional_expiry_json, to_unix_millis,
+    value_map,
 };
 use super::{Applied, Created, LockAttempt, LockToken, LockedApply, SessionStore, StoreError, StoreKey};
 use crate::record::{Changes, Patch, Record, Revision};
@@ -722,13 +723,6 @@ fn row_key(key: &[u8]) -> Result<StoreKey, StoreError> {
 }
 
 type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
-
-/// A lease in whole milliseconds, at least 1 (and far from overflowing `lock_until`).
-fn lease_millis(lease: Duration) -> i64 {
-    i64::try_from(lease.as_millis())
-        .unwrap_or(i64::MAX)
-        .clamp(1, i64::MAX / 4)
-}
 
 impl LoadMany for PostgresStore {
     async fn load_many(&self, keys: Vec<StoreKey>) -> Result<Found, StoreError> {

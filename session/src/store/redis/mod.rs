@@ -15,7 +15,7 @@ use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind, Value};
 
-use super::codec::{expiry_json, now_millis, to_unix_millis};
+use super::codec::{expiry_json, lease_millis, now_millis, to_unix_millis};
 use super::{Applied, Created, LockAttempt, LockToken, LockedApply, SessionStore, StoreError, StoreKey};
 use crate::id::push_hex;
 use crate::record::{Changes, Record};
@@ -751,7 +751,7 @@ impl SessionStore for RedisStore {
         let args = [
             now_millis().to_string().into(),
             token.to_hex().into(),
-            lease_millis(lease).into(),
+            lease_millis(lease).to_string().into(),
         ];
         let reply: Vec<Value> = self.invoke_locked(&LOCK_AND_LOAD, key, &args).await?;
         let text = |at: usize| match reply.get(at) {
@@ -797,7 +797,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn renew_lock(&self, key: &StoreKey, token: &LockToken, lease: Duration) -> Result<bool, StoreError> {
-        let args = [token.to_hex().into(), lease_millis(lease).into()];
+        let args = [token.to_hex().into(), lease_millis(lease).to_string().into()];
         let held: i64 = self.invoke_locked(&RENEW_LOCK, key, &args).await?;
         Ok(held == 1)
     }
@@ -815,12 +815,6 @@ impl SessionStore for RedisStore {
     async fn end_owner_sessions(&self, owner: &str, except: Option<&StoreKey>) -> Result<u64, StoreError> {
         self.end_listed(owner, except).await
     }
-}
-
-/// A lease in whole milliseconds for `PX`/`PEXPIRE`: at least 1, at most what Redis accepts.
-fn lease_millis(lease: Duration) -> String {
-    const MAX: u128 = i64::MAX as u128 / 2;
-    lease.as_millis().clamp(1, MAX).to_string()
 }
 
 /// The loaded record `base` with `changes` applied, as [`APPLY`] stores it if `base`'s revision
