@@ -9,8 +9,7 @@ use std::sync::Arc;
 use typed_sessions::store::Record;
 use typed_sessions::store::{conformance, Applied, Created, SessionStore, StoreError};
 use typed_sessions::{FileStore, SessionId};
-use typed_sessions_tests::{fresh_key, landed_on_both_sides, live_record, millis_from_now, set_value};
-use typed_sessions_tests::{RACE_ROUNDS_AT_LEAST, RACE_ROUNDS_AT_MOST};
+use typed_sessions_tests::{fresh_key, live_record, millis_from_now, race_until_both_sides, set_value};
 
 fn expired_record() -> Record {
     let mut record = live_record();
@@ -243,10 +242,8 @@ async fn concurrent_applies_from_two_instances_all_survive() {
 async fn deletes_and_sweeps_racing_applies() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(FileStore::open(dir.path()).unwrap());
-    let mut raced = 0;
-    let mut rounds = 0;
-    while rounds < RACE_ROUNDS_AT_LEAST || (raced == 0 && rounds < RACE_ROUNDS_AT_MOST) {
-        rounds += 1;
+    let store = &store;
+    race_until_both_sides(|| async move {
         let doomed = fresh_key();
         let kept = fresh_key();
         store.create(&doomed, &live_record()).await.unwrap();
@@ -254,7 +251,7 @@ async fn deletes_and_sweeps_racing_applies() {
         let start = Arc::new(tokio::sync::Barrier::new(5));
         let workers: Vec<_> = (0..4)
             .map(|i| {
-                let (store, start) = (Arc::clone(&store), Arc::clone(&start));
+                let (store, start) = (Arc::clone(store), Arc::clone(&start));
                 tokio::spawn(async move {
                     let changes = set_value(&format!("k{i}"), "1");
                     start.wait().await;
@@ -279,9 +276,9 @@ async fn deletes_and_sweeps_racing_applies() {
         for i in 0..4 {
             assert!(kept.values.contains_key(&format!("k{i}")), "k{i} lost");
         }
-        raced += usize::from(landed_on_both_sides(&outcomes));
-    }
-    assert!(raced > 0, "in {rounds} rounds no apply ran on each side of the delete");
+        outcomes
+    })
+    .await;
 }
 
 /// The owner index's files go with their sessions: an entry whose session was deleted is removed

@@ -8,8 +8,7 @@ use sqlx::Row;
 use typed_sessions::store::{conformance, Created, SessionStore, StoreError};
 use typed_sessions::{Expiry, SessionId, SqliteStore};
 use typed_sessions_tests::to_unix_millis;
-use typed_sessions_tests::{fresh_key, landed_on_both_sides, live_record, millis_from_now, set_value};
-use typed_sessions_tests::{RACE_ROUNDS_AT_LEAST, RACE_ROUNDS_AT_MOST};
+use typed_sessions_tests::{fresh_key, live_record, millis_from_now, race_until_both_sides, set_value};
 
 #[tokio::test]
 async fn conformance_on_a_file() {
@@ -258,16 +257,14 @@ async fn concurrent_applies_from_two_pools_all_survive() {
 async fn applies_racing_a_delete_never_resurrect() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(dir.path().join("s.db")).await.unwrap());
-    let mut raced = 0;
-    let mut rounds = 0;
-    while rounds < RACE_ROUNDS_AT_LEAST || (raced == 0 && rounds < RACE_ROUNDS_AT_MOST) {
-        rounds += 1;
+    let store = &store;
+    race_until_both_sides(|| async move {
         let key = fresh_key();
         store.create(&key, &live_record()).await.unwrap();
         let start = Arc::new(tokio::sync::Barrier::new(5));
         let appliers: Vec<_> = (0..4)
             .map(|i| {
-                let (store, start) = (Arc::clone(&store), Arc::clone(&start));
+                let (store, start) = (Arc::clone(store), Arc::clone(&start));
                 tokio::spawn(async move {
                     let mut changes = set_value(&format!("k{i}"), "1");
                     changes.expires_at = Some(millis_from_now(7_200_000));
@@ -286,7 +283,7 @@ async fn applies_racing_a_delete_never_resurrect() {
             store.load(&key).await.unwrap().is_none(),
             "an apply brought a deleted row back"
         );
-        raced += usize::from(landed_on_both_sides(&outcomes));
-    }
-    assert!(raced > 0, "in {rounds} rounds no apply ran on each side of the delete");
+        outcomes
+    })
+    .await;
 }

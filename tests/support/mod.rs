@@ -1027,20 +1027,24 @@ pub fn live_record() -> typed_sessions::store::Record {
     record
 }
 
-/// Whether applies racing a delete of their record landed on both sides of it: some found the
-/// record (they ran before the delete), some found it gone (after). A race test that asserts
-/// some round did so shows the race was run, not only that one side always won it.
-pub fn landed_on_both_sides(outcomes: &[typed_sessions::store::Applied]) -> bool {
+/// Runs a race test's `round` — applies racing a delete of their record, answering the applies'
+/// outcomes — at least 10 times, and on (up to 300 rounds) until one round's applies landed on
+/// both sides of the delete: some found the record (they ran before the delete), some found it
+/// gone (after). Fails if none did, so that a pass shows the race was run, not only that one
+/// side always won it.
+pub async fn race_until_both_sides<F>(mut round: impl FnMut() -> F)
+where
+    F: Future<Output = Vec<typed_sessions::store::Applied>>,
+{
     use typed_sessions::store::Applied;
-    outcomes.contains(&Applied::Applied) && outcomes.contains(&Applied::Missing)
+    let (mut rounds, mut raced) = (0, 0);
+    while rounds < 10 || (raced == 0 && rounds < 300) {
+        rounds += 1;
+        let outcomes = round().await;
+        raced += usize::from(outcomes.contains(&Applied::Applied) && outcomes.contains(&Applied::Missing));
+    }
+    assert!(raced > 0, "in {rounds} rounds no apply ran on each side of the delete");
 }
-
-/// The most rounds a race test runs while waiting for one in which the race happened (see
-/// [`landed_on_both_sides`]); it runs at least [`RACE_ROUNDS_AT_LEAST`].
-pub const RACE_ROUNDS_AT_MOST: usize = 300;
-
-/// The fewest rounds a race test runs, even once the race has happened.
-pub const RACE_ROUNDS_AT_LEAST: usize = 10;
 
 /// Two stores over one server that keep sessions apart (a clone given another table or prefix)
 /// load at once, interleaved, each a session of its own under the same key: each reads its own,
