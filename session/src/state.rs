@@ -171,7 +171,8 @@ impl State {
 
     /// The JSON under `name` as this request sees it, as bytes (for decoding).
     pub(crate) fn value_bytes(&self, name: &str) -> Option<&[u8]> {
-        // Most reads come before any write: no change to look through.
+        // Most reads come before any write: no change to look through. Checked here, not in
+        // `Patch::get`, where it measured slower by the clock (BENCHMARKS.md).
         let change = if self.pending.is_empty() {
             None
         } else {
